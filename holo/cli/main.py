@@ -1,0 +1,88 @@
+"""Entry point of the ``holo`` command.
+
+Exit codes: 0 success; 1 bad data (one line on stderr naming the file and the item, no
+traceback unless ``--debug``); 2 usage error. Progress goes to stderr, ``--json`` output to
+stdout. Heavy libraries (torch, numba kernels) are imported inside the commands so that
+``holo --help`` and ``holo info`` start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import click
+import typer
+
+from holo.errors import HoloError
+
+#: Sub-command modules of :mod:`holo.cli`; each defines ``register(app)``.
+COMMAND_MODULES = (
+    "info",
+    "convert",
+)
+
+app = typer.Typer(
+    name="holo",
+    help="holo: holotomography from off-axis holograms to 3D refractive index, AI diagnosis and reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_STATE = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    _STATE["debug"] = debug
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"holo.cli.{_name}").register(app)
+
+
+def _fail(msg: str, code: int) -> int:
+    print(f"holo: error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns (and, as a script, exits with) the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _STATE["debug"] = "--debug" in argv
+    try:
+        rv = app(args=argv, prog_name="holo", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        code = 2
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        code = _fail("interrupted", 130)
+    except HoloError as exc:
+        if _STATE["debug"]:
+            traceback.print_exc()
+        code = _fail(str(exc), 1)
+    except FileNotFoundError as exc:
+        if _STATE["debug"]:
+            traceback.print_exc()
+        code = _fail(f"{exc.filename}: no such file or folder", 1)
+    except (OSError, ValueError) as exc:
+        if _STATE["debug"]:
+            traceback.print_exc()
+        code = _fail(" ".join(str(exc).split()) or type(exc).__name__, 1)
+    return code
+
+
+def entry() -> None:  # pragma: no cover - console script wrapper
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

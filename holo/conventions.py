@@ -1,0 +1,68 @@
+"""Physics conventions of holo, written once and referred to everywhere else.
+
+Units and axes
+--------------
+* Every length is in micrometres (µm): wavelengths, pixel and voxel sizes, positions.
+  Spatial frequencies are in cycles/µm unless a name says ``k`` (then rad/µm).
+* Arrays are ordered (Z, Y, X) with Z the optical axis (the direction of the unscattered
+  beam at normal incidence; for sample rotation, the beam direction at angle 0). 2D frames
+  are (Y, X). A time axis, when present, comes first: (T, Z, Y, X).
+* Voxel sizes are tuples ``(dz, dy, dx)`` in µm, in array order.
+
+Waves
+-----
+* Time dependence is e^{-iωt}; a plane wave travelling along +z is e^{+i k z} with
+  k = 2π n_m / λ. ``wavelength_um`` is always the *vacuum* wavelength λ.
+* Complex fields are stored as u/u0: the field with the sample divided by the sample-free
+  field of the same illumination, in the focal plane z = 0, which is the centre of the
+  reconstructed volume.
+* With these signs the phase of u/u0 is *positive* where the optical path through the sample
+  is longer than through the medium. For a thin object, φ(x, y) = k0 ∫ (n − n_m) dz with
+  k0 = 2π/λ.
+* Illumination direction of an illumination-scan frame is given as
+  (NA_x, NA_y) = n_m (sinθ cosφ, sinθ sinφ), in the X, Y order of the frame.
+* Sample rotation: rotation angle in radians about the frame's Y axis (or X); at angle 0 the
+  volume's Z axis is the optical axis.
+
+Refractive index
+----------------
+* RI is absolute (e.g. 1.337 for the medium, 1.36 for cytoplasm), never Δn, stored float32.
+* Scattering potential f(r) = k0² (n_m² − n(r)²), so n = n_m √(1 − f / k_m²) with
+  k_m = k0 n_m. (f is negative where n > n_m.)
+* Dry mass uses the refractive increment α = 0.19 µm³/pg: m = (1/α) ∭ (n − n_m) dV.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Refractive increment of protein, µm³/pg (= mL/g).
+ALPHA_PROTEIN_UM3_PER_PG = 0.19
+#: Refractive increment of lipid, µm³/pg.
+ALPHA_LIPID_UM3_PER_PG = 0.135
+
+GEOMETRIES = ("illumination-scan", "sample-rotation")
+
+
+def vacuum_wavenumber(wavelength_um: float) -> float:
+    """k0 = 2π/λ in rad/µm."""
+    return 2.0 * np.pi / float(wavelength_um)
+
+
+def medium_wavenumber(wavelength_um: float, medium_index: float) -> float:
+    """k_m = 2π n_m/λ in rad/µm."""
+    return 2.0 * np.pi * float(medium_index) / float(wavelength_um)
+
+
+def ri_to_potential(ri, wavelength_um: float, medium_index: float):
+    """Scattering potential f = k0² (n_m² − n²) in rad²/µm² (see module docstring)."""
+    k0 = vacuum_wavenumber(wavelength_um)
+    ri = np.asarray(ri)
+    return (k0 * k0) * (medium_index * medium_index - ri * ri)
+
+
+def potential_to_ri(potential, wavelength_um: float, medium_index: float):
+    """Inverse of :func:`ri_to_potential`: n = n_m √(1 − f/k_m²) (real part for complex f)."""
+    km = medium_wavenumber(wavelength_um, medium_index)
+    val = medium_index * np.sqrt((1.0 - np.asarray(potential) / (km * km)).astype(np.complex128))
+    return np.real(val)
