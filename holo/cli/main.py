@@ -19,6 +19,8 @@ from holo.errors import HoloError
 
 #: Sub-command modules of :mod:`holo.cli`; each defines ``register(app)``.
 COMMAND_MODULES = (
+    "run",
+    "demo",
     "info",
     "convert",
 )

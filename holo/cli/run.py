@@ -1,0 +1,58 @@
+"""``holo run``: the whole pipeline over files, folders and globs, resumable, on dask."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(
+        inputs: List[str] = typer.Argument(..., help="Acquisition .h5 / TCF / OME files, folders or glob patterns."),
+        out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
+        method: str = typer.Option("rytov", "--method", help="Reconstruction: rytov|born|gp|tv|bpm."),
+        iterations: Optional[int] = typer.Option(None, "--iterations", help="Iterations of gp/tv/bpm."),
+        seg_method: str = typer.Option("unet", "--seg-method", help="Segmentation: unet|classic."),
+        image_format: str = typer.Option("ome-tiff", "--format", help="RI/label files: ome-tiff|ome-zarr."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Start a local dask cluster with N worker processes."),
+        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Use an existing dask scheduler, tcp://HOST:PORT."),
+        force: bool = typer.Option(False, "--force", help="Redo samples already done."),
+        as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    ) -> int:
+        """Reconstruct, segment, classify, measure and report every input into OUT/<sample>/.
+
+        Finished samples are skipped on a rerun (--force redoes them); a bad input fails only
+        itself; the exit code is 1 when any sample failed.
+        """
+        from holo.batch import run_batch
+        from holo.cli._progress import progress_bar, stderr_console
+        from holo.sample import SampleOptions
+
+        if method not in ("rytov", "born", "gp", "tv", "bpm"):
+            raise typer.BadParameter(f"unknown method {method!r}", param_hint="--method")
+        try:
+            options = SampleOptions(method=method, iterations=iterations, seg_method=seg_method, image_format=image_format)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        with progress_bar("samples") as update:
+
+            def on_result(rec, n, total):
+                update(n, total, note=f"{rec['name']}: {rec['status']}")
+                if rec["status"] != "done":
+                    stderr_console.print(f"[red]failed[/red] {rec['error']}", markup=True, highlight=False)
+
+            result = run_batch(inputs, out, options, workers=workers, scheduler=scheduler, force=force, on_result=on_result)
+        summary = result.summary()
+        if as_json:
+            print(json.dumps(summary, indent=2))
+        else:
+            stderr_console.print(
+                f"{len(result.done)} done, {len(result.failed)} failed, {len(result.skipped)} skipped"
+                + (f", {len(result.busy)} busy in another run" if result.busy else "")
+                + f" — summary: {Path(out) / 'summary.html'}"
+            )
+        return 0 if result.ok else 1

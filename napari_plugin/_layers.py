@@ -1,0 +1,164 @@
+"""Conversions between holo objects and napari layer-data tuples (no Qt here).
+
+Every layer gets its physical scale in µm (``scale`` in array order, ``units``) and the holo
+metadata it needs to be turned back into a Tomogram (medium index, wavelength, provenance).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from holo.model import Acquisition, Tomogram
+
+RI_COLORMAP = "turbo"
+META_KEY = "holo"
+
+
+def ri_contrast_limits(tomo: Tomogram) -> tuple[float, float]:
+    """Contrast limits from one frame (never the whole time series): the 0.5–99.9 % range of
+    the RI, widened to at least medium ± 0.005 so a flat medium shows as such."""
+    vol = tomo.frame(0)
+    sub = vol[:: max(1, vol.shape[0] // 16), ::2, ::2]
+    lo, hi = np.nanpercentile(sub, [0.5, 99.9])
+    lo = min(float(lo), tomo.medium_index - 0.005)
+    hi = max(float(hi), tomo.medium_index + 0.005)
+    return (lo, hi)
+
+
+def _units(n: int) -> tuple[str, ...]:
+    return ("µm",) * n
+
+
+def tomogram_layers(tomo: Tomogram, name: str = "RI") -> list[tuple]:
+    """RI image (time on the first slider, lazily), fluorescence channels aligned by their Z
+    offset, and the 2D MIP if present."""
+    scale = tuple(tomo.voxel_size_um)
+    meta = {
+        META_KEY: {
+            "kind": "tomogram",
+            "medium_index": tomo.medium_index,
+            "wavelength_um": tomo.wavelength_um,
+            "time_step_s": tomo.time_step_s,
+            "provenance": dict(tomo.provenance),
+            "source": tomo.source,
+        }
+    }
+    t_scale = ((tomo.time_step_s or 1.0),) if tomo.has_time else ()
+    t_units = ("s",) if tomo.has_time else ()
+    layers = [
+        (
+            tomo.ri,
+            {
+                "name": name,
+                "scale": t_scale + scale,
+                "units": t_units + _units(3),
+                "colormap": RI_COLORMAP,
+                "contrast_limits": ri_contrast_limits(tomo),
+                "metadata": meta,
+            },
+            "image",
+        )
+    ]
+    for ch_name, ch in (tomo.fluorescence or {}).items():
+        data = ch.data
+        has_t = len(data.shape) == 4
+        ch_t_scale = ((ch.time_step_s or tomo.time_step_s or 1.0),) if has_t else ()
+        layers.append(
+            (
+                data,
+                {
+                    "name": f"{name} FL {ch_name}",
+                    "scale": ch_t_scale + tuple(ch.voxel_size_um),
+                    "translate": ((0.0,) if has_t else ()) + (float(ch.offset_z_um), 0.0, 0.0),
+                    "units": (("s",) if has_t else ()) + _units(3),
+                    "colormap": "green",
+                    "blending": "additive",
+                    "metadata": {META_KEY: {"kind": "fluorescence", "channel": ch_name}},
+                },
+                "image",
+            )
+        )
+    if tomo.mip is not None:
+        mip = np.asarray(tomo.mip)
+        layers.append(
+            (
+                mip,
+                {
+                    "name": f"{name} MIP",
+                    "scale": tuple(scale[-mip.ndim :]) if mip.ndim <= 3 else None,
+                    "units": _units(min(mip.ndim, 3)),
+                    "colormap": RI_COLORMAP,
+                    "visible": False,
+                    "metadata": {META_KEY: {"kind": "mip"}},
+                },
+                "image",
+            )
+        )
+    return layers
+
+
+def acquisition_layers(acq: Acquisition, name: str = "acquisition") -> list[tuple]:
+    """The raw holograms (or |u/u0| and phase when the file holds fields), one frame per
+    illumination on the slider; the file path is kept for the Reconstruct widget."""
+    import dask.array as da
+
+    meta = {
+        META_KEY: {
+            "kind": "acquisition",
+            "path": acq.source,
+            "geometry": acq.geometry,
+            "wavelength_um": acq.wavelength_um,
+            "medium_index": acq.medium_index,
+            "objective_na": acq.objective_na,
+            "n_frames": acq.n_frames,
+        }
+    }
+    px = acq.pixel_size_um
+    common = {"scale": (1.0, px, px), "units": ("", "µm", "µm"), "axis_labels": ("frame", "y", "x"), "metadata": meta}
+    if acq.fields is not None:
+        f = da.from_array(acq.fields, chunks=(1,) + tuple(acq.frame_shape))
+        return [
+            (da.angle(f), {**common, "name": f"{name} phase", "colormap": "twilight"}, "image"),
+            (da.absolute(f), {**common, "name": f"{name} amplitude", "colormap": "gray", "visible": False}, "image"),
+        ]
+    h = da.from_array(acq.holograms, chunks=(1,) + tuple(acq.frame_shape))
+    first = np.asarray(acq.holograms[0], dtype=np.float32)
+    lims = tuple(float(v) for v in np.percentile(first, [0.5, 99.5]))
+    return [(h, {**common, "name": f"{name} holograms", "colormap": "gray", "contrast_limits": lims}, "image")]
+
+
+def labels_layer(labels: np.ndarray, voxel_size_um, name: str, features=None) -> tuple:
+    kw = {"name": name, "scale": tuple(voxel_size_um), "units": _units(3), "metadata": {META_KEY: {"kind": "labels"}}}
+    if features is not None:
+        kw["features"] = features
+    return (labels, kw, "labels")
+
+
+def image_layer_to_tomogram(layer) -> Tomogram:
+    """A napari Image layer (made by this plugin or any 3D float layer) as a Tomogram; the
+    scale is taken as the voxel size in µm, medium index from the metadata (else 1.337)."""
+    meta = (layer.metadata or {}).get(META_KEY, {})
+    data = layer.data
+    if data.ndim not in (3, 4):
+        raise ValueError(f"layer {layer.name!r} is {data.ndim}D; an RI volume is (Z, Y, X) or (T, Z, Y, X)")
+    scale = tuple(float(s) for s in layer.scale[-3:])
+    ri = data
+    if not np.issubdtype(np.dtype(ri.dtype), np.floating):
+        ri = np.asarray(ri, dtype=np.float32)
+    return Tomogram(
+        ri=ri,
+        voxel_size_um=scale,
+        medium_index=float(meta.get("medium_index") or 1.337),
+        wavelength_um=meta.get("wavelength_um"),
+        time_step_s=meta.get("time_step_s") if data.ndim == 4 else None,
+        provenance=dict(meta.get("provenance") or {}),
+        source=meta.get("source"),
+    )
+
+
+def default_name(path: str | Path) -> str:
+    from holo.sample import sample_name
+
+    return sample_name(path)

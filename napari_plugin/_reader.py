@@ -1,0 +1,48 @@
+"""napari reader: acquisition HDF5, Tomocube TCF, OME-TIFF and OME-Zarr (by content)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from holo.errors import HoloError
+from napari_plugin._layers import acquisition_layers, default_name, labels_layer, tomogram_layers
+
+
+def get_reader(path):
+    """Return a reader function when holo recognises ``path`` by its content, else None."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    from holo.io import detect_format
+
+    try:
+        detect_format(path)
+    except (HoloError, OSError):
+        return None
+    return read_layers
+
+
+def read_layers(path) -> list[tuple]:
+    """Layer-data tuples for one file: RI (+ fluorescence, MIP) or holograms; labels stored
+    in an OME-Zarr come as Labels layers."""
+    import holo
+    from holo.io import detect_format
+    from holo.model import Acquisition
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    name = default_name(path)
+    obj = holo.open(path)
+    if isinstance(obj, Acquisition):
+        return acquisition_layers(obj, name)
+    layers = tomogram_layers(obj, name)
+    if detect_format(path) == "ome-zarr":
+        from holo.io.omezarr import read_ome_zarr_labels
+
+        for lab_name, lab in read_ome_zarr_labels(path).items():
+            layers.append(labels_layer(lab, obj.voxel_size_um, f"{name} {lab_name}"))
+    return layers
+
+
+__all__ = ["get_reader", "read_layers", "Path"]

@@ -1,0 +1,45 @@
+"""Sample data: a small simulated acquisition from the digital twin, and its RI tomogram."""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from napari_plugin._layers import acquisition_layers, tomogram_layers
+
+SAMPLE_SEED = 7
+
+
+@lru_cache(maxsize=1)
+def _sample_acquisition_path() -> Path:
+    """Simulate once per session (a single nucleated cell, 25 illuminations) into a temp file."""
+    from holo.io.acquisition import write_acquisition
+    from holo.twin.acquire import simulate_acquisition
+    from holo.twin.phantoms import make_phantom
+
+    folder = Path(tempfile.gettempdir()) / "holo-napari-sample"
+    path = folder / f"sample_seed{SAMPLE_SEED}.h5"
+    if not path.exists():
+        phantom = make_phantom("cell", shape_zyx=(48, 96, 96), voxel_size_um=(0.2, 0.2, 0.2), n_cells=1, seed=SAMPLE_SEED)
+        acq = simulate_acquisition(phantom, n_angles=25, seed=SAMPLE_SEED)
+        write_acquisition(path, acq)
+    return path
+
+
+def sample_acquisition() -> list[tuple]:
+    from holo.io.acquisition import read_acquisition
+
+    return acquisition_layers(read_acquisition(_sample_acquisition_path()), "sample acquisition")
+
+
+@lru_cache(maxsize=1)
+def _sample_tomogram():
+    from holo.io.acquisition import read_acquisition
+    from holo.pipeline import reconstruct
+
+    return reconstruct(read_acquisition(_sample_acquisition_path()), method="rytov")
+
+
+def sample_tomogram() -> list[tuple]:
+    return tomogram_layers(_sample_tomogram(), "sample RI")

@@ -1,0 +1,1 @@
+"""Qt widgets of the holo napari plugin (orchestration only)."""

@@ -1,0 +1,69 @@
+"""Segment & classify widget: RI layer → semantic and instance Labels with a features table."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QComboBox, QFormLayout, QVBoxLayout, QWidget
+
+from napari_plugin._layers import image_layer_to_tomogram, labels_layer
+from napari_plugin._widgets._common import LayerCombo, is_ri_image
+from napari_plugin._widgets._task import TaskRunner
+
+
+class SegmentWidget(QWidget):
+    """Runs segmentation (U-Net or classic), per-cell classification and morphometrics on
+    the chosen RI layer (current time point) and adds two Labels layers; the instance layer
+    carries the cells table (morphometrics, class, confidence) as ``features``."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.layer_combo = LayerCombo(napari_viewer, is_ri_image)
+        self.method = QComboBox()
+        self.method.addItems(["unet", "classic"])
+        form = QFormLayout()
+        form.addRow("RI layer", self.layer_combo)
+        form.addRow("method", self.method)
+        self.runner = TaskRunner("Segment & classify")
+        self.runner.run_button.clicked.connect(self.run)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.runner)
+        lay.addWidget(self.runner.status)
+        lay.addStretch(1)
+
+    def run(self):
+        layer = self.layer_combo.layer()
+        if layer is None:
+            self.runner.status.setText("choose an RI layer")
+            return
+        tomo = image_layer_to_tomogram(layer)
+        if tomo.has_time:
+            t = int(self.viewer.dims.current_step[0])
+            tomo = tomo.replace(ri=tomo.frame(t), time_step_s=None)
+        method = self.method.currentText()
+        base = layer.name
+
+        def work(progress):
+            from segmentation import classify, measure, segment
+
+            progress(0, 3, "segmenting")
+            seg = segment(tomo, method=method)
+            progress(1, 3, "classifying")
+            classes = classify(tomo, seg.instance)
+            progress(2, 3, "measuring")
+            cells = measure(tomo, seg.semantic, seg.instance, classes=classes)
+            progress(3, 3, f"{len(cells)} cells")
+            return seg, cells
+
+        def done(result):
+            seg, cells = result
+            features = cells.copy()
+            id_col = "cell_id" if "cell_id" in features.columns else features.columns[0]
+            features.insert(0, "index", features[id_col].astype(int))
+            sem_data, sem_kw, _ = labels_layer(seg.semantic, tomo.voxel_size_um, f"{base} semantic")
+            self.viewer.add_labels(sem_data, **sem_kw)
+            inst_data, inst_kw, _ = labels_layer(seg.instance, tomo.voxel_size_um, f"{base} cells", features=features)
+            inst_kw["metadata"]["holo"]["ri_layer"] = base
+            self.viewer.add_labels(inst_data, **inst_kw)
+
+        self.runner.start(work, done)

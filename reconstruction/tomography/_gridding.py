@@ -1,0 +1,167 @@
+"""Numba kernels: spread Ewald-cap samples onto the 3D Fourier grid and normalise.
+
+One kernel serves both geometries: the caller gives each frame's illumination wave vector
+and a 3×3 matrix taking lab-frame K to object-frame K (identity for an illumination scan,
+the inverse sample rotation for sample rotation). The physics is in :mod:`.fdt`.
+
+Spreading is trilinear: a sample at fractional grid position (z, y, x) adds w·value and w
+to the 8 surrounding voxels of ``num`` and ``den`` with w the product of the 1D linear
+weights (1 − t, t). Dividing ``num`` by ``den`` afterwards (density compensation) gives each
+voxel the proximity-weighted mean of the samples within one grid step of it.
+
+Race-free parallelism: the Z axis of the output is cut into as many slabs as threads;
+each thread walks over all samples of the frame and writes only the corners that fall in
+its own slab (the sample geometry is cheap to recompute, the scattered writes are not
+shared).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["spread_frame", "normalise_and_centre"]
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _axis_corners(f, n):
+    """Lower index, upper index and upper weight of a fractional signed frequency index.
+
+    Indices outside the grid's Nyquist range [−n/2, (n−1)/2] are returned as −1 (dropped);
+    valid ones are wrapped to the unshifted FFT layout (0..n−1).
+    """
+    i0 = math.floor(f)
+    t = f - i0
+    lo = -(n // 2)
+    hi = (n - 1) // 2
+    a = -1
+    b = -1
+    if lo <= i0 <= hi:
+        a = i0 % n
+    if lo <= i0 + 1 <= hi:
+        b = (i0 + 1) % n
+    return a, b, t
+
+
+@numba.njit(cache=True, fastmath=True)
+def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi):
+    nz, ny, nx = num.shape
+    az, bz, tz = _axis_corners(fz, nz)
+    if not ((z_lo <= az < z_hi) or (z_lo <= bz < z_hi)):
+        return
+    ay, by, ty = _axis_corners(fy, ny)
+    ax, bx, tx = _axis_corners(fx, nx)
+    for cz in range(2):
+        iz = az if cz == 0 else bz
+        if iz < z_lo or iz >= z_hi:
+            continue
+        wz = (1.0 - tz) if cz == 0 else tz
+        for cy in range(2):
+            iy = ay if cy == 0 else by
+            if iy < 0:
+                continue
+            wy = wz * ((1.0 - ty) if cy == 0 else ty)
+            for cx in range(2):
+                ix = ax if cx == 0 else bx
+                if ix < 0:
+                    continue
+                w = wy * ((1.0 - tx) if cx == 0 else tx)
+                if w <= 0.0:
+                    continue
+                num[iz, iy, ix] += complex(w * vr, w * vi)
+                den[iz, iy, ix] += w
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, hermitian, num, den):
+    """Spread one frame's Ewald cap into the accumulators ``num`` (complex64) and ``den``.
+
+    Parameters
+    ----------
+    spec : (Ny, Nx) complex64
+        Û(q): continuous 2D Fourier transform of the Rytov/Born field u_R(r⊥) (already
+        multiplied by the pixel area, centred on the frame centre) and divided by the voxel
+        volume of the 3D grid.
+    qy, qx : (Ny,), (Nx,) float64
+        Angular frequencies q of the FFT bins of the frame, rad/µm.
+    period_y, period_x : float
+        2π/pixel: q is known modulo this period; each bin is unwrapped so that the
+        scattered wave vector k_out,⊥ = q + k_in,⊥ lies in the pupil (exact when the field
+        u is band-limited to the pupil and sampled at ≤ λ/(2 NA)).
+    kin_zyx : (3,) float64
+        Illumination wave vector (k_z, k_y, k_x), rad/µm, |k_in| = k_m.
+    km, k_pupil : float
+        k_m = 2π n_m/λ and the pupil radius k0·NA (rad/µm).
+    rot : (3, 3) float64
+        Object-frame K = rot @ lab-frame K, in (z, y, x) order.
+    inv_dk_zyx : (3,) float64
+        1/ΔK of the 3D grid per axis (ΔK = 2π/(N d)).
+    hermitian : bool
+        Also spread conj(F) at −K (a non-absorbing object has a real potential f).
+    num, den : (Z, Y, X) complex64 / float32
+        Accumulators, updated in place.
+
+    Notes
+    -----
+    Each bin gives k_out = (√(k_m² − |k_out,⊥|²), k_out,⊥), the cap point
+    K = k_out − k_in and the sample F(K) = 2i k_z,out Û(q) (Fourier diffraction theorem,
+    derived in :mod:`.fdt`).
+    """
+    ny, nx = spec.shape
+    nz = num.shape[0]
+    nthreads = numba.get_num_threads()
+    nchunk = min(nthreads, nz)
+    kz_in = kin_zyx[0]
+    ky_in = kin_zyx[1]
+    kx_in = kin_zyx[2]
+    kp2 = k_pupil * k_pupil
+    km2 = km * km
+    for c in numba.prange(nchunk):
+        z_lo = (c * nz) // nchunk
+        z_hi = ((c + 1) * nz) // nchunk
+        for iy in range(ny):
+            ky = qy[iy] + ky_in
+            ky = ky - period_y * math.floor(ky / period_y + 0.5)
+            for ix in range(nx):
+                kx = qx[ix] + kx_in
+                kx = kx - period_x * math.floor(kx / period_x + 0.5)
+                kperp2 = kx * kx + ky * ky
+                if kperp2 > kp2 or kperp2 >= km2:
+                    continue
+                kz = math.sqrt(km2 - kperp2)
+                Kz = kz - kz_in
+                Ky = ky - ky_in
+                Kx = kx - kx_in
+                oz = rot[0, 0] * Kz + rot[0, 1] * Ky + rot[0, 2] * Kx
+                oy = rot[1, 0] * Kz + rot[1, 1] * Ky + rot[1, 2] * Kx
+                ox = rot[2, 0] * Kz + rot[2, 1] * Ky + rot[2, 2] * Kx
+                s = spec[iy, ix]
+                # F = 2i k_z Û  ->  (re, im) = 2 k_z (−Im Û, Re Û)
+                vr = -2.0 * kz * s.imag
+                vi = 2.0 * kz * s.real
+                _spread_one(num, den, oz * inv_dk_zyx[0], oy * inv_dk_zyx[1], ox * inv_dk_zyx[2], vr, vi, z_lo, z_hi)
+                if hermitian:
+                    _spread_one(num, den, -oz * inv_dk_zyx[0], -oy * inv_dk_zyx[1], -ox * inv_dk_zyx[2], vr, -vi, z_lo, z_hi)
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def normalise_and_centre(num, den, phase_z, phase_y, phase_x, min_weight, support):
+    """In place: num ← num/den · phase_z[z]·phase_y[y]·phase_x[x] where den > min_weight, else 0.
+
+    ``support`` (bool, same shape) is set to ``den > min_weight``. The separable phase moves
+    the spatial origin from the volume centre to the first voxel (FFT layout).
+    """
+    nz, ny, nx = num.shape
+    for iz in numba.prange(nz):
+        for iy in range(ny):
+            pzy = phase_z[iz] * phase_y[iy]
+            for ix in range(nx):
+                d = den[iz, iy, ix]
+                if d > min_weight:
+                    num[iz, iy, ix] = num[iz, iy, ix] / d * (pzy * phase_x[ix])
+                    support[iz, iy, ix] = True
+                else:
+                    num[iz, iy, ix] = 0.0
+                    support[iz, iy, ix] = False

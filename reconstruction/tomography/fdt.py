@@ -1,0 +1,389 @@
+r"""Fourier diffraction tomography: Rytov / first-Born mapping of fields onto the 3D spectrum.
+
+Conventions are those of :mod:`holo.conventions` (µm, (Z, Y, X), e^{-iωt}, u/u0 in the focal
+plane z = 0 at the volume centre, f = k0²(n_m² − n²)).
+
+Derivation (Fourier diffraction theorem with our signs)
+-------------------------------------------------------
+With f the Helmholtz equation (∇² + k0² n²) u = 0 reads (∇² + k_m²) u = f u. The outgoing
+Green's function of (∇² + k_m²) G = −δ for e^{-iωt} is G = e^{i k_m r}/(4π r), so
+u_s = u − u_in = −∫ G(r − r') f(r') u(r') d³r'. First Born: u → u_in = e^{i k_in·r}.
+Weyl's expansion G = (i/8π²) ∫∫ e^{i(k_⊥·r_⊥ + k_z|z|)}/k_z d²k_⊥, k_z = √(k_m² − k_⊥²),
+gives, in a plane z_D beyond the object and with F(K) = ∫ f(r) e^{−iK·r} d³r,
+
+    Û_s(k_⊥; z_D) = ∫∫ u_s e^{−i k_⊥·r_⊥} d²r_⊥ = −(i / 2k_z) e^{i k_z z_D} F(k_out − k_in),
+
+with k_out = (k_⊥, k_z). The measured Born field u_B = u/u0 − 1 = u_s/u_in is u_s demodulated
+by the illumination, so its transform at q is Û_s at k_⊥ = q + k_in,⊥ times e^{−i k_z,in z_D}.
+The fields are given refocused to z_D = 0 (the volume centre), hence
+
+    F(K) = 2i k_z,out Û_B(q),   K = k_out − k_in,   k_out,⊥ = q + k_in,⊥.
+
+Rytov: u = u_in e^{ψ} and ψ ≈ u_B to first order, so the Rytov field
+u_R = ln|u/u0| + iφ (φ the unwrapped phase) takes the place of u_B; it stays valid for
+large phase delays as long as the RI gradients are small.
+Sign check: for a thin weak object u_B ≈ iφ with φ = k0 ∫(n − n_m)dz > 0, so at K = 0
+F(0) = 2i k_m · i k0 ∫(n − n_m) dV = −2 k0² n_m ∫(n − n_m) dV, which is ∫ f dV to first
+order in Δn (f < 0 where n > n_m), as it must be.
+
+Discretisation: Û ≈ px² · DFT2(u_R) (with the frame centre as origin) and the 3D DFT of the
+volume is F/ΔV, so each cap sample adds 2i k_z px² DFT2(u_R)/ΔV at K. The two geometries
+differ only in the K coordinates:
+
+* illumination scan: k_in = (k_m cosθ, NA_y k0, NA_x k0) from ``illumination_na``, caps
+  K = k_out − k_in in the object frame;
+* sample rotation: the beam is fixed along +Z, and at angle α the sample is rotated by +α
+  about the rotation axis (right-handed: about Y, +Z turns towards +X; about X, +Y turns
+  towards +Z). The lab-frame object is f(R_α^T r), whose spectrum is F(R_α^T K), so the
+  lab cap K maps to the object-frame point R_α^T K = R_{−α} K: the cap of the fixed beam
+  rotated by −α about the axis.
+
+The caps are spread trilinearly onto the unshifted FFT grid with density compensation
+(:mod:`._gridding`), together with conj(F) at −K (f is real for a non-absorbing sample),
+and n = n_m √(1 − f/k_m²) (see :func:`holo.conventions.potential_to_ri`) after the inverse
+FFT.
+
+References
+----------
+E. Wolf, "Three-dimensional structure determination of semi-transparent objects from
+holographic data", Opt. Commun. 1, 153 (1969). A. J. Devaney, "A filtered backpropagation
+algorithm for diffraction tomography", Ultrason. Imaging 4, 336 (1982).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import scipy.fft
+
+from holo.conventions import GEOMETRIES, medium_wavenumber, vacuum_wavenumber
+from holo.errors import ValidationError
+from holo.model import Tomogram
+
+from .grid import Grid, default_grid
+
+__all__ = ["FourierData", "fourier_map", "reconstruct_fdt", "rytov_field", "born_field", "spectrum_to_ri", "cap_rotation"]
+
+METHODS = ("rytov", "born")
+
+
+@dataclass
+class FourierData:
+    """Gridded spectrum of the scattering potential f (see :mod:`holo.conventions`).
+
+    Attributes
+    ----------
+    spectrum : (Z, Y, X) complex64
+        DFT of the f volume (origin at the first voxel, unshifted ``scipy.fft`` layout):
+        ``scipy.fft.ifftn(spectrum).real`` is f in rad²/µm² with the focal plane / optical
+        axis at index N//2 of each axis. Zero where nothing was measured.
+    weight : (Z, Y, X) float32
+        Accumulated interpolation weight of the measured samples (how well each voxel is
+        measured; 0 outside the support).
+    support : (Z, Y, X) bool
+        Voxels holding measured data (weight > 0).
+    voxel_size_um, shape_zyx, wavelength_um, medium_index
+        Grid and optics.
+    method : str
+        "rytov" or "born".
+    excluded_frames : list of int
+        Frames left out (invalid in the field set).
+    provenance : dict
+        Parameters of the mapping.
+    """
+
+    spectrum: np.ndarray
+    weight: np.ndarray
+    support: np.ndarray
+    voxel_size_um: tuple
+    shape_zyx: tuple
+    wavelength_um: float
+    medium_index: float
+    method: str = "rytov"
+    excluded_frames: list = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+    source: str | None = None
+
+
+# -- input handling ------------------------------------------------------------------------
+
+def _get(obj, name, default=None):
+    return getattr(obj, name, default)
+
+
+def _as_fieldset(obj):
+    """Accept a FieldSet (or any object with its attributes) or an Acquisition with fields."""
+    fields = _get(obj, "fields")
+    if fields is None:
+        raise ValidationError("holds no complex fields; retrieve them first (reconstruction.fields.retrieve_fields)", path=_get(obj, "source"), item="fields")
+    if len(fields.shape) != 3 or np.dtype(fields.dtype).kind != "c":
+        raise ValidationError(f"must be complex (A, Y, X), got {fields.dtype} {tuple(fields.shape)}", path=_get(obj, "source"), item="fields")
+    n = int(fields.shape[0])
+    valid = _get(obj, "valid")
+    valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool).reshape(-1)
+    if valid.shape != (n,):
+        raise ValidationError(f"shape {valid.shape} != ({n},)", path=_get(obj, "source"), item="valid")
+    geometry = _get(obj, "geometry")
+    if geometry not in GEOMETRIES:
+        raise ValidationError(f"must be one of {GEOMETRIES}, got {geometry!r}", path=_get(obj, "source"), item="geometry")
+    fs = SimpleNamespace(
+        fields=fields,
+        valid=valid,
+        qc=list(_get(obj, "qc", None) or []),
+        geometry=geometry,
+        wavelength_um=float(obj.wavelength_um),
+        pixel_size_um=float(obj.pixel_size_um),
+        medium_index=float(obj.medium_index),
+        objective_na=float(obj.objective_na),
+        illumination_na=_get(obj, "illumination_na"),
+        angles=_get(obj, "angles"),
+        rotation_axis=_get(obj, "rotation_axis", "y") or "y",
+        source=_get(obj, "source"),
+        unwrapped_phase=_get(obj, "unwrapped_phase"),
+    )
+    if geometry == "illumination-scan":
+        if fs.illumination_na is None:
+            raise ValidationError("is required for an illumination scan", path=fs.source, item="illumination_na")
+        na = np.asarray(fs.illumination_na, float)
+        if na.shape != (n, 2):
+            raise ValidationError(f"shape {na.shape} != ({n}, 2)", path=fs.source, item="illumination_na")
+        if np.any(np.hypot(na[:, 0], na[:, 1]) >= fs.medium_index):
+            raise ValidationError("an illumination NA reaches the medium index", path=fs.source, item="illumination_na")
+        fs.illumination_na = na
+    else:
+        if fs.angles is None:
+            raise ValidationError("is required for sample rotation", path=fs.source, item="angles")
+        ang = np.asarray(fs.angles, float).reshape(-1)
+        if ang.shape != (n,):
+            raise ValidationError(f"shape {ang.shape} != ({n},)", path=fs.source, item="angles")
+        fs.angles = ang
+        if fs.rotation_axis not in ("y", "x"):
+            raise ValidationError(f"must be 'y' or 'x', got {fs.rotation_axis!r}", path=fs.source, item="rotation_axis")
+    return fs
+
+
+def excluded_frames(fs) -> list[int]:
+    """Indices of frames not used (``valid`` False)."""
+    return [int(i) for i in np.flatnonzero(~np.asarray(fs.valid, bool))]
+
+
+# -- per-frame field transforms ---------------------------------------------------------------
+
+def born_field(u):
+    """First-Born field u_B = u/u0 − 1 of one frame of u/u0 (complex64)."""
+    return (np.asarray(u, np.complex64) - np.complex64(1.0)).astype(np.complex64, copy=False)
+
+
+def rytov_field(u, unwrapped_phase=None):
+    """Rytov field u_R = ln|u/u0| + iφ of one frame of u/u0 (complex64).
+
+    ``unwrapped_phase`` (Y, X) is φ when known; otherwise the phase of u is unwrapped here
+    (2D quality-guided unwrapping) and shifted by a multiple of 2π so that its median over
+    the frame's border (the background, φ ≈ 0) lies in (−π, π].
+    """
+    u = np.asarray(u)
+    amp = np.abs(u).astype(np.float32)
+    tiny = np.float32(1e-12)
+    np.maximum(amp, tiny, out=amp)
+    if unwrapped_phase is None:
+        from skimage.restoration import unwrap_phase
+
+        phi = unwrap_phase(np.angle(u).astype(np.float64)).astype(np.float32)
+        border = np.concatenate([phi[0], phi[-1], phi[:, 0], phi[:, -1]])
+        phi -= np.float32(2 * np.pi * np.round(np.median(border) / (2 * np.pi)))
+    else:
+        phi = np.asarray(unwrapped_phase, np.float32)
+    out = np.empty(u.shape, np.complex64)
+    out.real = np.log(amp)
+    out.imag = phi
+    return out
+
+
+def cap_rotation(angle_rad: float, rotation_axis: str = "y") -> np.ndarray:
+    """Matrix taking lab-frame K to object-frame K, (z, y, x) order: R_{−α} about the axis.
+
+    At angle α the sample is turned by +α (about Y: +Z towards +X; about X: +Y towards +Z),
+    so a lab-frame cap point K belongs to the object spectrum at R_α^T K.
+    """
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    if rotation_axis == "y":
+        # x_o = c x − s z, z_o = s x + c z
+        return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    if rotation_axis == "x":
+        # y_o = c y + s z, z_o = −s y + c z
+        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    raise ValueError(f"rotation_axis must be 'y' or 'x', got {rotation_axis!r}")
+
+
+def _kin_zyx(fs, a, km, k0):
+    if fs.geometry == "illumination-scan":
+        nax, nay = fs.illumination_na[a]
+        kx, ky = k0 * nax, k0 * nay
+        return np.array([math.sqrt(km * km - kx * kx - ky * ky), ky, kx])
+    return np.array([km, 0.0, 0.0])
+
+
+# -- the mapping ------------------------------------------------------------------------------
+
+def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_um=None, hermitian: bool = True, progress=None) -> FourierData:
+    """Map every valid frame's Rytov/Born field onto its Ewald cap in the 3D spectrum of f.
+
+    Parameters
+    ----------
+    fieldset : FieldSet
+        Fields u/u0 (A, Y, X) with ``geometry``, ``wavelength_um``, ``pixel_size_um``,
+        ``medium_index``, ``objective_na``, ``illumination_na`` (illumination scan) or
+        ``angles`` + ``rotation_axis`` (sample rotation), ``valid``, ``qc``. An
+        :class:`holo.model.Acquisition` holding fields works too.
+    method : {"rytov", "born"}
+        Rytov field ln(u/u0) (default) or first-Born field u/u0 − 1.
+    shape_zyx, voxel_size_um : optional
+        Override of the grid chosen by :func:`.grid.default_grid`.
+    hermitian : bool
+        Also place conj(F(K)) at −K (real potential, non-absorbing sample). Default True.
+    progress : callable(done, total), optional
+        Called after each frame.
+
+    Returns
+    -------
+    FourierData
+        Spectrum of f = k0²(n_m² − n²) (complex64, unshifted), weights and support.
+
+    Raises
+    ------
+    ValueError / ValidationError
+        Unknown method, missing angles / illumination NA, no valid frame, bad grid.
+
+    Notes
+    -----
+    F(K) = 2i k_z,out Û(q) on K = k_out − k_in (module docstring). Memory is the two
+    accumulators (Z, Y, X) plus one frame: frames are streamed (field → 2D FFT → spread).
+    """
+    from . import _gridding
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    fs = _as_fieldset(fieldset)
+    n_frames, ny, nx = (int(s) for s in fs.fields.shape)
+    use = np.flatnonzero(fs.valid)
+    if use.size == 0:
+        raise ValidationError("no valid frame to reconstruct from (all failed QC)", path=fs.source, item="valid")
+    grid = default_grid(
+        (ny, nx), fs.pixel_size_um, wavelength_um=fs.wavelength_um, medium_index=fs.medium_index,
+        objective_na=fs.objective_na, geometry=fs.geometry, rotation_axis=fs.rotation_axis,
+        shape_zyx=shape_zyx, voxel_size_um=voxel_size_um,
+    )
+    k0 = vacuum_wavenumber(fs.wavelength_um)
+    km = medium_wavenumber(fs.wavelength_um, fs.medium_index)
+    k_pupil = k0 * min(fs.objective_na, fs.medium_index)
+    px = fs.pixel_size_um
+    dz, dy, dx = grid.voxel_size_um
+    qy = 2 * np.pi * np.fft.fftfreq(ny, d=px)
+    qx = 2 * np.pi * np.fft.fftfreq(nx, d=px)
+    # Û ≈ px² DFT2 with the frame centre (index N//2) as origin, divided by the voxel volume.
+    scale = px * px / (dz * dy * dx)
+    frame_phase = (np.exp(1j * qy * (ny // 2) * px)[:, None] * np.exp(1j * qx * (nx // 2) * px)[None, :] * scale).astype(np.complex64)
+    inv_dk = np.array([1.0 / d for d in grid.k_spacing()])
+
+    num = np.zeros(grid.shape_zyx, np.complex64)
+    den = np.zeros(grid.shape_zyx, np.float32)
+    unwrapped = None
+    if method == "rytov" and callable(fs.unwrapped_phase):
+        unwrapped = fs.unwrapped_phase()
+    eye = np.eye(3)
+    for done, a in enumerate(use):
+        u = np.asarray(fs.fields[a])
+        if method == "born":
+            ur = born_field(u)
+        else:
+            ur = rytov_field(u, None if unwrapped is None else unwrapped[a])
+        spec = scipy.fft.fft2(ur, workers=-1)
+        spec *= frame_phase
+        rot = eye if fs.geometry == "illumination-scan" else cap_rotation(float(fs.angles[a]), fs.rotation_axis)
+        _gridding.spread_frame(
+            spec, qy, qx, 2 * np.pi / px, 2 * np.pi / px, _kin_zyx(fs, a, km, k0), km, k_pupil,
+            np.ascontiguousarray(rot, dtype=np.float64), inv_dk, bool(hermitian), num, den,
+        )
+        if progress is not None:
+            progress(done + 1, int(use.size))
+
+    # Back from "origin at the volume centre" to the FFT layout: multiply by e^{−i K·c}.
+    phases = []
+    for n, d, c in zip(grid.shape_zyx, grid.voxel_size_um, grid.centre_um()):
+        k = 2 * np.pi * np.fft.fftfreq(n, d=d)
+        phases.append(np.exp(-1j * k * c).astype(np.complex64))
+    support = np.empty(grid.shape_zyx, bool)
+    _gridding.normalise_and_centre(num, den, phases[0], phases[1], phases[2], np.float32(1e-6), support)
+    excl = excluded_frames(fs)
+    prov = {
+        "method": method,
+        "geometry": fs.geometry,
+        "frames_used": int(use.size),
+        "hermitian": bool(hermitian),
+        "gridding": "trilinear spreading with density compensation",
+        "shape_zyx": list(grid.shape_zyx),
+        "voxel_size_um": list(grid.voxel_size_um),
+    }
+    return FourierData(
+        spectrum=num, weight=den, support=support, voxel_size_um=grid.voxel_size_um, shape_zyx=grid.shape_zyx,
+        wavelength_um=fs.wavelength_um, medium_index=fs.medium_index, method=method, excluded_frames=excl,
+        provenance=prov, source=fs.source,
+    )
+
+
+def spectrum_to_ri(spectrum, wavelength_um: float, medium_index: float) -> np.ndarray:
+    """Inverse FFT of the f spectrum and n = n_m √(1 − f/k_m²) (float32, clipped at 0 under the root).
+
+    The formula is that of :func:`holo.conventions.potential_to_ri`, evaluated in float32
+    in place to keep memory at one complex volume.
+    """
+    f = scipy.fft.ifftn(spectrum, workers=-1)
+    km = medium_wavenumber(wavelength_um, medium_index)
+    n = np.ascontiguousarray(f.real, dtype=np.float32)
+    del f
+    n *= np.float32(-1.0 / (km * km))
+    n += np.float32(1.0)
+    np.maximum(n, np.float32(0.0), out=n)
+    np.sqrt(n, out=n)
+    n *= np.float32(medium_index)
+    return n
+
+
+def reconstruct_fdt(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_um=None, hermitian: bool = True, progress=None) -> Tomogram:
+    """Direct Fourier diffraction tomography (Rytov or first Born): fields → RI volume.
+
+    Parameters are those of :func:`fourier_map`.
+
+    Returns
+    -------
+    Tomogram
+        float32 absolute RI (Z, Y, X), focal plane at slice Z//2, with provenance
+        ``method``, ``parameters``, ``excluded_frames``, ``source_file``, ``geometry``.
+    """
+    t0 = time.perf_counter()
+    fd = fourier_map(fieldset, method=method, shape_zyx=shape_zyx, voxel_size_um=voxel_size_um, hermitian=hermitian, progress=progress)
+    ri = spectrum_to_ri(fd.spectrum, fd.wavelength_um, fd.medium_index)
+    return tomogram_from_fourier(fd, ri, elapsed_s=time.perf_counter() - t0)
+
+
+def tomogram_from_fourier(fd: FourierData, ri: np.ndarray, *, elapsed_s: float | None = None, method: str | None = None, extra: dict | None = None) -> Tomogram:
+    """Wrap an RI volume computed from ``fd`` into a Tomogram with provenance."""
+    prov = {
+        "method": method or fd.method,
+        "parameters": dict(fd.provenance),
+        "excluded_frames": list(fd.excluded_frames),
+        "source_file": fd.source,
+        "geometry": fd.provenance.get("geometry"),
+    }
+    if elapsed_s is not None:
+        prov["elapsed_s"] = float(elapsed_s)
+    if extra:
+        prov.update(extra)
+    return Tomogram(
+        ri=ri, voxel_size_um=tuple(fd.voxel_size_um), medium_index=fd.medium_index, wavelength_um=fd.wavelength_um,
+        provenance=prov, source=None,
+    )

@@ -1,0 +1,162 @@
+"""Default reconstruction grid chosen from the optics (conventions: :mod:`holo.conventions`).
+
+Band of the measured object spectrum
+------------------------------------
+A frame records the scattered waves with wave vectors k_out inside the detection pupil,
+|k_out,⊥| ≤ k0·NA (k0 = 2π/λ, NA = objective NA), on the Ewald sphere |k_out| = k_m = k0 n_m.
+The object spectrum is sampled at K = k_out − k_in with |k_in,⊥| ≤ k0·NA_ill ≤ k0·NA.
+
+* Lateral: |K_⊥| ≤ k0 (NA + NA_ill) ≤ 2 k0 NA, i.e. spatial frequencies up to 2·NA/λ
+  cycles/µm. Nyquist sampling of that band needs ``dx ≤ λ / (4 NA)``.
+* Axial (illumination scan): K_z = k_z,out − k_z,in with both k_z in
+  [k0 √(n_m² − NA²), k_m], so |K_z| ≤ k0 (n_m − √(n_m² − NA²)), i.e. frequencies up to
+  (n_m − √(n_m² − NA²))/λ cycles/µm and Nyquist needs
+  ``dz ≤ λ / (2 (n_m − √(n_m² − NA²)))``.
+* Sample rotation: rotating the caps about Y (or X) turns the lateral band into the axial
+  one, so the band is isotropic in the rotation plane and ``dz = dx`` with as many Z
+  slices as there are pixels across the rotation axis.
+
+The lateral field of view is that of the frames (same extent, ``N·pixel = N_vol·dx``), so
+the lateral K samples of every frame fall exactly on grid planes and only K_z (and, for
+sample rotation, the rotated coordinates) needs interpolation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+__all__ = ["Grid", "default_grid", "lateral_voxel_limit_um", "axial_voxel_limit_um"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A reconstruction grid: ``shape_zyx`` voxels of ``voxel_size_um`` = (dz, dy, dx) µm.
+
+    The volume centre (index ``N//2`` on each axis) is the focal plane / optical axis,
+    where the fields u/u0 are given (see :mod:`holo.conventions`).
+    """
+
+    shape_zyx: tuple[int, int, int]
+    voxel_size_um: tuple[float, float, float]
+
+    def k_spacing(self) -> tuple[float, float, float]:
+        """Spacing of the unshifted FFT grid in rad/µm: 2π / (N·d) per axis (Z, Y, X)."""
+        return tuple(2.0 * np.pi / (n * d) for n, d in zip(self.shape_zyx, self.voxel_size_um))
+
+    def centre_um(self) -> tuple[float, float, float]:
+        """Offset (µm) of the volume centre from the first voxel: (N//2)·d per axis."""
+        return tuple((n // 2) * d for n, d in zip(self.shape_zyx, self.voxel_size_um))
+
+
+def lateral_voxel_limit_um(wavelength_um: float, objective_na: float) -> float:
+    """Largest lateral voxel that samples the object band 2·NA/λ at Nyquist: λ/(4 NA)."""
+    return float(wavelength_um) / (4.0 * float(objective_na))
+
+
+def axial_voxel_limit_um(wavelength_um: float, medium_index: float, objective_na: float) -> float:
+    """Largest axial voxel for an illumination scan: λ / (2 (n_m − √(n_m² − NA²)))."""
+    nm, na = float(medium_index), float(objective_na)
+    return float(wavelength_um) / (2.0 * (nm - math.sqrt(max(nm * nm - na * na, 0.0))))
+
+
+def _fast_even(n: float) -> int:
+    """Smallest FFT-friendly even length ≥ n."""
+    m = max(2, int(math.ceil(n - 1e-9)))
+    m = scipy.fft.next_fast_len(m)
+    while m % 2:
+        m = scipy.fft.next_fast_len(m + 1)
+    return int(m)
+
+
+def default_grid(
+    frame_shape_yx,
+    pixel_size_um: float,
+    *,
+    wavelength_um: float,
+    medium_index: float,
+    objective_na: float,
+    geometry: str = "illumination-scan",
+    rotation_axis: str = "y",
+    shape_zyx=None,
+    voxel_size_um=None,
+) -> Grid:
+    """Choose the reconstruction grid from the optics, or validate the one asked for.
+
+    Parameters
+    ----------
+    frame_shape_yx : (Ny, Nx)
+        Shape of the field frames.
+    pixel_size_um : float
+        Pixel pitch of the field frames in the sample plane, µm.
+    wavelength_um, medium_index, objective_na : float
+        Vacuum wavelength λ (µm), medium RI n_m, detection NA.
+    geometry : {"illumination-scan", "sample-rotation"}
+    rotation_axis : {"y", "x"}
+        Sample-rotation axis (decides which lateral extent the Z axis copies).
+    shape_zyx : (Z, Y, X), optional
+        Override of the shape. Without ``voxel_size_um`` the lateral field of view of the
+        frames is kept (dy, dx = FOV / N) and dz follows the default rule.
+    voxel_size_um : float or (dz, dy, dx), optional
+        Override of the voxel size (a single number means isotropic voxels).
+
+    Returns
+    -------
+    Grid
+
+    Notes
+    -----
+    Defaults (see module docstring): dx = dy = min(pixel, λ/(4 NA)) adjusted so that
+    N_vol·dx equals the frame field of view; illumination scan: dz = min(λ/(2(n_m −
+    √(n_m² − NA²))), 2·dx)... rounded so that Z covers half the lateral field of view;
+    sample rotation: dz = dx and Z spans the extent across the rotation axis.
+    """
+    ny, nx = (int(s) for s in frame_shape_yx)
+    if ny < 2 or nx < 2:
+        raise ValueError(f"frame_shape_yx must be at least 2×2, got {(ny, nx)}")
+    px = float(pixel_size_um)
+    if not (px > 0 and np.isfinite(px)):
+        raise ValueError(f"pixel_size_um must be a positive number, got {pixel_size_um!r}")
+    if geometry not in ("illumination-scan", "sample-rotation"):
+        raise ValueError(f"geometry must be 'illumination-scan' or 'sample-rotation', got {geometry!r}")
+    if rotation_axis not in ("y", "x"):
+        raise ValueError(f"rotation_axis must be 'y' or 'x', got {rotation_axis!r}")
+    fov_y, fov_x = ny * px, nx * px
+
+    if voxel_size_um is not None:
+        vs = np.asarray(voxel_size_um, dtype=float).reshape(-1)
+        if vs.size == 1:
+            vs = np.repeat(vs, 3)
+        if vs.size != 3 or not np.all(np.isfinite(vs)) or np.any(vs <= 0):
+            raise ValueError(f"voxel_size_um must be a positive number or (dz, dy, dx), got {voxel_size_um!r}")
+        dz, dy, dx = (float(v) for v in vs)
+    else:
+        dx_lim = lateral_voxel_limit_um(wavelength_um, objective_na)
+        if shape_zyx is not None:
+            dy, dx = fov_y / int(shape_zyx[1]), fov_x / int(shape_zyx[2])
+        else:
+            d = min(px, dx_lim)
+            dy, dx = fov_y / _fast_even(fov_y / d), fov_x / _fast_even(fov_x / d)
+        if geometry == "sample-rotation":
+            dz = dx if rotation_axis == "y" else dy
+        else:
+            dz = min(axial_voxel_limit_um(wavelength_um, medium_index, objective_na), 2.0 * max(dy, dx))
+            dz = max(dz, min(dy, dx))
+
+    if shape_zyx is not None:
+        shp = tuple(int(s) for s in np.asarray(shape_zyx).reshape(-1))
+        if len(shp) != 3 or min(shp) < 2:
+            raise ValueError(f"shape_zyx must be three sizes ≥ 2, got {shape_zyx!r}")
+        shape = shp
+    else:
+        nyv = _fast_even(fov_y / dy - 1e-6)
+        nxv = _fast_even(fov_x / dx - 1e-6)
+        if geometry == "sample-rotation":
+            nzv = _fast_even((fov_x if rotation_axis == "y" else fov_y) / dz - 1e-6)
+        else:
+            nzv = _fast_even(0.5 * max(fov_y, fov_x) / dz)
+        shape = (nzv, nyv, nxv)
+    return Grid(shape_zyx=shape, voxel_size_um=(float(dz), float(dy), float(dx)))

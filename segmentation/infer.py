@@ -1,0 +1,289 @@
+"""Inference: shipped-weight loading, resampling, tiled U-Net prediction, instances, cell crops.
+
+Resampling: the tomogram is interpolated (linear) onto the training voxel grid of the model;
+the labels found there are brought back to the tomogram's grid by nearest neighbour, so the
+output always has the input's shape and voxel size.
+
+Tiling: the volume (padded with the medium, x = 0, to at least one tile) is covered by tiles
+overlapping by ``overlap`` of their size; each tile's softmax probabilities and distance map
+are weighted by a separable Gaussian window w(r) = Π exp(−(r_i − c_i)² / (2 (T_i/6)²)) (high in
+the tile centre where the receptive field is complete) and the weighted sum is divided by
+Σ w, which blends the seams.
+
+Instances: seeds are the connected components of the predicted normalised distance
+d > ``seed_threshold`` inside the foreground (semantic ≠ background); a watershed of −d
+restricted to the foreground grows them into cells. Foreground components without a seed
+become cells of their own when large enough.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from holo.errors import HoloError
+
+__all__ = [
+    "WEIGHTS_DIR",
+    "load_unet",
+    "load_classifier",
+    "resample_volume",
+    "resize_labels",
+    "predict_tiled",
+    "instances_from_prediction",
+    "unet_segment",
+    "cell_crops",
+    "classify_cells",
+    "pick_device",
+]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def pick_device(device: str | None = None):
+    """torch device: the given one, else CUDA when present, else CPU (threads capped to the
+    CPUs this process may use)."""
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    try:
+        n_cpu = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        n_cpu = os.cpu_count() or 1
+    want = int(os.environ.get("HOLO_TORCH_THREADS", n_cpu))
+    if torch.get_num_threads() != max(1, want):
+        torch.set_num_threads(max(1, want))
+    return torch.device("cpu")
+
+
+def _load(name: str, weights_dir, builder):
+    import torch
+
+    d = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    pt, js = d / f"{name}.pt", d / f"{name}.json"
+    for p in (pt, js):
+        if not p.is_file():
+            raise HoloError("model weights not found", path=p, item=name)
+    cfg = json.loads(js.read_text())
+    model = builder(cfg)
+    try:
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:  # corrupt file or architecture mismatch
+        raise HoloError(f"cannot load weights ({exc})", path=pt, item=name) from None
+    model.eval()
+    return model, cfg
+
+
+def load_unet(weights_dir=None):
+    """(UNet3D in eval mode, config dict) from ``unet.pt`` + ``unet.json``."""
+    from segmentation.unet import unet_from_config
+
+    return _load("unet", weights_dir, unet_from_config)
+
+
+def load_classifier(weights_dir=None):
+    """(CellClassifier in eval mode, config dict) from ``classifier.pt`` + ``classifier.json``."""
+    from segmentation.classifier import classifier_from_config
+
+    return _load("classifier", weights_dir, classifier_from_config)
+
+
+def resample_volume(vol: np.ndarray, voxel_from_um, voxel_to_um, *, order: int = 1) -> np.ndarray:
+    """Interpolate a (Z, Y, X) volume from one voxel size to another (grid edges aligned).
+
+    The output shape is round(shape · d_from / d_to); identical voxel sizes return the input.
+    """
+    vf = np.asarray(voxel_from_um, float)
+    vt = np.asarray(voxel_to_um, float)
+    if np.allclose(vf, vt, rtol=1e-3):
+        return vol
+    out_shape = np.maximum(1, np.round(np.asarray(vol.shape) * vf / vt)).astype(int)
+    return _zoom_to(vol, tuple(out_shape), order)
+
+
+def _zoom_to(vol, out_shape, order):
+    zoom = np.asarray(out_shape, float) / np.asarray(vol.shape, float)
+    return ndi.zoom(vol, zoom, order=order, mode="nearest", grid_mode=True, prefilter=False)
+
+
+def resize_labels(lab: np.ndarray, shape_zyx) -> np.ndarray:
+    """Nearest-neighbour resize of a label volume to an exact shape (grid edges aligned)."""
+    if tuple(lab.shape) == tuple(shape_zyx):
+        return lab
+    return _zoom_to(lab, tuple(shape_zyx), 0).astype(lab.dtype, copy=False)
+
+
+def _gauss_window(tile):
+    ax = []
+    for t in tile:
+        r = np.arange(t, dtype=np.float32) - (t - 1) / 2.0
+        ax.append(np.exp(-(r * r) / (2.0 * (t / 6.0) ** 2)) + 1e-3)
+    return ax[0][:, None, None] * ax[1][None, :, None] * ax[2][None, None, :]
+
+
+def _starts(n, t, stride):
+    if n <= t:
+        return [0]
+    k = int(np.ceil((n - t) / stride)) + 1
+    return sorted(set(int(round(s)) for s in np.linspace(0, n - t, k)))
+
+
+def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: float = 0.25,
+                  device=None, batch_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Sliding-window U-Net prediction with Gaussian blending.
+
+    Parameters
+    ----------
+    model : UNet3D
+    x : (Z, Y, X) float32
+        Normalised RI on the model's voxel grid.
+    tile_zyx : tile size (rounded up to the network's divisor; shrunk for small volumes).
+    overlap : float in [0, 0.9)
+
+    Returns
+    -------
+    probs : (C, Z, Y, X) float32, softmax probabilities per semantic class
+    dist : (Z, Y, X) float32, predicted normalised distance in [0, 1]
+    """
+    import torch
+
+    if not 0 <= overlap < 0.9:
+        raise ValueError(f"overlap must be in [0, 0.9), got {overlap}")
+    device = pick_device() if device is None else device
+    div = np.asarray(model.divisor)
+    shape = np.asarray(x.shape)
+    tile = np.minimum(np.asarray(tile_zyx), shape)
+    tile = (np.ceil(tile / div) * div).astype(int)
+    pad = np.maximum(tile - shape, 0)
+    xp = np.pad(x, [(0, p) for p in pad]) if pad.any() else x
+    full = np.asarray(xp.shape)
+    C = model.n_classes
+    acc = np.zeros((C + 1,) + tuple(full), np.float32)
+    wsum = np.zeros(tuple(full), np.float32)
+    win = _gauss_window(tile)
+    stride = np.maximum(1, (tile * (1 - overlap)).astype(int))
+    origins = [(a, b, c) for a in _starts(full[0], tile[0], stride[0])
+               for b in _starts(full[1], tile[1], stride[1])
+               for c in _starts(full[2], tile[2], stride[2])]
+    model = model.to(device)
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(origins), batch_size):
+            group = origins[i:i + batch_size]
+            batch = np.stack([xp[a:a + tile[0], b:b + tile[1], c:c + tile[2]] for a, b, c in group])
+            out = model(torch.from_numpy(np.ascontiguousarray(batch[:, None], dtype=np.float32)).to(device))
+            probs = torch.softmax(out[:, :C], dim=1)
+            dist = torch.sigmoid(out[:, C:])
+            res = torch.cat([probs, dist], dim=1).float().cpu().numpy()
+            for (a, b, c), r in zip(group, res):
+                sl = (slice(a, a + tile[0]), slice(b, b + tile[1]), slice(c, c + tile[2]))
+                acc[(slice(None),) + sl] += r * win
+                wsum[sl] += win
+    acc /= wsum
+    z, y, xx = shape
+    acc = acc[:, :z, :y, :xx]
+    return acc[:C], acc[C]
+
+
+def instances_from_prediction(semantic: np.ndarray, dist: np.ndarray, voxel_size_um, *,
+                              seed_threshold: float = 0.5, min_volume_um3: float = 0.3) -> np.ndarray:
+    """Instance labels (int32) from the semantic foreground and the predicted distance map."""
+    from skimage.segmentation import watershed
+
+    from segmentation.classic import remove_small
+
+    fg = semantic > 0
+    if not fg.any():
+        return np.zeros(semantic.shape, np.int32)
+    full = np.ones((3, 3, 3), bool)
+    seeds, _ = ndi.label((dist > seed_threshold) & fg, structure=full)
+    lab = watershed(-dist, seeds, mask=fg).astype(np.int32)
+    orphan, n_orphan = ndi.label(fg & (lab == 0), structure=full)
+    if n_orphan:
+        lab = np.where(orphan > 0, orphan + lab.max(), lab).astype(np.int32)
+    return remove_small(lab, voxel_size_um, min_volume_um3)
+
+
+def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=None, cfg=None,
+                 weights_dir=None, device=None, tile_zyx=None, overlap: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """Semantic (uint8) and instance (int32) labels of an RI volume with the U-Net.
+
+    The volume is resampled to the training voxel size, normalised as (n − n_m)·s, predicted
+    tile by tile, labelled, and the labels are resized back (nearest neighbour).
+    """
+    if model is None:
+        model, cfg = load_unet(weights_dir)
+    ri = np.asarray(ri, dtype=np.float32)
+    if ri.ndim != 3:
+        raise ValueError(f"ri must be 3D (Z, Y, X), got shape {ri.shape}")
+    train_vs = tuple(cfg["voxel_size_um"])
+    x = (resample_volume(ri, voxel_size_um, train_vs, order=1) - np.float32(medium_index)) * np.float32(cfg["ri_scale"])
+    probs, dist = predict_tiled(model, x.astype(np.float32), tile_zyx=tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128))),
+                                overlap=overlap, device=device)
+    sem = np.argmax(probs, axis=0).astype(np.uint8)
+    inst = instances_from_prediction(sem, dist, train_vs, seed_threshold=float(cfg.get("seed_threshold", 0.5)),
+                                     min_volume_um3=float(cfg.get("min_volume_um3", 0.3)))
+    sem[inst == 0] = 0
+    return resize_labels(sem, ri.shape), resize_labels(inst, ri.shape)
+
+
+def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index: float, *,
+               crop_zyx, crop_voxel_um, ri_scale: float, ids=None) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-size crops (N, 2, Z, Y, X) float32 centred on each cell's centroid.
+
+    Channel 0: (n − n_m)·s linearly interpolated on the crop grid of voxel ``crop_voxel_um``
+    (the medium outside the volume); channel 1: the cell's own mask (nearest neighbour).
+    Returns (crops, ids).
+    """
+    vs = np.asarray(voxel_size_um, float)
+    cv = np.asarray(crop_voxel_um, float)
+    crop = np.asarray(crop_zyx, int)
+    inst = np.asarray(instance)
+    if ids is None:
+        ids = np.unique(inst)
+        ids = ids[ids > 0]
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) == 0:
+        return np.zeros((0, 2) + tuple(crop), np.float32), ids
+    centroids = ndi.center_of_mass(np.ones_like(inst, dtype=np.uint8), inst, ids)
+    x = (np.asarray(ri, np.float32) - np.float32(medium_index)) * np.float32(ri_scale)
+    offs = [(np.arange(n) - (n - 1) / 2.0) * c for n, c in zip(crop, cv)]
+    out = np.zeros((len(ids), 2) + tuple(crop), np.float32)
+    grids = np.meshgrid(*offs, indexing="ij")
+    for k, (cid, cen) in enumerate(zip(ids, centroids)):
+        coords = np.stack([(np.asarray(cen[a]) * vs[a] + grids[a]) / vs[a] for a in range(3)])
+        out[k, 0] = ndi.map_coordinates(x, coords, order=1, mode="constant", cval=0.0)
+        out[k, 1] = ndi.map_coordinates((inst == cid).astype(np.float32), coords, order=0, mode="constant", cval=0.0)
+    out[:, 0] *= 1.0  # RI channel kept for every voxel: the context of neighbours is informative
+    return out, ids
+
+
+def classify_cells(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index: float, *,
+                   model=None, cfg=None, weights_dir=None, device=None, batch_size: int = 16):
+    """Calibrated class probabilities of every cell: (ids, probs (N, K), class names)."""
+    import torch
+
+    from segmentation.classifier import calibrated_probabilities
+
+    if model is None:
+        model, cfg = load_classifier(weights_dir)
+    device = pick_device() if device is None else device
+    crops, ids = cell_crops(ri, instance, voxel_size_um, medium_index, crop_zyx=cfg["crop_zyx"],
+                            crop_voxel_um=cfg["voxel_size_um"], ri_scale=cfg["ri_scale"])
+    logits = np.zeros((len(ids), len(cfg["classes"])), np.float32)
+    model = model.to(device).eval()
+    with torch.inference_mode():
+        for i in range(0, len(ids), batch_size):
+            xb = torch.from_numpy(crops[i:i + batch_size]).to(device)
+            logits[i:i + batch_size] = model(xb).float().cpu().numpy()
+    probs = calibrated_probabilities(logits, float(cfg.get("temperature", 1.0)))
+    return ids, probs, list(cfg["classes"])

@@ -1,0 +1,233 @@
+"""Per-cell and per-organelle morphometrics of a segmented RI tomogram (pure NumPy/scikit-image).
+
+For every instance (cell) the table holds, with the voxel size (dz, dy, dx) in µm
+(axes and units per :mod:`holo.conventions`):
+
+* volume V = N_voxels · dz·dy·dx (µm³);
+* surface area A (µm²): the mask is smoothed by a Gaussian of physical width
+  σ = max(min(d), ½·max(d)) µm (this removes the staircase of the voxel grid, whose
+  triangulated area would otherwise exceed the true area by 10–15 % on anisotropic grids),
+  then ``skimage.measure.marching_cubes`` at level ½ with ``spacing`` = voxel size, and the
+  mesh areas are summed;
+* sphericity Ψ = π^{1/3} (6V)^{2/3} / A (1 for a sphere, < 1 otherwise);
+* mean and max RI; dry mass m = (1/α) ∭ (n − n_m) dV with α =
+  :data:`holo.conventions.ALPHA_PROTEIN_UM3_PER_PG` (pg); concentration c = (⟨n⟩ − n_m)/α in
+  pg/µm³ and in g/dL (1 pg/µm³ = 100 g/dL);
+* nucleus volume, area, sphericity, mean RI and dry mass; nucleolus count and volume; lipid
+  droplet count (26-connected components) and volume; nucleus/cytoplasm volume ratio
+  V_nucleus / (V_cell − V_nucleus);
+* centroid (z, y, x) in µm, index · voxel size from the first voxel's centre.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from holo.conventions import ALPHA_PROTEIN_UM3_PER_PG
+
+__all__ = [
+    "surface_area_um2",
+    "sphericity",
+    "dry_mass_pg",
+    "measure_cells",
+    "CELL_COLUMNS",
+    "PG_PER_UM3_TO_G_PER_DL",
+]
+
+#: 1 pg/µm³ = 1e-12 g / 1e-13 dL = 100 g/dL.
+PG_PER_UM3_TO_G_PER_DL = 100.0
+
+SEMANTIC_CYTOPLASM, SEMANTIC_NUCLEUS, SEMANTIC_NUCLEOLUS, SEMANTIC_LIPID = 1, 2, 3, 4
+
+CELL_COLUMNS = (
+    "cell_id",
+    "centroid_z_um",
+    "centroid_y_um",
+    "centroid_x_um",
+    "volume_um3",
+    "surface_area_um2",
+    "sphericity",
+    "mean_ri",
+    "max_ri",
+    "dry_mass_pg",
+    "concentration_pg_per_um3",
+    "concentration_g_per_dl",
+    "nucleus_volume_um3",
+    "nucleus_surface_area_um2",
+    "nucleus_sphericity",
+    "nucleus_mean_ri",
+    "nucleus_dry_mass_pg",
+    "nucleolus_count",
+    "nucleolus_volume_um3",
+    "lipid_droplet_count",
+    "lipid_droplet_volume_um3",
+    "nucleus_cytoplasm_ratio",
+)
+
+
+def _voxel(voxel_size_um) -> tuple[float, float, float]:
+    vs = tuple(float(v) for v in np.asarray(voxel_size_um, dtype=float).reshape(-1))
+    if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
+        raise ValueError(f"voxel_size_um must be three positive numbers (dz, dy, dx), got {voxel_size_um!r}")
+    return vs
+
+
+def surface_area_um2(mask: np.ndarray, voxel_size_um) -> float:
+    """Surface area (µm²) of a binary 3D mask.
+
+    The mask is smoothed by a Gaussian of physical width σ = max(min(d), ½ max(d)) µm
+    (d = voxel size), then triangulated by marching cubes at level ½ with
+    ``spacing=voxel_size_um``; the area is the sum of the triangle areas. For a ball of radius
+    R ≥ 3 voxel sizes the error is below 1 %; the smoothing shifts a surface of curvature
+    radius R inward by ≈ σ²/(2R), so thinner objects are underestimated.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) bool array
+    voxel_size_um : (dz, dy, dx)
+
+    Returns
+    -------
+    float
+        0 for an empty mask.
+    """
+    from skimage.measure import marching_cubes, mesh_surface_area
+
+    vs = _voxel(voxel_size_um)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be 3D (Z, Y, X), got shape {mask.shape}")
+    if not mask.any():
+        return 0.0
+    sigma_um = max(min(vs), 0.5 * max(vs))
+    sigma_vox = [sigma_um / v for v in vs]
+    pad = [int(np.ceil(3 * s)) + 1 for s in sigma_vox]
+    sl = ndi.find_objects(mask.astype(np.uint8))[0]
+    crop = mask[sl]
+    f = np.pad(crop.astype(np.float32), [(p, p) for p in pad])
+    f = ndi.gaussian_filter(f, sigma_vox, mode="constant")
+    if f.max() <= 0.5:  # an object thinner than the smoothing: fall back to the raw mask
+        f = np.pad(crop.astype(np.float32), 1)
+    verts, faces, _, _ = marching_cubes(f, 0.5, spacing=vs)
+    return float(mesh_surface_area(verts, faces))
+
+
+def sphericity(volume_um3: float, area_um2: float) -> float:
+    """Ψ = π^{1/3} (6V)^{2/3} / A; NaN when A = 0."""
+    if area_um2 <= 0:
+        return float("nan")
+    return float(np.pi ** (1.0 / 3.0) * (6.0 * volume_um3) ** (2.0 / 3.0) / area_um2)
+
+
+def dry_mass_pg(ri_values: np.ndarray, medium_index: float, voxel_volume_um3: float,
+                alpha_um3_per_pg: float = ALPHA_PROTEIN_UM3_PER_PG) -> float:
+    """m = (1/α) Σ (n − n_m) ΔV over the given voxels, in pg."""
+    ri_values = np.asarray(ri_values, dtype=np.float64)
+    return float(np.sum(ri_values - medium_index) * voxel_volume_um3 / alpha_um3_per_pg)
+
+
+def _organelle(mask, ri, medium_index, vs, dv):
+    n = int(mask.sum())
+    if n == 0:
+        return 0.0, 0.0, float("nan"), float("nan"), 0.0
+    vol = n * dv
+    area = surface_area_um2(mask, vs)
+    vals = ri[mask]
+    return vol, area, sphericity(vol, area), float(vals.mean()), dry_mass_pg(vals, medium_index, dv)
+
+
+def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndarray,
+                  voxel_size_um, medium_index: float) -> pd.DataFrame:
+    """Morphometrics of every instance (cell) of a labelled RI volume.
+
+    Parameters
+    ----------
+    ri : (Z, Y, X) float array
+        Absolute RI.
+    semantic : (Z, Y, X) int array or None
+        0 background, 1 cytoplasm, 2 nucleus, 3 nucleolus, 4 lipid droplet. Without it the
+        organelle columns are 0/NaN.
+    instance : (Z, Y, X) int array
+        0 background, k > 0 the cell with id k.
+    voxel_size_um : (dz, dy, dx)
+    medium_index : float
+        n_m, the RI of the medium.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell id (ascending) with the columns :data:`CELL_COLUMNS`.
+    """
+    vs = _voxel(voxel_size_um)
+    ri = np.asarray(ri, dtype=np.float32)
+    instance = np.asarray(instance)
+    if ri.ndim != 3:
+        raise ValueError(f"ri must be 3D (Z, Y, X), got shape {ri.shape}")
+    if instance.shape != ri.shape:
+        raise ValueError(f"instance shape {instance.shape} differs from ri shape {ri.shape}")
+    if semantic is not None:
+        semantic = np.asarray(semantic)
+        if semantic.shape != ri.shape:
+            raise ValueError(f"semantic shape {semantic.shape} differs from ri shape {ri.shape}")
+    dv = float(np.prod(vs))
+    rows = []
+    inst = instance.astype(np.int64, copy=False)
+    slices = ndi.find_objects(inst)
+    for idx, sl in enumerate(slices):
+        if sl is None:
+            continue
+        cid = idx + 1
+        m = inst[sl] == cid
+        r = ri[sl]
+        vals = r[m]
+        n = int(m.sum())
+        vol = n * dv
+        area = surface_area_um2(m, vs)
+        coords = np.argwhere(m).mean(axis=0) + np.array([s.start for s in sl])
+        mean_ri = float(vals.mean())
+        conc = (mean_ri - medium_index) / ALPHA_PROTEIN_UM3_PER_PG
+        row = {
+            "cell_id": cid,
+            "centroid_z_um": float(coords[0] * vs[0]),
+            "centroid_y_um": float(coords[1] * vs[1]),
+            "centroid_x_um": float(coords[2] * vs[2]),
+            "volume_um3": vol,
+            "surface_area_um2": area,
+            "sphericity": sphericity(vol, area),
+            "mean_ri": mean_ri,
+            "max_ri": float(vals.max()),
+            "dry_mass_pg": dry_mass_pg(vals, medium_index, dv),
+            "concentration_pg_per_um3": conc,
+            "concentration_g_per_dl": conc * PG_PER_UM3_TO_G_PER_DL,
+        }
+        if semantic is not None:
+            s = semantic[sl]
+            nuc = m & ((s == SEMANTIC_NUCLEUS) | (s == SEMANTIC_NUCLEOLUS))
+            nv, na, nsph, nri, nmass = _organelle(nuc, r, medium_index, vs, dv)
+            nucleoli = m & (s == SEMANTIC_NUCLEOLUS)
+            lipid = m & (s == SEMANTIC_LIPID)
+            full = np.ones((3, 3, 3), bool)
+            n_nucleoli = int(ndi.label(nucleoli, structure=full)[1]) if nucleoli.any() else 0
+            n_lipid = int(ndi.label(lipid, structure=full)[1]) if lipid.any() else 0
+            cyto_v = vol - nv
+        else:
+            nv, na, nsph, nri, nmass = 0.0, 0.0, float("nan"), float("nan"), 0.0
+            nucleoli = lipid = np.zeros_like(m)
+            n_nucleoli = n_lipid = 0
+            cyto_v = vol
+        row.update({
+            "nucleus_volume_um3": nv,
+            "nucleus_surface_area_um2": na,
+            "nucleus_sphericity": nsph,
+            "nucleus_mean_ri": nri,
+            "nucleus_dry_mass_pg": nmass,
+            "nucleolus_count": n_nucleoli,
+            "nucleolus_volume_um3": float(nucleoli.sum()) * dv,
+            "lipid_droplet_count": n_lipid,
+            "lipid_droplet_volume_um3": float(lipid.sum()) * dv,
+            "nucleus_cytoplasm_ratio": (nv / cyto_v) if cyto_v > 0 else float("nan"),
+        })
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(CELL_COLUMNS))

@@ -1,0 +1,182 @@
+"""Batch runs: good and corrupt inputs, resume, --force, a killed worker, an external
+scheduler, concurrent runs. Inputs are small RI tomograms so each sample is quick; the
+acquisition path through reconstruction is covered by the demo test."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from holo.batch import expand_inputs, read_manifest, run_batch
+from holo.errors import HoloError
+from holo.model import Tomogram
+from holo.sample import SampleOptions, process_sample
+
+OPTIONS = SampleOptions(seg_method="classic")
+
+
+def _sphere_tomogram(seed: int) -> Tomogram:
+    """Two spheres of RI 1.36 / 1.38 in medium 1.337 on a 0.2 µm grid."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:24, :48, :48].astype(np.float32)
+    ri = np.full(z.shape, 1.337, np.float32)
+    for cy, cx, n in ((14, 14, 1.36), (34, 33, 1.38)):
+        r = 5 + rng.uniform(0, 2)
+        ri[(z - 12) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 < r * r] = n
+    ri += rng.normal(0, 5e-4, ri.shape).astype(np.float32)
+    return Tomogram(ri, (0.4, 0.2, 0.2), 1.337, wavelength_um=0.532)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    from holo.io import save_tomogram
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        save_tomogram(_sphere_tomogram(i), folder / f"good{i}.ome.tif")
+    (folder / "random.h5").write_bytes(os.urandom(4096))
+    good = (folder / "good0.ome.tif").read_bytes()
+    (folder / "truncated.ome.tif").write_bytes(good[: len(good) // 3])
+    return folder
+
+
+def _no_temporaries(out: Path) -> bool:
+    return not any(".tmp-" in p.name for p in out.rglob("*"))
+
+
+def test_expand_inputs(inputs):
+    paths = expand_inputs([inputs, str(inputs / "good*.ome.tif")])
+    assert len(paths) == 5  # duplicates from the glob removed
+    with pytest.raises(HoloError, match="matches no file"):
+        expand_inputs([inputs / "nothing*.h5"])
+
+
+def test_bad_inputs_fail_alone_and_rerun_skips(inputs, tmp_path):
+    out = tmp_path / "out"
+    res = run_batch([inputs], out, OPTIONS)
+    assert sorted(r["name"] for r in res.done) == ["good0", "good1", "good2"]
+    assert sorted(r["name"] for r in res.failed) == ["random", "truncated"]
+    for rec in res.failed:
+        assert "\n" not in rec["error"] and rec["name"] in rec["error"]
+        assert not (out / rec["name"]).exists()
+    for name in ("good0", "good1", "good2"):
+        files = {p.name for p in (out / name).iterdir()}
+        assert {"ri.ome.tif", "labels.ome.tif", "cells.csv", "report.html", "provenance.json"} <= files
+    # two spheres per sample, found by the whole chain
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_cells"] == 6 and summary["failed_in_folder"] == ["random", "truncated"]
+    assert (out / "summary.html").exists() and (out / "all_cells.csv").exists()
+    assert _no_temporaries(out)
+
+    again = run_batch([inputs], out, OPTIONS)
+    assert sorted(again.skipped) == ["good0", "good1", "good2"] and len(again.done) == 0
+    forced = run_batch([inputs / "good1.ome.tif"], out, OPTIONS, force=True)
+    assert [r["name"] for r in forced.done] == ["good1"]
+    assert read_manifest(out)["samples"]["good1"]["run"] == forced.done[0]["run"]
+
+
+def test_interrupted_run_resumes(inputs, tmp_path):
+    """A run stopped mid-sample leaves no partial folder; the next run finishes the rest."""
+    out = tmp_path / "out"
+    calls = []
+
+    def interrupt_on_second(path, out_dir, options):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return process_sample(path, out_dir, options)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(sorted(inputs.glob("good*.ome.tif")), out, OPTIONS, process_fn=interrupt_on_second)
+    assert _no_temporaries(out) and not any((out / ".locks").iterdir())
+    res = run_batch(sorted(inputs.glob("good*.ome.tif")), out, OPTIONS)
+    assert res.skipped == ["good0"] and sorted(r["name"] for r in res.done) == ["good1", "good2"]
+
+
+def _kill_worker_once(path, out_dir, options):
+    """Kill the worker process the first time a sample is tried (marker file beside it)."""
+    marker = Path(out_dir) / f".killed-{Path(path).name}"
+    if not marker.exists():
+        marker.write_text("x")
+        os._exit(1)
+    return process_sample(path, out_dir, options)
+
+
+def test_killed_worker_is_retried(inputs, tmp_path):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    out = tmp_path / "out"
+    res = run_batch([inputs / "good0.ome.tif"], out, OPTIONS, workers=1, process_fn=_kill_worker_once)
+    assert [r["name"] for r in res.done] == ["good0"] and not res.failed
+    assert (out / ".killed-good0.ome.tif").exists()
+    assert _no_temporaries(out)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_external_scheduler(inputs, tmp_path):
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    bindir = Path(sys.executable).parent
+    sched = subprocess.Popen(
+        [str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )
+    worker = subprocess.Popen(
+        [str(bindir / "dask"), "worker", addr, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )
+    try:
+        out = tmp_path / "out"
+        res = run_batch([inputs / "good0.ome.tif", inputs / "random.h5"], out, OPTIONS, scheduler=addr)
+        assert [r["name"] for r in res.done] == ["good0"] and [r["name"] for r in res.failed] == ["random"]
+    finally:
+        for p in (worker, sched):
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_concurrent_runs_share_the_folder(inputs, tmp_path):
+    """Two runs into one folder at once: every sample done exactly once, manifest intact."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "holo.cli.main", "run", str(inputs / "good*.ome.tif"), "-o", str(out), "--seg-method", "classic", "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    done = sorted(n for o in outs for n in o["done"])
+    assert done == ["good0", "good1", "good2"]
+    manifest = read_manifest(out)
+    assert all(manifest["samples"][n]["status"] == "done" for n in done)
+    assert _no_temporaries(out)
+
+
+def test_cli_run_exit_codes(inputs, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "holo.cli.main", "run", str(inputs), "-o", str(out), "--seg-method", "classic", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["n_done"] == 3 and summary["n_failed"] == 2
+    assert "Traceback" not in proc.stderr
+    usage = subprocess.run([sys.executable, "-m", "holo.cli.main", "run", "-o", str(out)], capture_output=True, text=True)
+    assert usage.returncode == 2
