@@ -263,7 +263,6 @@ def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index
         coords = np.stack([(np.asarray(cen[a]) * vs[a] + grids[a]) / vs[a] for a in range(3)])
         out[k, 0] = ndi.map_coordinates(x, coords, order=1, mode="constant", cval=0.0)
         out[k, 1] = ndi.map_coordinates((inst == cid).astype(np.float32), coords, order=0, mode="constant", cval=0.0)
-    out[:, 0] *= 1.0  # RI channel kept for every voxel: the context of neighbours is informative
     return out, ids
 
 

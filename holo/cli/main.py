@@ -17,12 +17,20 @@ import typer
 
 from holo.errors import HoloError
 
+# typer ≥ 0.29 vendors its own click: catch typer's and click's exception families alike.
+_USAGE = tuple({click.exceptions.UsageError, typer.BadParameter.__mro__[1]})
+_EXIT = tuple({click.exceptions.Exit, typer.Exit})
+_ABORT = tuple({click.exceptions.Abort, typer.Abort})
+
 #: Sub-command modules of :mod:`holo.cli`; each defines ``register(app)``.
 COMMAND_MODULES = (
     "run",
     "demo",
     "info",
     "convert",
+    "reconstruct",
+    "segment",
+    "simulate",
 )
 
 app = typer.Typer(
@@ -60,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=argv, prog_name="holo", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
-    except click.exceptions.UsageError as exc:
+    except _USAGE as exc:
         exc.show()
         code = 2
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         code = exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (*_ABORT, KeyboardInterrupt):
         code = _fail("interrupted", 130)
     except HoloError as exc:
         if _STATE["debug"]:

@@ -71,10 +71,15 @@ def _to_python(value: Any) -> Any:
 
 
 def _attr_for_hdf5(value: Any) -> Any:
-    """Python metadata value -> something h5py can store as an attribute (dicts as JSON)."""
-    if isinstance(value, (dict, list, tuple)) and not (
-        isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value)
-    ):
+    """Python metadata value -> an HDF5 attribute: numbers and strings as they are, lists of
+    strings as string arrays, lists of numbers as arrays, anything else as a JSON string."""
+    import h5py
+
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return np.array(value, dtype=h5py.string_dtype())
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return np.asarray(value)
+    if isinstance(value, (dict, list, tuple)):
         return json.dumps(value)
     if value is None:
         return "null"

@@ -25,7 +25,7 @@ from holo.errors import FormatError, ValidationError
 from holo.io._atomic import atomic_path
 from holo.model import FluorescenceChannel, Tomogram
 
-__all__ = ["write_ome_tiff", "read_ome_tiff", "write_labels_tiff", "read_labels_tiff", "is_ome_tiff"]
+__all__ = ["write_ome_tiff", "read_ome_tiff", "write_labels_tiff", "read_labels_tiff", "is_ome_tiff", "ome_tiff_kind"]
 
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3, "m": 1e6, "Å": 1e-4}
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -82,7 +82,7 @@ def _as_numpy(a) -> np.ndarray:
     return np.asarray(a.compute() if hasattr(a, "compute") else a)
 
 
-def write_ome_tiff(path: str | Path, tomo: Tomogram, *, compression: str | None = "zlib") -> Path:
+def write_ome_tiff(path: str | Path, tomo: Tomogram, *, compression: str | None = "zlib", progress=None) -> Path:
     """Write a tomogram as OME-TIFF (float32 RI, ZYX or TZYX, sizes in µm), atomically.
 
     Parameters
@@ -91,6 +91,8 @@ def write_ome_tiff(path: str | Path, tomo: Tomogram, *, compression: str | None 
     tomo : Tomogram
     compression : str or None
         tifffile compression of every image (``"zlib"`` default, lossless).
+    progress : callable, optional
+        ``progress(done, total)`` after each RI time frame.
 
     Returns
     -------
@@ -110,11 +112,22 @@ def write_ome_tiff(path: str | Path, tomo: Tomogram, *, compression: str | None 
     axes = "TZYX" if tomo.has_time else "ZYX"
     with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, ome=True, bigtiff=True) as tw:
-            if tomo.has_time:
-                ri = np.stack([tomo.frame(t) for t in range(tomo.n_times)])
-            else:
-                ri = tomo.frame(0)
-            tw.write(ri, compression=compression, metadata=_image_meta("ri", tomo.voxel_size_um, holo, axes=axes, time_step_s=tomo.time_step_s))
+            # one time frame in memory at a time: the pages (Y, X) come from a generator
+            def pages():
+                for t in range(tomo.n_times):
+                    if t and progress is not None:
+                        progress(t, tomo.n_times)  # frames 0..t-1 are written
+                    yield from tomo.frame(t)
+
+            tw.write(
+                pages(),
+                shape=tuple(int(s) for s in tomo.ri.shape),
+                dtype=np.float32,
+                compression=compression,
+                metadata=_image_meta("ri", tomo.voxel_size_um, holo, axes=axes, time_step_s=tomo.time_step_s),
+            )
+            if progress is not None:
+                progress(tomo.n_times, tomo.n_times)
             if tomo.mip is not None:
                 mip = np.asarray(tomo.mip, dtype=np.float32)
                 tw.write(mip, compression=compression, metadata=_image_meta("mip", tomo.voxel_size_um, {"kind": "mip"}, axes="TYX"[3 - mip.ndim :]))
@@ -199,6 +212,14 @@ def _voxel(info: dict, path, item: str) -> tuple[float, float, float]:
     if missing:
         raise FormatError(f"PhysicalSize{'/'.join(missing)} not recorded", path=path, item=item)
     return (info["Z"], info["Y"], info["X"])
+
+
+def ome_tiff_kind(path: str | Path) -> str:
+    """``"labels"`` for a label file written by :func:`write_labels_tiff`, else ``"tomogram"``."""
+    path = Path(path)
+    with _open_tiff(path) as tif:
+        images = _parse_ome(tif.ome_metadata, path)
+    return "labels" if images and images[0]["holo"].get("kind") == "labels" else "tomogram"
 
 
 def read_ome_tiff(path: str | Path, *, medium_index: float | None = None) -> Tomogram:

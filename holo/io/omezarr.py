@@ -9,6 +9,10 @@ Fluorescence channels are multiscale images in ``fluorescence/<name>``. The root
 metadata and the fluorescence channel list (name, path, Z offset). Scale is passed
 explicitly as coordinate transformations.
 
+A label-only store (:func:`write_labels_zarr`, e.g. a segmentation saved on its own) has
+the integer label volume as its root multiscale image, the NGFF ``image-label`` key, and
+``holo = {"kind": "labels", "name": ...}``.
+
 Reading parses the NGFF metadata of version 0.4 or 0.5 directly with zarr (no pyramid levels
 other than the first are used) and returns dask arrays.
 """
@@ -25,7 +29,15 @@ from holo.errors import FormatError, ValidationError
 from holo.io._atomic import atomic_path
 from holo.model import FluorescenceChannel, Tomogram
 
-__all__ = ["write_ome_zarr", "read_ome_zarr", "read_ome_zarr_labels", "is_ome_zarr"]
+__all__ = [
+    "write_ome_zarr",
+    "write_labels_zarr",
+    "read_ome_zarr",
+    "read_ome_zarr_labels",
+    "ome_zarr_label_names",
+    "ome_zarr_kind",
+    "is_ome_zarr",
+]
 
 _UNIT_TO_UM = {"micrometer": 1.0, "µm": 1.0, "um": 1.0, "nanometer": 1e-3, "nm": 1e-3, "millimeter": 1e3, "mm": 1e3, "meter": 1e6}
 
@@ -153,6 +165,41 @@ def write_ome_zarr(path: str | Path, tomo: Tomogram, labels: dict[str, np.ndarra
     return path
 
 
+def write_labels_zarr(path: str | Path, labels, voxel_size_um, *, name: str = "labels") -> Path:
+    """Write one integer label volume (Z, Y, X) as a label-only OME-Zarr store, atomically.
+
+    The labels are the root multiscale image (scale = ``voxel_size_um`` in µm) with the NGFF
+    ``image-label`` metadata; :func:`read_ome_zarr_labels` returns ``{name: labels}``.
+    """
+    import zarr
+
+    lab = np.asarray(labels.compute() if hasattr(labels, "compute") else labels)
+    if lab.ndim != 3:
+        raise ValueError(f"labels: must be 3D (Z, Y, X), got shape {lab.shape}")
+    if lab.dtype.kind not in "iub":
+        raise ValueError(f"labels: must be an integer array, got dtype {lab.dtype}")
+    vs = tuple(float(v) for v in voxel_size_um)
+    if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
+        raise ValueError(f"voxel_size_um: needs 3 positive values (dz, dy, dx), got {voxel_size_um!r}")
+    if lab.dtype.kind == "b":
+        lab = lab.astype(np.uint8)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        _write_image(root, lab, vs, name=str(name))
+        ome = dict(root.attrs["ome"])
+        ome["image-label"] = {"version": ome.get("version", "0.5")}
+        root.attrs["ome"] = ome
+        root.attrs["holo"] = {"kind": "labels", "name": str(name)}
+    return path
+
+
+def ome_zarr_kind(path: str | Path) -> str:
+    """``"labels"`` for a label-only store (:func:`write_labels_zarr`), else ``"tomogram"``."""
+    root = _open_root(Path(path))
+    return "labels" if dict(root.attrs.get("holo", {}) or {}).get("kind") == "labels" else "tomogram"
+
+
 def _open_root(path: Path):
     import zarr
 
@@ -232,6 +279,9 @@ def read_ome_zarr(path: str | Path, *, medium_index: float | None = None) -> Tom
     """
     path = Path(path)
     root = _open_root(path)
+    holo = dict(root.attrs.get("holo", {}) or {})
+    if holo.get("kind") == "labels":
+        raise FormatError("holds labels, not a tomogram (read it with read_ome_zarr_labels)", path=path, item="image")
     data, names, sc = _read_multiscale(root, path, "image")
     if data.dtype.kind in "iu":
         ri = (data.astype(np.float32) / np.float32(1e4)).astype(np.float32)
@@ -239,7 +289,6 @@ def read_ome_zarr(path: str | Path, *, medium_index: float | None = None) -> Tom
         ri = data.astype(np.float32)
     else:
         raise ValidationError(f"must be real, got dtype {data.dtype}", path=path, item="image")
-    holo = dict(root.attrs.get("holo", {}) or {})
     n_m = holo.get("medium_index", medium_index)
     if n_m is None:
         raise FormatError("medium index not recorded; pass medium_index=", path=path, item="holo/medium_index")
@@ -275,10 +324,25 @@ def read_ome_zarr(path: str | Path, *, medium_index: float | None = None) -> Tom
     )
 
 
+def ome_zarr_label_names(path: str | Path) -> list[str]:
+    """Names of the label images listed in an OME-Zarr store (nothing is read)."""
+    root = _open_root(Path(path))
+    holo = dict(root.attrs.get("holo", {}) or {})
+    if holo.get("kind") == "labels":
+        return [str(holo.get("name", "labels"))]
+    if "labels" not in root:
+        return []
+    return [str(n) for n in _ome_attrs(dict(root["labels"].attrs)).get("labels", [])]
+
+
 def read_ome_zarr_labels(path: str | Path) -> dict[str, np.ndarray]:
     """All label images of an OME-Zarr store: ``{name: (Z, Y, X) integer NumPy array}``."""
     path = Path(path)
     root = _open_root(path)
+    holo = dict(root.attrs.get("holo", {}) or {})
+    if holo.get("kind") == "labels":
+        data, _, _ = _read_multiscale(root, path, "labels")
+        return {str(holo.get("name", "labels")): np.asarray(data.compute())}
     if "labels" not in root:
         return {}
     lg = root["labels"]

@@ -165,7 +165,8 @@ def _assemble_ldm(g, path, ndim: int) -> tuple[np.ndarray, int, float | None]:
         raise FormatError(f"tiles cover {covered} of {int(np.prod(size))} voxels", path=path, item=g.name)
     ri_min = None
     if scalar_type == 1:
-        ri_min = _ri_from_attr(_num(g, "RIMin", path, default=_num(g.parent, "RIMin", path)))
+        holder = g if "RIMin" in g.attrs else g.parent
+        ri_min = _ri_from_attr(_num(holder, "RIMin", path))
     return out, scalar_type, ri_min
 
 
@@ -366,7 +367,8 @@ def _encode(ri: np.ndarray, scalar_type: int, ri_min: float, item: str) -> np.nd
         v = np.rint(ri.astype(np.float64) * 1e4)
         top = 65535
     if v.min() < 0 or v.max() > top:
-        raise ValueError(f"{item}: RI range [{ri.min():.4f}, {ri.max():.4f}] does not fit scalar_type={scalar_type}")
+        what = "uint8 (RIMin + 0..0.255)" if scalar_type == 1 else "uint16 (RI × 1e4 in 0..65535)"
+        raise ValueError(f"scalar_type: RI range [{ri.min():.4f}, {ri.max():.4f}] of {item} does not fit {what}")
     return v.astype(np.uint8 if scalar_type == 1 else np.uint16)
 
 
@@ -403,14 +405,17 @@ def _write_frame(g, name: str, arr: np.ndarray, *, mode: str, ldm: bool, scalar_
     else:
         st = scalar_type
         enc = _encode(arr, st, ri_min, f"{g.name}/{name}")
-    ts = tuple(arr.shape) if tile_shape is None else tuple(int(v) for v in tile_shape)[-ndim:]
-    if tile_shape is None:
+    if tile_shape is None:  # full Z extent, 64 × 64 laterally
         ts = tuple(min(s, 64) if i >= ndim - 2 else s for i, s in enumerate(arr.shape))
+    else:
+        ts = tuple(int(v) for v in tile_shape)[-ndim:]
+        if len(ts) != ndim or min(ts) < 1:
+            raise ValueError(f"tile_shape: needs positive (Z, Y, X) sizes, got {tile_shape!r}")
     for a, s in zip(axes, arr.shape):
         _set(fg, f"DataSize{a}", int(s))
     _set(fg, "ScalarType", int(st))
     _set(fg, "RIMin", float(ri_min))
-    _set(fg, "RIMax", float(arr.max()) if mode != "raw" else float(arr.max()))
+    _set(fg, "RIMax", float(arr.max()))
     starts = np.stack(np.meshgrid(*[np.arange(0, s, t) for s, t in zip(arr.shape, ts)], indexing="ij"), -1).reshape(-1, ndim)
     n_tiles = len(starts) + 1
     width = max(2, len(str(n_tiles - 1)))
@@ -443,6 +448,7 @@ def write_tcf(
     scalar_type: int = 0,
     tile_shape: tuple[int, ...] | None = None,
     compression: str | None = None,
+    progress=None,
 ) -> Path:
     """Write ``tomo`` as a TCF file of the requested variant, atomically.
 
@@ -462,6 +468,8 @@ def write_tcf(
     tile_shape : tuple, optional
         LDM tile shape (Z, Y, X); default the full Z extent × 64 × 64.
     compression : {None, "gzip", "lz4"}
+    progress : callable, optional
+        ``progress(done, total)`` after each RI time frame.
 
     Returns
     -------
@@ -528,6 +536,8 @@ def write_tcf(
                 _set(fr, "Time", float(t * (tomo.time_step_s or 0.0)))
                 for a in "XYZC":
                     _set(fr, f"Position{a}", 0.0)
+                if progress is not None:
+                    progress(t + 1, n_t)
             _write_group_attrs(g3, n_t, (Z, Y, X), (dz, dy, dx), tomo.time_step_s)
             _set(g3, "RIMin", ri_lo)
             _set(g3, "RIMax", ri_hi)

@@ -75,7 +75,7 @@ def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, hermitian, num, den):
+def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, hermitian, num, den, n_threads):
     """Spread one frame's Ewald cap into the accumulators ``num`` (complex64) and ``den``.
 
     Parameters
@@ -102,6 +102,8 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
         Also spread conj(F) at −K (a non-absorbing object has a real potential f).
     num, den : (Z, Y, X) complex64 / float32
         Accumulators, updated in place.
+    n_threads : int
+        Number of Z slabs processed in parallel (``numba.get_num_threads()``).
 
     Notes
     -----
@@ -111,7 +113,7 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
     """
     ny, nx = spec.shape
     nz = num.shape[0]
-    nthreads = numba.get_num_threads()
+    nthreads = n_threads
     nchunk = min(nthreads, nz)
     kz_in = kin_zyx[0]
     ky_in = kin_zyx[1]

@@ -109,10 +109,12 @@ def default_grid(
 
     Notes
     -----
-    Defaults (see module docstring): dx = dy = min(pixel, λ/(4 NA)) adjusted so that
-    N_vol·dx equals the frame field of view; illumination scan: dz = min(λ/(2(n_m −
-    √(n_m² − NA²))), 2·dx)... rounded so that Z covers half the lateral field of view;
-    sample rotation: dz = dx and Z spans the extent across the rotation axis.
+    Defaults (see module docstring): dx = dy = min(pixel, λ/(4 NA)), adjusted so that
+    N_vol·dx equals the frame field of view. Illumination scan: dz is the axial Nyquist
+    limit λ/(2(n_m − √(n_m² − NA²))) kept within [dx, 2·dx] (finer than needed for the
+    band, but an object is rarely much thinner than a few lateral voxels), and Z spans the
+    lateral field of view (an object that fits laterally fits axially). Sample rotation:
+    dz = dx and Z spans the extent across the rotation axis.
     """
     ny, nx = (int(s) for s in frame_shape_yx)
     if ny < 2 or nx < 2:
@@ -125,6 +127,11 @@ def default_grid(
     if rotation_axis not in ("y", "x"):
         raise ValueError(f"rotation_axis must be 'y' or 'x', got {rotation_axis!r}")
     fov_y, fov_x = ny * px, nx * px
+    if shape_zyx is not None:
+        shp = tuple(int(v) for v in np.asarray(shape_zyx).reshape(-1))
+        if len(shp) != 3 or min(shp) < 2:
+            raise ValueError(f"shape_zyx must be three sizes ≥ 2, got {shape_zyx!r}")
+        shape_zyx = shp
 
     if voxel_size_um is not None:
         vs = np.asarray(voxel_size_um, dtype=float).reshape(-1)
@@ -147,16 +154,13 @@ def default_grid(
             dz = max(dz, min(dy, dx))
 
     if shape_zyx is not None:
-        shp = tuple(int(s) for s in np.asarray(shape_zyx).reshape(-1))
-        if len(shp) != 3 or min(shp) < 2:
-            raise ValueError(f"shape_zyx must be three sizes ≥ 2, got {shape_zyx!r}")
-        shape = shp
+        shape = shape_zyx
     else:
         nyv = _fast_even(fov_y / dy - 1e-6)
         nxv = _fast_even(fov_x / dx - 1e-6)
         if geometry == "sample-rotation":
             nzv = _fast_even((fov_x if rotation_axis == "y" else fov_y) / dz - 1e-6)
         else:
-            nzv = _fast_even(0.5 * max(fov_y, fov_x) / dz)
+            nzv = _fast_even(max(fov_y, fov_x) / dz - 1e-6)
         shape = (nzv, nyv, nxv)
     return Grid(shape_zyx=shape, voxel_size_um=(float(dz), float(dy), float(dx)))

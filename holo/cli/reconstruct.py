@@ -1,0 +1,95 @@
+"""``holo reconstruct INPUT -o OUT [--method ...]``: one acquisition → one RI volume file.
+
+Progress goes to stderr; ``--json`` prints a summary (output path, shape, voxel size, mean
+RI, time, excluded frames) on stdout. The output is written atomically in the format given
+by its extension (``.ome.tif``, ``.ome.zarr``, ``.tcf``) through :func:`holo.io.save_tomogram`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional, Tuple
+
+import typer
+
+__all__ = ["register", "summary"]
+
+_METHODS = ("rytov", "born", "gp", "tv", "bpm")
+
+
+def summary(tomo, out_path, elapsed_s: float) -> dict:
+    """JSON-able summary of a written reconstruction."""
+    import numpy as np
+
+    ri = tomo.frame(0)
+    return {
+        "output": str(out_path),
+        "method": tomo.provenance.get("method"),
+        "shape_zyx": [int(s) for s in ri.shape],
+        "voxel_size_um": [float(v) for v in tomo.voxel_size_um],
+        "medium_index": float(tomo.medium_index),
+        "mean_ri": float(np.mean(ri, dtype=np.float64)),
+        "max_ri": float(np.max(ri)),
+        "time_s": round(float(elapsed_s), 4),
+        "excluded_frames": [int(i) for i in tomo.provenance.get("excluded_frames", [])],
+    }
+
+
+def _parse_voxel(text: str | None):
+    if text is None:
+        return None
+    try:
+        vals = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        vals = []
+    if len(vals) not in (1, 3) or any(not (v > 0) for v in vals):
+        raise typer.BadParameter(f"needs one positive value or three (DZ,DY,DX) in µm, got {text!r}", param_hint="--voxel")
+    return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("reconstruct")
+    def reconstruct_cmd(
+        input_path: Path = typer.Argument(..., help="Acquisition file (.h5, or any format holding holograms / fields)."),
+        out: Path = typer.Option(..., "-o", "--out", help="Output volume: .ome.tif, .ome.zarr or .tcf."),
+        method: str = typer.Option("rytov", "--method", help="rytov|born|gp|tv|bpm."),
+        iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Iterations of gp/tv/bpm."),
+        weight: Optional[float] = typer.Option(None, "--weight", min=0.0, help="Regularisation weight of tv/bpm."),
+        shape: Optional[Tuple[int, int, int]] = typer.Option(None, "--shape", min=2, help="Grid shape: --shape Z Y X."),
+        voxel: Optional[str] = typer.Option(None, "--voxel", help="Voxel size in µm: one value (isotropic) or DZ,DY,DX."),
+        as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    ) -> int:
+        """Reconstruct the 3D refractive index of INPUT and write it to OUT."""
+        if method not in _METHODS:
+            raise typer.BadParameter(f"unknown method {method!r} (choose {'|'.join(_METHODS)})", param_hint="--method")
+        voxel_size = _parse_voxel(voxel)
+        from holo.cli._progress import progress_bar, stderr_console
+        from holo.io import output_format, save_tomogram
+        from holo.pipeline import reconstruct
+
+        try:
+            output_format(out)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--out") from None
+        t0 = time.perf_counter()
+        with progress_bar(f"reconstruct ({method})") as update:
+            tomo = reconstruct(
+                str(input_path), method=method, iterations=iterations, weight=weight,
+                shape_zyx=tuple(shape) if shape else None,
+                voxel_size_um=voxel_size,
+                progress=update,
+            )
+        path = save_tomogram(tomo, out)
+        info = summary(tomo, path, time.perf_counter() - t0)
+        if as_json:
+            print(json.dumps(info, indent=2))
+        else:
+            stderr_console.print(
+                f"{info['output']}: {tuple(info['shape_zyx'])} voxels of {tuple(round(v, 4) for v in info['voxel_size_um'])} µm, "
+                f"mean RI {info['mean_ri']:.4f}, {info['time_s']:.2f} s"
+                + (f", excluded frames {info['excluded_frames']}" if info["excluded_frames"] else ""),
+                highlight=False,
+            )
+        return 0

@@ -1,0 +1,164 @@
+"""The reconstruction stage of the pipeline: acquisition (or file) → RI :class:`Tomogram`.
+
+``reconstruct`` opens the input, retrieves the fields (``reconstruction.fields``) and runs
+one reconstruction method:
+
+* ``rytov`` / ``born``: direct Fourier diffraction tomography
+  (:func:`reconstruction.tomography.reconstruct_fdt`);
+* ``gp`` / ``tv``: the same Fourier mapping followed by the regularised solvers of
+  :mod:`reconstruction.regularization`;
+* ``bpm``: model-based refinement (:mod:`reconstruction.model_based`) started from the
+  Rytov volume.
+
+Physics conventions: :mod:`holo.conventions`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from holo.errors import HoloError, ValidationError
+from holo.model import Acquisition, Tomogram
+
+__all__ = ["METHODS", "reconstruct", "retrieve"]
+
+METHODS = ("rytov", "born", "gp", "tv", "bpm")
+
+
+def _open_acquisition(acq_or_path) -> Acquisition:
+    if isinstance(acq_or_path, Acquisition):
+        return acq_or_path
+    if isinstance(acq_or_path, (str, Path)):
+        import holo
+
+        obj = holo.open(acq_or_path)
+        if not isinstance(obj, Acquisition):
+            raise HoloError("holds a reconstructed volume, not an acquisition", path=acq_or_path)
+        return obj
+    if hasattr(acq_or_path, "fields") and hasattr(acq_or_path, "geometry"):
+        return acq_or_path  # a FieldSet
+    raise ValueError(f"acq_or_path must be an Acquisition, a FieldSet or a file path, got {type(acq_or_path).__name__}")
+
+
+def retrieve(acq, progress: Callable | None = None):
+    """Fields u/u0 of an acquisition (a FieldSet); a FieldSet is returned unchanged.
+
+    Uses :func:`reconstruction.fields.retrieve_fields` (holograms → fields, QC). An
+    acquisition that already holds fields is used as it is when that module is absent.
+    """
+    if not isinstance(acq, Acquisition):
+        return acq
+    try:
+        from reconstruction.fields import retrieve_fields
+    except ImportError:
+        retrieve_fields = None
+    if retrieve_fields is not None:
+        return retrieve_fields(acq, progress=progress)
+    if acq.fields is None:
+        raise HoloError("field retrieval (reconstruction.fields) is not available to turn holograms into fields", path=acq.source, item="holograms")
+    return acq
+
+
+def _stage_progress(progress, stage: str):
+    if progress is None:
+        return None
+
+    def cb(done, total=None, note=""):
+        progress(done, total, note=f"{stage} {note}".strip())
+
+    return cb
+
+
+def reconstruct(
+    acq_or_path,
+    *,
+    method: str = "rytov",
+    iterations: int | None = None,
+    weight: float | None = None,
+    shape_zyx=None,
+    voxel_size_um=None,
+    progress: Callable | None = None,
+) -> Tomogram:
+    """Reconstruct the 3D RI of one acquisition.
+
+    Parameters
+    ----------
+    acq_or_path : Acquisition, FieldSet, str or Path
+        The acquisition (holograms or fields), already retrieved fields, or a file that
+        ``holo.open`` reads as an acquisition.
+    method : {"rytov", "born", "gp", "tv", "bpm"}
+        Reconstruction method (see module docstring). Default "rytov".
+    iterations : int, optional
+        Iterations of gp / tv / bpm (their defaults when None); ignored by rytov / born.
+    weight : float, optional
+        Regularisation weight of tv / bpm; ignored otherwise.
+    shape_zyx, voxel_size_um : optional
+        Override of the grid chosen from the optics
+        (:func:`reconstruction.tomography.default_grid`).
+    progress : callable(done, total, note=""), optional
+        Progress reports.
+
+    Returns
+    -------
+    Tomogram
+        float32 absolute RI with provenance: ``method``, ``parameters``,
+        ``excluded_frames``, ``source_file``, ``elapsed_s``.
+
+    Raises
+    ------
+    ValueError
+        Unknown method or bad grid; HoloError / ValidationError for bad data.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if iterations is not None and int(iterations) < 1:
+        raise ValueError(f"iterations must be ≥ 1, got {iterations!r}")
+    if weight is not None and not float(weight) >= 0:
+        raise ValueError(f"weight must be ≥ 0, got {weight!r}")
+    t0 = time.perf_counter()
+    acq = _open_acquisition(acq_or_path)
+    source = getattr(acq, "source", None) or (str(acq_or_path) if isinstance(acq_or_path, (str, Path)) else None)
+    fs = retrieve(acq, progress=_stage_progress(progress, "fields"))
+
+    from reconstruction.tomography import fourier_map, reconstruct_fdt
+
+    grid_kw = dict(shape_zyx=shape_zyx, voxel_size_um=voxel_size_um)
+    map_progress = _stage_progress(progress, "fourier map")
+    if method in ("rytov", "born"):
+        tomo = reconstruct_fdt(fs, method=method, progress=map_progress, **grid_kw)
+    elif method in ("gp", "tv"):
+        try:
+            from reconstruction.regularization import reconstruct_regularized
+        except ImportError as exc:
+            raise HoloError(f"method {method!r} needs reconstruction.regularization, which is not available ({exc})", item="method") from None
+        fd = fourier_map(fs, method="rytov", progress=map_progress, **grid_kw)
+        tomo = reconstruct_regularized(fd, method=method, iterations=iterations, weight=weight, progress=_stage_progress(progress, method))
+        prov = dict(tomo.provenance)
+        prov.setdefault("excluded_frames", list(fd.excluded_frames))
+        prov.setdefault("fourier_map", dict(fd.provenance))
+        tomo = tomo.replace(provenance=prov)
+    else:
+        try:
+            from reconstruction.model_based import reconstruct_bpm
+        except ImportError as exc:
+            raise HoloError(f"method 'bpm' needs reconstruction.model_based, which is not available ({exc})", item="method") from None
+        init = reconstruct_fdt(fs, method="rytov", progress=map_progress, **grid_kw)
+        tomo = reconstruct_bpm(fs, init, iterations=iterations, weight=weight, progress=_stage_progress(progress, "bpm"))
+        prov = dict(tomo.provenance)
+        prov.setdefault("excluded_frames", init.provenance.get("excluded_frames", []))
+        prov.setdefault("initial", {"method": "rytov", "parameters": init.provenance.get("parameters", {})})
+        tomo = tomo.replace(provenance=prov)
+
+    prov = dict(tomo.provenance)
+    prov["method"] = method
+    params = dict(prov.get("parameters") or {})
+    params.setdefault("iterations", iterations)
+    params.setdefault("weight", weight)
+    prov["parameters"] = params
+    prov["source_file"] = source
+    prov["elapsed_s"] = float(time.perf_counter() - t0)
+    if tomo.ri.dtype.kind != "f":
+        raise ValidationError(f"the {method} reconstruction returned {tomo.ri.dtype}, not float RI", item="ri")
+    return tomo.replace(provenance=prov, source=source)

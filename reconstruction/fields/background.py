@@ -1,0 +1,230 @@
+"""Residual tilt and offset removal and amplitude normalisation of u/u0.
+
+After division by the background field, u/u0 should be 1 outside the sample. Drift between the
+sample and background exposures leaves a phase plane a + b·x + c·y (reference tilt, path
+length change), slow curvature (defocus of the reference) and an amplitude scale (power
+change). They are fitted on the *background* pixels only:
+
+1. mask the object: pixels whose phase residual |φ − p(x, y)| or log-amplitude residual
+   |ln|u| − median| exceeds ``threshold_sigma`` times the noise level (estimated from the
+   median absolute first difference, σ = 1.4826·MAD(Δ)/√2, floored at 0.05 rad / 0.05), then
+   dilated by ``dilate_px`` pixels to cover the diffraction ringing around the object;
+2. fit the polynomial p of degree 1 (plane) or 2 by least squares on the unmasked pixels
+   (normal equations, coordinates scaled to [−1, 1]);
+3. repeat from 1 (``iterations``) so that a strong tilt does not bias the first mask.
+
+The correction multiplies the complex field by exp(−i·p)/s, with s the median amplitude over
+the background pixels, and subtracts p from the unwrapped phase, so the two stay consistent:
+angle(u) = W(φ_u).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["object_mask", "fit_polynomial", "remove_background"]
+
+_MIN_PHASE_THRESHOLD_RAD = 0.05
+_MIN_LOGAMP_THRESHOLD = 0.05
+
+
+def _row_median(x: np.ndarray) -> np.ndarray:
+    """Median of each row of (A, P), from a regular subsample of at most ~8192 values per row
+    (ample for a robust level or noise estimate)."""
+    step = max(1, x.shape[1] // 8192)
+    return np.median(x[:, ::step], axis=1)
+
+
+def _robust_noise(a: np.ndarray) -> np.ndarray:
+    """Per-frame noise σ from the median absolute first difference along X (float64 (A,))."""
+    d = np.diff(a, axis=-1).reshape(a.shape[0], -1)
+    med = _row_median(d)[:, None]
+    mad = _row_median(np.abs(d - med))
+    return 1.4826 * mad / np.sqrt(2.0)
+
+
+def object_mask(
+    phase_residual,
+    log_amplitude,
+    *,
+    threshold_sigma: float = 5.0,
+    dilate_px: int = 3,
+) -> np.ndarray:
+    """Object pixels of each frame, bool (A, Y, X).
+
+    Parameters
+    ----------
+    phase_residual : (A, Y, X) float
+        Unwrapped phase minus the current background fit, radians (finite).
+    log_amplitude : (A, Y, X) float
+        ln|u/u0| (finite).
+    threshold_sigma : float
+        A pixel belongs to the object when |φ − median φ| > max(k σ_φ, 0.05 rad) or
+        |ln|u| − median| > max(k σ_a, 0.05), σ from the first differences.
+    dilate_px : int
+        Dilation radius (pixels) applied to the mask.
+    """
+    phi = np.asarray(phase_residual, np.float32)
+    la = np.asarray(log_amplitude, np.float32)
+    if phi.shape != la.shape or phi.ndim != 3:
+        raise ValueError(f"phase_residual and log_amplitude must both be (A, Y, X), got {phi.shape} and {la.shape}")
+    if threshold_sigma <= 0:
+        raise ValueError(f"threshold_sigma must be positive, got {threshold_sigma}")
+    tp = np.maximum(threshold_sigma * _robust_noise(phi), _MIN_PHASE_THRESHOLD_RAD)[:, None, None]
+    ta = np.maximum(threshold_sigma * _robust_noise(la), _MIN_LOGAMP_THRESHOLD)[:, None, None]
+    mp = _row_median(phi.reshape(phi.shape[0], -1))[:, None, None]
+    ma = _row_median(la.reshape(la.shape[0], -1))[:, None, None]
+    with np.errstate(invalid="ignore"):
+        mask = ~(np.abs(phi - mp) <= tp) | ~(np.abs(la - ma) <= ta)
+    if dilate_px > 0:
+        r = int(dilate_px)
+        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+        disk = (yy * yy + xx * xx) <= r * r
+        mask = ndimage.binary_dilation(mask, structure=disk[None])
+    return mask
+
+
+def _design(shape_yx: tuple[int, int], degree: int) -> np.ndarray:
+    ny, nx = shape_yx
+    y = np.linspace(-1.0, 1.0, ny)[:, None] * np.ones((1, nx))
+    x = np.ones((ny, 1)) * np.linspace(-1.0, 1.0, nx)[None, :]
+    cols = [np.ones_like(x), x, y]
+    if degree == 2:
+        cols += [x * x, x * y, y * y]
+    return np.stack([c.reshape(-1) for c in cols], axis=1)  # (P, n_terms)
+
+
+def fit_polynomial(values, keep, degree: int = 1) -> np.ndarray:
+    """Least-squares polynomial surface of each frame fitted on the ``keep`` pixels.
+
+    Minimises Σ_{keep} (v − Σ_t a_t B_t)² with B = (1, x, y[, x², xy, y²]) on coordinates
+    scaled to [−1, 1] (normal equations, batched over frames).
+
+    Parameters
+    ----------
+    values : (A, Y, X) float
+    keep : (A, Y, X) bool
+        Pixels used in the fit (non-finite values are dropped too).
+    degree : {1, 2}
+
+    Returns
+    -------
+    (A, Y, X) float32 fitted surfaces (zero for a frame with too few usable pixels).
+    """
+    if degree not in (1, 2):
+        raise ValueError(f"degree must be 1 or 2, got {degree}")
+    v = np.asarray(values, np.float64)
+    if v.ndim != 3:
+        raise ValueError(f"values must be (A, Y, X), got shape {v.shape}")
+    a, ny, nx = v.shape
+    basis = _design((ny, nx), degree)
+    w = (np.asarray(keep, bool) & np.isfinite(v)).reshape(a, -1).astype(np.float64)
+    vv = np.where(w > 0, v.reshape(a, -1), 0.0)
+    gram = np.matmul((w[:, :, None] * basis[None]).transpose(0, 2, 1), basis)
+    rhs = (vv * w) @ basis
+    nt = basis.shape[1]
+    coef = np.zeros((a, nt))
+    ok = w.sum(axis=1) >= 4 * nt
+    if ok.any():
+        gram_ok = gram[ok] + 1e-9 * np.eye(nt)[None]
+        coef[ok] = np.linalg.solve(gram_ok, rhs[ok][..., None])[..., 0]
+    return (coef @ basis.T).reshape(a, ny, nx).astype(np.float32)
+
+
+def remove_background(
+    fields,
+    unwrapped,
+    *,
+    degree: int = 1,
+    iterations: int = 3,
+    threshold_sigma: float = 5.0,
+    dilate_px: int = 3,
+    normalize_amplitude: bool = True,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Remove the fitted phase polynomial and the amplitude scale (module docstring).
+
+    Parameters
+    ----------
+    fields : (A, Y, X) complex
+        u/u0 before correction.
+    unwrapped : (A, Y, X) float
+        Its unwrapped phase.
+    degree : {1, 2}
+        Polynomial degree of the phase background (1: offset + tilt).
+    iterations : int
+        Mask/fit rounds (≥ 1).
+    threshold_sigma, dilate_px : see :func:`object_mask`.
+    normalize_amplitude : bool
+        Divide by the median background amplitude.
+
+    Returns
+    -------
+    fields : (A, Y, X) complex64, corrected
+    unwrapped : (A, Y, X) float32, corrected
+    info : dict with ``mask`` (bool (A, Y, X), object pixels), ``offset_rad`` (A,),
+        ``slope_rad_per_px`` (A, 2) as (d/dy, d/dx) of the removed surface at the frame
+        centre, ``amplitude_scale`` (A,) and ``background_fraction`` (A,).
+    """
+    u = np.asarray(fields)
+    if u.ndim != 3 or not np.iscomplexobj(u):
+        raise ValueError(f"fields must be complex (A, Y, X), got {u.dtype} {u.shape}")
+    phi = np.asarray(unwrapped, np.float32)
+    if phi.shape != u.shape:
+        raise ValueError(f"unwrapped shape {phi.shape} differs from fields {u.shape}")
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    a, ny, nx = u.shape
+    finite = np.isfinite(u).all(axis=(1, 2)) & np.isfinite(phi).all(axis=(1, 2))
+    if not finite.all():
+        # Frames with non-finite values are left as they are (QC rejects them).
+        out = np.array(u, dtype=np.complex64)
+        phi_out = np.array(phi, dtype=np.float32)
+        info = {
+            "mask": np.ones(u.shape, bool),
+            "offset_rad": np.full(a, np.nan),
+            "slope_rad_per_px": np.full((a, 2), np.nan),
+            "amplitude_scale": np.full(a, np.nan),
+            "background_fraction": np.zeros(a),
+        }
+        if finite.any():
+            fo, po, io = remove_background(
+                u[finite], phi[finite], degree=degree, iterations=iterations,
+                threshold_sigma=threshold_sigma, dilate_px=dilate_px, normalize_amplitude=normalize_amplitude,
+            )
+            out[finite], phi_out[finite] = fo, po
+            for key, val in io.items():
+                info[key][finite] = val
+        return out, phi_out, info
+    logamp = np.log(np.maximum(np.abs(u), 1e-30)).astype(np.float32)
+    fit = fit_polynomial(phi, np.ones(phi.shape, bool), degree=1)
+    mask = np.zeros(u.shape, bool)
+    for _ in range(iterations):
+        mask = object_mask(phi - fit, logamp, threshold_sigma=threshold_sigma, dilate_px=dilate_px)
+        fit = fit_polynomial(phi, ~mask, degree=degree)
+    keep = ~mask & np.isfinite(logamp)
+    scale = np.ones(a)
+    if normalize_amplitude:
+        amp = np.abs(u).reshape(a, -1)
+        for i in range(a):
+            sel = amp[i][keep[i].reshape(-1)]
+            scale[i] = np.median(sel) if sel.size else np.nanmedian(amp[i])
+    corr = np.exp(-1j * fit.astype(np.float32)) / scale.astype(np.float32)[:, None, None]
+    out = (u * corr).astype(np.complex64, copy=False)
+    phi_out = (phi - fit).astype(np.float32)
+    cy, cx = ny // 2, nx // 2
+    slope = np.stack(
+        [
+            fit[:, min(cy + 1, ny - 1), cx] - fit[:, cy, cx],
+            fit[:, cy, min(cx + 1, nx - 1)] - fit[:, cy, cx],
+        ],
+        axis=1,
+    ).astype(np.float64)
+    info = {
+        "mask": mask,
+        "offset_rad": fit[:, cy, cx].astype(np.float64),
+        "slope_rad_per_px": slope,
+        "amplitude_scale": scale,
+        "background_fraction": keep.reshape(a, -1).mean(axis=1),
+    }
+    return out, phi_out, info

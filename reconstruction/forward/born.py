@@ -1,0 +1,163 @@
+"""First-Born forward model (Fourier diffraction relation) of holotomography.
+
+Derivation (conventions of :mod:`holo.conventions`)
+--------------------------------------------------
+With e^{-iωt}, the field obeys ∇²u + k0² n² u = 0. With k_m = k0 n_m and the scattering
+potential f = k0² (n_m² − n²) this reads (∇² + k_m²) u = f u. The outgoing Green function
+of (∇² + k_m²) G = −δ is G(r) = e^{i k_m |r|} / (4π |r|), whose angular spectrum (Weyl) is
+
+    G(r) = ∫ d²k⊥/(2π)² · (i / (2 k_z)) · exp(i k⊥·r⊥ + i k_z |z|),  k_z = √(k_m² − |k⊥|²).
+
+Hence u = u_in + u_s with u_s(r) = −∫ G(r − r') f(r') u(r') d³r'. The first Born
+approximation replaces u by the illumination u_in = exp(i k_in·r) under the integral. For z
+beyond the sample, the 2D Fourier transform of u_s in the plane z is
+
+    Û_s(k⊥; z) = (−i / (2 k_z)) e^{i k_z z} F(k⊥ − k_in⊥, k_z − k_in,z),
+    F(K) = ∫ f(r) e^{−i K·r} d³r.
+
+The microscope images this outgoing wave propagated back to the focal plane z = 0, so at
+z = 0 the envelope of the scattered field, v_s = u_s / u0 with u0 = exp(i k_in⊥·r⊥), has the
+spectrum (q = k⊥ − k_in⊥)
+
+    V̂_s(q) = (−i / (2 k_z(q + k_in⊥))) · F(q, k_z(q + k_in⊥) − k_in,z).        (Born)
+
+Sign check: for a thin weak object at normal incidence, k_z ≈ k_m and
+f ≈ −2 k0² n_m Δn, so v_s ≈ (−i / (2 k_m)) ∫ f dz = i k0 ∫ Δn dz: the phase of
+u/u0 ≈ 1 + v_s is positive where the optical path is longer, as required.
+
+Discretisation: each slice j is a slab of thickness dz centred on z_j, laterally sampled
+on the pixel grid, so F(q, K_z) = dz·sinc(K_z dz/2)·Σ_j e^{−i K_z z_j} F2_j(q) with F2_j the
+2D FFT of slice j times dy·dx (exact for piecewise-constant slabs and any K_z; evaluated
+by Horner's rule over j). u/u0 = P·(1 + v_s) with P the pupil |q + k_in⊥| ≤ 2π NA/λ.
+
+Validity: the Born field is accurate while the phase delay through the object is small,
+k0 |Δn| d ≪ 1; it fails visibly once k0 |Δn| d ≳ π/2 (see ``docs/forward_models.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import scipy.fft as sfft
+
+from holo.conventions import medium_wavenumber, ri_to_potential
+from reconstruction.forward._propagate import (
+    envelope_kz,
+    frame_batches,
+    frequency_grid,
+    prepare_forward,
+    pupil_mask,
+    report_progress,
+)
+
+__all__ = ["born_fields", "born_scattered_envelopes"]
+
+
+def _slice_spectra(ri_padded: np.ndarray, setup):
+    """2D spectra F2_j (scipy.fft layout, ×dy·dx) of the occupied slab range of the potential."""
+    nm = setup.medium_index
+    occupied = np.flatnonzero(np.any(ri_padded != np.float32(nm), axis=(1, 2)))
+    if occupied.size == 0:
+        return None, None
+    j0, j1 = occupied[0], occupied[-1] + 1
+    f = ri_to_potential(ri_padded[j0:j1], setup.wavelength_um, nm)
+    f = f.astype(np.complex64 if np.iscomplexobj(f) else np.float32, copy=False)
+    dy, dx = setup.voxel_size_um[1:]
+    spec = sfft.fft2(f, axes=(-2, -1), workers=-1).astype(np.complex64, copy=False)
+    spec *= np.float32(dy * dx)
+    return spec, setup.z_um[j0:j1]
+
+
+def _scattered_envelope_spectrum(spec, z_slices, kin, setup, qy, qx, keep):
+    """V̂_s(q) of equation (Born) for one illumination on the mask ``keep`` (zeros elsewhere)."""
+    dz = setup.voxel_size_um[0]
+    km = medium_wavenumber(setup.wavelength_um, setup.medium_index)
+    delta, _ = envelope_kz(qy, qx, kin[0], kin[1], km)
+    kz = delta[keep] + kin[2]  # k_z(q + k_in⊥)
+    kzd = delta[keep]  # K_z = k_z(q + k_in⊥) − k_in,z
+    rows = spec[:, keep]  # (J, M)
+    r = np.exp(-1j * kzd * dz).astype(np.complex64)
+    acc = rows[-1].copy()
+    for j in range(rows.shape[0] - 2, -1, -1):
+        acc *= r
+        acc += rows[j]
+    slab = dz * np.sinc(kzd * dz / (2.0 * np.pi))  # np.sinc(x) = sin(πx)/(πx)
+    factor = (-0.5j / kz) * slab * np.exp(-1j * kzd * z_slices[0])
+    out = np.zeros(delta.shape, dtype=np.complex64)
+    out[keep] = (factor * acc).astype(np.complex64)
+    return out
+
+
+def born_scattered_envelopes(setup, *, within_pupil: bool, progress=None):
+    """Scattered envelopes v_s = u_s/u0 at z = 0, padded grid, (A, Y', X') complex64.
+
+    ``within_pupil``: keep only the pupil |q + k_in⊥| ≤ 2π NA/λ (True) or every propagating
+    component |q + k_in⊥| < k_m (False).
+    """
+    km = medium_wavenumber(setup.wavelength_um, setup.medium_index)
+    qy, qx = frequency_grid(setup.padded_shape_yx, setup.voxel_size_um[1:])
+    dy, dx = setup.voxel_size_um[1:]
+    out = np.zeros((setup.n_frames,) + setup.padded_shape_yx, dtype=np.complex64)
+    shared = None
+    if setup.angles is None:
+        shared = _slice_spectra(setup.pad(setup.ri, setup.medium_index), setup)
+    for idx in frame_batches(setup, 1):
+        i = int(idx[0])
+        if shared is not None:
+            spec, zs = shared
+        else:
+            spec, zs = _slice_spectra(setup.pad(setup.volumes(idx)[0], setup.medium_index), setup)
+        if spec is not None:
+            kin = setup.kin[i]
+            if within_pupil:
+                keep = pupil_mask(qy, qx, kin[0], kin[1], setup.wavelength_um, setup.objective_na)
+                keep &= envelope_kz(qy, qx, kin[0], kin[1], km)[1]
+            else:
+                keep = envelope_kz(qy, qx, kin[0], kin[1], km)[1]
+            vs = _scattered_envelope_spectrum(spec, zs, kin, setup, qy, qx, keep)
+            out[i] = sfft.ifft2(vs, workers=-1) / np.float32(dy * dx)
+        report_progress(progress, i + 1, setup.n_frames)
+    return out
+
+
+def born_fields(
+    ri,
+    voxel_size_um,
+    *,
+    wavelength_um: float,
+    medium_index: float,
+    objective_na: float,
+    illumination_na=None,
+    angles=None,
+    rotation_axis: str = "y",
+    progress: Callable[[int, int], object] | None = None,
+    snap: bool = True,
+    pad_px=None,
+) -> np.ndarray:
+    """Fields u/u0 in the focal plane in the first Born approximation (module docstring).
+
+    Parameters and return value as :func:`reconstruction.forward.bpm.bpm_fields`:
+    ``ri`` (Z, Y, X) absolute RI, ``voxel_size_um`` (dz, dy, dx), ``illumination_na``
+    (A, 2) or ``angles`` (A,) radians about ``rotation_axis``, ``snap`` the illumination to
+    the grid, ``pad_px`` lateral guard band. Returns (A, Y, X) complex64
+    u/u0 = P(1 + v_s), low-passed by the objective pupil.
+    """
+    setup = prepare_forward(
+        ri,
+        voxel_size_um,
+        wavelength_um=wavelength_um,
+        medium_index=medium_index,
+        objective_na=objective_na,
+        illumination_na=illumination_na,
+        angles=angles,
+        rotation_axis=rotation_axis,
+        snap=snap,
+        pad_px=pad_px,
+    )
+    vs = born_scattered_envelopes(setup, within_pupil=True, progress=progress)
+    # the unscattered wave passes the pupil when the illumination lies inside it
+    k0na = 2.0 * np.pi * setup.objective_na / setup.wavelength_um
+    passes = np.hypot(setup.kin[:, 0], setup.kin[:, 1]) <= k0na * (1.0 + 1e-9)
+    vs += passes.astype(np.float32).reshape(-1, 1, 1)
+    return np.ascontiguousarray(setup.crop(vs))

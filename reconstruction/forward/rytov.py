@@ -1,0 +1,70 @@
+"""First-Rytov forward model of holotomography.
+
+The Rytov approximation writes the field as u = u0·exp(φ_s) and approximates the complex
+phase by the first-Born scattered field divided by the illumination,
+
+    φ_s = u_s^Born / u_in,
+
+evaluated in the focal plane z = 0 (u_s^Born from :mod:`reconstruction.forward.born`, all
+propagating components |q + k_in⊥| < k_m, before the pupil). Then u/u0 = exp(φ_s), and the
+objective pupil |q + k_in⊥| ≤ 2π NA/λ is applied to the total field u = u0·exp(φ_s), i.e.
+to the envelope with the shifted pupil.
+
+For a thin object φ_s ≈ i k0 ∫ (n − n_m) dz (see the sign check in ``born``), so the phase
+of u/u0 is the optical path difference also when it exceeds π/2, where the Born field
+fails. The Rytov field stays accurate while the phase *gradients* are small compared with
+the medium wavenumber (k0 |Δn| ≪ |∇φ|-scale of diffraction); its error grows with the phase
+delay k0 Δn d and with the object's refraction (lensing), see ``docs/forward_models.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from reconstruction.forward._propagate import filter_pupil, frequency_grid, prepare_forward, pupil_mask
+from reconstruction.forward.born import born_scattered_envelopes
+
+__all__ = ["rytov_fields"]
+
+
+def rytov_fields(
+    ri,
+    voxel_size_um,
+    *,
+    wavelength_um: float,
+    medium_index: float,
+    objective_na: float,
+    illumination_na=None,
+    angles=None,
+    rotation_axis: str = "y",
+    progress: Callable[[int, int], object] | None = None,
+    snap: bool = True,
+    pad_px=None,
+) -> np.ndarray:
+    """Fields u/u0 in the focal plane in the first Rytov approximation (module docstring).
+
+    Parameters and return value as :func:`reconstruction.forward.bpm.bpm_fields`.
+    Returns (A, Y, X) complex64 P[exp(φ_s)] with φ_s = u_s^Born/u_in at z = 0.
+    """
+    setup = prepare_forward(
+        ri,
+        voxel_size_um,
+        wavelength_um=wavelength_um,
+        medium_index=medium_index,
+        objective_na=objective_na,
+        illumination_na=illumination_na,
+        angles=angles,
+        rotation_axis=rotation_axis,
+        snap=snap,
+        pad_px=pad_px,
+    )
+    phi = born_scattered_envelopes(setup, within_pupil=False, progress=progress)
+    qy, qx = frequency_grid(setup.padded_shape_yx, setup.voxel_size_um[1:])
+    out = np.empty((setup.n_frames,) + setup.ri.shape[1:], dtype=np.complex64)
+    for i in range(setup.n_frames):
+        kin = setup.kin[i]
+        pupil = pupil_mask(qy, qx, kin[0], kin[1], setup.wavelength_um, setup.objective_na)
+        out[i] = setup.crop(filter_pupil(np.exp(phi[i]), pupil))
+    return out

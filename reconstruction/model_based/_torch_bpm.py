@@ -1,0 +1,173 @@
+"""Differentiable multi-slice BPM in torch, the same physics as :mod:`reconstruction.forward.bpm`.
+
+The grids, illumination wave vectors, envelope propagators and pupils are built by the NumPy
+helpers of :mod:`reconstruction.forward._propagate` and converted to torch tensors; only the
+split-step loop is written here, so that autograd gives the gradient of a loss with respect
+to the RI volume. Per frame (illumination k_in), with v the envelope u/u0 (v = 1 before the
+sample), z_j the slab centres and dz the slab thickness:
+
+    v ← P(z_j − z_{j−1}) v,    v ← v · exp(i [√((k0 n_j)² − |k_in⊥|²) − k_in,z] dz),
+    V ← V + H1 · F[k0²(n_j² − n_m²) v] (+ H2 · F[(k0²(n_j² − n_m²))² v]),
+
+(the last line the wide-angle correction of the scattered field, with the same kernels as the
+NumPy model),
+then v ← pupil · P(−z_last) v (back to the focal plane z = 0). P(d) multiplies the 2D
+spectrum by exp(i [k_z(q + k_in⊥) − k_in,z] d) (evanescent components dropped). A lateral
+guard band of medium (``pad_px``) is added around the volume and cropped from the result,
+exactly as in the NumPy model. Sample rotation is not modelled here (illumination scan only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from holo.conventions import medium_wavenumber, vacuum_wavenumber
+from reconstruction.forward._propagate import (
+    envelope_kz,
+    envelope_propagator,
+    frequency_grid,
+    prepare_forward,
+    pupil_mask,
+)
+
+__all__ = ["TorchBPM"]
+
+
+class TorchBPM:
+    """Multi-slice BPM for a fixed illumination set, differentiable in the RI volume.
+
+    Parameters
+    ----------
+    shape_zyx : (Z, Y, X)
+        Volume shape (the lateral grid is the field grid).
+    voxel_size_um : (dz, dy, dx)
+    wavelength_um, medium_index, objective_na : float
+        Optics (:mod:`holo.conventions`).
+    illumination_na : (A, 2) array
+        (NA_x, NA_y) of each frame, used as given (the envelope propagator needs no
+        periodicity of the illumination on the grid).
+    pad_px : int or (py, px), optional
+        Lateral guard band of medium per side; default as the NumPy model.
+    device : str or torch.device
+    dtype : torch.float32 or torch.float64
+        Real precision (complex64 / complex128 fields).
+    wide_angle : bool
+        Apply the NumPy model's wide-angle correction of each slab's scattered field
+        (:func:`reconstruction.forward.bpm.bpm_fields`), on by default as there.
+    """
+
+    def __init__(
+        self,
+        shape_zyx,
+        voxel_size_um,
+        *,
+        wavelength_um: float,
+        medium_index: float,
+        objective_na: float,
+        illumination_na,
+        pad_px=None,
+        device="cpu",
+        dtype=torch.float32,
+        wide_angle: bool = True,
+    ):
+        shape = tuple(int(s) for s in shape_zyx)
+        probe = np.full((1,) + shape[1:], float(medium_index), np.float32)
+        self.setup = prepare_forward(
+            probe,
+            voxel_size_um,
+            wavelength_um=wavelength_um,
+            medium_index=medium_index,
+            objective_na=objective_na,
+            illumination_na=illumination_na,
+            snap=False,
+            pad_px=pad_px,
+        )
+        self.shape = shape
+        self.voxel_size_um = self.setup.voxel_size_um
+        self.wide_angle = bool(wide_angle)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        self.k0 = vacuum_wavenumber(wavelength_um)
+        self.km = medium_wavenumber(wavelength_um, medium_index)
+        self.medium_index = float(medium_index)
+        self.qy, self.qx = frequency_grid(self.setup.padded_shape_yx, self.voxel_size_um[1:])
+        self.kin = self.setup.kin  # (A, 3) (k_x, k_y, k_z)
+        dz = self.voxel_size_um[0]
+        self.z_um = (np.arange(shape[0]) - shape[0] // 2) * dz
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.kin.shape[0])
+
+    def _kernels(self, idx):
+        """Slab-to-slab propagator, final back-propagator × pupil, wide-angle terms, screen terms."""
+        from reconstruction.forward import bpm as _np_bpm
+
+        kin = self.kin[idx]
+        nb = kin.shape[0]
+        kx = kin[:, 0].reshape(nb, 1, 1)
+        ky = kin[:, 1].reshape(nb, 1, 1)
+        kzin = kin[:, 2].reshape(nb, 1, 1)
+        dz = self.voxel_size_um[0]
+        delta, prop = envelope_kz(self.qy, self.qx, kx, ky, self.km)
+        step = envelope_propagator(delta, prop, dz)
+        pupil = pupil_mask(self.qy, self.qx, kx, ky, self.setup.wavelength_um, self.setup.objective_na)
+        final = envelope_propagator(delta, prop, -float(self.z_um[-1])) * pupil
+        to = dict(device=self.device)
+
+        def c(a):
+            return torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=np.complex128))).to(dtype=self.cdtype, **to)
+
+        def r(a):
+            return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(dtype=self.dtype, **to)
+
+        wide = wide2 = None
+        if self.wide_angle:
+            # the NumPy model's wide-angle correction of the slab's scattered field:
+            # H1(q) = (i dz/2)(1/k_z − 1/k_in,z), H2(q) = −(i dz/8)(1/k_z³ − 1/k_in,z³)
+            kz = np.maximum(delta + kzin, getattr(_np_bpm, "_KZ_FLOOR", 0.2) * self.km)
+            wide = c(np.where(prop, 0.5j * dz * (1.0 / kz - 1.0 / kzin), 0.0))
+            if getattr(_np_bpm, "SECOND", False):
+                wide2 = c(np.where(prop, -0.125j * dz * (1.0 / kz**3 - 1.0 / kzin**3), 0.0))
+        return c(step), c(final), r(kx * kx + ky * ky), r(kzin), wide, wide2
+
+    def _pad(self, ri):
+        py, px = self.setup.pad_px
+        if py == 0 and px == 0:
+            return ri
+        return torch.nn.functional.pad(ri, (px, px, py, py), mode="constant", value=self.medium_index)
+
+    def _crop(self, v):
+        py, px = self.setup.pad_px
+        ny, nx = self.shape[1:]
+        return v[..., py : py + ny, px : px + nx]
+
+    def fields(self, ri: torch.Tensor, idx) -> torch.Tensor:
+        """u/u0 at z = 0 (B, Y, X) of frames ``idx`` for the RI volume ``ri`` (Z, Y, X).
+
+        Differentiable in ``ri`` (a real tensor of ``dtype`` on ``device``).
+        """
+        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
+        step, final, kperp2, kzin, wide, wide2 = self._kernels(idx)
+        rip = self._pad(ri)
+        dz = float(self.voxel_size_um[0])
+        k0 = float(self.k0)
+        # screens of all slabs at once: (Z, B, Yp, Xp); √ clamped away from 0 (finite gradient)
+        kn2 = (k0 * rip).square().unsqueeze(1)
+        kz = torch.sqrt(torch.clamp(kn2 - kperp2, min=1e-6))
+        screens = torch.polar(torch.ones_like(kz), (kz - kzin) * dz)
+        del kz
+        src_w = kn2 - (k0 * self.medium_index) ** 2  # k0²(n² − n_m²), (Z, 1, Yp, Xp)
+        spec = None
+        for j in range(rip.shape[0]):
+            v = screens[j] if spec is None else torch.fft.ifft2(spec * step) * screens[j]
+            spec = torch.fft.fft2(v)
+            if wide is not None:
+                src = v * src_w[j]
+                spec = spec + wide * torch.fft.fft2(src)
+                if wide2 is not None:
+                    spec = spec + wide2 * torch.fft.fft2(src * src_w[j])
+        v = torch.fft.ifft2(spec * final)
+        return self._crop(v)

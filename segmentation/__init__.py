@@ -1,0 +1,161 @@
+"""AI diagnosis of RI tomograms: 3D segmentation, per-cell classification, morphometrics, report.
+
+Public API (contracts in ``docs/design.md``)::
+
+    seg = segment(tomo, method="unet")          # Segmentation(semantic uint8, instance int32)
+    classes = classify(tomo, seg.instance)      # DataFrame cell_id, class, confidence, p_<class>...
+    cells = measure(tomo, seg.semantic, seg.instance, classes=classes)
+    write_report(out_dir, tomo, seg, cells)     # report.html + report.json
+
+Semantic labels: 0 background, 1 cytoplasm, 2 nucleus, 3 nucleolus, 4 lipid droplet (the
+order of ``holo.twin.phantoms.SEMANTIC_NAMES``). Shipped weights live in
+``segmentation/weights`` (see its ``MODEL_CARD.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Segmentation", "segment", "classify", "measure", "write_report", "pipeline_steps",
+           "SEMANTIC_NAMES", "UNCERTAIN"]
+
+SEMANTIC_NAMES = ("background", "cytoplasm", "nucleus", "nucleolus", "lipid_droplet")
+#: Class name given to cells whose calibrated top probability is below the threshold.
+UNCERTAIN = "uncertain"
+
+
+@dataclass
+class Segmentation:
+    """Labels on the tomogram's grid: ``semantic`` (uint8, 0..4) and ``instance`` (int32, 0 = none)."""
+
+    semantic: np.ndarray
+    instance: np.ndarray
+    method: str = "unet"
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def n_cells(self) -> int:
+        return int(len(np.unique(self.instance[self.instance > 0])))
+
+
+def _frame(tomo) -> np.ndarray:
+    ri = tomo.frame(0) if hasattr(tomo, "frame") else np.asarray(tomo, np.float32)
+    if ri.ndim != 3:
+        raise ValueError(f"tomogram RI must be 3D (Z, Y, X), got shape {ri.shape}")
+    return ri
+
+
+def segment(tomo, method: str = "unet", *, weights_dir=None, device=None, **kwargs) -> Segmentation:
+    """Segment a tomogram (first time point of a time series).
+
+    Parameters
+    ----------
+    tomo : holo.Tomogram
+    method : {"unet", "classic"}
+        ``"unet"``: the shipped (or ``weights_dir``) 3D U-Net with tiled inference;
+        ``"classic"``: RI threshold + distance-transform watershed
+        (:func:`segmentation.classic.classic_segment`, ``kwargs`` passed on).
+
+    Returns
+    -------
+    Segmentation
+    """
+    ri = _frame(tomo)
+    if method == "unet":
+        from segmentation.infer import unet_segment
+
+        sem, inst = unet_segment(ri, tomo.voxel_size_um, tomo.medium_index, weights_dir=weights_dir, device=device,
+                                 **kwargs)
+    elif method == "classic":
+        from segmentation.classic import classic_segment
+
+        sem, inst = classic_segment(ri, tomo.voxel_size_um, tomo.medium_index, **kwargs)
+    else:
+        raise ValueError(f"method must be 'unet' or 'classic', got {method!r}")
+    return Segmentation(sem.astype(np.uint8), inst.astype(np.int32), method=method)
+
+
+def classify(tomo, instance, *, weights_dir=None, device=None, threshold: float | None = None):
+    """Classify every cell of an instance volume with the calibrated 3D CNN.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``cell_id, class, confidence, p_<class>...``; ``class`` is :data:`UNCERTAIN` when the
+        calibrated top probability is below ``threshold`` (default: the weights' JSON value,
+        0.6).
+    """
+    import pandas as pd
+
+    from segmentation.infer import classify_cells, load_classifier
+
+    ri = _frame(tomo)
+    instance = np.asarray(instance)
+    if instance.shape != ri.shape:
+        raise ValueError(f"instance shape {instance.shape} differs from the tomogram {ri.shape}")
+    model, cfg = load_classifier(weights_dir)
+    thr = float(cfg.get("uncertain_below", 0.6) if threshold is None else threshold)
+    ids, probs, names = classify_cells(ri, instance, tomo.voxel_size_um, tomo.medium_index, model=model, cfg=cfg,
+                                       device=device)
+    top = probs.argmax(axis=1) if len(ids) else np.zeros(0, int)
+    conf = probs.max(axis=1) if len(ids) else np.zeros(0)
+    df = pd.DataFrame({
+        "cell_id": ids.astype(int),
+        "class": [names[k] if c >= thr else UNCERTAIN for k, c in zip(top, conf)],
+        "confidence": conf.astype(float),
+    })
+    for j, n in enumerate(names):
+        df[f"p_{n}"] = probs[:, j] if len(ids) else np.zeros(0)
+    return df
+
+
+def measure(tomo, semantic, instance, classes=None):
+    """Per-cell morphometrics (see :mod:`segmentation.morphometrics`), joined with ``classes``.
+
+    Parameters
+    ----------
+    tomo : holo.Tomogram
+    semantic, instance : (Z, Y, X) label volumes on the tomogram's grid
+    classes : DataFrame with ``cell_id, class, confidence`` (e.g. from :func:`classify`), optional
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell; ``class`` and ``confidence`` columns always present (empty / NaN
+        when no classes are given).
+    """
+    from segmentation.morphometrics import measure_cells
+
+    ri = _frame(tomo)
+    df = measure_cells(ri, semantic, instance, tomo.voxel_size_um, tomo.medium_index)
+    if classes is not None and len(classes.columns):
+        if "cell_id" not in classes.columns:
+            raise ValueError("classes needs a 'cell_id' column")
+        extra = classes.drop(columns=[c for c in df.columns if c in classes.columns and c != "cell_id"])
+        df = df.merge(extra, on="cell_id", how="left")
+    if "class" not in df.columns:
+        df["class"] = ""
+    if "confidence" not in df.columns:
+        df["confidence"] = np.nan
+    return df
+
+
+def write_report(out_dir, tomo, seg: Segmentation, cells, *, title: str | None = None):
+    """Write ``report.html`` (MIPs, overlays, class counts, histograms) and ``report.json``; returns the HTML path."""
+    from segmentation.report import write_report as _write
+
+    return _write(out_dir, tomo, seg, cells, title=title)
+
+
+def pipeline_steps(tomo, *, method: str = "unet", weights_dir=None, device=None):
+    """segment → classify → measure for one tomogram; returns (Segmentation, cells DataFrame).
+
+    ``holo run`` calls this after reconstruction, then writes the labels, ``cells.csv`` and the
+    report. A classification is skipped (empty class column) when no cell was found.
+    """
+    seg = segment(tomo, method=method, weights_dir=weights_dir, device=device)
+    classes = classify(tomo, seg.instance, weights_dir=weights_dir, device=device) if seg.n_cells else None
+    cells = measure(tomo, seg.semantic, seg.instance, classes=classes)
+    return seg, cells

@@ -1,0 +1,417 @@
+"""Training loops (U-Net and cell classifier), validation metrics and weight export.
+
+U-Net loss on random crops: L = CE(semantic) + (1 − mean soft-Dice over the foreground
+classes present) + 5·MSE(sigmoid(d̂), d) with d the normalised distance map
+(:func:`segmentation.data.normalised_distance`). Augmentation: flips along Z, Y, X, 90°
+rotations in the (Y, X) plane (only when dy = dx), ±10 % RI-contrast scaling, additive noise.
+
+Classifier loss: cross entropy on cell crops with the same geometric augmentation; the
+probabilities are calibrated afterwards by temperature scaling on the validation split.
+
+Both loops keep the weights of the best validation epoch and stop early after ``patience``
+epochs without improvement.
+
+Metrics: Dice = 2|A∩B| / (|A| + |B|); instance AP@0.5 = TP / (TP + FP + FN) with a predicted
+and a true instance matched when their IoU > 0.5 (each matched at most once, which IoU > 0.5
+guarantees).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from segmentation.data import TrainingVolume, normalised_distance, random_crop
+
+__all__ = ["dice", "instance_ap", "train_unet", "train_classifier", "evaluate_segmentation", "save_weights",
+           "classifier_dataset"]
+
+
+def dice(pred: np.ndarray, true: np.ndarray) -> float:
+    """2|P∩T| / (|P| + |T|); 1 when both are empty."""
+    p = np.asarray(pred, bool)
+    t = np.asarray(true, bool)
+    s = p.sum() + t.sum()
+    return 1.0 if s == 0 else float(2.0 * np.logical_and(p, t).sum() / s)
+
+
+def instance_ap(pred: np.ndarray, true: np.ndarray, iou_threshold: float = 0.5) -> float:
+    """TP / (TP + FP + FN) at an IoU threshold ≥ 0.5 (unique matching)."""
+    if iou_threshold < 0.5:
+        raise ValueError(f"iou_threshold must be ≥ 0.5 for unique matching, got {iou_threshold}")
+    p = np.asarray(pred).ravel().astype(np.int64)
+    t = np.asarray(true).ravel().astype(np.int64)
+    n_p, n_t = int(p.max(initial=0)), int(t.max(initial=0))
+    ids_p = np.unique(p[p > 0])
+    ids_t = np.unique(t[t > 0])
+    if len(ids_p) == 0 and len(ids_t) == 0:
+        return 1.0
+    both = (p > 0) & (t > 0)
+    pair = p[both] * (n_t + 1) + t[both]
+    inter = np.bincount(pair, minlength=(n_p + 1) * (n_t + 1)).reshape(n_p + 1, n_t + 1)
+    size_p = np.bincount(p, minlength=n_p + 1)
+    size_t = np.bincount(t, minlength=n_t + 1)
+    union = size_p[:, None] + size_t[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    tp = int((iou[1:, 1:] > iou_threshold).sum())
+    fp = len(ids_p) - tp
+    fn = len(ids_t) - tp
+    return tp / max(tp + fp + fn, 1)
+
+
+def _augment(arrays, rng, allow_rot: bool):
+    out = list(arrays)
+    for ax in (-3, -2, -1):
+        if rng.random() < 0.5:
+            out = [np.flip(a, axis=ax) for a in out]
+    if allow_rot:
+        k = int(rng.integers(4))
+        if k:
+            out = [np.rot90(a, k, axes=(-2, -1)) for a in out]
+    return [np.ascontiguousarray(a) for a in out]
+
+
+def _unet_batch(vols, dists, crop, batch, rng, scale, allow_rot):
+    xs, ys, ds = [], [], []
+    for _ in range(batch):
+        i = int(rng.integers(len(vols)))
+        v = vols[i]
+        x = (v.ri - np.float32(v.medium_index)) * np.float32(scale)
+        x, s, d = random_crop([x, v.semantic, dists[i]], crop, rng, fg=v.semantic > 0)
+        x, s, d = _augment([x, s, d], rng, allow_rot)
+        x = x * np.float32(rng.uniform(0.9, 1.1)) + rng.normal(0, 0.0005 * scale, x.shape).astype(np.float32)
+        xs.append(x)
+        ys.append(s)
+        ds.append(d)
+    return np.stack(xs)[:, None].astype(np.float32), np.stack(ys).astype(np.int64), np.stack(ds)[:, None].astype(np.float32)
+
+
+def evaluate_segmentation(model, cfg, vols, device=None) -> dict:
+    """Dice (cell = any foreground, nucleus = nucleus ∪ nucleolus) and instance AP@0.5 on volumes."""
+    from segmentation.infer import unet_segment
+
+    d_cell, d_nuc, ap = [], [], []
+    for v in vols:
+        sem, inst = unet_segment(v.ri, v.voxel_size_um, v.medium_index, model=model, cfg=cfg, device=device)
+        d_cell.append(dice(sem > 0, v.semantic > 0))
+        d_nuc.append(dice(np.isin(sem, (2, 3)), np.isin(v.semantic, (2, 3))))
+        ap.append(instance_ap(inst, v.instance))
+    return {"dice_cell": float(np.mean(d_cell)), "dice_nucleus": float(np.mean(d_nuc)), "ap50": float(np.mean(ap)),
+            "n_volumes": len(vols)}
+
+
+def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume], cfg: dict, *, epochs: int = 20,
+               steps_per_epoch: int = 50, batch_size: int = 4, crop_zyx=(32, 64, 64), lr: float = 3e-3,
+               patience: int = 5, init_state: dict | None = None, device=None, seed: int = 0,
+               log: Callable[[str], None] = print):
+    """Train a U-Net; returns (model with the best weights, history list of per-epoch dicts).
+
+    ``cfg`` holds ``n_classes``, ``channels``, ``voxel_size_um``, ``ri_scale``; the volumes must
+    already be on ``cfg["voxel_size_um"]`` (see :mod:`segmentation.data`).
+    """
+    import torch
+    from torch import nn
+
+    from segmentation.infer import pick_device
+    from segmentation.unet import unet_from_config
+
+    if not train_vols:
+        raise ValueError("train_vols is empty")
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = unet_from_config(cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model.to(device)
+    vs = cfg["voxel_size_um"]
+    allow_rot = abs(vs[1] - vs[2]) < 1e-6 and crop_zyx[1] == crop_zyx[2]
+    dists = [normalised_distance(v.instance, v.voxel_size_um) for v in train_vols]
+    C = int(cfg["n_classes"])
+    counts = np.bincount(np.concatenate([v.semantic.ravel() for v in train_vols]), minlength=C).astype(float)
+    freq = counts / counts.sum()
+    # class weights ∝ 1/√freq (bounded) so that small organelles are not ignored
+    w = 1.0 / np.sqrt(np.maximum(freq, 1e-4))
+    w = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
+    ce = nn.CrossEntropyLoss(weight=w)
+    best, best_state, history, bad = -float("inf"), None, [], 0
+    for ep in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        losses = []
+        for _ in range(steps_per_epoch):
+            xb, yb, db = _unet_batch(train_vols, dists, crop_zyx, batch_size, rng, cfg["ri_scale"], allow_rot)
+            xb, yb, db = (torch.from_numpy(a).to(device) for a in (xb, yb, db))
+            out = model(xb)
+            logits, dpred = out[:, :C], torch.sigmoid(out[:, C:])
+            prob = torch.softmax(logits, 1)
+            onehot = nn.functional.one_hot(yb, C).permute(0, 4, 1, 2, 3).float()
+            inter = (prob * onehot).sum((0, 2, 3, 4))
+            den = prob.sum((0, 2, 3, 4)) + onehot.sum((0, 2, 3, 4))
+            present = onehot.sum((0, 2, 3, 4))[1:] > 0
+            sdice = (2 * inter[1:] + 1) / (den[1:] + 1)
+            dl = 1 - sdice[present].mean() if bool(present.any()) else torch.zeros((), device=device)
+            loss = ce(logits, yb) + dl + 5.0 * nn.functional.mse_loss(dpred, db)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        model.eval()
+        metrics = evaluate_segmentation(model, cfg, val_vols, device=device) if val_vols else {}
+        score = (metrics["dice_cell"] + metrics["dice_nucleus"] + metrics["ap50"]) / 3 if metrics else -float(np.mean(losses))
+        rec = {"epoch": ep + 1, "loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - t0, 1), **metrics}
+        history.append(rec)
+        log(json.dumps(rec))
+        if score > best:
+            best, bad = score, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                log(f"early stop after epoch {ep + 1}")
+                break
+    model.load_state_dict(best_state)
+    return model.cpu().eval(), history
+
+
+def classifier_dataset(vols: list[TrainingVolume], cfg: dict, class_names: list[str]):
+    """Cell crops (N, 2, Z, Y, X) and integer labels of every labelled cell of the volumes."""
+    from segmentation.infer import cell_crops
+
+    xs, ys = [], []
+    index = {c: i for i, c in enumerate(class_names)}
+    for v in vols:
+        ids = [k for k, c in v.classes.items() if c in index and np.any(v.instance == k)]
+        if not ids:
+            continue
+        crops, ids = cell_crops(v.ri, v.instance, v.voxel_size_um, v.medium_index, crop_zyx=cfg["crop_zyx"],
+                                crop_voxel_um=cfg["voxel_size_um"], ri_scale=cfg["ri_scale"], ids=ids)
+        xs.append(crops)
+        ys.extend(index[v.classes[int(k)]] for k in ids)
+    if not xs:
+        return np.zeros((0, 2) + tuple(cfg["crop_zyx"]), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(xs), np.asarray(ys, np.int64)
+
+
+def train_classifier(x_train, y_train, x_val, y_val, cfg: dict, *, epochs: int = 30, batch_size: int = 32,
+                     lr: float = 2e-3, patience: int = 6, init_state: dict | None = None, device=None, seed: int = 0,
+                     log: Callable[[str], None] = print):
+    """Train the cell classifier; returns (model, temperature, history).
+
+    The best epoch is the one of highest validation accuracy (ties: lower NLL); the
+    temperature is then fitted on the validation logits.
+    """
+    import torch
+    from torch import nn
+
+    from segmentation.classifier import classifier_from_config, fit_temperature
+    from segmentation.infer import pick_device
+
+    if len(x_train) == 0:
+        raise ValueError("no training cells")
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = classifier_from_config(cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model.to(device)
+    vs = cfg["voxel_size_um"]
+    allow_rot = abs(vs[1] - vs[2]) < 1e-6
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
+    steps = max(1, int(np.ceil(len(x_train) / batch_size)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
+    ce = nn.CrossEntropyLoss(label_smoothing=0.05)
+    best, best_state, history, bad = (-float("inf"), -float("inf")), None, [], 0
+
+    def _logits(x):
+        model.eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(x), 64):
+                out.append(model(torch.from_numpy(x[i:i + 64]).to(device)).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(cfg["classes"])), np.float32)
+
+    for ep in range(epochs):
+        model.train()
+        perm = rng.permutation(len(x_train))
+        losses = []
+        for i in range(steps):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            xb = np.stack([_augment([x_train[j]], rng, allow_rot)[0] for j in idx])
+            xb[:, 0] = xb[:, 0] * rng.uniform(0.95, 1.05, (len(idx), 1, 1, 1)).astype(np.float32)
+            xb = torch.from_numpy(xb.astype(np.float32)).to(device)
+            yb = torch.from_numpy(y_train[idx]).to(device)
+            loss = ce(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        rec = {"epoch": ep + 1, "loss": float(np.mean(losses))}
+        if len(x_val):
+            lv = _logits(x_val)
+            acc = float((lv.argmax(1) == y_val).mean())
+            nll = float(nn.functional.cross_entropy(torch.from_numpy(lv), torch.from_numpy(y_val)))
+            rec.update(val_accuracy=acc, val_nll=nll)
+            key = (acc, -nll)
+        else:
+            key = (-rec["loss"], 0.0)
+        history.append(rec)
+        log(json.dumps(rec))
+        if key > best:
+            best, bad = key, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                log(f"early stop after epoch {ep + 1}")
+                break
+    model.load_state_dict(best_state)
+    temperature = fit_temperature(_logits(x_val), y_val) if len(x_val) else 1.0
+    return model.cpu().eval(), temperature, history
+
+
+def save_weights(model, cfg: dict, out_dir, name: str) -> Path:
+    """Write ``<name>.pt`` (state_dict, loadable with ``weights_only=True``) and ``<name>.json``."""
+    import torch
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, out_dir / f"{name}.pt")
+    (out_dir / f"{name}.json").write_text(json.dumps(cfg, indent=2))
+    return out_dir / f"{name}.pt"
+
+
+#: Hyper-parameters of the shipped networks (also used by ``--init scratch``).
+DEFAULT_UNET_CONFIG = {
+    "n_classes": 5,
+    "channels": [8, 16, 32, 64],
+    "voxel_size_um": [0.4, 0.2, 0.2],
+    "ri_scale": 25.0,
+    "tile_zyx": [48, 128, 128],
+    "seed_threshold": 0.5,
+    "min_volume_um3": 0.3,
+    "semantic_names": ["background", "cytoplasm", "nucleus", "nucleolus", "lipid_droplet"],
+}
+DEFAULT_CLASSIFIER_CONFIG = {
+    "channels": [16, 32, 64, 96],
+    "voxel_size_um": [0.5, 0.25, 0.25],
+    "crop_zyx": [32, 64, 64],
+    "ri_scale": 25.0,
+    "temperature": 1.0,
+    "uncertain_below": 0.6,
+    "classes": [],
+}
+
+
+def to_training_grid(vol: TrainingVolume, voxel_size_um) -> TrainingVolume:
+    """Resample a volume to the training voxel size (RI linear, labels nearest neighbour)."""
+    from segmentation.infer import resample_volume, resize_labels
+
+    ri = resample_volume(vol.ri, vol.voxel_size_um, voxel_size_um, order=1)
+    return TrainingVolume(ri.astype(np.float32), resize_labels(vol.semantic, ri.shape), resize_labels(vol.instance, ri.shape),
+                          tuple(voxel_size_um), vol.medium_index, dict(vol.classes), vol.source)
+
+
+def _split(vols, val_fraction, rng):
+    """Volume-level split; a single volume is cut along Y into train and validation parts."""
+    if len(vols) >= 2:
+        perm = rng.permutation(len(vols))
+        n_val = min(len(vols) - 1, max(1, int(round(val_fraction * len(vols)))))
+        return [vols[i] for i in perm[n_val:]], [vols[i] for i in perm[:n_val]]
+    v = vols[0]
+    cut = int(round(v.ri.shape[1] * (1 - val_fraction)))
+    part = lambda a, sl: a[:, sl]  # noqa: E731
+    mk = lambda sl: TrainingVolume(part(v.ri, sl), part(v.semantic, sl), part(v.instance, sl), v.voxel_size_um,  # noqa: E731
+                                   v.medium_index, v.classes, v.source)
+    return [mk(slice(0, cut))], [mk(slice(cut, None))]
+
+
+def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_fraction: float = 0.25,
+             steps_per_epoch: int = 30, batch_size: int = 4, seed: int = 0, weights_dir=None,
+             log: Callable[[str], None] = print) -> dict:
+    """Fine-tune (``init="shipped"``) or train (``"scratch"``) both networks on a user's folder.
+
+    The folder layout is that of :func:`segmentation.data.load_user_folder`. Volumes are
+    resampled to the training voxel size, split into training and validation volumes, the
+    U-Net is trained with early stopping on the validation Dice/AP, and — when class CSVs are
+    present — the classifier too (classes = shipped classes ∪ the user's; a new class list
+    re-initialises the last layer). ``out_dir`` receives ``unet.pt/.json`` and
+    ``classifier.pt/.json`` (the shipped classifier is copied when the data has no classes).
+
+    Returns ``{"metrics": {...}, "out_dir": str}``.
+    """
+    import shutil
+
+    import torch
+
+    from segmentation.data import load_user_folder
+    from segmentation.infer import WEIGHTS_DIR
+
+    if init not in ("shipped", "scratch"):
+        raise ValueError(f"init must be 'shipped' or 'scratch', got {init!r}")
+    wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    rng = np.random.default_rng(seed)
+    if init == "shipped":
+        ucfg = json.loads((wdir / "unet.json").read_text())
+        ustate = torch.load(wdir / "unet.pt", map_location="cpu", weights_only=True)
+        ccfg = json.loads((wdir / "classifier.json").read_text())
+        cstate = torch.load(wdir / "classifier.pt", map_location="cpu", weights_only=True)
+    else:
+        ucfg, ustate = dict(DEFAULT_UNET_CONFIG), None
+        ccfg, cstate = dict(DEFAULT_CLASSIFIER_CONFIG), None
+    vols = [to_training_grid(v, ucfg["voxel_size_um"]) for v in load_user_folder(data_dir)]
+    train, val = _split(vols, val_fraction, rng)
+    log(f"{len(train)} training and {len(val)} validation volumes on voxel {tuple(ucfg['voxel_size_um'])} µm")
+    crop = [min(c, max(d, min(v.ri.shape[a] for v in train)) // d * d)
+            for a, (c, d) in enumerate(zip((32, 64, 64), (4, 8, 8)))]
+    model, hist = train_unet(train, val, ucfg, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                             crop_zyx=tuple(crop), lr=1e-3 if ustate is not None else 3e-3, patience=4,
+                             init_state=ustate, seed=seed, log=log)
+    metrics = {"unet": evaluate_segmentation(model, ucfg, val) if val else {}}
+    out_dir = Path(out_dir)
+    ucfg = {**ucfg, "trained_on": str(data_dir), "init": init, "history": hist}
+    save_weights(model, ucfg, out_dir, "unet")
+    user_classes = sorted({c for v in vols for c in v.classes.values()})
+    if user_classes:
+        names = list(ccfg.get("classes", [])) + [c for c in user_classes if c not in ccfg.get("classes", [])]
+        ccfg = {**ccfg, "classes": names}
+        cvols = [to_training_grid(v, ccfg["voxel_size_um"]) for v in vols]
+        ctrain = [to_training_grid(v, ccfg["voxel_size_um"]) for v in train]
+        cval = [to_training_grid(v, ccfg["voxel_size_um"]) for v in val]
+        xt, yt = classifier_dataset(ctrain, ccfg, names)
+        xv, yv = classifier_dataset(cval, ccfg, names)
+        if len(xv) == 0:  # no labelled cell in the validation volumes: hold out a quarter of the cells
+            xa, ya = classifier_dataset(cvols, ccfg, names)
+            perm = rng.permutation(len(xa))
+            k = max(1, len(xa) // 4)
+            xt, yt, xv, yv = xa[perm[k:]], ya[perm[k:]], xa[perm[:k]], ya[perm[:k]]
+        init_c = None
+        if cstate is not None:
+            init_c = {k: v for k, v in cstate.items() if not k.startswith("fc.")} if len(names) != len(cstate["fc.bias"]) else cstate
+        from segmentation.classifier import classifier_from_config
+
+        if init_c is not None and len(init_c) != len(cstate):
+            tmp = classifier_from_config(ccfg)
+            st = tmp.state_dict()
+            st.update(init_c)
+            init_c = st
+        cmodel, temp, chist = train_classifier(xt, yt, xv, yv, ccfg, epochs=max(epochs, 5), init_state=init_c,
+                                               lr=1e-3 if init_c is not None else 2e-3, seed=seed, log=log)
+        ccfg = {**ccfg, "temperature": temp, "trained_on": str(data_dir), "init": init, "history": chist}
+        save_weights(cmodel, ccfg, out_dir, "classifier")
+        metrics["classifier"] = {"val_accuracy": chist[-1].get("val_accuracy") if chist else None, "temperature": temp,
+                                 "n_train_cells": int(len(xt)), "n_val_cells": int(len(xv))}
+    elif init == "shipped":
+        for suf in (".pt", ".json"):
+            shutil.copyfile(wdir / f"classifier{suf}", out_dir / f"classifier{suf}")
+    return {"metrics": metrics, "out_dir": str(out_dir)}

@@ -1,0 +1,160 @@
+"""The napari plugin end to end, rendered under Xvfb: manifest, readers, writers, sample
+data, every widget on the sample data, and a screenshot that is not blank."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from holo.model import FluorescenceChannel, Tomogram
+
+MANIFEST = Path(__file__).resolve().parents[2] / "napari_plugin" / "napari.yaml"
+
+
+def _tomogram(time=False):
+    z, y, x = np.mgrid[:16, :40, :40].astype(np.float32)
+    vol = np.full(z.shape, 1.337, np.float32)
+    vol[(z - 8) ** 2 / 4 + (y - 20) ** 2 + (x - 20) ** 2 < 81] = 1.37
+    ri = np.stack([vol, vol]) if time else vol
+    return Tomogram(ri, (0.8, 0.2, 0.2), 1.337, wavelength_um=0.532, time_step_s=2.5 if time else None)
+
+
+def test_manifest_validates():
+    proc = subprocess.run([str(Path(sys.executable).parent / "npe2"), "validate", str(MANIFEST)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_reader_tcf_time_series_and_fluorescence(make_napari_viewer, tmp_path):
+    from holo.io.tcf import write_tcf
+
+    tomo = _tomogram(time=True)
+    fl = np.zeros((2, 8, 40, 40), np.uint16)
+    fl[:, 4, 20, 20] = 1000
+    tomo.fluorescence = {"CH0": FluorescenceChannel(fl, (1.6, 0.2, 0.2), offset_z_um=3.2, name="CH0")}
+    tomo.mip = tomo.frame(0).max(axis=0)
+    path = tmp_path / "cells.TCF"
+    write_tcf(path, tomo)
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open(str(path), plugin="holo")
+    ri = layers[0]
+    assert ri.data.shape == (2, 16, 40, 40)
+    np.testing.assert_allclose(ri.scale, (2.5, 0.8, 0.2, 0.2), rtol=1e-6)
+    assert tuple(str(u) for u in ri.units[1:]) == ("micrometer",) * 3
+    assert ri.contrast_limits[0] <= 1.337 < 1.37 <= ri.contrast_limits[1] + 1e-3
+    fl_layer = [layer for layer in layers if "FL" in layer.name][0]
+    np.testing.assert_allclose(fl_layer.translate[-3], 3.2)
+    np.testing.assert_allclose(fl_layer.scale[-3:], (1.6, 0.2, 0.2))
+    assert any("MIP" in layer.name for layer in layers)
+
+
+@pytest.mark.parametrize("suffix", [".ome.tif", ".ome.zarr"])
+def test_writers_round_trip(make_napari_viewer, tmp_path, suffix):
+    import napari
+
+    from holo.io import open_path
+
+    viewer = make_napari_viewer(show=False)
+    tomo = _tomogram()
+    viewer.add_image(tomo.ri, scale=tomo.voxel_size_um, name="ri", metadata={"holo": {"medium_index": 1.337}})
+    labels = (tomo.ri > 1.35).astype(np.int32)
+    viewer.add_labels(labels, scale=tomo.voxel_size_um, name="cells")
+    out = tmp_path / f"ri{suffix}"
+    napari.save_layers(str(out), [viewer.layers["ri"]], plugin="holo")
+    back = open_path(out)
+    np.testing.assert_allclose(back.frame(0), tomo.ri, atol=1e-6)
+    np.testing.assert_allclose(back.voxel_size_um, tomo.voxel_size_um, rtol=1e-6)
+    lab_out = tmp_path / f"labels{suffix}"
+    napari.save_layers(str(lab_out), [viewer.layers["cells"]], plugin="holo")
+    assert lab_out.exists()
+
+
+def test_acquisition_reader_and_reconstruct_widget(make_napari_viewer, qtbot):
+    from napari_plugin._sample_data import _sample_acquisition_path
+
+    viewer = make_napari_viewer(show=True)
+    path = _sample_acquisition_path()
+    (holograms,) = viewer.open(str(path), plugin="holo")
+    assert holograms.metadata["holo"]["kind"] == "acquisition" and holograms.data.ndim == 3
+    _, widget = viewer.window.add_plugin_dock_widget("holo", "Reconstruct")
+    assert widget.layer_combo.currentText() == holograms.name
+    widget.method.setCurrentText("rytov")
+    widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: widget.runner.run_button.isEnabled() and widget.runner.worker is not None, timeout=240_000)
+    assert widget.runner.error is None, widget.runner.error
+    ri = [layer for layer in viewer.layers if "RI" in layer.name][0]
+    assert ri.data.ndim == 3 and ri.data.dtype == np.float32
+    assert ri.metadata["holo"]["provenance"]["method"] == "rytov"
+    # lateral voxel from the optics is finer than the axial one
+    assert ri.scale[1] == pytest.approx(ri.scale[2]) and ri.scale[0] > ri.scale[1]
+    # the sample cell is denser than the medium
+    assert float(np.max(ri.data)) > 1.345
+
+
+def test_reconstruct_cancel(make_napari_viewer, qtbot):
+    from napari_plugin._sample_data import _sample_acquisition_path
+
+    viewer = make_napari_viewer(show=False)
+    _, widget = viewer.window.add_plugin_dock_widget("holo", "Reconstruct")
+    widget.path_edit.setText(str(_sample_acquisition_path()))
+    widget.method.setCurrentText("tv")
+    widget.runner.run_button.click()
+    widget.runner.cancel()
+    qtbot.waitUntil(lambda: widget.runner.run_button.isEnabled(), timeout=240_000)
+    assert widget.runner.status.text() == "cancelled"
+    assert not any("RI" in layer.name for layer in viewer.layers)
+
+
+def test_segment_table_report_and_screenshot(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open_sample("holo", "tomogram")
+    ri = layers[0]
+    _, seg_widget = viewer.window.add_plugin_dock_widget("holo", "Segment & classify")
+    seg_widget.layer_combo.setCurrentText(ri.name)
+    seg_widget.method.setCurrentText("unet")
+    seg_widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: seg_widget.runner.run_button.isEnabled() and seg_widget.runner.worker is not None, timeout=240_000)
+    assert seg_widget.runner.error is None, seg_widget.runner.error
+    cells = viewer.layers[f"{ri.name} cells"]
+    semantic = viewer.layers[f"{ri.name} semantic"]
+    np.testing.assert_allclose(cells.scale, ri.scale)
+    np.testing.assert_allclose(semantic.scale, ri.scale)
+    feats = cells.features
+    assert len(feats) >= 1
+    for col in ("volume_um3", "dry_mass_pg", "class", "confidence"):
+        assert col in feats.columns
+    assert set(feats["index"]) <= set(np.unique(cells.data)) - {0}
+
+    _, table = viewer.window.add_plugin_dock_widget("holo", "Cells table")
+    table.layer_combo.setCurrentText(cells.name)
+    table.refresh()
+    assert table.table.rowCount() == len(feats)
+    world = table.center_on_row(0)
+    np.testing.assert_allclose(viewer.camera.center[-2:], world[-2:], atol=1e-6)
+    csv = tmp_path / "cells.csv"
+    table.export_csv(str(csv))
+    import pandas as pd
+
+    assert len(pd.read_csv(csv)) == len(feats)
+    table.plot()
+    assert table.figure.axes and table.figure.axes[0].has_data()
+
+    _, report = viewer.window.add_plugin_dock_widget("holo", "Report")
+    report.ri_combo.setCurrentText(ri.name)
+    report.cells_combo.setCurrentText(cells.name)
+    report.semantic_combo.setCurrentText(semantic.name)
+    report.out_edit.setText(str(tmp_path / "report"))
+    report.runner.run_button.click()
+    qtbot.waitUntil(lambda: report.runner.run_button.isEnabled() and report.runner.worker is not None, timeout=120_000)
+    assert report.runner.error is None, report.runner.error
+    assert report.report_path is not None and report.report_path.exists()
+
+    viewer.dims.ndisplay = 2
+    viewer.layers.selection.active = ri
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot.ndim == 3 and shot.shape[0] > 50
+    rgb = shot[..., :3].astype(float)
+    assert rgb.std() > 5, "canvas is blank"

@@ -1,0 +1,218 @@
+"""Segmentation stage: instrument transfer function, networks, tiling, training, calibration,
+classical baseline and the shipped weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from segmentation.classic import classic_segment
+from segmentation.classifier import calibrated_probabilities, fit_temperature
+from segmentation.data import TrainingVolume, apply_otf, normalised_distance, otf_support
+from segmentation.infer import WEIGHTS_DIR, predict_tiled, resample_volume, resize_labels
+from segmentation.train import dice, instance_ap, train_unet
+from segmentation.unet import UNet3D, pool_factors
+
+N_M = 1.337
+LAMBDA = 0.532
+
+
+def _balls(shape, vs, specs, n_in=1.365):
+    """RI volume + instance labels of balls given as (cz, cy, cx, r) in µm."""
+    ax = [np.arange(n) * v for n, v in zip(shape, vs)]
+    z, y, x = np.meshgrid(*ax, indexing="ij")
+    ri = np.full(shape, N_M, np.float32)
+    inst = np.zeros(shape, np.int32)
+    for k, (cz, cy, cx, r) in enumerate(specs, start=1):
+        m = (z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= r * r
+        ri[m] = n_in
+        inst[m] = k
+    return ri, inst
+
+
+def test_otf_support_has_a_missing_cone_and_lateral_cutoff():
+    shape, vs = (64, 64, 64), (0.2, 0.2, 0.2)
+    sup = otf_support(shape, vs, wavelength_um=LAMBDA, medium_index=N_M, objective_na=1.2, illumination_na=1.1)
+    fz, fy, fx = np.meshgrid(*[np.fft.fftfreq(n, v) for n, v in zip(shape, vs)], indexing="ij")
+    fperp = np.hypot(fy, fx)
+    assert sup[0, 0, 0]
+    # lateral reach of K = k_s − k_in: |K⊥| ≤ (NA_obj + NA_ill)/λ (+ one voxel of closing)
+    df = 1.0 / (64 * 0.2)
+    assert not sup[fperp > (1.2 + 1.1) / LAMBDA + 2 * df].any()
+    # missing cone: near the K_z axis |K_z| ≲ |K⊥| tan θ_max (θ_max = asin(NA_ill/n_m) = 55°,
+    # tan = 1.43): for |K⊥| < 0.2 /µm that is < 0.29 /µm, plus ≈ 2 voxels (0.16 /µm) of
+    # gridding and closing; nothing may lie beyond 0.6 /µm there.
+    assert not sup[(fperp < 0.2) & (np.abs(fz) > 0.6)].any()
+    # but at |K⊥| = NA_obj/λ the support reaches a finite |K_z|
+    assert sup[(np.abs(fperp - 1.2 / LAMBDA) < df) & (np.abs(fz) > 0.3)].any()
+
+
+def test_apply_otf_elongates_a_sphere_along_z():
+    # The missing cone blurs the object along Z more than laterally (equal voxels, equal radius).
+    vs = (0.2, 0.2, 0.2)
+    ri, _ = _balls((64, 64, 64), vs, [(6.4, 6.4, 6.4, 1.5)], n_in=1.37)
+    rec = apply_otf(ri, vs, N_M, noise_ri=0.0)
+    dn = rec - N_M
+    c = 32
+    prof_z, prof_x = dn[:, c, c], dn[c, c, :]
+    half = dn[c, c, c] / 2
+    width_z = (prof_z > half).sum()
+    width_x = (prof_x > half).sum()
+    assert width_z > width_x
+    # the measured band keeps K = 0, so the integral of Δn (the dry mass) is preserved
+    assert dn.sum() == pytest.approx((ri - N_M).sum(), rel=1e-3)
+
+
+def test_apply_otf_noise_level():
+    vs = (0.4, 0.2, 0.2)
+    rec = apply_otf(np.full((32, 64, 64), N_M, np.float32), vs, N_M, noise_ri=0.002, rng=0)
+    # band-limited white noise scaled to the requested standard deviation (sampling error of
+    # 131k correlated voxels: a few %)
+    assert np.std(rec) == pytest.approx(0.002, rel=0.1)
+
+
+def test_normalised_distance():
+    vs = (0.4, 0.2, 0.2)
+    _, inst = _balls((24, 48, 96), vs, [(4.8, 4.8, 4.8, 3.0), (4.8, 4.8, 10.8, 3.0)])
+    d = normalised_distance(inst, vs)
+    assert d.min() == 0 and d.max() == pytest.approx(1.0)
+    assert np.all(d[inst == 0] == 0)
+    for k in (1, 2):
+        assert d[inst == k].max() == pytest.approx(1.0)
+    # touching faces of the two balls lie at a valley of d
+    assert d[12, 24, 39] < 0.2
+
+
+def test_metrics():
+    a = np.zeros((4, 10, 10), int)
+    b = np.zeros_like(a)
+    a[:, :5] = 1
+    a[:, 5:] = 2
+    b[:, :5] = 7
+    b[:, 5:9] = 3  # IoU 0.8 with a's cell 2
+    assert instance_ap(b, a) == 1.0
+    b[:, 5:7] = 3
+    b[:, 7:] = 4  # cell 2 split into two halves (IoU 0.4 and 0.6)
+    # TP: 1 (cell 1) + 1 (IoU 0.6); FP: 1; FN: 0 -> 2/3
+    assert instance_ap(b, a) == pytest.approx(2 / 3)
+    assert dice(a > 0, a > 0) == 1.0
+    assert dice(a == 1, a == 2) == 0.0
+
+
+def test_classic_separates_touching_cells():
+    vs = (0.4, 0.15, 0.15)
+    specs = [(4.0, 4.5, 4.5, 3.0), (4.0, 4.5, 10.0, 3.0), (4.0, 11.0, 7.0, 2.5)]
+    ri, inst = _balls((20, 96, 96), vs, specs)
+    ri = ri + np.random.default_rng(1).normal(0, 0.001, ri.shape).astype(np.float32)
+    sem, lab = classic_segment(ri, vs, N_M)
+    assert lab.max() == 3
+    assert instance_ap(lab, inst) == 1.0
+    assert dice(sem > 0, inst > 0) > 0.95
+
+
+def test_unet_pools_laterally_first_on_anisotropic_voxels():
+    assert pool_factors((0.4, 0.2, 0.2), 3) == [(1, 2, 2), (2, 2, 2), (2, 2, 2)]
+    assert pool_factors((0.2, 0.2, 0.2), 2) == [(2, 2, 2), (2, 2, 2)]
+    net = UNet3D(channels=(4, 8, 16), voxel_size_um=(0.4, 0.2, 0.2)).eval()
+    assert net.enc[0][0].kernel_size == (1, 3, 3)  # dz = 2 dx: no mixing along Z at full resolution
+    with torch.no_grad():
+        out = net(torch.zeros(1, 1, 8, 32, 32))
+    assert out.shape == (1, 6, 8, 32, 32)
+
+
+class _Pointwise(torch.nn.Module):
+    """A 'network' whose output at a voxel depends only on that voxel: tiling must be exact."""
+
+    n_classes = 2
+    divisor = (1, 1, 1)
+
+    def forward(self, x):
+        return torch.cat([x, -x, 2 * x], dim=1)
+
+
+def test_tiled_blending_is_exact_for_a_local_model():
+    x = np.random.default_rng(0).normal(size=(20, 50, 70)).astype(np.float32)
+    probs, dist = predict_tiled(_Pointwise(), x, tile_zyx=(8, 16, 24), overlap=0.5, device=torch.device("cpu"))
+    p1 = 1 / (1 + np.exp(-2 * x))  # softmax of (x, −x), class 0
+    np.testing.assert_allclose(probs[0], p1, atol=1e-5)
+    np.testing.assert_allclose(dist, 1 / (1 + np.exp(-2 * x)), atol=1e-5)
+
+
+def test_resampling_roundtrip_keeps_shape_and_labels():
+    lab = np.zeros((20, 60, 60), np.int32)
+    lab[5:15, 10:40, 10:40] = 3
+    vol = resample_volume(lab.astype(np.float32), (0.3, 0.11, 0.11), (0.4, 0.2, 0.2), order=1)
+    assert vol.shape == (15, 33, 33)
+    back = resize_labels((vol > 1.5).astype(np.int32) * 3, lab.shape)
+    assert back.shape == lab.shape
+    # nearest neighbour on a grid 2× coarser: labels agree except within one coarse voxel of edges
+    assert dice(back == 3, lab == 3) > 0.9
+
+
+def test_small_unet_training_loss_falls():
+    vs = (0.4, 0.2, 0.2)
+    rng = np.random.default_rng(0)
+    vols = []
+    for k in range(3):
+        specs = [(rng.uniform(2.5, 4), rng.uniform(3, 10), rng.uniform(3, 10), rng.uniform(1.5, 2.5)) for _ in range(2)]
+        ri, inst = _balls((16, 64, 64), vs, specs)
+        sem = (inst > 0).astype(np.uint8)
+        vols.append(TrainingVolume(apply_otf(ri, vs, N_M, rng=k, noise_ri=0.001), sem, inst, vs, N_M))
+    cfg = {"n_classes": 5, "channels": [4, 8], "voxel_size_um": list(vs), "ri_scale": 25.0}
+    torch.manual_seed(0)
+    model, hist = train_unet(vols, [], cfg, epochs=5, steps_per_epoch=8, batch_size=2, crop_zyx=(16, 32, 32),
+                             lr=1e-2, patience=10, log=lambda s: None)
+    losses = [h["loss"] for h in hist]
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_temperature_scaling_recovers_the_true_temperature():
+    # Labels drawn from softmax(z / 3): the NLL-optimal temperature is 3. With 4000 samples
+    # the statistical error of the fit is ≈ 5 %; we allow 15 %.
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 4, size=(4000, 5))
+    p = calibrated_probabilities(z, 3.0)
+    y = np.array([rng.choice(5, p=pi) for pi in p])
+    assert fit_temperature(z, y) == pytest.approx(3.0, rel=0.15)
+    # calibration never changes the predicted class
+    assert np.array_equal(calibrated_probabilities(z, 0.5).argmax(1), z.argmax(1))
+
+
+def test_shipped_weights_load_with_weights_only():
+    for name in ("unet", "classifier"):
+        state = torch.load(WEIGHTS_DIR / f"{name}.pt", map_location="cpu", weights_only=True)
+        cfg = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+        assert all(isinstance(v, torch.Tensor) for v in state.values())
+        assert cfg["voxel_size_um"] and cfg["ri_scale"] > 0
+    size_mb = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.pt")) / 1e6
+    assert size_mb < 10
+
+
+def test_shipped_unet_segments_a_twin_volume():
+    """Held-out twin volume (seed outside the training ranges) through the instrument OTF."""
+    from holo.model import Tomogram
+    from holo.twin.phantoms import make_phantom
+    from segmentation import classify, measure, segment
+    from segmentation.data import labels_to_grid, ri_to_grid
+
+    ph = make_phantom("cell", shape_zyx=(48, 128, 128), voxel_size_um=(0.2, 0.1, 0.1), medium_index=N_M, seed=424242)
+    rec = apply_otf(ph.ri, ph.voxel_size_um, N_M, rng=1, noise_ri=0.0015)
+    # the instrument's grid: 0.3 µm axial, 0.12 µm lateral
+    vs = (0.3, 0.12, 0.12)
+    shape = tuple(int(round(s * p / v)) for s, p, v in zip(ph.ri.shape, ph.voxel_size_um, vs))
+    ri = ri_to_grid(rec, ph.voxel_size_um, shape, vs, N_M)
+    sem_true = labels_to_grid(np.asarray(ph.semantic), ph.voxel_size_um, shape, vs)
+    tomo = Tomogram(ri=ri, voxel_size_um=vs, medium_index=N_M)
+    seg = segment(tomo)
+    assert seg.semantic.shape == ri.shape
+    # test-sized bar (the model card reports the full held-out set): Dice of the cell mask
+    assert dice(seg.semantic > 0, sem_true > 0) > 0.85
+    cls = classify(tomo, seg.instance)
+    assert len(cls) == seg.n_cells
+    assert np.allclose(cls.filter(like="p_").sum(axis=1), 1.0, atol=1e-6)
+    assert ((cls["class"] == "uncertain") == (cls["confidence"] < 0.6)).all()
+    cells = measure(tomo, seg.semantic, seg.instance, classes=cls)
+    assert len(cells) == seg.n_cells and (cells["dry_mass_pg"] > 0).all()
