@@ -23,14 +23,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def _simulate(folder: Path, n: int, size: int, angles: int) -> list[Path]:
     from holo.demo import DEMO_VOXEL_UM
     from holo.io.acquisition import write_acquisition
-    from holo.twin.acquire import default_camera_pixel_um, simulate_acquisition
+    from holo.twin.acquire import phantom_grid_for_frame, simulate_acquisition
     from holo.twin.phantoms import make_phantom
 
-    n_lat = int(round(size * default_camera_pixel_um() / DEMO_VOXEL_UM))
-    n_lat += n_lat % 2
+    (ny, nx), voxel_um, _ = phantom_grid_for_frame((size, size), voxel_um=DEMO_VOXEL_UM)
     paths = []
     for i in range(n):
-        ph = make_phantom("mixed", shape_zyx=(48, n_lat, n_lat), voxel_size_um=(DEMO_VOXEL_UM,) * 3, seed=1000 + i)
+        ph = make_phantom("mixed", shape_zyx=(48, ny, nx), voxel_size_um=(voxel_um,) * 3, seed=1000 + i)
         path = folder / f"acq_{i:03d}.h5"
         write_acquisition(path, simulate_acquisition(ph, n_angles=angles, seed=1000 + i))
         paths.append(path)

@@ -27,7 +27,7 @@ def run_demo(
     and one line per stage with its time.
     """
     from holo.io.acquisition import write_acquisition
-    from holo.twin.acquire import default_camera_pixel_um, simulate_acquisition
+    from holo.twin.acquire import phantom_grid_for_frame, simulate_acquisition
     from holo.twin.phantoms import make_phantom
 
     out = Path(out_dir)
@@ -41,10 +41,8 @@ def run_demo(
             progress(step[0], 4, note=note)
 
     t0 = time.perf_counter()
-    fov_um = size * default_camera_pixel_um()
-    n_lat = int(round(fov_um / DEMO_VOXEL_UM))
-    n_lat += n_lat % 2
-    phantom = make_phantom("mixed", shape_zyx=(64, n_lat, n_lat), voxel_size_um=(DEMO_VOXEL_UM,) * 3, seed=seed)
+    (ny, nx), voxel_um, _ = phantom_grid_for_frame((size, size), voxel_um=DEMO_VOXEL_UM)
+    phantom = make_phantom("mixed", shape_zyx=(64, ny, nx), voxel_size_um=(voxel_um,) * 3, seed=seed)
     tick("phantom")
     acq = simulate_acquisition(phantom, n_angles=n_angles, seed=seed)
     acq_path = out / "demo_acquisition.h5"

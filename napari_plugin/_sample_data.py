@@ -15,13 +15,14 @@ SAMPLE_SEED = 7
 def _sample_acquisition_path() -> Path:
     """Simulate once per session (a single nucleated cell, 25 illuminations) into a temp file."""
     from holo.io.acquisition import write_acquisition
-    from holo.twin.acquire import simulate_acquisition
+    from holo.twin.acquire import phantom_grid_for_frame, simulate_acquisition
     from holo.twin.phantoms import make_phantom
 
     folder = Path(tempfile.gettempdir()) / "holo-napari-sample"
     path = folder / f"sample_seed{SAMPLE_SEED}.h5"
     if not path.exists():
-        phantom = make_phantom("cell", shape_zyx=(48, 96, 96), voxel_size_um=(0.2, 0.2, 0.2), n_cells=1, seed=SAMPLE_SEED)
+        (ny, nx), voxel_um, _ = phantom_grid_for_frame((256, 256), voxel_um=0.2)
+        phantom = make_phantom("cell", shape_zyx=(48, ny, nx), voxel_size_um=(voxel_um,) * 3, n_cells=1, seed=SAMPLE_SEED)
         acq = simulate_acquisition(phantom, n_angles=25, seed=SAMPLE_SEED)
         write_acquisition(path, acq)
     return path

@@ -8,7 +8,6 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull
 
 from holo.twin.phantoms import (
-    BACTERIA_CLASSES,
     CELL_CLASSES,
     CYTOPLASM,
     FAMILY_OF,
@@ -16,7 +15,6 @@ from holo.twin.phantoms import (
     NUCLEATED_CLASSES,
     NUCLEOLUS,
     NUCLEUS,
-    RBC_CLASSES,
     RI_RANGES,
     SEMANTIC_NAMES,
     Phantom,
@@ -47,15 +45,15 @@ def _touching_pairs(instance: np.ndarray) -> set:
     return pairs
 
 
-def _solidity(mask: np.ndarray) -> float:
-    """Voxel count over the number of voxel centres inside the convex hull of the mask's
-    voxel centres (1 for a convex object, whatever the voxel size)."""
+def _solidity(mask: np.ndarray, step: int = 2) -> float:
+    """Fraction of the voxel centres inside the convex hull of the mask's voxel centres that
+    belong to the mask (1 for a convex object), counted on every ``step``-th voxel."""
     pts = np.argwhere(mask).astype(float)
     hull = ConvexHull(pts)
     lo, hi = pts.min(0).astype(int), pts.max(0).astype(int) + 1
-    g = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
+    g = np.stack(np.meshgrid(*[np.arange(a, b, step) for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
     inside = np.all(g @ hull.equations[:, :3].T + hull.equations[:, 3] <= 1e-9, axis=1)
-    return float(mask.sum() / inside.sum())
+    return float(mask[tuple(g[inside].T)].sum() / inside.sum())
 
 
 def _check_ri_ranges(ph: Phantom) -> int:

@@ -28,6 +28,7 @@ are in :data:`RI_RANGES`.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -329,6 +330,7 @@ class _CellModel:
     center_um: np.ndarray = field(default_factory=lambda: np.zeros(3))
     scale: float = 1.0
     info: dict = field(default_factory=dict)
+    flat_rotation: np.ndarray | None = None
     _cloud: tuple | None = None
 
     @property
@@ -345,6 +347,10 @@ class _CellModel:
         if len(pts):
             box = np.minimum(box, np.abs(pts @ self.rotation.T).max(axis=0) + float(np.linalg.norm(step)))
         return self.scale * box
+
+    def min_width_um(self) -> float:
+        """Smallest body width 2·min(half extents), scaled (µm)."""
+        return float(2.0 * self.scale * self.half_extent_um.min())
 
     def bounding_radius(self) -> float:
         return float(self.scale * np.linalg.norm(self.half_extent_um))
@@ -721,26 +727,40 @@ def _build_model(class_name, rng, **params) -> _CellModel:
 
 
 def _orient(model: _CellModel, rng, orientation=None) -> None:
+    """Body → lab rotation: ``orientation`` if given, else a settled one (uniform azimuth,
+    tilt ≤ the class's ``max_tilt_deg``; cups of stomatocytes face up or down)."""
     if orientation is not None:
         R = np.asarray(orientation, dtype=np.float64)
         if R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) <= 0:
             raise ValueError("orientation: must be a 3×3 rotation matrix (body → lab, (z, y, x) order)")
         model.rotation = R
     else:
-        R = _settled_rotation(rng, model.max_tilt_deg)
-        if model.info.get("_flip"):
-            R = R @ _rotation_about((0.0, 0.0, 1.0), np.pi)
-        model.rotation = R
+        flip = _rotation_about((0.0, 0.0, 1.0), np.pi) if model.info.get("_flip") else np.eye(3)
+        spin = _rotation_about((1.0, 0.0, 0.0), rng.uniform(0.0, 2.0 * np.pi)) @ flip
+        phi = rng.uniform(0.0, 2.0 * np.pi)
+        tilt = _rotation_about((0.0, math.sin(phi), math.cos(phi)), math.radians(rng.uniform(0.0, model.max_tilt_deg)))
+        model.rotation = tilt @ spin
+        model.flat_rotation = spin
     model.info.pop("_flip", None)
 
 
 def _fit_scale(model: _CellModel, grid: _Grid) -> None:
-    """Shrink the cell uniformly (SDF(p/s)·s is exact) when it cannot fit in the volume."""
-    e = model.lab_half_extent()
-    s = float(np.min(grid.avail_um / np.maximum(e, 1e-9)))
+    """Make the cell fit in the volume: first lay it flat (drop the random tilt), then shrink
+    it uniformly (SDF(p/s)·s is the exact SDF of the shrunk shape)."""
+    s = float(np.min(grid.avail_um / np.maximum(model.lab_half_extent(), 1e-9)))
+    if s < 1.0 and model.flat_rotation is not None:
+        model.rotation = model.flat_rotation
+        model.info["tilt_removed"] = True
+        s = float(np.min(grid.avail_um / np.maximum(model.lab_half_extent(), 1e-9)))
     if s < 1.0:
         model.scale *= 0.98 * s
         model.info["scale"] = float(model.scale)
+        if model.scale < 0.8:
+            warnings.warn(
+                f"a {model.class_name} was shrunk to {model.scale:.2f} of its size to fit the "
+                f"{' × '.join(f'{2 * a:.1f}' for a in grid.avail_um)} µm usable volume; enlarge shape_zyx",
+                stacklevel=3,
+            )
 
 
 # ----------------------------------------------------------------------------------------
@@ -894,7 +914,8 @@ def _inside_volume(model: _CellModel, grid: _Grid) -> bool:
     return bool(np.all(np.abs(model.center_um) + model.lab_half_extent() <= grid.avail_um))
 
 
-def _place(models, grid: _Grid, rng, *, touch_probability: float, max_overlap_um: float, tries: int = 300):
+def _place(models, grid: _Grid, rng, *, touch_probability: float, max_overlap_um: float, tries: int = 300,
+           stop_on_failure: bool = False):
     """Rejection sampling of cell centres; returns the models that were placed.
 
     A candidate is either uniform in the field or (with ``touch_probability``, and always
@@ -902,7 +923,9 @@ def _place(models, grid: _Grid, rng, *, touch_probability: float, max_overlap_um
     centre distance ρ_A(u) + ρ_B(−u) − one voxel, ρ being the outermost membrane crossing
     along the ray: the two cells then touch with an overlap of about one voxel. A
     candidate is kept if it lies inside the volume and no interior point of either cell
-    penetrates another by more than ``max_overlap_um``.
+    penetrates another by more than ``max_overlap_um`` or a quarter of the thinner cell's
+    smallest width (thin bacteria must not be cut in two). A cell that finds no place is
+    skipped, or ends the placement with ``stop_on_failure``.
     """
     placed: list[_CellModel] = []
     z_jitter = 0.5
@@ -910,6 +933,8 @@ def _place(models, grid: _Grid, rng, *, touch_probability: float, max_overlap_um
         e = model.lab_half_extent()
         free = grid.avail_um - e
         if np.any(free < 0):
+            if stop_on_failure:
+                break
             continue
         ok = False
         for attempt in range(tries):
@@ -919,7 +944,8 @@ def _place(models, grid: _Grid, rng, *, touch_probability: float, max_overlap_um
                 phi = rng.uniform(0.0, 2.0 * np.pi)
                 u = np.array([0.0, math.sin(phi), math.cos(phi)])
                 model.center_um = np.zeros(3)
-                dist = A.ray_extent(u, A.center_um) + model.ray_extent(-u) - float(grid.voxel.max())
+                overlap = 0.5 * min(max_overlap_um, 0.25 * min(A.min_width_um(), model.min_width_um()))
+                dist = A.ray_extent(u, A.center_um) + model.ray_extent(-u) - min(float(grid.voxel.max()), overlap)
                 c = A.center_um + u * dist
             else:
                 zmax = min(z_jitter, free[0])
@@ -927,12 +953,15 @@ def _place(models, grid: _Grid, rng, *, touch_probability: float, max_overlap_um
             model.center_um = c
             if not _inside_volume(model, grid):
                 continue
-            if any(_overlap_depth(model, other) > max_overlap_um for other in placed):
+            if any(_overlap_depth(model, o) > min(max_overlap_um, 0.25 * min(model.min_width_um(), o.min_width_um()))
+                   for o in placed):
                 continue
             ok = True
             break
         if ok:
             placed.append(model)
+        elif stop_on_failure:
+            break
     return placed
 
 
@@ -1047,10 +1076,11 @@ def make_phantom(
     # Large cells first: they are the hard ones to fit.
     order = sorted(range(n), key=lambda i: -models[i].bounding_radius())
     placed = _place([models[i] for i in order], grid, rng_main,
-                    touch_probability=0.3, max_overlap_um=2.0 * float(grid.voxel.max()) + 0.1)
+                    touch_probability=0.3, max_overlap_um=2.0 * float(grid.voxel.max()) + 0.1,
+                    stop_on_failure=explicit)
     if explicit and len(placed) < n:
         fov = " × ".join(f"{s * h:.1f}" for s, h in zip(grid.shape, grid.voxel))
-        raise ValueError(f"n_cells: only {len(placed)} of {n} cells fit in the {fov} µm volume; "
+        raise ValueError(f"n_cells: no room for cell {len(placed) + 1} of {n} in the {fov} µm volume; "
                          "use a larger shape_zyx or fewer cells")
     tex_seeds = rng_tex.spawn(len(placed)) if placed else []
     for i, (model, r) in enumerate(zip(placed, tex_seeds), start=1):

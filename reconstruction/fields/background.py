@@ -8,7 +8,8 @@ change). They are fitted on the *background* pixels only:
 1. mask the object: pixels whose phase residual |φ − p(x, y)| or log-amplitude residual
    |ln|u| − median| exceeds ``threshold_sigma`` times the noise level (estimated from the
    median absolute first difference, σ = 1.4826·MAD(Δ)/√2, floored at 0.05 rad / 0.05), then
-   dilated by ``dilate_px`` pixels to cover the diffraction ringing around the object;
+   dilated by a square of half-width ``dilate_px`` pixels to cover the diffraction ringing
+   around the object;
 2. fit the polynomial p of degree 1 (plane) or 2 by least squares on the unmasked pixels
    (normal equations, coordinates scaled to [−1, 1]);
 3. repeat from 1 (``iterations``) so that a strong tilt does not bias the first mask.
@@ -63,7 +64,7 @@ def object_mask(
         A pixel belongs to the object when |φ − median φ| > max(k σ_φ, 0.05 rad) or
         |ln|u| − median| > max(k σ_a, 0.05), σ from the first differences.
     dilate_px : int
-        Dilation radius (pixels) applied to the mask.
+        Half-width (pixels) of the square the mask is dilated by.
     """
     phi = np.asarray(phase_residual, np.float32)
     la = np.asarray(log_amplitude, np.float32)
@@ -78,10 +79,9 @@ def object_mask(
     with np.errstate(invalid="ignore"):
         mask = ~(np.abs(phi - mp) <= tp) | ~(np.abs(la - ma) <= ta)
     if dilate_px > 0:
-        r = int(dilate_px)
-        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-        disk = (yy * yy + xx * xx) <= r * r
-        mask = ndimage.binary_dilation(mask, structure=disk[None])
+        size = 2 * int(dilate_px) + 1
+        m8 = ndimage.maximum_filter1d(mask.view(np.uint8), size, axis=-1, mode="nearest")
+        mask = ndimage.maximum_filter1d(m8, size, axis=-2, mode="nearest").view(bool)
     return mask
 
 
@@ -121,9 +121,10 @@ def fit_polynomial(values, keep, degree: int = 1) -> np.ndarray:
     basis = _design((ny, nx), degree)
     w = (np.asarray(keep, bool) & np.isfinite(v)).reshape(a, -1).astype(np.float64)
     vv = np.where(w > 0, v.reshape(a, -1), 0.0)
-    gram = np.matmul((w[:, :, None] * basis[None]).transpose(0, 2, 1), basis)
-    rhs = (vv * w) @ basis
     nt = basis.shape[1]
+    # Gram matrices Σ_p w_p B_i B_j of all frames as one product with the basis products.
+    gram = (w @ (basis[:, :, None] * basis[:, None, :]).reshape(-1, nt * nt)).reshape(a, nt, nt)
+    rhs = (vv * w) @ basis
     coef = np.zeros((a, nt))
     ok = w.sum(axis=1) >= 4 * nt
     if ok.any():

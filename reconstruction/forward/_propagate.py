@@ -385,7 +385,8 @@ def default_batch_size(setup: ForwardSetup, bytes_per_frame_voxel: int = 8, budg
     ny, nx = setup.padded_shape_yx
     per_frame = 6 * ny * nx * bytes_per_frame_voxel
     if setup.angles is not None:
-        per_frame += setup.ri.size * 4
+        # the rotated volume and its padded copy
+        per_frame += setup.ri.shape[0] * (setup.ri.shape[1] * setup.ri.shape[2] + ny * nx) * 4
     return int(max(1, min(16, budget_bytes // max(per_frame, 1))))
 
 

@@ -12,9 +12,10 @@ to the envelope with the shifted pupil.
 
 For a thin object φ_s ≈ i k0 ∫ (n − n_m) dz (see the sign check in ``born``), so the phase
 of u/u0 is the optical path difference also when it exceeds π/2, where the Born field
-fails. The Rytov field stays accurate while the phase *gradients* are small compared with
-the medium wavenumber (k0 |Δn| ≪ |∇φ|-scale of diffraction); its error grows with the phase
-delay k0 Δn d and with the object's refraction (lensing), see ``docs/forward_models.md``.
+fails. Rytov's neglected term is (∇φ_s)² against k0²(n² − n_m²): it is valid while
+|n − n_m| ≫ (λ/2π)² |∇φ|², i.e. its error is governed by the phase *gradients* (refraction),
+second order in Δn; for a 6 µm sphere its RMS phase error grows from 0.5 % of the peak
+phase at Δn = 0.02 to 1.7 % at Δn = 0.06 (``docs/forward_models.md``).
 """
 
 from __future__ import annotations

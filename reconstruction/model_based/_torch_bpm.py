@@ -129,7 +129,7 @@ class TorchBPM:
             # H1(q) = (i dz/2)(1/k_z − 1/k_in,z), H2(q) = −(i dz/8)(1/k_z³ − 1/k_in,z³)
             kz = np.maximum(delta + kzin, getattr(_np_bpm, "_KZ_FLOOR", 0.2) * self.km)
             wide = c(np.where(prop, 0.5j * dz * (1.0 / kz - 1.0 / kzin), 0.0))
-            if getattr(_np_bpm, "SECOND", False):
+            if getattr(_np_bpm, "SECOND", True):
                 wide2 = c(np.where(prop, -0.125j * dz * (1.0 / kz**3 - 1.0 / kzin**3), 0.0))
         return c(step), c(final), r(kx * kx + ky * ky), r(kzin), wide, wide2
 

@@ -8,9 +8,10 @@ where BPM_a is the split-step model of :mod:`reconstruction.forward.bpm` (pupil-
 envelope in the focal plane z = 0), written in torch (:mod:`._torch_bpm`) so that its gradient
 comes from autograd. The data term is scaled by an upper bound L of the Lipschitz constant of
 its gradient, so a step of one is safe: linearising the screens, a change δn of one voxel
-column changes the envelope by at most k0·dz·c per slab, c = max_a k_m/k_in,z (the 1/cos θ
-tilt factor of the screen), and adding Z slabs coherently (the zero spatial frequency) gives
-‖∂BPM_a‖² ≤ (k0 dz c)² Z, hence L = 2 (k0 dz c)² Z.
+column changes the envelope of frame a by at most k0·dz·c_a per slab, c_a = k_m/k_in,z (the
+1/cos θ tilt factor of the screen), and adding Z slabs coherently (the zero spatial
+frequency) gives ‖∂BPM_a‖² ≤ (k0 dz c_a)² Z; averaged over the frames,
+L = 2 (k0 dz)² Z · mean_a(c_a²).
 
 The optimiser is FISTA (Beck & Teboulle 2009): gradient step on the momentum point, then the
 proximal operator of λ TV_h + ι{n ≥ n_m} (the FGP of :mod:`reconstruction.regularization.tv`
@@ -77,12 +78,18 @@ def resample_volume(vol, voxel_size_um, shape_zyx, new_voxel_size_um, *, cval: f
     return ndimage.map_coordinates(vol, grid, order=1, mode="constant", cval=float(cval), prefilter=False).astype(np.float32)
 
 
-def bpm_lipschitz(wavelength_um: float, medium_index: float, dz_um: float, n_slices: int, kin_z, ) -> float:
-    """L = 2 (k0 dz c)² Z, c = max k_m/k_in,z (module docstring)."""
+def bpm_lipschitz(wavelength_um: float, medium_index: float, dz_um: float, n_slices: int, kin_z) -> float:
+    """L = 2 (k0 dz)² Z mean_a (k_m/k_in,z,a)², the bound of the module docstring.
+
+    Parameters
+    ----------
+    kin_z : (A,) array
+        k_in,z of the frames, rad/µm.
+    """
     k0 = vacuum_wavenumber(wavelength_um)
     km = medium_wavenumber(wavelength_um, medium_index)
-    c = km / float(np.min(kin_z))
-    return 2.0 * (k0 * float(dz_um) * c) ** 2 * int(n_slices)
+    c2 = float(np.mean((km / np.asarray(kin_z, dtype=np.float64)) ** 2))
+    return 2.0 * (k0 * float(dz_um)) ** 2 * c2 * int(n_slices)
 
 
 def _fieldset_arrays(fieldset):
@@ -121,6 +128,7 @@ def reconstruct_bpm(
     inner_iterations: int = 4,
     device: str | None = None,
     dtype: str = "float32",
+    wide_angle: bool = True,
 ) -> Tomogram:
     """RI tomogram by inverting the multi-slice BPM (module docstring), from an initial guess.
 
@@ -148,6 +156,9 @@ def reconstruct_bpm(
     device : str, optional
         torch device; default CUDA when available, else CPU.
     dtype : {"float32", "float64"}
+    wide_angle : bool
+        Wide-angle correction of the scattered field, as in
+        :func:`reconstruction.forward.bpm.bpm_fields` (default on there and here).
 
     Returns
     -------
@@ -201,7 +212,7 @@ def reconstruct_bpm(
     n0 = resample_volume(init.frame(), init.voxel_size_um, shape, voxel, cval=nm)
     np.maximum(n0, np.float32(nm), out=n0)
 
-    model = TorchBPM(shape, voxel, wavelength_um=lam, medium_index=nm, objective_na=float(fieldset.objective_na), illumination_na=na, device=device, dtype=tdtype)
+    model = TorchBPM(shape, voxel, wavelength_um=lam, medium_index=nm, objective_na=float(fieldset.objective_na), illumination_na=na, device=device, dtype=tdtype, wide_angle=wide_angle)
     A = model.n_frames
     if batch_size is None:
         ny, nx = model.setup.padded_shape_yx
@@ -288,6 +299,7 @@ def reconstruct_bpm(
             "nonnegativity": "n >= medium_index",
             "device": str(device),
             "dtype": dtype,
+            "wide_angle": bool(wide_angle),
         },
         "iterations_run": k_done,
         "converged": converged,

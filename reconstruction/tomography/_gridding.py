@@ -26,48 +26,47 @@ __all__ = ["spread_frame", "normalise_and_centre"]
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
-def _axis_corners(f, n):
-    """Lower index, upper index and upper weight of a fractional signed frequency index.
-
-    Indices outside the grid's Nyquist range [−n/2, (n−1)/2] are returned as −1 (dropped);
-    valid ones are wrapped to the unshifted FFT layout (0..n−1).
-    """
-    i0 = math.floor(f)
-    t = f - i0
-    lo = -(n // 2)
-    hi = (n - 1) // 2
-    a = -1
-    b = -1
-    if lo <= i0 <= hi:
-        a = i0 % n
-    if lo <= i0 + 1 <= hi:
-        b = (i0 + 1) % n
-    return a, b, t
+def _wrap(i, n):
+    """Unshifted FFT index of signed frequency index i, or −1 outside [−n/2, (n−1)/2]."""
+    if i < -(n // 2) or i > (n - 1) // 2:
+        return -1
+    return i % n
 
 
 @numba.njit(cache=True, fastmath=True)
-def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi):
+def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi, hz, hy, hx):
+    """Add w·(vr + i·vi) and w to the voxels within the tent kernel around (fz, fy, fx).
+
+    w = Π_axis max(0, 1 − |f − i|/h): with h = 1 on every axis this is trilinear spreading
+    onto the 8 surrounding voxels; h > 1 widens the tent along that axis. Only voxels with
+    z index in [z_lo, z_hi) are written (this thread's slab).
+    """
     nz, ny, nx = num.shape
-    az, bz, tz = _axis_corners(fz, nz)
-    if not ((z_lo <= az < z_hi) or (z_lo <= bz < z_hi)):
-        return
-    ay, by, ty = _axis_corners(fy, ny)
-    ax, bx, tx = _axis_corners(fx, nx)
-    for cz in range(2):
-        iz = az if cz == 0 else bz
+    z0 = math.floor(fz - hz) + 1
+    z1 = math.floor(fz + hz)
+    y0 = math.floor(fy - hy) + 1
+    y1 = math.floor(fy + hy)
+    x0 = math.floor(fx - hx) + 1
+    x1 = math.floor(fx + hx)
+    for jz in range(z0, z1 + 1):
+        iz = _wrap(jz, nz)
         if iz < z_lo or iz >= z_hi:
             continue
-        wz = (1.0 - tz) if cz == 0 else tz
-        for cy in range(2):
-            iy = ay if cy == 0 else by
+        wz = 1.0 - abs(fz - jz) / hz
+        if wz <= 0.0:
+            continue
+        for jy in range(y0, y1 + 1):
+            iy = _wrap(jy, ny)
             if iy < 0:
                 continue
-            wy = wz * ((1.0 - ty) if cy == 0 else ty)
-            for cx in range(2):
-                ix = ax if cx == 0 else bx
+            wy = wz * (1.0 - abs(fy - jy) / hy)
+            if wy <= 0.0:
+                continue
+            for jx in range(x0, x1 + 1):
+                ix = _wrap(jx, nx)
                 if ix < 0:
                     continue
-                w = wy * ((1.0 - tx) if cx == 0 else tx)
+                w = wy * (1.0 - abs(fx - jx) / hx)
                 if w <= 0.0:
                     continue
                 num[iz, iy, ix] += complex(w * vr, w * vi)
@@ -75,7 +74,7 @@ def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, hermitian, num, den, n_threads):
+def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, half_width_zyx, hermitian, num, den, n_threads):
     """Spread one frame's Ewald cap into the accumulators ``num`` (complex64) and ``den``.
 
     Parameters
@@ -98,6 +97,8 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
         Object-frame K = rot @ lab-frame K, in (z, y, x) order.
     inv_dk_zyx : (3,) float64
         1/ΔK of the 3D grid per axis (ΔK = 2π/(N d)).
+    half_width_zyx : (3,) float64
+        Half-width of the tent kernel per axis in voxels (1 = trilinear).
     hermitian : bool
         Also spread conj(F) at −K (a non-absorbing object has a real potential f).
     num, den : (Z, Y, X) complex64 / float32
@@ -118,6 +119,9 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
     kz_in = kin_zyx[0]
     ky_in = kin_zyx[1]
     kx_in = kin_zyx[2]
+    hz = half_width_zyx[0]
+    hy = half_width_zyx[1]
+    hx = half_width_zyx[2]
     kp2 = k_pupil * k_pupil
     km2 = km * km
     for c in numba.prange(nchunk):
@@ -143,9 +147,9 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
                 # F = 2i k_z Û  ->  (re, im) = 2 k_z (−Im Û, Re Û)
                 vr = -2.0 * kz * s.imag
                 vi = 2.0 * kz * s.real
-                _spread_one(num, den, oz * inv_dk_zyx[0], oy * inv_dk_zyx[1], ox * inv_dk_zyx[2], vr, vi, z_lo, z_hi)
+                _spread_one(num, den, oz * inv_dk_zyx[0], oy * inv_dk_zyx[1], ox * inv_dk_zyx[2], vr, vi, z_lo, z_hi, hz, hy, hx)
                 if hermitian:
-                    _spread_one(num, den, -oz * inv_dk_zyx[0], -oy * inv_dk_zyx[1], -ox * inv_dk_zyx[2], vr, -vi, z_lo, z_hi)
+                    _spread_one(num, den, -oz * inv_dk_zyx[0], -oy * inv_dk_zyx[1], -ox * inv_dk_zyx[2], vr, -vi, z_lo, z_hi, hz, hy, hx)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)

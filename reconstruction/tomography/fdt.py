@@ -253,7 +253,7 @@ def _coarse_sum(a_fine, axis: int, n: int, factor: int):
     return out
 
 
-def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress):
+def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress, kernel_width: float = 1.0):
     """Spread all valid frames; return (spectrum, weight, support) on ``grid``."""
     from . import _gridding
 
@@ -273,6 +273,8 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
     scale = px * px / (dz * dy * dx)
     frame_phase = (np.exp(1j * qy * (ny // 2) * px)[:, None] * np.exp(1j * qx * (nx // 2) * px)[None, :] * scale).astype(np.complex64)
     inv_dk = np.array([1.0 / d for d in fine.k_spacing()])
+    interp_axes = _oversampled_axes(fs.geometry, fs.rotation_axis)
+    half_width = np.array([float(kernel_width) if i in interp_axes else 1.0 for i in range(3)])
 
     num = np.zeros(fine_shape, np.complex64)
     den = np.zeros(fine_shape, np.float32)
@@ -294,7 +296,7 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
         rot = eye if fs.geometry == "illumination-scan" else cap_rotation(float(fs.angles[a]), fs.rotation_axis)
         _gridding.spread_frame(
             spec, qy, qx, 2 * np.pi / px, 2 * np.pi / px, _kin_zyx(fs, a, km, k0), km, k_pupil,
-            np.ascontiguousarray(rot, dtype=np.float64), inv_dk, bool(hermitian), num, den, n_threads,
+            np.ascontiguousarray(rot, dtype=np.float64), inv_dk, half_width, bool(hermitian), num, den, n_threads,
         )
         if progress is not None:
             progress(done + 1, int(use.size))
