@@ -21,8 +21,12 @@ Waves
   k0 = 2π/λ.
 * Illumination direction of an illumination-scan frame is given as
   (NA_x, NA_y) = n_m (sinθ cosφ, sinθ sinφ), in the X, Y order of the frame.
-* Sample rotation: rotation angle in radians about the frame's Y axis (or X); at angle 0 the
-  volume's Z axis is the optical axis.
+* Sample rotation: rotation angle a in radians about the frame's Y axis (or X); at angle 0 the
+  volume's Z axis is the optical axis. Rotations are right-handed: about +Y a point of the
+  sample moves to x' = x cos a + z sin a, z' = −x sin a + z cos a; about +X to
+  y' = y cos a − z sin a, z' = y sin a + z cos a.
+* Grid origin: the coordinate origin of an axis of n samples is index n // 2, so the focal
+  plane z = 0 is slice Z // 2 of a volume and the optical axis passes through (Y // 2, X // 2).
 
 Refractive index
 ----------------

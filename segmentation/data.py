@@ -185,7 +185,7 @@ def phantom_volume(seed: int, *, kind: str = "mixed", source: str = "otf", train
     ext = np.asarray(ph.ri.shape) * np.asarray(pv)
     out_shape = tuple(int(s) for s in np.maximum(1, np.round(ext / np.asarray(train_voxel_um))))
     if source == "otf":
-        noise = float(rng.uniform(0.0008, 0.0025)) if noise_ri is None else float(noise_ri)
+        noise = float(rng.uniform(0.001, 0.004)) if noise_ri is None else float(noise_ri)
         rec = apply_otf(ph.ri, pv, medium_index, rng=rng, noise_ri=noise)
         rec_vs = pv
     elif source == "pipeline":

@@ -260,9 +260,11 @@ def test_residual_tilt_and_offset_are_removed():
     assert slope == pytest.approx([-0.6, 0.9], abs=2e-3)
     m = fs.fields.shape[-1]
     truth = _truth_on_output(ut, uin, m)
-    err = np.angle(fs.fields[0] * np.conj(truth))
+    inner = (slice(m // 8, -m // 8), slice(m // 8, -m // 8))  # sub-bin fringes: edges left out
+    err = np.angle(fs.fields[0] * np.conj(truth))[inner]
     yy, xx = np.mgrid[:m, :m] * p
-    coef = np.linalg.lstsq(np.stack([np.ones(m * m), xx.ravel(), yy.ravel()], 1), err.ravel(), rcond=None)[0]
+    yy, xx = yy[inner], xx[inner]
+    coef = np.linalg.lstsq(np.stack([np.ones(err.size), xx.ravel() - xx.mean(), yy.ravel() - yy.mean()], 1), err.ravel(), rcond=None)[0]
     assert abs(coef[0]) < 5 * _sigma_phase(1000)
     assert np.all(np.abs(coef[1:]) < 2e-3)
 
@@ -270,9 +272,9 @@ def test_residual_tilt_and_offset_are_removed():
 def test_quadratic_background_removal():
     """Degree 2: a curvature 0.02 (x² + y²) rad/µm² (defocused reference) is removed too."""
     rng = np.random.default_rng(6)
-    m = 96
-    yy, xx = (np.mgrid[:m, :m] - m / 2) * 0.2
-    obj = _bump(m, 2.0, 3.0, centre_um=(m * DX / 2, m * DX / 2))
+    m = 128
+    yy, xx = (np.mgrid[:m, :m] - m / 2) * DX  # µm, frame 9 µm wide
+    obj = _bump(m, 2.0, 1.5)
     bgphase = 0.3 + 0.02 * (xx**2 + yy**2) + 0.1 * xx
     phi = obj + bgphase + rng.normal(0, 0.01, (m, m))
     u = np.exp(1j * phi)[None].astype(np.complex64)
@@ -323,17 +325,21 @@ def test_retrieval_estimates_missing_illumination_na():
 
 def test_single_background_frame_for_all_illuminations():
     """One normal-incidence background (Y, X): the illumination plane wave is divided out with
-    the given NA (a bin-snapped NA gives an exact ramp)."""
+    the given NA (a bin-snapped NA gives an exact ramp). The carrier is on a frequency bin
+    here: with a sub-bin carrier the fringes are not periodic on the frame and the leakage of
+    a tilted frame's sideband is not the background's, which a single background cannot
+    cancel (per-illumination backgrounds do)."""
     n = 128
     rng = np.random.default_rng(9)
+    carrier = (43 / (n * DX), -43 / (n * DX))
     nas = [(0.0, 0.0), _on_bin((0.5, 0.5), n), _on_bin((-0.7, 0.2), n)]
     phi = _bump(n, 2.0, 2.0)
     holos, truths = [], []
     for na in nas:
         ut, uin = _object(n, phi, na)
-        holos.append(_hologram(ut, photons=1000, rng=rng))
+        holos.append(_hologram(ut, carrier, photons=1000, rng=rng))
         truths.append((ut, uin))
-    bg = _hologram(_plane((0, 0), n), photons=1000, rng=rng)
+    bg = _hologram(_plane((0, 0), n), carrier, photons=1000, rng=rng)
     fs = retrieve_fields(_acq(np.stack(holos), bg, nas))
     m = fs.fields.shape[-1]
     sigma = _sigma_phase(1000)
@@ -444,10 +450,11 @@ def test_bad_arguments_raise():
 def test_simulated_acquisition_end_to_end():
     """Digital-twin acquisition (Rytov forward model, default camera: 10⁴ photons × QE 0.7,
     reference ratio 1 → N = 3500 photo-electrons per beam and pixel). The retrieved total
-    field u/u0·u_in must match the forward model's (resampled onto the output grid) to the
-    shot-noise bound σ_φ = √(2β/N) ≈ 0.0066 rad: median over frames within 1.5 σ, every frame
-    within 3 σ (the offset fit on the background pixels of a cell that fills much of the
-    field adds a few mrad for the most tilted frames)."""
+    field u/u0·u_in must match the forward model's (pupil-limited and resampled onto the
+    output grid) to the shot-noise bound σ_φ = √(2β/N) ≈ 0.0066 rad: median over frames
+    within 1.5 σ, every frame within 2.5 σ (the offset fit assumes φ = 0 on the background
+    pixels, while the diffraction of a cell filling much of a 13 µm field leaves a few mrad
+    there for the most tilted frames; noise-free, that offset is the whole error)."""
     twin = pytest.importorskip("holo.twin.acquire")
     phantoms = pytest.importorskip("holo.twin.phantoms")
     from reconstruction.forward import rytov_fields
@@ -466,8 +473,11 @@ def test_simulated_acquisition_end_to_end():
     rms = []
     for a in range(acq.n_frames):
         na = acq.illumination_na[a]
-        t_total = twin.fourier_resample(truth[a] * twin.plane_wave(truth.shape[1:], ph.voxel_size_um[1], na, acq.wavelength_um), m)
+        # what the camera sees: the total field within the pupil (the twin's chain)
+        t_total = twin.pupil_filter(truth[a] * twin.plane_wave(truth.shape[1:], ph.voxel_size_um[1], na, acq.wavelength_um),
+                                    ph.voxel_size_um[1], acq.objective_na, acq.wavelength_um)
+        t_total = twin.fourier_resample(t_total, m)
         r_total = fs.fields[a] * twin.plane_wave(m, fs.pixel_size_um, na, acq.wavelength_um)
         rms.append(np.sqrt(np.mean(np.angle(r_total * np.conj(t_total)) ** 2)))
     assert np.median(rms) < 1.5 * sigma
-    assert max(rms) < 3 * sigma
+    assert max(rms) < 2.5 * sigma

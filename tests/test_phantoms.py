@@ -121,7 +121,11 @@ def test_ri_ranges_inside_structures(kind, seed):
 
 @pytest.mark.parametrize(
     "radius_um, voxel, centre",
-    [(2.5, (0.2, 0.2, 0.2), (0.0, 0.0, 0.0)), (2.5, (0.2, 0.2, 0.2), (0.037, -0.061, 0.083)), (3.0, (0.3, 0.15, 0.15), (0.11, 0.07, -0.029))],
+    [
+        (2.5, (0.2, 0.2, 0.2), (0.0, 0.0, 0.0)),
+        (2.5, (0.2, 0.2, 0.2), (0.037, -0.061, 0.083)),
+        (3.0, (0.3, 0.15, 0.15), (0.11, 0.07, -0.029)),
+    ],
 )
 def test_sphere_volume_and_values(radius_um, voxel, centre):
     n_s = 1.40
@@ -318,3 +322,13 @@ def test_bad_arguments():
         make_cell("platelet")
     with pytest.raises(ValueError, match="radius_um"):
         make_sphere_phantom(-1.0, 1.4)
+
+
+def test_cell_larger_than_volume_is_laid_flat_then_shrunk_with_a_warning():
+    with pytest.warns(UserWarning, match="shrunk"):
+        ph = make_phantom("cell", shape_zyx=(20, 96, 96), n_cells=1, seed=2, classes=["monocyte"])
+    info = ph.cells[1]
+    assert info["tilt_removed"] and info["scale"] < 0.8
+    # Nothing is cut by the volume faces: the outer voxel layer is pure medium.
+    faces = [ph.ri[0], ph.ri[-1], ph.ri[:, 0], ph.ri[:, -1], ph.ri[:, :, 0], ph.ri[:, :, -1]]
+    assert all(np.all(f == np.float32(N_M)) for f in faces)

@@ -424,7 +424,8 @@ def _nucleated_body(rng, diameter_um, flat):
 def _round_nucleus(rng, membrane, axes, cell_r):
     """Lymphocyte: a big, nearly spherical, slightly eccentric nucleus."""
     r_n = cell_r * rng.uniform(0.74, 0.82)
-    n_axes = np.array([min(r_n * rng.uniform(0.92, 1.0), axes[0] - 0.35), r_n * rng.uniform(0.95, 1.02), r_n * rng.uniform(0.98, 1.05)])
+    n_axes = np.array([min(r_n * rng.uniform(0.92, 1.0), axes[0] - 0.35),
+                       r_n * rng.uniform(0.95, 1.02), r_n * rng.uniform(0.98, 1.05)])
     rot = _settled_rotation(rng, 15.0)
     phi = rng.uniform(0.0, 2.0 * np.pi)
     room = max(min(axes[1], axes[2]) - n_axes[1:].max() - 0.3, 0.0)
@@ -554,15 +555,26 @@ def _blob_part(rng, c, r, ri) -> _Part:
     return _Part(_transformed_sdf(lambda q: sh.ellipsoid(q, axes), rot, c), np.asarray(c), float(max(axes)), float(ri))
 
 
+#: White blood cell classes. diameter: cell diameter range (µm); flat: height/diameter of the
+#: settled cell; nucleus: shape (round, kidney, lobed with ``lobes`` lobes of radius
+#: ``lobe_r`` µm); nucleoli, lipids: count ranges; nucleolus_r: radius range (µm);
+#: granules: (correlation length µm, Δn amplitude, threshold in σ of the smooth noise) of
+#: the granule texture added to the cytoplasm, without a label of its own.
 _NUCLEATED = {
-    "lymphocyte": dict(diameter=(7.0, 8.5), flat=(0.85, 0.95), nucleus="round", nucleoli=(1, 2), nucleolus_r=(0.4, 0.65), lipids=(0, 1), granules=None),
-    "monocyte": dict(diameter=(12.0, 15.0), flat=(0.6, 0.7), nucleus="kidney", nucleoli=(1, 3), nucleolus_r=(0.4, 0.75), lipids=(3, 8), granules=None),
-    "neutrophil": dict(diameter=(10.0, 12.0), flat=(0.68, 0.8), nucleus="lobed", lobes=(3, 5), lobe_r=(1.3, 1.6), nucleoli=(0, 0), lipids=(0, 2), granules=(0.25, 0.006, 1.0)),
-    "eosinophil": dict(diameter=(11.5, 13.0), flat=(0.68, 0.8), nucleus="lobed", lobes=(2, 2), lobe_r=(1.9, 2.3), nucleoli=(0, 0), lipids=(0, 2), granules=(0.3, 0.02, 0.3)),
+    "lymphocyte": dict(diameter=(7.0, 8.5), flat=(0.85, 0.95), nucleus="round", nucleoli=(1, 2),
+                       nucleolus_r=(0.4, 0.65), lipids=(0, 1), granules=None),
+    "monocyte": dict(diameter=(12.0, 15.0), flat=(0.6, 0.7), nucleus="kidney", nucleoli=(1, 3),
+                     nucleolus_r=(0.4, 0.75), lipids=(3, 8), granules=None),
+    "neutrophil": dict(diameter=(10.0, 12.0), flat=(0.68, 0.8), nucleus="lobed", lobes=(3, 5), lobe_r=(1.3, 1.6),
+                       nucleoli=(0, 0), lipids=(0, 2), granules=(0.25, 0.006, 1.0)),
+    "eosinophil": dict(diameter=(11.5, 13.0), flat=(0.68, 0.8), nucleus="lobed", lobes=(2, 2), lobe_r=(1.9, 2.3),
+                       nucleoli=(0, 0), lipids=(0, 2), granules=(0.3, 0.02, 0.3)),
 }
 
 
 def _build_nucleated(class_name, rng, *, diameter_um=None, n_lobes=None):
+    """A white blood cell of :data:`_NUCLEATED`: perturbed ellipsoid body, nucleus,
+    nucleoli inside the nucleus, lipid droplets in the cytoplasm (rejection sampling)."""
     spec = _NUCLEATED[class_name]
     D = float(diameter_um) if diameter_um is not None else rng.uniform(*spec["diameter"])
     membrane, half, axes = _nucleated_body(rng, D, spec["flat"])
@@ -615,6 +627,8 @@ def _build_nucleated(class_name, rng, *, diameter_um=None, n_lobes=None):
 
 
 def _build_rbc(class_name, rng, *, diameter_um=None):
+    """Red blood cells: Evans–Fung discocyte, spiculated echinocyte, cup-shaped
+    stomatocyte, spherocyte; one homogeneous compartment (haemoglobin)."""
     n_rbc = rng.uniform(1.392, 1.408)
     if class_name == "rbc_discocyte":
         D = float(diameter_um) if diameter_um is not None else float(np.clip(rng.normal(7.8, 0.25), 7.3, 8.3))
@@ -674,6 +688,8 @@ def _build_rbc(class_name, rng, *, diameter_um=None):
 
 
 def _build_bacterium(class_name, rng, *, diameter_um=None, length_um=None, n_cocci=None):
+    """Bacteria: rod (capsule along body x), coccus (sphere), chain of 3–8 overlapping
+    cocci along a gently bent line (one instance)."""
     n_b = rng.uniform(1.382, 1.398)
     if class_name == "bacteria_rod":
         d = float(diameter_um) if diameter_um is not None else rng.uniform(0.8, 1.0)

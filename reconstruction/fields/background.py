@@ -12,7 +12,9 @@ change). They are fitted on the *background* pixels only:
    around the object;
 2. fit the polynomial p of degree 1 (plane) or 2 by least squares on the unmasked pixels
    (normal equations, coordinates scaled to [−1, 1]);
-3. repeat from 1 (``iterations``) so that a strong tilt does not bias the first mask.
+3. repeat from 1 (``iterations``), starting from a fit on all pixels, so that a strong tilt
+   does not bias the first mask (the thresholds also keep at least a quarter of the pixels
+   as background).
 
 The correction multiplies the complex field by exp(−i·p)/s, with s the median amplitude over
 the background pixels, and subtracts p from the unwrapped phase, so the two stay consistent:
@@ -51,6 +53,7 @@ def object_mask(
     *,
     threshold_sigma: float = 5.0,
     dilate_px: int = 3,
+    min_background_fraction: float = 0.25,
 ) -> np.ndarray:
     """Object pixels of each frame, bool (A, Y, X).
 
@@ -65,6 +68,9 @@ def object_mask(
         |ln|u| − median| > max(k σ_a, 0.05), σ from the first differences.
     dilate_px : int
         Half-width (pixels) of the square the mask is dilated by.
+    min_background_fraction : float
+        The thresholds are raised, if needed, so that at least this fraction of the pixels
+        (before dilation) stays background: a poor first fit cannot mask a whole frame.
     """
     phi = np.asarray(phase_residual, np.float32)
     la = np.asarray(log_amplitude, np.float32)
@@ -72,12 +78,20 @@ def object_mask(
         raise ValueError(f"phase_residual and log_amplitude must both be (A, Y, X), got {phi.shape} and {la.shape}")
     if threshold_sigma <= 0:
         raise ValueError(f"threshold_sigma must be positive, got {threshold_sigma}")
-    tp = np.maximum(threshold_sigma * _robust_noise(phi), _MIN_PHASE_THRESHOLD_RAD)[:, None, None]
-    ta = np.maximum(threshold_sigma * _robust_noise(la), _MIN_LOGAMP_THRESHOLD)[:, None, None]
-    mp = _row_median(phi.reshape(phi.shape[0], -1))[:, None, None]
-    ma = _row_median(la.reshape(la.shape[0], -1))[:, None, None]
+    a = phi.shape[0]
+    mp = _row_median(phi.reshape(a, -1))[:, None, None]
+    ma = _row_median(la.reshape(a, -1))[:, None, None]
+    dp = np.abs(phi - mp)
+    da = np.abs(la - ma)
+    # never leave fewer than `min_background_fraction` of the pixels as background
+    q = 100.0 * min_background_fraction
+    step = max(1, dp[0].size // 8192)
+    qp = np.percentile(dp.reshape(a, -1)[:, ::step], q, axis=1)
+    qa = np.percentile(da.reshape(a, -1)[:, ::step], q, axis=1)
+    tp = np.maximum.reduce([threshold_sigma * _robust_noise(phi), np.full(a, _MIN_PHASE_THRESHOLD_RAD), qp])[:, None, None]
+    ta = np.maximum.reduce([threshold_sigma * _robust_noise(la), np.full(a, _MIN_LOGAMP_THRESHOLD), qa])[:, None, None]
     with np.errstate(invalid="ignore"):
-        mask = ~(np.abs(phi - mp) <= tp) | ~(np.abs(la - ma) <= ta)
+        mask = ~(dp <= tp) | ~(da <= ta)
     if dilate_px > 0:
         size = 2 * int(dilate_px) + 1
         m8 = ndimage.maximum_filter1d(mask.view(np.uint8), size, axis=-1, mode="nearest")
@@ -198,7 +212,7 @@ def remove_background(
                 info[key][finite] = val
         return out, phi_out, info
     logamp = np.log(np.maximum(np.abs(u), 1e-30)).astype(np.float32)
-    fit = fit_polynomial(phi, np.ones(phi.shape, bool), degree=1)
+    fit = fit_polynomial(phi, np.ones(phi.shape, bool), degree=degree)
     mask = np.zeros(u.shape, bool)
     for _ in range(iterations):
         mask = object_mask(phi - fit, logamp, threshold_sigma=threshold_sigma, dilate_px=dilate_px)

@@ -74,7 +74,7 @@ def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi, hz, hy, hx):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, half_width_zyx, hermitian, num, den, n_threads):
+def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, half_width_zyx, density_axis, hermitian, num, den, n_threads):
     """Spread one frame's Ewald cap into the accumulators ``num`` (complex64) and ``den``.
 
     Parameters
@@ -99,6 +99,11 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
         1/ΔK of the 3D grid per axis (ΔK = 2π/(N d)).
     half_width_zyx : (3,) float64
         Half-width of the tent kernel per axis in voxels (1 = trilinear).
+    density_axis : int
+        −1: plain samples (normalised gridding, the caller divides by ``den``). 1 or 2:
+        sample rotation about Y (use |K_x|) or X (use |K_y|): each sample is multiplied by
+        its volume element |K_⊥axis|·k_m/k_z (per unit q and angle), the Jacobian of
+        (q, angle) → K (convolution gridding; see :mod:`.fdt`).
     hermitian : bool
         Also spread conj(F) at −K (a non-absorbing object has a real potential f).
     num, den : (Z, Y, X) complex64 / float32
@@ -124,6 +129,7 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
     hx = half_width_zyx[2]
     kp2 = k_pupil * k_pupil
     km2 = km * km
+    dq_axis = abs(qx[1] - qx[0]) if density_axis == 2 else abs(qy[1] - qy[0])
     for c in numba.prange(nchunk):
         z_lo = (c * nz) // nchunk
         z_hi = ((c + 1) * nz) // nchunk
@@ -147,14 +153,21 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
                 # F = 2i k_z Û  ->  (re, im) = 2 k_z (−Im Û, Re Û)
                 vr = -2.0 * kz * s.imag
                 vi = 2.0 * kz * s.real
+                if density_axis >= 0:
+                    # |K_⊥axis| averaged over the sample's own cell of width Δq: Δq/4 at 0
+                    jac = km / kz * max(abs(Kx) if density_axis == 2 else abs(Ky), 0.25 * dq_axis)
+                    vr *= jac
+                    vi *= jac
                 _spread_one(num, den, oz * inv_dk_zyx[0], oy * inv_dk_zyx[1], ox * inv_dk_zyx[2], vr, vi, z_lo, z_hi, hz, hy, hx)
                 if hermitian:
                     _spread_one(num, den, -oz * inv_dk_zyx[0], -oy * inv_dk_zyx[1], -ox * inv_dk_zyx[2], vr, -vi, z_lo, z_hi, hz, hy, hx)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def normalise_and_centre(num, den, phase_z, phase_y, phase_x, min_weight, support):
+def normalise_and_centre(num, den, phase_z, phase_y, phase_x, min_weight, support, divide=True):
     """In place: num ← num/den · phase_z[z]·phase_y[y]·phase_x[x] where den > min_weight, else 0.
+
+    With ``divide=False`` num is only multiplied by the phase (convolution gridding).
 
     ``support`` (bool, same shape) is set to ``den > min_weight``. The separable phase moves
     the spatial origin from the volume centre to the first voxel (FFT layout).
@@ -165,7 +178,10 @@ def normalise_and_centre(num, den, phase_z, phase_y, phase_x, min_weight, suppor
             pzy = phase_z[iz] * phase_y[iy]
             for ix in range(nx):
                 d = den[iz, iy, ix]
-                if d > min_weight:
+                if not divide:
+                    num[iz, iy, ix] = num[iz, iy, ix] * (pzy * phase_x[ix])
+                    support[iz, iy, ix] = d > min_weight
+                elif d > min_weight:
                     num[iz, iy, ix] = num[iz, iy, ix] / d * (pzy * phase_x[ix])
                     support[iz, iy, ix] = True
                 else:
