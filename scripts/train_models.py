@@ -22,11 +22,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _load(folder: Path, limit=None):
+def _load(folder: Path, source: str | None = None):
     from segmentation.data import load_volume
 
-    files = sorted(folder.glob("*.npz"))[:limit]
-    return [load_volume(f) for f in files]
+    files = sorted(folder.glob("*.npz"))
+    vols = [load_volume(f) for f in files]
+    return [v for v in vols if source is None or v.source == source]
+
+
+def _interleave(a, b, n):
+    out = []
+    for x, y in zip(a, b):
+        out += [x, y]
+    out += a[len(b):] + b[len(a):]
+    return out[:n]
 
 
 def _eval_classic(vols):
@@ -43,7 +52,6 @@ def _eval_classic(vols):
 
 def _end_to_end_accuracy(umodel, ucfg, cmodel, ccfg, vols, device):
     """Accuracy over true cells matched (IoU > 0.5) by a predicted instance; unmatched count as errors."""
-    from segmentation.classifier import calibrated_probabilities
     from segmentation.infer import classify_cells, unet_segment
 
     names = ccfg["classes"]
@@ -83,43 +91,32 @@ def _ece(probs, labels, n_bins=10):
     return float(e)
 
 
-def main(argv=None) -> int:
-    import torch
+def _stage_unet(a, train, val_epoch, tests, device, provenance):
+    from segmentation.train import DEFAULT_UNET_CONFIG, evaluate_segmentation, save_weights, train_unet
 
-    from segmentation.classifier import calibrated_probabilities
-    from segmentation.infer import pick_device
-    from segmentation.train import (DEFAULT_CLASSIFIER_CONFIG, DEFAULT_UNET_CONFIG, classifier_dataset,
-                                    evaluate_segmentation, save_weights, train_classifier, train_unet)
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, type=Path)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--epochs", type=int, default=25)
-    ap.add_argument("--steps", type=int, default=80)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--cls-epochs", type=int, default=40)
-    ap.add_argument("--n-val-epoch", type=int, default=8, help="Validation volumes evaluated each epoch.")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    device = pick_device(a.device)
-    torch.backends.cudnn.benchmark = True
     t0 = time.perf_counter()
-    train, val, test = (_load(a.data / s) for s in ("train", "val", "test"))
-    meta = json.loads((a.data / "dataset.json").read_text())
-    print(f"{len(train)} train, {len(val)} val, {len(test)} test volumes; device {device}", flush=True)
-
     ucfg = dict(DEFAULT_UNET_CONFIG)
     ucfg["voxel_size_um"] = list(train[0].voxel_size_um)
-    umodel, uhist = train_unet(train, val[: a.n_val_epoch], ucfg, epochs=a.epochs, steps_per_epoch=a.steps,
-                               batch_size=a.batch, crop_zyx=(32, 64, 64), device=device, seed=a.seed)
-    t_unet = time.perf_counter() - t0
-    seg_test = evaluate_segmentation(umodel, ucfg, test, device=device)
-    seg_classic = _eval_classic(test)
+    umodel, uhist = train_unet(train, val_epoch, ucfg, epochs=a.epochs, steps_per_epoch=a.steps,
+                               batch_size=a.batch, crop_zyx=(32, 64, 64), device=device, seed=a.seed,
+                               patience=a.patience)
+    t_train = time.perf_counter() - t0
+    save_weights(umodel, {**ucfg, "history": uhist}, a.out, "unet")  # kept if the evaluation fails
+    seg_test = {src: evaluate_segmentation(umodel, ucfg, vs, device=device) for src, vs in tests.items()}
+    seg_classic = {src: _eval_classic(vs) for src, vs in tests.items()}
     print("test unet", seg_test, "classic", seg_classic, flush=True)
+    save_weights(umodel, {**ucfg, "provenance": provenance, "test_metrics": seg_test, "history": uhist}, a.out, "unet")
+    return {"segmentation_unet": seg_test, "segmentation_classic": seg_classic, "seconds_unet_training": round(t_train, 1)}
+
+
+def _stage_classifier(a, train, val, test, device, provenance):
+    import torch
 
     from holo.twin.phantoms import CELL_CLASSES
+    from segmentation.classifier import calibrated_probabilities
+    from segmentation.train import DEFAULT_CLASSIFIER_CONFIG, classifier_dataset, save_weights, train_classifier
 
+    t0 = time.perf_counter()
     present = {c for v in train for c in v.classes.values()}
     names = [c for c in CELL_CLASSES if c in present]
     ccfg = dict(DEFAULT_CLASSIFIER_CONFIG)
@@ -129,35 +126,71 @@ def main(argv=None) -> int:
     xs, ys = classifier_dataset(test, ccfg, names)
     print(f"cells: {len(xt)} train, {len(xv)} val, {len(xs)} test; per class {np.bincount(yt, minlength=len(names)).tolist()}",
           flush=True)
-    cmodel, temperature, chist = train_classifier(xt, yt, xv, yv, ccfg, epochs=a.cls_epochs, device=device, seed=a.seed)
+    cmodel, temperature, chist = train_classifier(xt, yt, xv, yv, ccfg, epochs=a.cls_epochs, device=device, seed=a.seed,
+                                                  lr=1e-3, patience=a.cls_patience)
     ccfg["temperature"] = temperature
     cmodel.eval()
     with torch.inference_mode():
         logits = np.concatenate([cmodel(torch.from_numpy(xs[i:i + 64])).numpy() for i in range(0, len(xs), 64)])
     probs = calibrated_probabilities(logits, temperature)
-    acc = float((probs.argmax(1) == ys).mean())
     conf_mask = probs.max(1) >= ccfg["uncertain_below"]
-    cls_test = {"accuracy_gt_crops": acc, "n_cells": int(len(ys)), "ece_calibrated": _ece(probs, ys),
-                "ece_uncalibrated": _ece(calibrated_probabilities(logits, 1.0), ys),
+    cls_test = {"accuracy_gt_crops": float((probs.argmax(1) == ys).mean()), "n_cells": int(len(ys)),
+                "ece_calibrated": _ece(probs, ys), "ece_uncalibrated": _ece(calibrated_probabilities(logits, 1.0), ys),
                 "uncertain_fraction": float(1 - conf_mask.mean()),
                 "accuracy_confident": float((probs.argmax(1) == ys)[conf_mask].mean()) if conf_mask.any() else None,
                 "per_class_accuracy": {n: float((probs.argmax(1)[ys == k] == k).mean()) for k, n in enumerate(names)
-                                       if (ys == k).any()}}
-    cls_test.update(_end_to_end_accuracy(umodel, ucfg, cmodel, ccfg, test, device))
+                                       if (ys == k).any()},
+                "n_train_cells": int(len(xt)), "n_val_cells": int(len(xv)), "temperature": temperature,
+                "seconds_training": round(time.perf_counter() - t0, 1)}
     print("test classifier", cls_test, flush=True)
+    save_weights(cmodel, {**ccfg, "provenance": provenance, "test_metrics": cls_test, "history": chist}, a.out, "classifier")
+    return {"classification": cls_test}
 
-    provenance = {"data": meta, "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "device": str(device), "torch": torch.__version__}
-    ucfg_out = {**ucfg, "provenance": provenance, "test_metrics": seg_test, "history": uhist}
-    ccfg_out = {**ccfg, "provenance": provenance, "test_metrics": cls_test, "history": chist}
+
+def main(argv=None) -> int:
+    import torch
+
+    from segmentation.infer import load_classifier, load_unet, pick_device
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--stage", default="all", choices=("all", "unet", "classifier", "eval"),
+                    help="unet and classifier may run in parallel; eval (end to end) needs both weights in --out")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=80)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--cls-epochs", type=int, default=30)
+    ap.add_argument("--n-val-epoch", type=int, default=8, help="Validation volumes evaluated each epoch.")
+    ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--cls-patience", type=int, default=10)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    device = pick_device(a.device)
+    torch.backends.cudnn.benchmark = True
     a.out.mkdir(parents=True, exist_ok=True)
-    save_weights(umodel, ucfg_out, a.out, "unet")
-    save_weights(cmodel, ccfg_out, a.out, "classifier")
-    metrics = {"segmentation_unet": seg_test, "segmentation_classic": seg_classic, "classification": cls_test,
-               "n_volumes": {"train": len(train), "val": len(val), "test": len(test)},
-               "seconds": round(time.perf_counter() - t0, 1), "seconds_unet": round(t_unet, 1)}
-    (a.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(json.dumps(metrics, indent=2))
+    train, val, test = (_load(a.data / s) for s in ("train", "val", "test"))
+    tests = {src: [v for v in test if v.source == src] for src in ("pipeline", "otf")}
+    tests = {k: v for k, v in tests.items() if v}
+    meta = json.loads((a.data / "dataset.json").read_text())
+    print(f"{len(train)} train, {len(val)} val, {len(test)} test volumes; device {device}", flush=True)
+    val_epoch = _interleave([v for v in val if v.source == "pipeline"], [v for v in val if v.source == "otf"], a.n_val_epoch)
+    provenance = {"data": meta, "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "device": str(device), "torch": torch.__version__,
+                  "n_volumes": {"train": len(train), "val": len(val), "test": {k: len(v) for k, v in tests.items()}}}
+    metrics = {}
+    if a.stage in ("all", "unet"):
+        metrics.update(_stage_unet(a, train, val_epoch, tests, device, provenance))
+    if a.stage in ("all", "classifier"):
+        metrics.update(_stage_classifier(a, train, val, test, device, provenance))
+    if a.stage in ("all", "eval"):
+        umodel, ucfg = load_unet(a.out)
+        cmodel, ccfg = load_classifier(a.out)
+        metrics["end_to_end"] = {src: _end_to_end_accuracy(umodel, ucfg, cmodel, ccfg, vs, device) for src, vs in tests.items()}
+    metrics["provenance"] = provenance
+    (a.out / f"metrics_{a.stage}.json").write_text(json.dumps(metrics, indent=2))
+    print(json.dumps({k: v for k, v in metrics.items() if k != "provenance"}, indent=2))
     return 0
 
 

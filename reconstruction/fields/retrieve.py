@@ -143,22 +143,27 @@ class FieldSet:
         otherwise the fields are unwrapped now and each frame is shifted by the multiple of
         2π that puts the median of its border pixels in (−π, π].
         """
-        if self.phase is not None:
-            return self.phase
-        phi = unwrap_phase(self.fields)
-        border = np.concatenate([phi[:, 0, :], phi[:, -1, :], phi[:, :, 0], phi[:, :, -1]], axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            k = np.round(np.nanmedian(border, axis=1) / (2 * np.pi))
-        phi -= (2 * np.pi * np.nan_to_num(k))[:, None, None].astype(np.float32)
-        self.phase = phi
-        return phi
+        if self.phase is None:
+            self.phase = _unwrap_about_border(self.fields)
+        return self.phase
 
     def replace(self, **changes) -> "FieldSet":
         return dataclasses.replace(self, **changes)
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _unwrap_about_border(fields: np.ndarray) -> np.ndarray:
+    """Unwrapped phase with each frame shifted by the multiple of 2π that puts the median of
+    its border pixels (background, φ ≈ 0) in (−π, π]."""
+    phi = unwrap_phase(fields)
+    border = np.concatenate([phi[:, 0, :], phi[:, -1, :], phi[:, :, 0], phi[:, :, -1]], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        k = np.nan_to_num(np.round(np.nanmedian(border, axis=1) / (2 * np.pi)))
+    phi -= (2 * np.pi * k)[:, None, None].astype(np.float32)
+    return phi
 
 
 def _batch_size(frame_shape: tuple[int, int], per_frame_copies: int = 4) -> int:
@@ -293,7 +298,7 @@ def retrieve_fields(
         raise ValidationError(f"must be one of {SIDEBAND_SHAPES}, got {sideband!r}", path=src, item="sideband")
     if background_degree not in (1, 2):
         raise ValidationError(f"must be 1 or 2, got {background_degree}", path=src, item="background_degree")
-    lam, na_obj, n_m = acq.wavelength_um, acq.objective_na, acq.medium_index
+    lam, na_obj = acq.wavelength_um, acq.objective_na
 
     def report(done, total, note=""):
         if progress is not None:
@@ -320,12 +325,7 @@ def retrieve_fields(
             )
             meta["refocus_um"] = dist
         if phase is None:
-            phase = unwrap_phase(fields)
-            border = np.concatenate([phase[:, 0, :], phase[:, -1, :], phase[:, :, 0], phase[:, :, -1]], axis=1)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                k = np.nan_to_num(np.round(np.nanmedian(border, axis=1) / (2 * np.pi)))
-            phase -= (2 * np.pi * k)[:, None, None].astype(np.float32)
+            phase = _unwrap_about_border(fields)
         return _finish(acq, fields, phase, pixel, illum, fit_info, qc, meta)
 
     # -- holograms -----------------------------------------------------------------------
@@ -349,6 +349,8 @@ def retrieve_fields(
         c_plus = sign * c
         sign_from = "given"
         bg_peaks = None
+        if scan and illum is None and per_frame_bg:
+            bg_peaks = background_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=na_obj / lam, batch=step)
     else:
         report(0, a, "locating the carrier")
         radius = na_obj / lam

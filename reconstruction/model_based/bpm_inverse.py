@@ -144,7 +144,8 @@ def reconstruct_bpm(
     weight : float, optional
         Relative TV weight (default :data:`DEFAULT_BPM_WEIGHT`; 0 disables TV).
     batch_size : int, optional
-        Illuminations per autograd pass (default from a ~1 GiB memory budget).
+        Illuminations per autograd pass (default from a memory budget: 1 GiB on the CPU, a
+        quarter of the free GPU memory on CUDA).
     progress : callable(iteration, n_iterations, residual), optional
         ``residual`` is the relative field misfit √(Σ|BPM − m|² / Σ|m − 1|²).
     tol : float
@@ -215,9 +216,14 @@ def reconstruct_bpm(
     model = TorchBPM(shape, voxel, wavelength_um=lam, medium_index=nm, objective_na=float(fieldset.objective_na), illumination_na=na, device=device, dtype=tdtype, wide_angle=wide_angle)
     A = model.n_frames
     if batch_size is None:
+        # autograd keeps ≈ 6 complex (Yp, Xp) arrays per slab and frame; budget 1 GiB on the
+        # CPU, a quarter of the free memory on a GPU
         ny, nx = model.setup.padded_shape_yx
         per_frame = Z * ny * nx * (16 if tdtype == torch.float64 else 8) * 6
-        batch_size = int(max(1, min(A, (1 << 30) // max(per_frame, 1))))
+        budget = 1 << 30
+        if torch.device(device).type == "cuda":
+            budget = max(budget, torch.cuda.mem_get_info(torch.device(device))[0] // 4)
+        batch_size = int(max(1, min(A, budget // max(per_frame, 1))))
     batch_size = max(1, int(batch_size))
     L = bpm_lipschitz(lam, nm, dz, Z, model.kin[:, 2])
     scale = float(np.percentile(n0 - nm, 99.9))

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from holo.conventions import potential_to_ri
+from holo.conventions import medium_wavenumber
 from holo.model import Tomogram
 
 from .gp import DEFAULT_GP_ITERATIONS, RealData, SolveInfo, gerchberg_papoulis, hermitian_half_data, select_backend, solve_fista
@@ -42,6 +42,21 @@ __all__ = [
 ]
 
 METHODS = ("gp", "tv")
+
+
+def _potential_to_ri_nonpositive(f: np.ndarray, wavelength_um: float, medium_index: float) -> np.ndarray:
+    """:func:`holo.conventions.potential_to_ri` for a real f ≤ 0, in float32 and in place.
+
+    With f ≤ 0 the square root's argument 1 − f/k_m² is ≥ 1, so the real float32 formula
+    gives the same n without the complex128 temporaries of the general function.
+    """
+    km = medium_wavenumber(wavelength_um, medium_index)
+    ri = np.asarray(f, dtype=np.float32)
+    ri *= np.float32(-1.0 / (km * km))
+    ri += np.float32(1.0)
+    np.sqrt(ri, out=ri)
+    ri *= np.float32(medium_index)
+    return ri
 
 
 def regularize_potential(
@@ -164,7 +179,7 @@ def reconstruct_regularized(
         progress=progress,
         device=device,
     )
-    ri = potential_to_ri(f, fourier_data.wavelength_um, fourier_data.medium_index).astype(np.float32)
+    ri = _potential_to_ri_nonpositive(f, fourier_data.wavelength_um, fourier_data.medium_index)
     del f
     params = {
         "iterations": DEFAULT_GP_ITERATIONS if (iterations is None and method == "gp") else (DEFAULT_TV_ITERATIONS if iterations is None else int(iterations)),

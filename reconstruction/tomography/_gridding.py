@@ -34,39 +34,35 @@ def _wrap(i, n):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi, hz, hy, hx):
-    """Add w·(vr + i·vi) and w to the voxels within the tent kernel around (fz, fy, fx).
+def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi):
+    """Add w·(vr + i·vi) and w to the 8 voxels around the fractional index (fz, fy, fx).
 
-    w = Π_axis max(0, 1 − |f − i|/h): with h = 1 on every axis this is trilinear spreading
-    onto the 8 surrounding voxels; h > 1 widens the tent along that axis. Only voxels with
-    z index in [z_lo, z_hi) are written (this thread's slab).
+    w = Π_axis (1 − |f − i|) (trilinear). Only voxels with z index in [z_lo, z_hi) are
+    written (this thread's slab); indices beyond the grid's Nyquist range are dropped.
     """
     nz, ny, nx = num.shape
-    z0 = math.floor(fz - hz) + 1
-    z1 = math.floor(fz + hz)
-    y0 = math.floor(fy - hy) + 1
-    y1 = math.floor(fy + hy)
-    x0 = math.floor(fx - hx) + 1
-    x1 = math.floor(fx + hx)
-    for jz in range(z0, z1 + 1):
+    z0 = math.floor(fz)
+    y0 = math.floor(fy)
+    x0 = math.floor(fx)
+    for jz in range(z0, z0 + 2):
         iz = _wrap(jz, nz)
         if iz < z_lo or iz >= z_hi:
             continue
-        wz = 1.0 - abs(fz - jz) / hz
+        wz = 1.0 - abs(fz - jz)
         if wz <= 0.0:
             continue
-        for jy in range(y0, y1 + 1):
+        for jy in range(y0, y0 + 2):
             iy = _wrap(jy, ny)
             if iy < 0:
                 continue
-            wy = wz * (1.0 - abs(fy - jy) / hy)
+            wy = wz * (1.0 - abs(fy - jy))
             if wy <= 0.0:
                 continue
-            for jx in range(x0, x1 + 1):
+            for jx in range(x0, x0 + 2):
                 ix = _wrap(jx, nx)
                 if ix < 0:
                     continue
-                w = wy * (1.0 - abs(fx - jx) / hx)
+                w = wy * (1.0 - abs(fx - jx))
                 if w <= 0.0:
                     continue
                 num[iz, iy, ix] += complex(w * vr, w * vi)
@@ -74,7 +70,7 @@ def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi, hz, hy, hx):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, half_width_zyx, density_axis, hermitian, num, den, n_threads):
+def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, hermitian, num, den, n_threads):
     """Spread one frame's Ewald cap into the accumulators ``num`` (complex64) and ``den``.
 
     Parameters
@@ -97,13 +93,6 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
         Object-frame K = rot @ lab-frame K, in (z, y, x) order.
     inv_dk_zyx : (3,) float64
         1/ΔK of the 3D grid per axis (ΔK = 2π/(N d)).
-    half_width_zyx : (3,) float64
-        Half-width of the tent kernel per axis in voxels (1 = trilinear).
-    density_axis : int
-        −1: plain samples (normalised gridding, the caller divides by ``den``). 1 or 2:
-        sample rotation about Y (use |K_x|) or X (use |K_y|): each sample is multiplied by
-        its volume element |K_⊥axis|·k_m/k_z (per unit q and angle), the Jacobian of
-        (q, angle) → K (convolution gridding; see :mod:`.fdt`).
     hermitian : bool
         Also spread conj(F) at −K (a non-absorbing object has a real potential f).
     num, den : (Z, Y, X) complex64 / float32
@@ -124,12 +113,8 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
     kz_in = kin_zyx[0]
     ky_in = kin_zyx[1]
     kx_in = kin_zyx[2]
-    hz = half_width_zyx[0]
-    hy = half_width_zyx[1]
-    hx = half_width_zyx[2]
     kp2 = k_pupil * k_pupil
     km2 = km * km
-    dq_axis = abs(qx[1] - qx[0]) if density_axis == 2 else abs(qy[1] - qy[0])
     for c in numba.prange(nchunk):
         z_lo = (c * nz) // nchunk
         z_hi = ((c + 1) * nz) // nchunk
@@ -153,21 +138,14 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
                 # F = 2i k_z Û  ->  (re, im) = 2 k_z (−Im Û, Re Û)
                 vr = -2.0 * kz * s.imag
                 vi = 2.0 * kz * s.real
-                if density_axis >= 0:
-                    # |K_⊥axis| averaged over the sample's own cell of width Δq: Δq/4 at 0
-                    jac = km / kz * max(abs(Kx) if density_axis == 2 else abs(Ky), 0.25 * dq_axis)
-                    vr *= jac
-                    vi *= jac
-                _spread_one(num, den, oz * inv_dk_zyx[0], oy * inv_dk_zyx[1], ox * inv_dk_zyx[2], vr, vi, z_lo, z_hi, hz, hy, hx)
+                _spread_one(num, den, oz * inv_dk_zyx[0], oy * inv_dk_zyx[1], ox * inv_dk_zyx[2], vr, vi, z_lo, z_hi)
                 if hermitian:
-                    _spread_one(num, den, -oz * inv_dk_zyx[0], -oy * inv_dk_zyx[1], -ox * inv_dk_zyx[2], vr, -vi, z_lo, z_hi, hz, hy, hx)
+                    _spread_one(num, den, -oz * inv_dk_zyx[0], -oy * inv_dk_zyx[1], -ox * inv_dk_zyx[2], vr, -vi, z_lo, z_hi)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def normalise_and_centre(num, den, phase_z, phase_y, phase_x, min_weight, support, divide=True):
+def normalise_and_centre(num, den, phase_z, phase_y, phase_x, min_weight, support):
     """In place: num ← num/den · phase_z[z]·phase_y[y]·phase_x[x] where den > min_weight, else 0.
-
-    With ``divide=False`` num is only multiplied by the phase (convolution gridding).
 
     ``support`` (bool, same shape) is set to ``den > min_weight``. The separable phase moves
     the spatial origin from the volume centre to the first voxel (FFT layout).
@@ -178,10 +156,7 @@ def normalise_and_centre(num, den, phase_z, phase_y, phase_x, min_weight, suppor
             pzy = phase_z[iz] * phase_y[iy]
             for ix in range(nx):
                 d = den[iz, iy, ix]
-                if not divide:
-                    num[iz, iy, ix] = num[iz, iy, ix] * (pzy * phase_x[ix])
-                    support[iz, iy, ix] = d > min_weight
-                elif d > min_weight:
+                if d > min_weight:
                     num[iz, iy, ix] = num[iz, iy, ix] / d * (pzy * phase_x[ix])
                     support[iz, iy, ix] = True
                 else:
