@@ -168,7 +168,7 @@ def plot_accuracy(acc, path):
     its = acc["iterations"]
     for k, style in (("gp", "o-"), ("tv", "s-"), ("gp_classic", "x--")):
         ax[0].plot(its, acc[k]["rms"], style, label=k)
-    ax[0].axhline(acc["rms_direct"], color="k", ls=":", label="direct (Rytov mapping)")
+    ax[0].axhline(acc["rms_direct"], color="k", ls=":", label="direct inverse (missing cone)")
     ax[0].set(xscale="log", yscale="log", xlabel="iterations", ylabel="RMS RI error", title="128×128×64, 49 illuminations")
     ax[0].legend()
     for k, style in (("gp", "o-"), ("tv", "s-")):

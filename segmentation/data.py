@@ -207,9 +207,11 @@ def phantom_volume(seed: int, *, kind: str = "mixed", source: str = "otf", train
 
 def save_volume(vol: TrainingVolume, path) -> Path:
     """Write a training volume as a compressed ``.npz``."""
+    from holo.io._atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, ri=vol.ri.astype(np.float32), semantic=vol.semantic.astype(np.uint8),
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, ri=vol.ri.astype(np.float32), semantic=vol.semantic.astype(np.uint8),
                         instance=vol.instance.astype(np.int32), voxel_size_um=np.asarray(vol.voxel_size_um, float),
                         medium_index=np.float64(vol.medium_index),
                         classes=np.array(json.dumps({str(k): v for k, v in vol.classes.items()})),

@@ -36,6 +36,7 @@ __all__ = [
     "resize_labels",
     "predict_tiled",
     "instances_from_prediction",
+    "semantic_from_probabilities",
     "unet_segment",
     "cell_crops",
     "classify_cells",
@@ -194,6 +195,16 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
     return acc[:C], acc[C]
 
 
+def semantic_from_probabilities(probs: np.ndarray, fg_threshold: float = 0.5) -> np.ndarray:
+    """Foreground where 1 − P(background) > ``fg_threshold``; there the most probable
+    non-background class (uint8). The threshold is tuned on validation data (weights' JSON)."""
+    if not 0 < fg_threshold < 1:
+        raise ValueError(f"fg_threshold must be in (0, 1), got {fg_threshold}")
+    sem = (np.argmax(probs[1:], axis=0) + 1).astype(np.uint8)
+    sem[(1.0 - probs[0]) <= fg_threshold] = 0
+    return sem
+
+
 def instances_from_prediction(semantic: np.ndarray, dist: np.ndarray, voxel_size_um, *,
                               seed_threshold: float = 0.5, min_volume_um3: float = 0.3) -> np.ndarray:
     """Instance labels (int32) from the semantic foreground and the predicted distance map."""
@@ -229,7 +240,7 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     x = (resample_volume(ri, voxel_size_um, train_vs, order=1) - np.float32(medium_index)) * np.float32(cfg["ri_scale"])
     probs, dist = predict_tiled(model, x.astype(np.float32), tile_zyx=tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128))),
                                 overlap=overlap, device=device)
-    sem = np.argmax(probs, axis=0).astype(np.uint8)
+    sem = semantic_from_probabilities(probs, float(cfg.get("fg_threshold", 0.5)))
     inst = instances_from_prediction(sem, dist, train_vs, seed_threshold=float(cfg.get("seed_threshold", 0.5)),
                                      min_volume_um3=float(cfg.get("min_volume_um3", 0.3)))
     sem[inst == 0] = 0

@@ -262,22 +262,21 @@ def test_bad_arguments_raise_value_errors(cone_problem):
         tv_value(np.zeros((3, 3, 3), np.float32), (0.1, 0.1))
 
 
-# --- end to end on simulated fields (forward model → Rytov mapping → regularisation) --------
+# --- end to end on exact fields (Mie theory → Rytov mapping → regularisation) ---------------
 
 
 @pytest.fixture(scope="module")
 def rytov_bead():
-    """Fields of a 6 µm bead (Δn = 0.02, cell contrast) for 49 illuminations up to NA 1.1,
-    from the multi-slice forward model (validated against Mie theory by its own tests) on a
-    grid twice finer along Z than the reconstruction, then the direct Rytov mapping."""
-    from reconstruction.forward import bpm_fields, snap_illumination_na
+    """Exact (Mie) fields u/u0 of a 6 µm bead at cell contrast (Δn = 0.02) for 49
+    illuminations up to NA 1.1 through an NA 1.2 objective, then the direct Rytov mapping."""
+    from holo.twin.mie import mie_sphere_field
     from reconstruction.tomography import fourier_map
 
     truth = sphere_ri(SHAPE, VOXEL, 3.0, NM + 0.02)
-    fine_vox = (VOXEL[0] / 2,) + VOXEL[1:]
-    fine = sphere_ri((2 * SHAPE[0],) + SHAPE[1:], fine_vox, 3.0, NM + 0.02)
-    na = snap_illumination_na(_illumination_spiral(49), SHAPE[1:], VOXEL[1:], WL)
-    u = bpm_fields(fine, fine_vox, wavelength_um=WL, medium_index=NM, objective_na=NA_OBJ, illumination_na=na)
+    na = _illumination_spiral(49)
+    u = np.stack(
+        [mie_sphere_field(3.0, NM + 0.02, NM, WL, SHAPE[1:], VOXEL[1], illumination_na=tuple(a), objective_na=NA_OBJ) for a in na]
+    ).astype(np.complex64)
     fs = types.SimpleNamespace(
         fields=u, geometry="illumination-scan", wavelength_um=WL, pixel_size_um=VOXEL[1], medium_index=NM,
         objective_na=NA_OBJ, illumination_na=na, valid=None,
@@ -296,30 +295,36 @@ def _line_extent(ri, thr, voxel):
 
 
 @pytest.mark.parametrize("method", ["gp", "tv"])
-def test_regularisation_of_rytov_data_reduces_missing_cone_errors(rytov_bead, method):
+def test_regularisation_of_mie_data_reduces_missing_cone_errors(rytov_bead, method):
     # The missing cone removes the low lateral / high axial frequencies: the direct Rytov
-    # volume smears the bead along Z (z/x extent at a quarter of the contrast ≈ 1.16 instead
-    # of 1) and spreads part of its RI into negative side lobes, so the mean RI inside the
-    # bead is ≈ 13 % low. Positivity (n ≥ n_m) + data consistency refill the cone; what is
-    # left is the Rytov / gridding error of the measured samples themselves (a few % here).
-    # We require the regularised errors to be at most half the direct ones.
+    # volume smears the bead's RI along Z (at 10 % of the contrast its z/x extent is ≈ 1.7
+    # and its volume ≈ 3.5× the bead's) and pushes part of it into negative side lobes, so
+    # the mean RI inside the bead is ≈ 13 % of Δn low. Positivity (n ≥ n_m) and data
+    # consistency refill the cone; what is left is the Rytov / gridding error of the measured
+    # samples (a few % of Δn) and the edge blur of the band limit.
     truth, ryt = rytov_bead.truth, rytov_bead.rytov
     tomo = reconstruct_regularized(rytov_bead.fd, method=method, device="cpu")
     ri = tomo.frame()
     assert tomo.provenance["parameters"]["data_weighting"] == "gridding"
     assert ri.min() >= NM - 1e-6
 
+    # Mean RI inside the bead: at most half the direct error (direct > 10 % of Δn).
     mask = truth > NM + 0.01
     err_direct = abs(ryt[mask].mean() - truth[mask].mean())
-    assert err_direct > 0.1 * 0.02  # the direct volume is clearly biased (> 10 % of Δn)
+    assert err_direct > 0.1 * 0.02
     assert abs(ri[mask].mean() - truth[mask].mean()) < 0.5 * err_direct
 
-    thr = 0.25 * 0.02
+    # Axial elongation at 10 % of the contrast: at most a quarter of the direct excess.
+    thr = 0.1 * 0.02
     elong = lambda v: np.divide(*_line_extent(v, thr, VOXEL))  # noqa: E731
-    assert abs(elong(ri) - elong(truth)) < 0.5 * abs(elong(ryt) - elong(truth))
+    assert elong(ryt) - elong(truth) > 0.3
+    assert abs(elong(ri) - elong(truth)) < 0.25 * (elong(ryt) - elong(truth))
 
+    # Volume above 10 % of the contrast within 15 % of the bead's: the band-limited edge
+    # spreads over about one lateral voxel (a 0.11 µm shell is 11 % of a 3 µm ball's volume)
+    # plus a fraction of an axial voxel.
     vol = lambda v: np.count_nonzero(v > NM + thr) * float(np.prod(VOXEL))  # noqa: E731
-    assert vol(ri) == pytest.approx(vol(truth), rel=0.05)
+    assert vol(ri) == pytest.approx(vol(truth), rel=0.15)
 
     rms = lambda a: float(np.sqrt(np.mean((a - truth) ** 2)))  # noqa: E731
     assert rms(ri) < 0.6 * rms(ryt)

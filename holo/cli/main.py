@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         if _STATE["debug"]:
             traceback.print_exc()
         code = _fail(" ".join(str(exc).split()) or type(exc).__name__, 1)
+    except Exception as exc:  # a bug, not bad data: still one line, the traceback on --debug
+        if _STATE["debug"]:
+            traceback.print_exc()
+        msg = " ".join(str(exc).split())[:300]
+        code = _fail(f"internal error: {type(exc).__name__}: {msg} (rerun with --debug for the traceback)", 1)
     return code
 
 

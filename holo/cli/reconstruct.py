@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
         weight: Optional[float] = typer.Option(None, "--weight", min=0.0, help="Regularisation weight of tv/bpm."),
         shape: Optional[Tuple[int, int, int]] = typer.Option(None, "--shape", min=2, help="Grid shape: --shape Z Y X."),
         voxel: Optional[str] = typer.Option(None, "--voxel", help="Voxel size in µm: one value (isotropic) or DZ,DY,DX."),
+        compress: bool = typer.Option(False, "--compress", help="zlib-compress an OME-TIFF (about a third smaller, ~10x slower to write)."),
         as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     ) -> int:
         """Reconstruct the 3D refractive index of INPUT and write it to OUT."""
@@ -81,7 +82,8 @@ def register(app: typer.Typer) -> None:
                 voxel_size_um=voxel_size,
                 progress=update,
             )
-        path = save_tomogram(tomo, out)
+        writer_kw = {"compression": "zlib" if compress else None} if output_format(out) == "ome-tiff" else {}
+        path = save_tomogram(tomo, out, **writer_kw)
         info = summary(tomo, path, time.perf_counter() - t0)
         if as_json:
             print(json.dumps(info, indent=2))

@@ -69,10 +69,17 @@ class TaskRunner(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("running…")
-        worker = create_worker(fn, self._progress, _start_thread=False)
-        worker.returned.connect(lambda result: self._finish(on_done, result))
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._reset)
+        # errors are handled here (shown in the status line), so napari must not re-raise them
+        worker = create_worker(
+            fn,
+            self._progress,
+            _start_thread=False,
+            _connect={
+                "returned": lambda result: self._finish(on_done, result),
+                "errored": self._failed,
+                "finished": self._reset,
+            },
+        )
         self.worker = worker
         self._timer.start()
         worker.start()

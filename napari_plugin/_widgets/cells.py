@@ -4,6 +4,7 @@ and a histogram or scatter plot of the features."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
@@ -55,6 +56,8 @@ class CellsTableWidget(QWidget):
 
         self.figure = Figure(figsize=(4, 3), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(220)
+        self.table.setMinimumHeight(160)
         form = QFormLayout()
         form.addRow("cells layer", self.layer_combo)
         plot_row = QHBoxLayout()
@@ -98,7 +101,7 @@ class CellsTableWidget(QWidget):
                     item.setData(Qt.UserRole + 1, int(row["index"]) if "index" in df.columns else r + 1)
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
-        numeric = [c for c in cols if np.issubdtype(df[c].dtype, np.number)]
+        numeric = [c for c in cols if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
         for combo, default in ((self.x_feature, "volume_um3"), (self.y_feature, "")):
             combo.clear()
             if combo is self.y_feature:

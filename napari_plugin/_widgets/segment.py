@@ -23,7 +23,7 @@ class SegmentWidget(QWidget):
         form = QFormLayout()
         form.addRow("RI layer", self.layer_combo)
         form.addRow("method", self.method)
-        self.runner = TaskRunner("Segment & classify")
+        self.runner = TaskRunner("Segment && classify")
         self.runner.run_button.clicked.connect(self.run)
         lay = QVBoxLayout(self)
         lay.addLayout(form)

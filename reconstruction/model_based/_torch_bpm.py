@@ -14,7 +14,11 @@ NumPy model),
 then v ← pupil · P(−z_last) v (back to the focal plane z = 0). P(d) multiplies the 2D
 spectrum by exp(i [k_z(q + k_in⊥) − k_in,z] d) (evanescent components dropped). A lateral
 guard band of medium (``pad_px``) is added around the volume and cropped from the result,
-exactly as in the NumPy model. Sample rotation is not modelled here (illumination scan only).
+exactly as in the NumPy model. For sample rotation each frame sees the volume turned by its
+angle about the rotation axis (same matrix and grid origin as
+:func:`reconstruction.forward._propagate.rotate_volume`, trilinear interpolation through
+``torch.nn.functional.grid_sample``, so the rotation is differentiable too) and normal
+incidence.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from reconstruction.forward._propagate import (
     frequency_grid,
     prepare_forward,
     pupil_mask,
+    rotation_matrix_zyx,
 )
 
 __all__ = ["TorchBPM"]
@@ -44,9 +49,12 @@ class TorchBPM:
     voxel_size_um : (dz, dy, dx)
     wavelength_um, medium_index, objective_na : float
         Optics (:mod:`holo.conventions`).
-    illumination_na : (A, 2) array
-        (NA_x, NA_y) of each frame, used as given (the envelope propagator needs no
-        periodicity of the illumination on the grid).
+    illumination_na : (A, 2) array, optional
+        (NA_x, NA_y) of each frame (illumination scan), used as given (the envelope
+        propagator needs no periodicity of the illumination on the grid).
+    angles : (A,) array, optional
+        Rotation angles in radians (sample rotation, normal incidence).
+    rotation_axis : {"y", "x"}
     pad_px : int or (py, px), optional
         Lateral guard band of medium per side; default as the NumPy model.
     device : str or torch.device
@@ -65,7 +73,9 @@ class TorchBPM:
         wavelength_um: float,
         medium_index: float,
         objective_na: float,
-        illumination_na,
+        illumination_na=None,
+        angles=None,
+        rotation_axis: str = "y",
         pad_px=None,
         device="cpu",
         dtype=torch.float32,
@@ -80,9 +90,14 @@ class TorchBPM:
             medium_index=medium_index,
             objective_na=objective_na,
             illumination_na=illumination_na,
+            angles=angles,
+            rotation_axis=rotation_axis,
             snap=False,
             pad_px=pad_px,
         )
+        self.angles = self.setup.angles
+        self.rotation_axis = rotation_axis
+        self._cache = {}
         self.shape = shape
         self.voxel_size_um = self.setup.voxel_size_um
         self.wide_angle = bool(wide_angle)
@@ -102,6 +117,13 @@ class TorchBPM:
         return int(self.kin.shape[0])
 
     def _kernels(self, idx):
+        """Kernels of the frames ``idx`` (cached: the same batches come back every iteration)."""
+        key = tuple(int(i) for i in idx)
+        if key not in self._cache:
+            self._cache[key] = self._make_kernels(np.asarray(key, dtype=np.int64))
+        return self._cache[key]
+
+    def _make_kernels(self, idx):
         """Slab-to-slab propagator, final back-propagator × pupil, wide-angle terms, screen terms."""
         from reconstruction.forward import bpm as _np_bpm
 
@@ -144,24 +166,56 @@ class TorchBPM:
         ny, nx = self.shape[1:]
         return v[..., py : py + ny, px : px + nx]
 
+    def rotated(self, ri: torch.Tensor, idx) -> torch.Tensor:
+        """The volume as seen by frames ``idx`` of a sample rotation, (B, Z, Y, X).
+
+        out(r) = in(R⁻¹ r) in physical coordinates about the grid origin (index N//2),
+        trilinear, medium outside: index_in = D⁻¹ Rᵀ D (index_out − c) + c as in
+        :func:`reconstruction.forward._propagate.rotate_volume`.
+        """
+        shape = np.asarray(self.shape, dtype=np.float64)
+        d = np.asarray(self.voxel_size_um, dtype=np.float64)
+        centre = np.floor(shape / 2)
+        grids = []
+        axes = [torch.arange(n, dtype=self.dtype, device=self.device) for n in self.shape]
+        zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
+        rel = torch.stack([zz - centre[0], yy - centre[1], xx - centre[2]], dim=-1)  # (Z, Y, X, 3)
+        for i in np.atleast_1d(idx):
+            rot = rotation_matrix_zyx(float(self.angles[int(i)]), self.rotation_axis)
+            m = torch.from_numpy((rot.T * d[np.newaxis, :]) / d[:, np.newaxis]).to(dtype=self.dtype, device=self.device)
+            src = rel @ m.T + torch.from_numpy(centre).to(dtype=self.dtype, device=self.device)
+            # grid_sample wants (x, y, z) normalised to [−1, 1] over index 0 … N−1
+            norm = src / torch.from_numpy(np.maximum(shape - 1, 1)).to(dtype=self.dtype, device=self.device) * 2 - 1
+            grids.append(norm.flip(-1))
+        grid = torch.stack(grids)  # (B, Z, Y, X, 3)
+        dn = (ri - self.medium_index).expand(len(grids), 1, *self.shape)
+        out = torch.nn.functional.grid_sample(dn, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        return out[:, 0] + self.medium_index
+
     def fields(self, ri: torch.Tensor, idx) -> torch.Tensor:
         """u/u0 at z = 0 (B, Y, X) of frames ``idx`` for the RI volume ``ri`` (Z, Y, X).
 
-        Differentiable in ``ri`` (a real tensor of ``dtype`` on ``device``).
+        Differentiable in ``ri`` (a real tensor of ``dtype`` on ``device``). For a sample
+        rotation each frame propagates through :meth:`rotated`.
         """
         idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
         step, final, kperp2, kzin, wide, wide2 = self._kernels(idx)
-        rip = self._pad(ri)
         dz = float(self.voxel_size_um[0])
         k0 = float(self.k0)
+        if self.angles is not None:
+            # (B, Z, Yp, Xp) → slab-major (Z, B, Yp, Xp)
+            kn2 = (k0 * self._pad(self.rotated(ri, idx))).square().transpose(0, 1)
+        else:
+            kn2 = (k0 * self._pad(ri)).square().unsqueeze(1)
+        n_slabs = kn2.shape[0]
         # screens of all slabs at once: (Z, B, Yp, Xp); √ clamped away from 0 (finite gradient)
-        kn2 = (k0 * rip).square().unsqueeze(1)
+        kn2 = kn2
         kz = torch.sqrt(torch.clamp(kn2 - kperp2, min=1e-6))
         screens = torch.polar(torch.ones_like(kz), (kz - kzin) * dz)
         del kz
-        src_w = kn2 - (k0 * self.medium_index) ** 2  # k0²(n² − n_m²), (Z, 1, Yp, Xp)
+        src_w = kn2 - (k0 * self.medium_index) ** 2  # k0²(n² − n_m²), (Z, 1 or B, Yp, Xp)
         spec = None
-        for j in range(rip.shape[0]):
+        for j in range(n_slabs):
             v = screens[j] if spec is None else torch.fft.ifft2(spec * step) * screens[j]
             spec = torch.fft.fft2(v)
             if wide is not None:

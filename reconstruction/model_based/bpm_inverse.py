@@ -26,7 +26,8 @@ The model works on the measured lateral grid (pixel size of the fields); the ini
 subdividing the initial voxels.
 
 λ = weight · s, with s the 99.9th percentile of n_init − n_m (dimensionless ``weight``).
-Only the illumination-scan geometry is modelled.
+Both geometries are modelled: an illumination scan (tilted plane waves) and a sample rotation
+(the volume turned by each frame's angle, differentiably, at normal incidence).
 
 References
 ----------
@@ -93,26 +94,41 @@ def bpm_lipschitz(wavelength_um: float, medium_index: float, dz_um: float, n_sli
 
 
 def _fieldset_arrays(fieldset):
+    """Valid frames of a FieldSet: (fields, illumination_na or None, angles or None, indices)."""
     src = getattr(fieldset, "source", None)
     fields = getattr(fieldset, "fields", None)
     if fields is None or len(fields.shape) != 3 or np.dtype(fields.dtype).kind != "c":
         raise ValidationError("must be complex (A, Y, X) u/u0", path=src, item="fields")
-    geometry = getattr(fieldset, "geometry", "illumination-scan")
-    if geometry != "illumination-scan":
-        raise ValidationError(f"the BPM inversion models the illumination scan only, got {geometry!r}", path=src, item="geometry")
-    na = getattr(fieldset, "illumination_na", None)
-    if na is None:
-        raise ValidationError("is required for the BPM inversion", path=src, item="illumination_na")
-    na = np.asarray(na, dtype=np.float64)
     n = int(fields.shape[0])
-    if na.shape != (n, 2):
-        raise ValidationError(f"shape {na.shape} != ({n}, 2)", path=src, item="illumination_na")
+    geometry = getattr(fieldset, "geometry", "illumination-scan")
+    na = ang = None
+    if geometry == "illumination-scan":
+        na = getattr(fieldset, "illumination_na", None)
+        if na is None:
+            raise ValidationError("is required for the BPM inversion of an illumination scan", path=src, item="illumination_na")
+        na = np.asarray(na, dtype=np.float64)
+        if na.shape != (n, 2):
+            raise ValidationError(f"shape {na.shape} != ({n}, 2)", path=src, item="illumination_na")
+    elif geometry == "sample-rotation":
+        ang = getattr(fieldset, "angles", None)
+        if ang is None:
+            raise ValidationError("is required for the BPM inversion of a sample rotation", path=src, item="angles")
+        ang = np.asarray(ang, dtype=np.float64).reshape(-1)
+        if ang.shape != (n,):
+            raise ValidationError(f"shape {ang.shape} != ({n},)", path=src, item="angles")
+    else:
+        raise ValidationError(f"must be 'illumination-scan' or 'sample-rotation', got {geometry!r}", path=src, item="geometry")
     valid = getattr(fieldset, "valid", None)
     valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool).reshape(-1)
     if valid.shape != (n,) or not valid.any():
         raise ValidationError("no valid frame to fit", path=src, item="valid")
     idx = np.flatnonzero(valid)
-    return np.asarray(fields)[idx].astype(np.complex64), na[idx], idx
+    return (
+        np.asarray(fields)[idx].astype(np.complex64),
+        None if na is None else na[idx],
+        None if ang is None else ang[idx],
+        idx,
+    )
 
 
 def reconstruct_bpm(
@@ -135,8 +151,9 @@ def reconstruct_bpm(
     Parameters
     ----------
     fieldset : FieldSet
-        Measured u/u0 (``fields`` (A, Y, X), ``pixel_size_um``, ``illumination_na``,
-        ``valid``, ``wavelength_um``, ``medium_index``, ``objective_na``).
+        Measured u/u0 (``fields`` (A, Y, X), ``pixel_size_um``, ``geometry``,
+        ``illumination_na`` or ``angles`` + ``rotation_axis``, ``valid``, ``wavelength_um``,
+        ``medium_index``, ``objective_na``).
     init : Tomogram
         Starting volume (normally the Rytov reconstruction); defines the Z extent.
     iterations : int, optional
@@ -171,7 +188,7 @@ def reconstruct_bpm(
     Raises
     ------
     ValidationError
-        Missing illumination NAs, sample-rotation geometry, no valid frame.
+        Missing illumination NAs / angles, unknown geometry, no valid frame.
     ValueError
         Bad numeric arguments.
     """
@@ -192,7 +209,8 @@ def reconstruct_bpm(
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     if not isinstance(init, Tomogram):
         raise ValueError("init must be a Tomogram (e.g. the Rytov reconstruction)")
-    meas, na, used = _fieldset_arrays(fieldset)
+    meas, na, angles, used = _fieldset_arrays(fieldset)
+    rotation_axis = getattr(fieldset, "rotation_axis", "y") or "y"
     lam = float(fieldset.wavelength_um)
     nm = float(fieldset.medium_index)
     px = float(fieldset.pixel_size_um)
@@ -213,13 +231,18 @@ def reconstruct_bpm(
     n0 = resample_volume(init.frame(), init.voxel_size_um, shape, voxel, cval=nm)
     np.maximum(n0, np.float32(nm), out=n0)
 
-    model = TorchBPM(shape, voxel, wavelength_um=lam, medium_index=nm, objective_na=float(fieldset.objective_na), illumination_na=na, device=device, dtype=tdtype, wide_angle=wide_angle)
+    model = TorchBPM(
+        shape, voxel, wavelength_um=lam, medium_index=nm, objective_na=float(fieldset.objective_na), illumination_na=na,
+        angles=angles, rotation_axis=rotation_axis, device=device, dtype=tdtype, wide_angle=wide_angle,
+    )
     A = model.n_frames
     if batch_size is None:
         # autograd keeps ≈ 6 complex (Yp, Xp) arrays per slab and frame; budget 1 GiB on the
         # CPU, a quarter of the free memory on a GPU
         ny, nx = model.setup.padded_shape_yx
         per_frame = Z * ny * nx * (16 if tdtype == torch.float64 else 8) * 6
+        if angles is not None:  # rotated volume, its sampling grid and gradient
+            per_frame += Z * ny * nx * (8 if tdtype == torch.float64 else 4) * 6
         budget = 1 << 30
         if torch.device(device).type == "cuda":
             budget = max(budget, torch.cuda.mem_get_info(torch.device(device))[0] // 4)
@@ -306,6 +329,7 @@ def reconstruct_bpm(
             "device": str(device),
             "dtype": dtype,
             "wide_angle": bool(wide_angle),
+            "geometry": "sample-rotation" if angles is not None else "illumination-scan",
         },
         "iterations_run": k_done,
         "converged": converged,

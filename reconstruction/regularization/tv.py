@@ -35,7 +35,7 @@ from reconstruction.regularization.gp import RealData, select_backend, solve_fis
 __all__ = ["DEFAULT_TV_ITERATIONS", "DEFAULT_TV_WEIGHT", "DEFAULT_TV_INNER", "tv_weights", "tv_value", "tv_prox", "TVProx", "tv_fista"]
 
 #: Default outer FISTA iterations, inner FGP iterations and relative TV weight.
-DEFAULT_TV_ITERATIONS = 30
+DEFAULT_TV_ITERATIONS = 20
 DEFAULT_TV_INNER = 4
 DEFAULT_TV_WEIGHT = 0.03
 

@@ -162,3 +162,36 @@ def normalise_and_centre(num, den, phase_z, phase_y, phase_x, min_weight, suppor
                 else:
                     num[iz, iy, ix] = 0.0
                     support[iz, iy, ix] = False
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def coarsen_z(num_f, den_f, factor, min_weight, num_c, den_c):
+    """Bring accumulators gridded ``factor`` times finer along K_z to the output grid.
+
+    For coarse signed index k: the direct-trilinear equivalent sums
+    c = Σ_{|d|<factor} (1 − |d|/factor)·a_f[factor·k + d] (for num and den), and where the
+    fine voxel exactly at K (index factor·k) holds data, its estimate num_f/den_f replaces
+    c_num/c_den (stored as num_f·c_den/den_f so that a later division by den gives it).
+    """
+    nzf, ny, nx = num_f.shape
+    nz = num_c.shape[0]
+    for kc in numba.prange(nz):
+        k = np.int64(kc)
+        if k > (nz - 1) // 2:
+            k -= nz
+        jn = (factor * k) % nzf
+        for iy in range(ny):
+            for ix in range(nx):
+                sn = 0j
+                sd = 0.0
+                for d in range(-factor + 1, factor):
+                    j = (factor * k + d) % nzf
+                    c = 1.0 - abs(d) / factor
+                    sn += c * num_f[j, iy, ix]
+                    sd += c * den_f[j, iy, ix]
+                dn = den_f[jn, iy, ix]
+                if dn > min_weight:
+                    num_c[kc, iy, ix] = num_f[jn, iy, ix] * (sd / dn)
+                else:
+                    num_c[kc, iy, ix] = sn
+                den_c[kc, iy, ix] = sd

@@ -187,7 +187,7 @@ def rytov_field(u, unwrapped_phase=None):
     """Rytov field u_R = ln|u/u0| + iφ of one frame of u/u0 (complex64).
 
     ``unwrapped_phase`` (Y, X) is φ when known; otherwise the phase of u is unwrapped here
-    (2D quality-guided unwrapping) and shifted by a multiple of 2π so that its median over
+    (2D quality-guided unwrapping, skipped when no neighbour step exceeds 0.9π) and shifted by a multiple of 2π so that its median over
     the frame's border (the background, φ ≈ 0) lies in (−π, π].
     """
     u = np.asarray(u)
@@ -195,9 +195,12 @@ def rytov_field(u, unwrapped_phase=None):
     tiny = np.float32(1e-12)
     np.maximum(amp, tiny, out=amp)
     if unwrapped_phase is None:
-        from skimage.restoration import unwrap_phase
+        phi = np.angle(u).astype(np.float32)
+        # a phase without neighbour jumps beyond ±π·0.9 (weak objects) is already unwrapped
+        if np.abs(np.diff(phi, axis=0)).max() > 0.9 * np.pi or np.abs(np.diff(phi, axis=1)).max() > 0.9 * np.pi:
+            from skimage.restoration import unwrap_phase
 
-        phi = unwrap_phase(np.angle(u).astype(np.float64)).astype(np.float32)
+            phi = unwrap_phase(phi.astype(np.float64)).astype(np.float32)
         border = np.concatenate([phi[0], phi[-1], phi[:, 0], phi[:, -1]])
         phi -= np.float32(2 * np.pi * np.round(np.median(border) / (2 * np.pi)))
     else:
@@ -234,30 +237,6 @@ def _kin_zyx(fs, a, km, k0):
 
 # -- the mapping ------------------------------------------------------------------------------
 
-def _oversampled_axes(geometry: str, rotation_axis: str) -> tuple[int, ...]:
-    """Axes on which cap samples fall between grid planes (the others are hit exactly)."""
-    if geometry == "illumination-scan":
-        return (0,)
-    return (0, 2) if rotation_axis == "y" else (0, 1)
-
-
-def _coarse_sum(a_fine, axis: int, n: int, factor: int):
-    """Accumulator on the grid ``factor`` times coarser in K along ``axis``.
-
-    c[k] = Σ_{|j|<factor} (1 − |j|/factor) a[factor·k + j] equals what direct trilinear
-    spreading onto the coarse grid would have accumulated (a triangle of half-width one
-    coarse step is the sum of the fine triangles with these coefficients).
-    """
-    nf = a_fine.shape[axis]
-    k = np.rint(np.fft.fftfreq(n) * n).astype(np.int64)
-    out = None
-    for j in range(-factor + 1, factor):
-        part = np.take(a_fine, (factor * k + j) % nf, axis=axis)
-        part *= part.dtype.type(1.0 - abs(j) / factor)
-        out = part if out is None else out + part
-    return out
-
-
 def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress):
     """Spread all valid frames onto ``grid``; return (spectrum, weight, support)."""
     from . import _gridding
@@ -269,8 +248,7 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
     k_pupil = k0 * min(fs.objective_na, fs.medium_index)
     px = fs.pixel_size_um
     rotation = fs.geometry == "sample-rotation"
-    axes = _oversampled_axes(fs.geometry, fs.rotation_axis) if oversampling > 1 else ()
-    fine_shape = tuple(n * oversampling if i in axes else n for i, n in enumerate(grid.shape_zyx))
+    fine_shape = (grid.shape_zyx[0] * oversampling,) + tuple(grid.shape_zyx[1:])
     fine = Grid(shape_zyx=fine_shape, voxel_size_um=grid.voxel_size_um)
     dz, dy, dx = grid.voxel_size_um
     qy = 2 * np.pi * np.fft.fftfreq(ny, d=px)
@@ -304,26 +282,15 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
         if progress is not None:
             progress(done + 1, int(use.size))
 
-    if axes:
+    if oversampling > 1:
         # Coarse-grid accumulators as direct trilinear spreading would give them, and the
         # fine voxel sitting exactly on each coarse K. Where that fine voxel holds data its
         # estimate (samples within 1/oversampling of a coarse step) replaces the coarser
         # average (samples within a whole step): the same coverage, a smaller error.
-        near_num, near_den = num, den
-        num_c, den_c = num, den
-        for ax in axes:
-            n = grid.shape_zyx[ax]
-            k = np.rint(np.fft.fftfreq(n) * n).astype(np.int64)
-            near_num = np.take(near_num, (oversampling * k) % fine_shape[ax], axis=ax)
-            near_den = np.take(near_den, (oversampling * k) % fine_shape[ax], axis=ax)
-            num_c = _coarse_sum(num_c, ax, n, oversampling)
-            den_c = _coarse_sum(den_c, ax, n, oversampling)
-        del num, den
-        hit = near_den > np.float32(1e-6)
-        ratio = np.divide(den_c, near_den, out=np.zeros_like(den_c), where=hit)
-        num = np.where(hit, near_num * ratio, num_c).astype(np.complex64)
-        den = np.ascontiguousarray(den_c, dtype=np.float32)
-        del near_num, near_den, num_c, den_c, ratio, hit
+        num_c = np.empty(grid.shape_zyx, np.complex64)
+        den_c = np.empty(grid.shape_zyx, np.float32)
+        _gridding.coarsen_z(num, den, int(oversampling), np.float32(1e-6), num_c, den_c)
+        num, den = num_c, den_c
     # Back from "origin at the volume centre" to the FFT layout: multiply by e^{−i K·c}.
     phases = []
     for n, d, c in zip(grid.shape_zyx, grid.voxel_size_um, grid.centre_um()):
@@ -384,12 +351,12 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
     hermitian : bool
         Also place conj(F(K)) at −K (real potential, non-absorbing sample). Default True.
     oversampling : int, optional
-        Default per geometry (:data:`DEFAULT_OVERSAMPLING`). The caps are first gridded on a grid this many times finer in K along the axes
-        where they fall between grid planes (Z; and X or Y, the rotated one, for sample
-        rotation). Each grid voxel takes the fine estimate at its own K where one exists
-        (samples within 1/oversampling of a step) and the ordinary trilinear average
-        otherwise, so coverage is that of direct gridding and the error is smaller.
-        1 grids directly.
+        Default per geometry (:data:`DEFAULT_OVERSAMPLING`). The caps are first gridded on
+        a grid this many times finer along K_z (where the caps of an illumination scan fall
+        between grid planes; laterally they fall on them). Each grid voxel takes the fine
+        estimate at its own K where one exists (samples within 1/oversampling of a step)
+        and the ordinary trilinear average otherwise, so coverage is that of direct
+        gridding and the error is smaller. 1 grids directly.
     progress : callable(done, total), optional
         Called after each frame.
 
