@@ -147,6 +147,28 @@ def _stage_classifier(a, train, val, test, device, provenance):
     return {"classification": cls_test}
 
 
+def _classifier_test_metrics(cmodel, ccfg, test):
+    """Accuracy, calibration (ECE) and per-class accuracy on ground-truth cell crops."""
+    import torch
+
+    from segmentation.classifier import calibrated_probabilities
+    from segmentation.train import classifier_dataset
+
+    names = list(ccfg["classes"])
+    xs, ys = classifier_dataset(test, ccfg, names)
+    cmodel.eval()
+    with torch.inference_mode():
+        logits = np.concatenate([cmodel(torch.from_numpy(xs[i:i + 32])).numpy() for i in range(0, len(xs), 32)])
+    probs = calibrated_probabilities(logits, ccfg["temperature"])
+    conf_mask = probs.max(1) >= ccfg["uncertain_below"]
+    return {"accuracy_gt_crops": float((probs.argmax(1) == ys).mean()), "n_cells": int(len(ys)),
+            "ece_calibrated": _ece(probs, ys), "ece_uncalibrated": _ece(calibrated_probabilities(logits, 1.0), ys),
+            "uncertain_fraction": float(1 - conf_mask.mean()),
+            "accuracy_confident": float((probs.argmax(1) == ys)[conf_mask].mean()) if conf_mask.any() else None,
+            "per_class_accuracy": {n: float((probs.argmax(1)[ys == k] == k).mean()) for k, n in enumerate(names)
+                                   if (ys == k).any()}}
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -155,8 +177,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--stage", default="all", choices=("all", "unet", "classifier", "eval"),
-                    help="unet and classifier may run in parallel; eval (end to end) needs both weights in --out")
+    ap.add_argument("--stage", default="all", choices=("all", "unet", "classifier", "eval", "test"),
+                    help="unet and classifier may run in parallel; eval (end to end) needs both weights in --out; "
+                         "test re-measures every test metric of the weights in --out (no training)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--batch", type=int, default=8)
@@ -184,7 +207,16 @@ def main(argv=None) -> int:
         metrics.update(_stage_unet(a, train, val_epoch, tests, device, provenance))
     if a.stage in ("all", "classifier"):
         metrics.update(_stage_classifier(a, train, val, test, device, provenance))
-    if a.stage in ("all", "eval"):
+    if a.stage == "test":
+        from segmentation.train import evaluate_segmentation
+
+        umodel, ucfg = load_unet(a.out)
+        cmodel, ccfg = load_classifier(a.out)
+        metrics["segmentation_unet"] = {src: evaluate_segmentation(umodel, ucfg, vs, device=device) for src, vs in tests.items()}
+        metrics["segmentation_classic"] = {src: _eval_classic(vs) for src, vs in tests.items()}
+        metrics["classification"] = {src: _classifier_test_metrics(cmodel, ccfg, vs) for src, vs in tests.items()}
+        print(json.dumps(metrics, indent=1), flush=True)
+    if a.stage in ("all", "eval", "test"):
         umodel, ucfg = load_unet(a.out)
         cmodel, ccfg = load_classifier(a.out)
         metrics["end_to_end"] = {src: _end_to_end_accuracy(umodel, ucfg, cmodel, ccfg, vs, device) for src, vs in tests.items()}

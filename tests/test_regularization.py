@@ -11,7 +11,6 @@ import scipy.fft as sfft
 from holo.conventions import potential_to_ri, ri_to_potential
 from holo.model import Tomogram
 from reconstruction.regularization import (
-    gerchberg_papoulis,
     hermitian_half_data,
     reconstruct_regularized,
     regularize_potential,
