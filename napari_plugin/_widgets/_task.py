@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 
 class Cancelled(Exception):
@@ -100,3 +100,16 @@ class TaskRunner(QWidget):
         self._timer.stop()
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+
+
+def attach_task_layout(widget: QWidget, form, run_text: str, run_slot: Callable) -> TaskRunner:
+    """Lay out ``form`` above a :class:`TaskRunner` and its status line in ``widget``;
+    the run button calls ``run_slot``."""
+    runner = TaskRunner(run_text)
+    runner.run_button.clicked.connect(run_slot)
+    lay = QVBoxLayout(widget)
+    lay.addLayout(form)
+    lay.addWidget(runner)
+    lay.addWidget(runner.status)
+    lay.addStretch(1)
+    return runner

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QWidget
 
 from napari_plugin._layers import tomogram_layers
 from napari_plugin._widgets._common import LayerCombo, holo_kind
-from napari_plugin._widgets._task import TaskRunner
+from napari_plugin._widgets._task import attach_task_layout
 
 METHODS = ("rytov", "born", "gp", "tv", "bpm")
 
@@ -36,13 +36,7 @@ class ReconstructWidget(QWidget):
         form.addRow("file", path_row)
         form.addRow("method", self.method)
         form.addRow("iterations", self.iterations)
-        self.runner = TaskRunner("Reconstruct")
-        self.runner.run_button.clicked.connect(self.run)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.runner)
-        lay.addWidget(self.runner.status)
-        lay.addStretch(1)
+        self.runner = attach_task_layout(self, form, "Reconstruct", self.run)
 
     def _browse(self):  # pragma: no cover - interactive dialog
         path, _ = QFileDialog.getOpenFileName(self, "Acquisition", "", "Acquisition (*.h5 *.hdf5)")

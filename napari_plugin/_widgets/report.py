@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
 from napari_plugin._layers import image_layer_to_tomogram
 from napari_plugin._widgets._common import LayerCombo, is_labels, is_ri_image
-from napari_plugin._widgets._task import TaskRunner
+from napari_plugin._widgets._task import attach_task_layout
 
 
 class ReportWidget(QWidget):
@@ -29,14 +29,8 @@ class ReportWidget(QWidget):
         form.addRow("cells layer", self.cells_combo)
         form.addRow("semantic layer", self.semantic_combo)
         form.addRow("output folder", row)
-        self.runner = TaskRunner("Write report")
-        self.runner.run_button.clicked.connect(self.run)
         self.report_path: Path | None = None
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.runner)
-        lay.addWidget(self.runner.status)
-        lay.addStretch(1)
+        self.runner = attach_task_layout(self, form, "Write report", self.run)
 
     def _browse(self):  # pragma: no cover - interactive dialog
         path = QFileDialog.getExistingDirectory(self, "Report folder")

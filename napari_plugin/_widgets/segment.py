@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
 
 from napari_plugin._layers import image_layer_to_tomogram, labels_layer
 from napari_plugin._widgets._common import LayerCombo, is_ri_image
-from napari_plugin._widgets._task import TaskRunner
+from napari_plugin._widgets._task import attach_task_layout
 
 
 class SegmentWidget(QWidget):
@@ -23,13 +23,7 @@ class SegmentWidget(QWidget):
         form = QFormLayout()
         form.addRow("RI layer", self.layer_combo)
         form.addRow("method", self.method)
-        self.runner = TaskRunner("Segment && classify")
-        self.runner.run_button.clicked.connect(self.run)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.runner)
-        lay.addWidget(self.runner.status)
-        lay.addStretch(1)
+        self.runner = attach_task_layout(self, form, "Segment && classify", self.run)
 
     def run(self):
         layer = self.layer_combo.layer()
