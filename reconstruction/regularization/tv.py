@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_TV_ITERATIONS", "DEFAULT_TV_WEIGHT", "DEFAULT_TV_INNER", "tv
 #: Default outer FISTA iterations, inner FGP iterations and relative TV weight.
 DEFAULT_TV_ITERATIONS = 20
 DEFAULT_TV_INNER = 4
-DEFAULT_TV_WEIGHT = 0.03
+DEFAULT_TV_WEIGHT = 0.01
 
 
 def tv_weights(voxel_size_um) -> tuple[float, float, float]:
