@@ -67,7 +67,7 @@ def watershed_instances(fg: np.ndarray, voxel_size_um, *, h_um: float = 0.6,
         return np.zeros(fg.shape, np.int32)
     if distance is None:
         distance = ndi.distance_transform_edt(fg, sampling=vs).astype(np.float32)
-    peaks = h_maxima(distance, h_um) & fg
+    peaks = h_maxima(np.asarray(distance, np.float32), h_um) & fg
     markers, _ = ndi.label(peaks, structure=np.ones((3, 3, 3), bool))
     lab = watershed(-distance, markers, mask=fg).astype(np.int32)
     return remove_small(lab, vs, min_volume_um3)

@@ -10,10 +10,11 @@ are weighted by a separable Gaussian window w(r) = Π exp(−(r_i − c_i)² / (
 the tile centre where the receptive field is complete) and the weighted sum is divided by
 Σ w, which blends the seams.
 
-Instances: seeds are the connected components of the predicted normalised distance
-d > ``seed_threshold`` inside the foreground (semantic ≠ background); a watershed of −d
-restricted to the foreground grows them into cells. Foreground components without a seed
-become cells of their own when large enough.
+Semantic labels: foreground where 1 − P(background) > ``fg_threshold``, there the most
+probable other class. Instances: h-maxima seeds of the relief E·(½ + d̂) (E the distance to the
+background in µm, d̂ the predicted normalised distance) grown by a watershed inside the
+foreground (:func:`instances_from_prediction`). Both thresholds come from the weights' JSON,
+chosen on validation data.
 """
 
 from __future__ import annotations
@@ -206,22 +207,29 @@ def semantic_from_probabilities(probs: np.ndarray, fg_threshold: float = 0.5) ->
 
 
 def instances_from_prediction(semantic: np.ndarray, dist: np.ndarray, voxel_size_um, *,
-                              seed_threshold: float = 0.5, min_volume_um3: float = 0.3) -> np.ndarray:
-    """Instance labels (int32) from the semantic foreground and the predicted distance map."""
-    from skimage.segmentation import watershed
+                              h_um: float = 0.2, min_volume_um3: float = 0.3) -> np.ndarray:
+    """Instance labels (int32) from the semantic foreground and the predicted distance map.
 
-    from segmentation.classic import remove_small
+    The relief D = E · (½ + d̂) combines E, the Euclidean distance (µm, physical voxel size) to
+    the predicted background, with the network's normalised distance d̂ ∈ [0, 1], which dips
+    at the faces between touching cells where E alone has no valley. Seeds are the h-maxima
+    of D (height ``h_um``), grown by a watershed of −D inside the foreground; foreground
+    components without a seed become cells of their own, and cells under ``min_volume_um3``
+    are dropped.
+    """
+    from segmentation.classic import remove_small, watershed_instances
 
     fg = semantic > 0
     if not fg.any():
         return np.zeros(semantic.shape, np.int32)
+    vs = tuple(float(v) for v in voxel_size_um)
+    relief = ndi.distance_transform_edt(fg, sampling=vs).astype(np.float32) * (np.float32(0.5) + dist.astype(np.float32))
+    lab = watershed_instances(fg, vs, h_um=h_um, min_volume_um3=0.0, distance=relief)
     full = np.ones((3, 3, 3), bool)
-    seeds, _ = ndi.label((dist > seed_threshold) & fg, structure=full)
-    lab = watershed(-dist, seeds, mask=fg).astype(np.int32)
     orphan, n_orphan = ndi.label(fg & (lab == 0), structure=full)
     if n_orphan:
         lab = np.where(orphan > 0, orphan + lab.max(), lab).astype(np.int32)
-    return remove_small(lab, voxel_size_um, min_volume_um3)
+    return remove_small(lab, vs, min_volume_um3)
 
 
 def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=None, cfg=None,
@@ -241,7 +249,7 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     probs, dist = predict_tiled(model, x.astype(np.float32), tile_zyx=tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128))),
                                 overlap=overlap, device=device)
     sem = semantic_from_probabilities(probs, float(cfg.get("fg_threshold", 0.5)))
-    inst = instances_from_prediction(sem, dist, train_vs, seed_threshold=float(cfg.get("seed_threshold", 0.5)),
+    inst = instances_from_prediction(sem, dist, train_vs, h_um=float(cfg.get("instance_h_um", 0.2)),
                                      min_volume_um3=float(cfg.get("min_volume_um3", 0.3)))
     sem[inst == 0] = 0
     return resize_labels(sem, ri.shape), resize_labels(inst, ri.shape)

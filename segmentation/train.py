@@ -294,7 +294,8 @@ DEFAULT_UNET_CONFIG = {
     "voxel_size_um": [0.4, 0.2, 0.2],
     "ri_scale": 25.0,
     "tile_zyx": [48, 128, 128],
-    "seed_threshold": 0.5,
+    "fg_threshold": 0.5,
+    "instance_h_um": 0.2,
     "min_volume_um3": 0.3,
     "semantic_names": ["background", "cytoplasm", "nucleus", "nucleolus", "lipid_droplet"],
 }

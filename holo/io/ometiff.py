@@ -82,6 +82,41 @@ def _as_numpy(a) -> np.ndarray:
     return np.asarray(a.compute() if hasattr(a, "compute") else a)
 
 
+def _tomogram_meta(tomo: Tomogram) -> dict:
+    """The ``holo`` metadata record of a tomogram that the OME writers store beside the RI."""
+    return {
+        "kind": "tomogram",
+        "medium_index": tomo.medium_index,
+        "wavelength_um": tomo.wavelength_um,
+        "time_step_s": tomo.time_step_s,
+        "provenance": tomo.provenance,
+        "metadata": tomo.metadata,
+    }
+
+
+def _checked_labels(labels, voxel_size_um) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Validate a label volume to write: ``(labels (Z, Y, X) integer, voxel_size_um)``.
+
+    Boolean masks become uint8; a dask array is computed.
+
+    Raises
+    ------
+    ValueError
+        ``labels`` not 3D or not integer/bool, ``voxel_size_um`` not 3 positive values.
+    """
+    arr = _as_numpy(labels)
+    if arr.ndim != 3:
+        raise ValueError(f"labels: must be 3D (Z, Y, X), got shape {arr.shape}")
+    if arr.dtype.kind not in "iub":
+        raise ValueError(f"labels: must be an integer array, got dtype {arr.dtype}")
+    vs = tuple(float(v) for v in voxel_size_um)
+    if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
+        raise ValueError(f"voxel_size_um: needs 3 positive values (dz, dy, dx), got {voxel_size_um!r}")
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.uint8)
+    return arr, vs
+
+
 def write_ome_tiff(path: str | Path, tomo: Tomogram, *, compression: str | None = "zlib", progress=None) -> Path:
     """Write a tomogram as OME-TIFF (float32 RI, ZYX or TZYX, sizes in µm), atomically.
 
@@ -101,14 +136,7 @@ def write_ome_tiff(path: str | Path, tomo: Tomogram, *, compression: str | None 
     import tifffile
 
     path = Path(path)
-    holo = {
-        "kind": "tomogram",
-        "medium_index": tomo.medium_index,
-        "wavelength_um": tomo.wavelength_um,
-        "time_step_s": tomo.time_step_s,
-        "provenance": tomo.provenance,
-        "metadata": tomo.metadata,
-    }
+    holo = _tomogram_meta(tomo)
     axes = "TZYX" if tomo.has_time else "ZYX"
     with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, ome=True, bigtiff=True) as tw:
@@ -309,16 +337,7 @@ def write_labels_tiff(path: str | Path, labels, voxel_size_um, *, name: str = "l
     """
     import tifffile
 
-    labels = _as_numpy(labels)
-    if labels.ndim != 3:
-        raise ValueError(f"labels: must be 3D (Z, Y, X), got shape {labels.shape}")
-    if labels.dtype.kind not in "iub":
-        raise ValueError(f"labels: must be an integer array, got dtype {labels.dtype}")
-    vs = tuple(float(v) for v in voxel_size_um)
-    if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
-        raise ValueError(f"voxel_size_um: needs 3 positive values (dz, dy, dx), got {voxel_size_um!r}")
-    if labels.dtype.kind == "b":
-        labels = labels.astype(np.uint8)
+    labels, vs = _checked_labels(labels, voxel_size_um)
     path = Path(path)
     with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, ome=True) as tw:

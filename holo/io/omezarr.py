@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from holo.errors import FormatError, ValidationError
 from holo.io._atomic import atomic_path
+from holo.io.ometiff import _checked_labels, _jsonable, _tomogram_meta
 from holo.model import FluorescenceChannel, Tomogram
 
 __all__ = [
@@ -40,12 +40,6 @@ __all__ = [
 ]
 
 _UNIT_TO_UM = {"micrometer": 1.0, "µm": 1.0, "um": 1.0, "nanometer": 1e-3, "nm": 1e-3, "millimeter": 1e3, "mm": 1e3, "meter": 1e6}
-
-
-def _jsonable(obj: Any) -> Any:
-    from holo.io.ometiff import _jsonable as j
-
-    return j(obj)
 
 
 def _ome_attrs(attrs: dict) -> dict:
@@ -148,18 +142,7 @@ def write_ome_zarr(path: str | Path, tomo: Tomogram, labels: dict[str, np.ndarra
             if lab.dtype.kind == "b":
                 lab = lab.astype(np.uint8)
             _write_image(root, lab, tomo.voxel_size_um, name=str(name), labels=True)
-        root.attrs["holo"] = _jsonable(
-            {
-                "kind": "tomogram",
-                "medium_index": tomo.medium_index,
-                "wavelength_um": tomo.wavelength_um,
-                "time_step_s": tomo.time_step_s,
-                "provenance": tomo.provenance,
-                "metadata": tomo.metadata,
-                "fluorescence": fl_list,
-                "mip": tomo.mip is not None,
-            }
-        )
+        root.attrs["holo"] = _jsonable({**_tomogram_meta(tomo), "fluorescence": fl_list, "mip": tomo.mip is not None})
         if tomo.mip is not None:
             root.create_array("mip", data=np.asarray(tomo.mip, dtype=np.float32))
     return path
@@ -173,16 +156,7 @@ def write_labels_zarr(path: str | Path, labels, voxel_size_um, *, name: str = "l
     """
     import zarr
 
-    lab = np.asarray(labels.compute() if hasattr(labels, "compute") else labels)
-    if lab.ndim != 3:
-        raise ValueError(f"labels: must be 3D (Z, Y, X), got shape {lab.shape}")
-    if lab.dtype.kind not in "iub":
-        raise ValueError(f"labels: must be an integer array, got dtype {lab.dtype}")
-    vs = tuple(float(v) for v in voxel_size_um)
-    if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
-        raise ValueError(f"voxel_size_um: needs 3 positive values (dz, dy, dx), got {voxel_size_um!r}")
-    if lab.dtype.kind == "b":
-        lab = lab.astype(np.uint8)
+    lab, vs = _checked_labels(labels, voxel_size_um)
     path = Path(path)
     with atomic_path(path) as tmp:
         root = zarr.open_group(str(tmp), mode="w")

@@ -842,6 +842,21 @@ def _render_cell(model: _CellModel, grid: _Grid, rng, cell_id: int) -> None:
     dn = f_cell * (n_c - n_m)
     sem = np.where(d_cell < 0, np.uint8(CYTOPLASM), np.uint8(BACKGROUND))
 
+    def paint_inclusion(part: _Part, d_host, d_excluded, n_host, label: int) -> None:
+        """Add an organelle (nucleolus, lipid droplet) to ``dn`` and ``sem``: its SDF is
+        clipped to stay a margin inside its host, d = max(d_part, d_host + m), and, when
+        ``d_excluded`` is given, a margin outside that region, d = max(d, m − d_excluded);
+        its volume fraction f(d) replaces the host index, dn += f·(n_part − n_host)."""
+        sb = _sub_box(part, model, grid, box)
+        if sb is None:
+            return
+        d = np.maximum(part.sdf(tuple(a[sb] for a in P)) * s32, d_host[sb] + m)
+        if d_excluded is not None:
+            d = np.maximum(d, m - d_excluded[sb])
+        f = sh.partial_volume_fraction(d, grid.width(d))
+        dn[sb] += f * (_F32(part.ri) - _at(n_host, sb))
+        sem[sb][d < 0] = label
+
     d_nuc = None
     if model.nucleus is not None:
         d_nuc = np.maximum(model.nucleus.sdf(P) * s32, d_cell + m)
@@ -849,25 +864,9 @@ def _render_cell(model: _CellModel, grid: _Grid, rng, cell_id: int) -> None:
         dn += f * (n_n - n_c)
         sem[d_nuc < 0] = NUCLEUS
         for part in model.nucleoli:
-            sb = _sub_box(part, model, grid, box)
-            if sb is None:
-                continue
-            Ps = tuple(a[sb] for a in P)
-            d = np.maximum(part.sdf(Ps) * s32, d_nuc[sb] + m)
-            f = sh.partial_volume_fraction(d, grid.width(d))
-            dn[sb] += f * (_F32(part.ri) - _at(n_n, sb))
-            sem[sb][d < 0] = NUCLEOLUS
+            paint_inclusion(part, d_nuc, None, n_n, NUCLEOLUS)
     for part in model.lipids:
-        sb = _sub_box(part, model, grid, box)
-        if sb is None:
-            continue
-        Ps = tuple(a[sb] for a in P)
-        d = np.maximum(part.sdf(Ps) * s32, d_cell[sb] + m)
-        if d_nuc is not None:
-            d = np.maximum(d, m - d_nuc[sb])
-        f = sh.partial_volume_fraction(d, grid.width(d))
-        dn[sb] += f * (_F32(part.ri) - _at(n_c, sb))
-        sem[sb][d < 0] = LIPID_DROPLET
+        paint_inclusion(part, d_cell, d_nuc, n_c, LIPID_DROPLET)
 
     # Composite: the cell with the smaller SDF owns the voxel (label) and keeps its whole
     # volume fraction; the other cells' fractions are scaled so that all sum to ≤ 1.

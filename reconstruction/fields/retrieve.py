@@ -33,7 +33,6 @@ only when asked for).
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -49,7 +48,7 @@ from .qc import excluded_list, frame_qc
 from .refocus import autofocus as _autofocus
 from .refocus import depth_of_field_um, refocus as _refocus
 from .sideband import SIDEBAND_SHAPES, demodulate, output_grid
-from .unwrap import unwrap_phase
+from .unwrap import unwrap_about_border, unwrap_phase
 
 __all__ = ["FieldSet", "retrieve_fields"]
 
@@ -144,7 +143,7 @@ class FieldSet:
         2π that puts the median of its border pixels in (−π, π].
         """
         if self.phase is None:
-            self.phase = _unwrap_about_border(self.fields)
+            self.phase = unwrap_about_border(self.fields)
         return self.phase
 
     def replace(self, **changes) -> "FieldSet":
@@ -152,18 +151,6 @@ class FieldSet:
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _unwrap_about_border(fields: np.ndarray) -> np.ndarray:
-    """Unwrapped phase with each frame shifted by the multiple of 2π that puts the median of
-    its border pixels (background, φ ≈ 0) in (−π, π]."""
-    phi = unwrap_phase(fields)
-    border = np.concatenate([phi[:, 0, :], phi[:, -1, :], phi[:, :, 0], phi[:, :, -1]], axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        k = np.nan_to_num(np.round(np.nanmedian(border, axis=1) / (2 * np.pi)))
-    phi -= (2 * np.pi * k)[:, None, None].astype(np.float32)
-    return phi
 
 
 def _batch_size(frame_shape: tuple[int, int], per_frame_copies: int = 4) -> int:
@@ -325,7 +312,7 @@ def retrieve_fields(
             )
             meta["refocus_um"] = dist
         if phase is None:
-            phase = _unwrap_about_border(fields)
+            phase = unwrap_about_border(fields)
         return _finish(acq, fields, phase, pixel, illum, fit_info, qc, meta)
 
     # -- holograms -----------------------------------------------------------------------

@@ -31,7 +31,7 @@ total field: it keeps |q + k_in⊥| ≤ 2π NA/λ of the envelope spectrum.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal, Required, TypedDict
 
 import numpy as np
 import scipy.fft as sfft
@@ -50,6 +50,7 @@ __all__ = [
     "filter_pupil",
     "rotate_volume",
     "ForwardSetup",
+    "ForwardOptions",
     "prepare_forward",
 ]
 
@@ -60,22 +61,24 @@ def grid_coordinates(n: int, spacing_um: float) -> np.ndarray:
     return (np.arange(int(n)) - int(n) // 2) * float(spacing_um)
 
 
-def _pixel_pair(pixel_size_um, name: str = "pixel_size_um") -> tuple[float, float]:
-    arr = np.atleast_1d(np.asarray(pixel_size_um, dtype=np.float64)).reshape(-1)
+def _sizes(value, axes: str, name: str) -> tuple[float, ...]:
+    """Sample spacings (µm) along ``axes`` (e.g. "yx", "zyx"): one positive number for all
+    axes or one per axis."""
+    arr = np.atleast_1d(np.asarray(value, dtype=np.float64)).reshape(-1)
     if arr.size == 1:
-        arr = np.repeat(arr, 2)
-    if arr.size != 2 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"{name} must be one positive number or (dy, dx), got {pixel_size_um!r}")
-    return float(arr[0]), float(arr[1])
+        arr = np.repeat(arr, len(axes))
+    if arr.size != len(axes) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        per_axis = ", ".join(f"d{a}" for a in axes)
+        raise ValueError(f"{name} must be one positive number or ({per_axis}), got {value!r}")
+    return tuple(float(v) for v in arr)
+
+
+def _pixel_pair(pixel_size_um) -> tuple[float, float]:
+    return _sizes(pixel_size_um, "yx", "pixel_size_um")
 
 
 def _voxel_triple(voxel_size_um) -> tuple[float, float, float]:
-    arr = np.atleast_1d(np.asarray(voxel_size_um, dtype=np.float64)).reshape(-1)
-    if arr.size == 1:
-        arr = np.repeat(arr, 3)
-    if arr.size != 3 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"voxel_size_um must be one positive number or (dz, dy, dx), got {voxel_size_um!r}")
-    return float(arr[0]), float(arr[1]), float(arr[2])
+    return _sizes(voxel_size_um, "zyx", "voxel_size_um")
 
 
 def frequency_grid(shape_yx, pixel_size_um) -> tuple[np.ndarray, np.ndarray]:
@@ -282,6 +285,20 @@ class ForwardSetup:
             return self.ri
         nm = self.medium_index
         return np.stack([rotate_volume(self.ri, self.voxel_size_um, self.angles[i], self.rotation_axis, cval=nm) for i in indices])
+
+
+class ForwardOptions(TypedDict, total=False):
+    """Keyword arguments shared by the forward models, passed on to :func:`prepare_forward`
+    (which holds their defaults and validation; ``bpm_fields`` documents them)."""
+
+    wavelength_um: Required[float]
+    medium_index: Required[float]
+    objective_na: Required[float]
+    illumination_na: np.ndarray | None
+    angles: np.ndarray | None
+    rotation_axis: Literal["y", "x"]
+    snap: bool
+    pad_px: int | tuple[int, int] | None
 
 
 def _auto_pad(n: int) -> int:

@@ -36,13 +36,14 @@ k0 |Δn| d ≪ 1; it fails visibly once k0 |Δn| d ≳ π/2 (see ``docs/forward_
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Unpack
 
 import numpy as np
 import scipy.fft as sfft
 
 from holo.conventions import medium_wavenumber, ri_to_potential
 from reconstruction.forward._propagate import (
+    ForwardOptions,
     envelope_kz,
     frame_batches,
     frequency_grid,
@@ -125,36 +126,21 @@ def born_fields(
     ri,
     voxel_size_um,
     *,
-    wavelength_um: float,
-    medium_index: float,
-    objective_na: float,
-    illumination_na=None,
-    angles=None,
-    rotation_axis: str = "y",
     progress: Callable[[int, int], object] | None = None,
-    snap: bool = True,
-    pad_px=None,
+    **options: Unpack[ForwardOptions],
 ) -> np.ndarray:
     """Fields u/u0 in the focal plane in the first Born approximation (module docstring).
 
     Parameters and return value as :func:`reconstruction.forward.bpm.bpm_fields`:
-    ``ri`` (Z, Y, X) absolute RI, ``voxel_size_um`` (dz, dy, dx), ``illumination_na``
-    (A, 2) or ``angles`` (A,) radians about ``rotation_axis``, ``snap`` the illumination to
-    the grid, ``pad_px`` lateral guard band. Returns (A, Y, X) complex64
-    u/u0 = P(1 + v_s), low-passed by the objective pupil.
+    ``ri`` (Z, Y, X) absolute RI, ``voxel_size_um`` (dz, dy, dx), ``progress(i, n)`` after
+    each frame, and the keywords shared by the forward models (``**options``,
+    :class:`~reconstruction.forward._propagate.ForwardOptions`): ``wavelength_um``,
+    ``medium_index``, ``objective_na``, ``illumination_na`` (A, 2) or ``angles`` (A,)
+    radians about ``rotation_axis``, ``snap`` the illumination to the grid, ``pad_px``
+    lateral guard band. Returns (A, Y, X) complex64 u/u0 = P(1 + v_s), low-passed by the
+    objective pupil.
     """
-    setup = prepare_forward(
-        ri,
-        voxel_size_um,
-        wavelength_um=wavelength_um,
-        medium_index=medium_index,
-        objective_na=objective_na,
-        illumination_na=illumination_na,
-        angles=angles,
-        rotation_axis=rotation_axis,
-        snap=snap,
-        pad_px=pad_px,
-    )
+    setup = prepare_forward(ri, voxel_size_um, **options)
     vs = born_scattered_envelopes(setup, within_pupil=True, progress=progress)
     # the unscattered wave passes the pupil when the illumination lies inside it
     k0na = 2.0 * np.pi * setup.objective_na / setup.wavelength_um

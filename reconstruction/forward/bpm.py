@@ -54,13 +54,14 @@ volume's lateral grid.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Unpack
 
 import numpy as np
 import scipy.fft as sfft
 
 from holo.conventions import medium_wavenumber, vacuum_wavenumber
 from reconstruction.forward._propagate import (
+    ForwardOptions,
     default_batch_size,
     envelope_kz,
     envelope_propagator,
@@ -156,17 +157,10 @@ def bpm_fields(
     ri,
     voxel_size_um,
     *,
-    wavelength_um: float,
-    medium_index: float,
-    objective_na: float,
-    illumination_na=None,
-    angles=None,
-    rotation_axis: str = "y",
     progress: Callable[[int, int], object] | None = None,
-    snap: bool = True,
-    pad_px=None,
     batch_size: int | None = None,
     wide_angle: bool = True,
+    **options: Unpack[ForwardOptions],
 ) -> np.ndarray:
     """Fields u/u0 in the focal plane by multi-slice beam propagation (module docstring).
 
@@ -176,31 +170,35 @@ def bpm_fields(
         Absolute refractive index (float; complex with Im n > 0 for absorption).
     voxel_size_um : float or (dz, dy, dx)
         Voxel size in µm.
-    wavelength_um : float
-        Vacuum wavelength λ, µm.
-    medium_index : float
-        n_m.
-    objective_na : float
-        Detection NA; the result is low-passed to |k⊥| ≤ 2π NA/λ (on the total field).
-    illumination_na : (A, 2) array, optional
-        (NA_x, NA_y) per frame (illumination scan). Snapped to the grid when ``snap``.
-    angles : (A,) array, optional
-        Sample rotation angles in radians: the volume is turned right-handedly about
-        ``rotation_axis`` (:func:`reconstruction.forward._propagate.rotate_volume`) and
-        illuminated at normal incidence.
-    rotation_axis : {"y", "x"}
     progress : callable(i, n), optional
         Called after each batch with the number of frames done and the total.
-    snap : bool
-        Snap the illumination NAs to tilts periodic on the volume's lateral grid
-        (:func:`snap_illumination_na`; call it yourself to know the NAs to record).
-    pad_px : int or (py, px), optional
-        Lateral guard band of medium per side; default ≈ n/8.
     batch_size : int, optional
         Frames propagated together (default from a 256 MiB working-memory budget).
     wide_angle : bool
         Apply the wide-angle correction (W) (default); False gives the plain split-step
         method with the tilt-corrected screen (half the FFTs, see the accuracy notes).
+    **options : :class:`~reconstruction.forward._propagate.ForwardOptions`
+        The keywords shared by all forward models, validated by
+        :func:`~reconstruction.forward._propagate.prepare_forward`:
+
+        wavelength_um : float, required
+            Vacuum wavelength λ, µm.
+        medium_index : float, required
+            n_m.
+        objective_na : float, required
+            Detection NA; the result is low-passed to |k⊥| ≤ 2π NA/λ (on the total field).
+        illumination_na : (A, 2) array, optional
+            (NA_x, NA_y) per frame (illumination scan). Snapped to the grid when ``snap``.
+        angles : (A,) array, optional
+            Sample rotation angles in radians: the volume is turned right-handedly about
+            ``rotation_axis`` (:func:`reconstruction.forward._propagate.rotate_volume`) and
+            illuminated at normal incidence.
+        rotation_axis : {"y", "x"}, default "y"
+        snap : bool, default True
+            Snap the illumination NAs to tilts periodic on the volume's lateral grid
+            (:func:`snap_illumination_na`; call it yourself to know the NAs to record).
+        pad_px : int or (py, px), optional
+            Lateral guard band of medium per side; default ≈ n/8.
 
     Returns
     -------
@@ -208,18 +206,7 @@ def bpm_fields(
         u/u0 at z = 0, one frame per illumination or angle (A = 1 at normal incidence when
         neither is given).
     """
-    setup = prepare_forward(
-        ri,
-        voxel_size_um,
-        wavelength_um=wavelength_um,
-        medium_index=medium_index,
-        objective_na=objective_na,
-        illumination_na=illumination_na,
-        angles=angles,
-        rotation_axis=rotation_axis,
-        snap=snap,
-        pad_px=pad_px,
-    )
+    setup = prepare_forward(ri, voxel_size_um, **options)
     bs = default_batch_size(setup) if batch_size is None else max(1, int(batch_size))
     qy, qx = frequency_grid(setup.padded_shape_yx, setup.voxel_size_um[1:])
     out = np.empty((setup.n_frames,) + setup.ri.shape[1:], dtype=np.complex64)

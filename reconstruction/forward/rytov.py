@@ -20,11 +20,11 @@ phase at Δn = 0.02 to 1.7 % at Δn = 0.06 (``docs/forward_models.md``).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Unpack
 
 import numpy as np
 
-from reconstruction.forward._propagate import filter_pupil, frequency_grid, prepare_forward, pupil_mask
+from reconstruction.forward._propagate import ForwardOptions, filter_pupil, frequency_grid, prepare_forward, pupil_mask
 from reconstruction.forward.born import born_scattered_envelopes
 
 __all__ = ["rytov_fields"]
@@ -34,33 +34,16 @@ def rytov_fields(
     ri,
     voxel_size_um,
     *,
-    wavelength_um: float,
-    medium_index: float,
-    objective_na: float,
-    illumination_na=None,
-    angles=None,
-    rotation_axis: str = "y",
     progress: Callable[[int, int], object] | None = None,
-    snap: bool = True,
-    pad_px=None,
+    **options: Unpack[ForwardOptions],
 ) -> np.ndarray:
     """Fields u/u0 in the focal plane in the first Rytov approximation (module docstring).
 
-    Parameters and return value as :func:`reconstruction.forward.bpm.bpm_fields`.
+    Parameters and return value as :func:`reconstruction.forward.bpm.bpm_fields` (``progress``
+    and the shared keywords ``**options``, without ``batch_size`` and ``wide_angle``).
     Returns (A, Y, X) complex64 P[exp(φ_s)] with φ_s = u_s^Born/u_in at z = 0.
     """
-    setup = prepare_forward(
-        ri,
-        voxel_size_um,
-        wavelength_um=wavelength_um,
-        medium_index=medium_index,
-        objective_na=objective_na,
-        illumination_na=illumination_na,
-        angles=angles,
-        rotation_axis=rotation_axis,
-        snap=snap,
-        pad_px=pad_px,
-    )
+    setup = prepare_forward(ri, voxel_size_um, **options)
     phi = born_scattered_envelopes(setup, within_pupil=False, progress=progress)
     qy, qx = frequency_grid(setup.padded_shape_yx, setup.voxel_size_um[1:])
     out = np.empty((setup.n_frames,) + setup.ri.shape[1:], dtype=np.complex64)

@@ -187,22 +187,17 @@ def rytov_field(u, unwrapped_phase=None):
     """Rytov field u_R = ln|u/u0| + iφ of one frame of u/u0 (complex64).
 
     ``unwrapped_phase`` (Y, X) is φ when known; otherwise the phase of u is unwrapped here
-    (2D quality-guided unwrapping, skipped when no neighbour step exceeds 0.9π) and shifted by a multiple of 2π so that its median over
-    the frame's border (the background, φ ≈ 0) lies in (−π, π].
+    (:func:`reconstruction.fields.unwrap.unwrap_about_border`: exact path integration of a
+    residue-free phase, quality-guided unwrapping otherwise) and shifted by a multiple of 2π
+    so that its median over the frame's border (the background, φ ≈ 0) lies in (−π, π].
     """
     u = np.asarray(u)
     amp = np.abs(u).astype(np.float32)
-    tiny = np.float32(1e-12)
-    np.maximum(amp, tiny, out=amp)
+    np.maximum(amp, np.float32(1e-12), out=amp)
     if unwrapped_phase is None:
-        phi = np.angle(u).astype(np.float32)
-        # a phase without neighbour jumps beyond ±π·0.9 (weak objects) is already unwrapped
-        if np.abs(np.diff(phi, axis=0)).max() > 0.9 * np.pi or np.abs(np.diff(phi, axis=1)).max() > 0.9 * np.pi:
-            from skimage.restoration import unwrap_phase
+        from reconstruction.fields.unwrap import unwrap_about_border
 
-            phi = unwrap_phase(phi.astype(np.float64)).astype(np.float32)
-        border = np.concatenate([phi[0], phi[-1], phi[:, 0], phi[:, -1]])
-        phi -= np.float32(2 * np.pi * np.round(np.median(border) / (2 * np.pi)))
+        phi = unwrap_about_border(u)
     else:
         phi = np.asarray(unwrapped_phase, np.float32)
     out = np.empty(u.shape, np.complex64)
