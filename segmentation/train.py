@@ -382,13 +382,11 @@ def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_
     if user_classes:
         names = list(ccfg.get("classes", [])) + [c for c in user_classes if c not in ccfg.get("classes", [])]
         ccfg = {**ccfg, "classes": names}
-        cvols = [to_training_grid(v, ccfg["voxel_size_um"]) for v in vols]
-        ctrain = [to_training_grid(v, ccfg["voxel_size_um"]) for v in train]
-        cval = [to_training_grid(v, ccfg["voxel_size_um"]) for v in val]
-        xt, yt = classifier_dataset(ctrain, ccfg, names)
-        xv, yv = classifier_dataset(cval, ccfg, names)
+        # cell_crops interpolates each crop onto the classifier's grid from any voxel size
+        xt, yt = classifier_dataset(train, ccfg, names)
+        xv, yv = classifier_dataset(val, ccfg, names)
         if len(xv) == 0:  # no labelled cell in the validation volumes: hold out a quarter of the cells
-            xa, ya = classifier_dataset(cvols, ccfg, names)
+            xa, ya = classifier_dataset(vols, ccfg, names)
             perm = rng.permutation(len(xa))
             k = max(1, len(xa) // 4)
             xt, yt, xv, yv = xa[perm[k:]], ya[perm[k:]], xa[perm[:k]], ya[perm[:k]]
@@ -406,7 +404,8 @@ def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_
                                                lr=1e-3 if init_c is not None else 2e-3, seed=seed, log=log)
         ccfg = {**ccfg, "temperature": temp, "trained_on": str(data_dir), "init": init, "history": chist}
         save_weights(cmodel, ccfg, out_dir, "classifier")
-        metrics["classifier"] = {"val_accuracy": chist[-1].get("val_accuracy") if chist else None, "temperature": temp,
+        accs = [h["val_accuracy"] for h in chist if "val_accuracy" in h]
+        metrics["classifier"] = {"val_accuracy": max(accs) if accs else None, "temperature": temp,
                                  "n_train_cells": int(len(xt)), "n_val_cells": int(len(xv))}
     elif init == "shipped":
         for suf in (".pt", ".json"):

@@ -406,6 +406,36 @@ def test_qc_flags_corrupted_garbage_and_outlier_frames():
     assert fs.metadata["excluded_frames"] == fs.excluded
 
 
+def test_qc_keeps_noise_free_oblique_frames_and_flags_corrupt_ones():
+    """Noise-free first-Born fields of a sphere (Δn 0.01, r 1 µm) at normal incidence and on
+    a ring at NA_ill 1.1: every frame is valid although ⟨|φ|⟩ grows by 1/cosθ = 1.76 on the
+    ring (∫φ dA = k0∫Δn dV / cosθ; without the obliquity correction the normal-incidence
+    frame is the outlier, z < −5), while a second sphere drifting into one frame (mass × 2,
+    ln 2 = 0.69 ≫ the 0.37 the 7.4 % spread floor tolerates at z = 5) and a failed tilt fit
+    (a ±1 rad ramp across another frame) are rejected as outliers."""
+    from test_tomography import born_sphere_fields, ring_illuminations
+
+    nas, kins = ring_illuminations(rings=(1.1,), per_ring=(12,))
+    sphere = [(1.0, NM + 0.01, (0.0, 0.0, 0.0))]
+    ub = born_sphere_fields(48, sphere, kins)
+    ub[5] = born_sphere_fields(48, sphere + [(1.0, NM + 0.01, (0.0, 1.2, -1.5))], kins[5:6])[0]
+    fields = np.exp(ub).astype(np.complex64)
+    ramp = np.linspace(-1.0, 1.0, 48, dtype=np.float32)[None, :]
+    fields[9] *= np.exp(1j * ramp)
+    acq = Acquisition("illumination-scan", LAM, 0.1, NM, NA, fields=fields, illumination_na=nas)
+    fs = retrieve_fields(acq)
+    excluded = dict(fs.excluded)
+    assert set(excluded) == {5, 9}
+    assert "outlier" in excluded[5] and "outlier" in excluded[9]
+    clean = np.delete(np.arange(len(nas)), [5, 9])
+    cos_theta = np.array([r["obliquity_cos"] for r in fs.qc])
+    assert cos_theta[0] == 1.0 and np.allclose(cos_theta[1:], math.sqrt(1 - (1.1 / NM) ** 2))
+    assert max(abs(fs.qc[i]["z_phase"]) for i in clean) < 2.0
+    # the physics the correction removes: uncorrected, the valid normal-incidence frame stands out
+    valid_raw, rep_raw = frame_qc(fields[clean], fs.unwrapped_phase()[clean])
+    assert not valid_raw[0] and rep_raw[0]["z_phase"] < -5
+
+
 def test_frame_qc_counts_residues_of_noise():
     """A frame of random phase has a residue density near 1/3 (each 2×2 loop of independent
     uniform phases circulates with probability 1/3); a smooth phase has none."""

@@ -7,7 +7,7 @@ import pytest
 
 from holo.conventions import medium_wavenumber, vacuum_wavenumber
 from reconstruction.forward import born_fields, bpm_fields, rytov_fields, snap_illumination_na
-from reconstruction.forward._propagate import grid_coordinates
+from reconstruction.forward._propagate import WIDE_ANGLE_KZ_FLOOR, envelope_kz, frequency_grid, grid_coordinates, wide_angle_kernels
 
 LAM = 0.532
 NM = 1.337
@@ -73,6 +73,37 @@ def test_uniform_slab_phase_is_exact(na_x):
     assert np.allclose(born, 1.0 + 1j * first_order, rtol=1e-5, atol=1e-5)
     if na_x > 0:
         assert exact > K0 * dn * length * 1.1  # the tilt lengthens the path by 1/cos θ
+
+
+@pytest.mark.parametrize("na_x", [0.0, 0.9])
+def test_wide_angle_kernels_give_the_slab_phase_of_each_direction(na_x):
+    # Across a uniform slab of thickness dz with s = k0²(n² − n_m²), a plane wave of axial
+    # wave number k_z gains φ(k_z) = (√(k_z² + s) − k_z) dz relative to the medium. The screen
+    # gives every direction the illumination's φ(k_in,z); H1·s + H2·s² must add the rest,
+    # φ(k_z) − φ(k_in,z), up to the remainder of the expansion s/(2k) − s²/(8k³) + s³/(16k⁵)
+    # − 5s⁴/(128k⁷) + …. For s > 0 the series alternates with decreasing terms (5s/(8k²) < 0.5
+    # down to the k_z floor), so each direction's remainder is at most s³dz/(16 k⁵): the
+    # tolerance is the sum for the two directions (+1e-12 for float64 round-off). Evanescent
+    # components get nothing; grazing ones (k_z below the floor) are not the expansion's and
+    # are left out of the comparison. H1 alone misses this bound ~10× (the s² term matters).
+    n, dx, dz, dn = 64, 0.1, 0.2, 0.02
+    s = K0**2 * ((NM + dn) ** 2 - NM**2)
+    qy, qx = frequency_grid((n, n), dx)
+    kin_x = K0 * na_x
+    kin_z = np.sqrt(KM**2 - kin_x**2)
+    delta, prop = envelope_kz(qy, qx, kin_x, 0.0, KM)
+    h1, h2 = wide_angle_kernels(delta, prop, kin_z, KM, dz, dtype=np.complex128)
+    assert np.all(h1[~prop] == 0) and np.all(h2[~prop] == 0) and (~prop).any()
+    kz = delta + kin_z
+    ok = prop & (kz > WIDE_ANGLE_KZ_FLOOR * KM)
+    phase = lambda k: (np.sqrt(k * k + s) - k) * dz  # noqa: E731
+    wanted = phase(kz[ok]) - phase(kin_z)
+    got = (h1[ok] * s + h2[ok] * s * s) / 1j
+    bound = s**3 / 16 * dz * (1 / kz[ok] ** 5 + 1 / kin_z**5) + 1e-12
+    assert np.all(np.abs(got.imag) < 1e-15)
+    assert np.all(np.abs(got.real - wanted) <= bound)
+    # the illumination direction itself (q = 0) gets no correction (float64 round-off)
+    assert abs(h1[0, 0]) <= 1e-9 * dz / kin_z and abs(h2[0, 0]) <= 1e-9 * dz / kin_z**3
 
 
 def test_absorbing_slab_attenuates_as_beer_lambert():

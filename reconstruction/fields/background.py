@@ -24,7 +24,6 @@ angle(u) = W(φ_u).
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 __all__ = ["object_mask", "fit_polynomial", "remove_background"]
 
@@ -93,6 +92,8 @@ def object_mask(
     with np.errstate(invalid="ignore"):
         mask = ~(dp <= tp) | ~(da <= ta)
     if dilate_px > 0:
+        from scipy import ndimage
+
         size = 2 * int(dilate_px) + 1
         m8 = ndimage.maximum_filter1d(mask.view(np.uint8), size, axis=-1, mode="nearest")
         mask = ndimage.maximum_filter1d(m8, size, axis=-2, mode="nearest").view(bool)

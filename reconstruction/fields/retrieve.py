@@ -452,7 +452,10 @@ def _refocus_stage(fields, pixel, acq, illum, refocus_um, autofocus, z_range, de
 def _finish(acq, fields, phase, pixel, illum, fit_info, qc, meta) -> FieldSet:
     a = fields.shape[0]
     if qc:
-        valid, reports = frame_qc(fields, phase)
+        scan = acq.geometry == "illumination-scan" and illum is not None
+        valid, reports = frame_qc(
+            fields, phase, illumination_na=illum if scan else None, medium_index=acq.medium_index if scan else None
+        )
     else:
         valid = np.ones(a, bool)
         reports = [{"frame": i, "valid": True, "reasons": []} for i in range(a)]

@@ -1,5 +1,5 @@
 """Shared helpers of the forward models: grids, illumination, angular-spectrum propagation,
-objective pupil, sample rotation and frame batching.
+objective pupil, the kernels of the multi-slice BPM, sample rotation and frame batching.
 
 Conventions are those of :mod:`holo.conventions` (µm, (Z, Y, X), e^{-iωt}, plane wave
 e^{+ikz}, u/u0 in the focal plane z = 0).
@@ -48,6 +48,10 @@ __all__ = [
     "envelope_propagator",
     "pupil_mask",
     "filter_pupil",
+    "WIDE_ANGLE_KZ_FLOOR",
+    "wide_angle_kernels",
+    "SlabKernels",
+    "slab_kernels",
     "rotate_volume",
     "ForwardSetup",
     "ForwardOptions",
@@ -202,6 +206,104 @@ def filter_pupil(v: np.ndarray, pupil: np.ndarray) -> np.ndarray:
     spec = sfft.fft2(v, axes=(-2, -1), workers=-1)
     spec *= pupil
     return sfft.ifft2(spec, axes=(-2, -1), workers=-1)
+
+
+# -- multi-slice kernels ---------------------------------------------------------------------
+#: floor of k_z/k_m in :func:`wide_angle_kernels` (cos 78.5°): grazing waves get at most 5×
+#: the weight of the illumination direction
+WIDE_ANGLE_KZ_FLOOR = 0.2
+
+
+def wide_angle_kernels(delta_kz, propagating, kin_z, medium_k: float, dz_um: float, *, dtype=np.complex64) -> tuple[np.ndarray, np.ndarray]:
+    """Kernels (H1, H2) of the wide-angle correction of one slab of the multi-slice BPM.
+
+    After the phase screen of a slab of thickness dz and source s = k0²(n² − n_m²) = −f
+    (:mod:`holo.conventions`), the envelope spectrum gets
+
+        V ← V + H1 · F[s v] + H2 · F[s² v],
+        H1(q) =  (i dz/2) (1/k_z − 1/k_in,z),
+        H2(q) = −(i dz/8) (1/k_z³ − 1/k_in,z³),
+
+    the first two orders of √(k_z² + s) − k_z = s/(2k_z) − s²/(8k_z³) + …, the phase a plane
+    wave of transverse wave vector q + k_in⊥ gains across the slab, less what the screen
+    already gives the illumination direction (derivation: :mod:`reconstruction.forward.bpm`,
+    equation (W)). Here k_z = k_z(q + k_in⊥) = Δk_z + k_in,z, floored at
+    :data:`WIDE_ANGLE_KZ_FLOOR` · k_m; both kernels are 0 on evanescent components.
+
+    Parameters
+    ----------
+    delta_kz, propagating : (…, Y, X) arrays
+        Δk_z = k_z(q + k_in⊥) − k_in,z and the propagating mask, from :func:`envelope_kz`.
+    kin_z : float or (B, 1, 1) array
+        k_in,z of the illumination(s), rad/µm.
+    medium_k : float
+        k_m = 2π n_m/λ, rad/µm.
+    dz_um : float
+        Slab thickness, µm.
+    dtype : complex dtype
+        Of the returned kernels (computed in float64, then cast).
+
+    Returns
+    -------
+    (H1, H2) : (…, Y, X) arrays of ``dtype``
+        H1 in µm² and H2 in µm⁴ (s is in 1/µm², so H1·s and H2·s² are dimensionless).
+    """
+    kin_z = np.asarray(kin_z, dtype=np.float64)
+    if not np.all(kin_z > 0):
+        raise ValueError("kin_z must be positive (a propagating illumination)")
+    dz = float(dz_um)
+    kz = np.maximum(delta_kz + kin_z, WIDE_ANGLE_KZ_FLOOR * float(medium_k))
+    h1 = np.where(propagating, 0.5j * dz * (1.0 / kz - 1.0 / kin_z), 0.0).astype(dtype)
+    h2 = np.where(propagating, -0.125j * dz * (1.0 / kz**3 - 1.0 / kin_z**3), 0.0).astype(dtype)
+    return h1, h2
+
+
+@dataclass(frozen=True)
+class SlabKernels:
+    """Constants of the multi-slice BPM for one batch of B illuminations (:func:`slab_kernels`)."""
+
+    kin_perp2: np.ndarray  # |k_in⊥|², (B, 1, 1) float64, rad²/µm²
+    kin_z: np.ndarray  # k_in,z, (B, 1, 1) float64, rad/µm
+    delta_kz: np.ndarray  # k_z(q + k_in⊥) − k_in,z, (B, Y, X) float64 (0 where evanescent)
+    propagating: np.ndarray  # (B, Y, X) bool
+    step: np.ndarray  # envelope propagator over one slab dz, (B, Y, X) complex64
+    pupil: np.ndarray  # objective pupil on the envelope spectrum, (B, Y, X) bool
+    wide: tuple[np.ndarray, np.ndarray] | None  # (H1, H2) of wide_angle_kernels, or None
+
+    def propagator(self, distance_um: float) -> np.ndarray:
+        """Envelope propagator over ``distance_um`` (:func:`envelope_propagator`), complex64."""
+        return envelope_propagator(self.delta_kz, self.propagating, distance_um)
+
+
+def slab_kernels(setup: ForwardSetup, kin, *, wide_angle: bool = True, wide_dtype=np.complex64) -> SlabKernels:
+    """Kernels of the multi-slice BPM on the padded lateral grid of ``setup`` for the
+    illuminations ``kin`` ((B, 3) wave vectors (k_x, k_y, k_z), rad/µm).
+
+    The propagator (1) over the slab thickness dz = ``setup.voxel_size_um[0]``, the pupil
+    (:func:`pupil_mask`) and, with ``wide_angle``, the kernels of :func:`wide_angle_kernels`
+    (cast to ``wide_dtype``), all in the spectrum layout of :func:`frequency_grid` on
+    ``setup.padded_shape_yx``.
+    """
+    kin = np.asarray(kin, dtype=np.float64)
+    if kin.ndim != 2 or kin.shape[1] != 3:
+        raise ValueError(f"kin must have shape (B, 3) as (k_x, k_y, k_z), got {kin.shape}")
+    nb = kin.shape[0]
+    kx = kin[:, 0].reshape(nb, 1, 1)
+    ky = kin[:, 1].reshape(nb, 1, 1)
+    kzin = kin[:, 2].reshape(nb, 1, 1)
+    dz = setup.voxel_size_um[0]
+    km = medium_wavenumber(setup.wavelength_um, setup.medium_index)
+    qy, qx = frequency_grid(setup.padded_shape_yx, setup.voxel_size_um[1:])
+    delta, prop = envelope_kz(qy, qx, kx, ky, km)
+    return SlabKernels(
+        kin_perp2=kx * kx + ky * ky,
+        kin_z=kzin,
+        delta_kz=delta,
+        propagating=prop,
+        step=envelope_propagator(delta, prop, dz),
+        pupil=pupil_mask(qy, qx, kx, ky, setup.wavelength_um, setup.objective_na),
+        wide=wide_angle_kernels(delta, prop, kzin, km, dz, dtype=wide_dtype) if wide_angle else None,
+    )
 
 
 # -- sample rotation -------------------------------------------------------------------------

@@ -1,20 +1,21 @@
 """Differentiable multi-slice BPM in torch, the same physics as :mod:`reconstruction.forward.bpm`.
 
-The grids, illumination wave vectors, envelope propagators and pupils are built by the NumPy
-helpers of :mod:`reconstruction.forward._propagate` and converted to torch tensors; only the
-split-step loop is written here, so that autograd gives the gradient of a loss with respect
-to the RI volume. Per frame (illumination k_in), with v the envelope u/u0 (v = 1 before the
-sample), z_j the slab centres and dz the slab thickness:
+The grids, illumination wave vectors, envelope propagators, pupils and wide-angle kernels are
+built by the NumPy model's :func:`reconstruction.forward._propagate.slab_kernels` and
+converted to torch tensors; only the split-step loop is written here, so that autograd gives
+the gradient of a loss with respect to the RI volume. Per frame (illumination k_in), with v
+the envelope u/u0 (v = 1 before the sample), z_j the slab centres, dz the slab thickness and
+s_j = k0²(n_j² − n_m²):
 
     v ← P(z_j − z_{j−1}) v,    v ← v · exp(i [√((k0 n_j)² − |k_in⊥|²) − k_in,z] dz),
-    V ← V + H1 · F[k0²(n_j² − n_m²) v] (+ H2 · F[(k0²(n_j² − n_m²))² v]),
+    V ← V + H1 · F[s_j v] + H2 · F[s_j² v],
 
-(the last line the wide-angle correction of the scattered field, with the same kernels as the
-NumPy model),
-then v ← pupil · P(−z_last) v (back to the focal plane z = 0). P(d) multiplies the 2D
-spectrum by exp(i [k_z(q + k_in⊥) − k_in,z] d) (evanescent components dropped). A lateral
-guard band of medium (``pad_px``) is added around the volume and cropped from the result,
-exactly as in the NumPy model. For sample rotation each frame sees the volume turned by its
+(the last line the wide-angle correction of the scattered field, H1 and H2 of
+:func:`reconstruction.forward._propagate.wide_angle_kernels`, left out with
+``wide_angle=False``), then v ← pupil · P(−z_last) v (back to the focal plane z = 0). P(d)
+multiplies the 2D spectrum by exp(i [k_z(q + k_in⊥) − k_in,z] d) (evanescent components
+dropped). A lateral guard band of medium (``pad_px``) is added around the volume and cropped
+from the result, exactly as in the NumPy model. For sample rotation each frame sees the volume turned by its
 angle about the rotation axis (same matrix and grid origin as
 :func:`reconstruction.forward._propagate.rotate_volume`, trilinear interpolation through
 ``torch.nn.functional.grid_sample``, so the rotation is differentiable too) and normal
@@ -23,17 +24,18 @@ incidence.
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import numpy as np
 import torch
 
-from holo.conventions import medium_wavenumber, vacuum_wavenumber
+from holo.conventions import vacuum_wavenumber
 from reconstruction.forward._propagate import (
-    envelope_kz,
-    envelope_propagator,
-    frequency_grid,
+    ForwardOptions,
+    grid_coordinates,
     prepare_forward,
-    pupil_mask,
     rotation_matrix_zyx,
+    slab_kernels,
 )
 
 __all__ = ["TorchBPM"]
@@ -46,23 +48,20 @@ class TorchBPM:
     ----------
     shape_zyx : (Z, Y, X)
         Volume shape (the lateral grid is the field grid).
-    voxel_size_um : (dz, dy, dx)
-    wavelength_um, medium_index, objective_na : float
-        Optics (:mod:`holo.conventions`).
-    illumination_na : (A, 2) array, optional
-        (NA_x, NA_y) of each frame (illumination scan), used as given (the envelope
-        propagator needs no periodicity of the illumination on the grid).
-    angles : (A,) array, optional
-        Rotation angles in radians (sample rotation, normal incidence).
-    rotation_axis : {"y", "x"}
-    pad_px : int or (py, px), optional
-        Lateral guard band of medium per side; default as the NumPy model.
+    voxel_size_um : float or (dz, dy, dx)
     device : str or torch.device
     dtype : torch.float32 or torch.float64
         Real precision (complex64 / complex128 fields).
     wide_angle : bool
         Apply the NumPy model's wide-angle correction of each slab's scattered field
         (:func:`reconstruction.forward.bpm.bpm_fields`), on by default as there.
+    **options : :class:`~reconstruction.forward._propagate.ForwardOptions`
+        The forward-model keywords, as for :func:`reconstruction.forward.bpm.bpm_fields`:
+        ``wavelength_um``, ``medium_index``, ``objective_na`` (required),
+        ``illumination_na`` (illumination scan) or ``angles`` (sample rotation, normal
+        incidence) with ``rotation_axis``, ``pad_px`` (default as the NumPy model). ``snap``
+        defaults to False here: the illumination NAs are used as given (the envelope
+        propagator needs no periodicity of the illumination on the grid).
     """
 
     def __init__(
@@ -70,33 +69,19 @@ class TorchBPM:
         shape_zyx,
         voxel_size_um,
         *,
-        wavelength_um: float,
-        medium_index: float,
-        objective_na: float,
-        illumination_na=None,
-        angles=None,
-        rotation_axis: str = "y",
-        pad_px=None,
         device="cpu",
         dtype=torch.float32,
         wide_angle: bool = True,
+        **options: Unpack[ForwardOptions],
     ):
         shape = tuple(int(s) for s in shape_zyx)
-        probe = np.full((1,) + shape[1:], float(medium_index), np.float32)
-        self.setup = prepare_forward(
-            probe,
-            voxel_size_um,
-            wavelength_um=wavelength_um,
-            medium_index=medium_index,
-            objective_na=objective_na,
-            illumination_na=illumination_na,
-            angles=angles,
-            rotation_axis=rotation_axis,
-            snap=False,
-            pad_px=pad_px,
-        )
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"shape_zyx must be a (Z, Y, X) shape, got {shape_zyx!r}")
+        # one slab of a valid index: prepare_forward only needs the lateral grid of the volume
+        probe = np.ones((1,) + shape[1:], np.float32)
+        self.setup = prepare_forward(probe, voxel_size_um, **{"snap": False, **options})
         self.angles = self.setup.angles
-        self.rotation_axis = rotation_axis
+        self.rotation_axis = self.setup.rotation_axis
         self._cache = {}
         self.shape = shape
         self.voxel_size_um = self.setup.voxel_size_um
@@ -104,13 +89,10 @@ class TorchBPM:
         self.device = torch.device(device)
         self.dtype = dtype
         self.cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-        self.k0 = vacuum_wavenumber(wavelength_um)
-        self.km = medium_wavenumber(wavelength_um, medium_index)
-        self.medium_index = float(medium_index)
-        self.qy, self.qx = frequency_grid(self.setup.padded_shape_yx, self.voxel_size_um[1:])
+        self.k0 = vacuum_wavenumber(self.setup.wavelength_um)
+        self.medium_index = self.setup.medium_index
         self.kin = self.setup.kin  # (A, 3) (k_x, k_y, k_z)
-        dz = self.voxel_size_um[0]
-        self.z_um = (np.arange(shape[0]) - shape[0] // 2) * dz
+        self.z_um = grid_coordinates(shape[0], self.voxel_size_um[0])
 
     @property
     def n_frames(self) -> int:
@@ -124,36 +106,21 @@ class TorchBPM:
         return self._cache[key]
 
     def _make_kernels(self, idx):
-        """Slab-to-slab propagator, final back-propagator × pupil, wide-angle terms, screen terms."""
-        from reconstruction.forward import bpm as _np_bpm
-
-        kin = self.kin[idx]
-        nb = kin.shape[0]
-        kx = kin[:, 0].reshape(nb, 1, 1)
-        ky = kin[:, 1].reshape(nb, 1, 1)
-        kzin = kin[:, 2].reshape(nb, 1, 1)
-        dz = self.voxel_size_um[0]
-        delta, prop = envelope_kz(self.qy, self.qx, kx, ky, self.km)
-        step = envelope_propagator(delta, prop, dz)
-        pupil = pupil_mask(self.qy, self.qx, kx, ky, self.setup.wavelength_um, self.setup.objective_na)
-        final = envelope_propagator(delta, prop, -float(self.z_um[-1])) * pupil
-        to = dict(device=self.device)
+        """Slab-to-slab propagator, final back-propagator × pupil, screen terms and the
+        wide-angle kernels (H1, H2) or None: the NumPy model's
+        :func:`reconstruction.forward._propagate.slab_kernels` as tensors."""
+        # H1, H2 are computed in float64 and cast once, to the model's complex dtype
+        ker = slab_kernels(self.setup, self.kin[idx], wide_angle=self.wide_angle, wide_dtype=np.complex128)
+        final = ker.propagator(-float(self.z_um[-1])) * ker.pupil
 
         def c(a):
-            return torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=np.complex128))).to(dtype=self.cdtype, **to)
+            return torch.as_tensor(np.ascontiguousarray(a, dtype=np.complex128)).to(dtype=self.cdtype, device=self.device)
 
         def r(a):
-            return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(dtype=self.dtype, **to)
+            return torch.as_tensor(np.asarray(a, dtype=np.float64)).to(dtype=self.dtype, device=self.device)
 
-        wide = wide2 = None
-        if self.wide_angle:
-            # the NumPy model's wide-angle correction of the slab's scattered field:
-            # H1(q) = (i dz/2)(1/k_z − 1/k_in,z), H2(q) = −(i dz/8)(1/k_z³ − 1/k_in,z³)
-            kz = np.maximum(delta + kzin, getattr(_np_bpm, "_KZ_FLOOR", 0.2) * self.km)
-            wide = c(np.where(prop, 0.5j * dz * (1.0 / kz - 1.0 / kzin), 0.0))
-            if getattr(_np_bpm, "SECOND", True):
-                wide2 = c(np.where(prop, -0.125j * dz * (1.0 / kz**3 - 1.0 / kzin**3), 0.0))
-        return c(step), c(final), r(kx * kx + ky * ky), r(kzin), wide, wide2
+        wide = None if ker.wide is None else tuple(c(h) for h in ker.wide)
+        return c(ker.step), c(final), r(ker.kin_perp2), r(ker.kin_z), wide
 
     def _pad(self, ri):
         py, px = self.setup.pad_px
@@ -199,7 +166,7 @@ class TorchBPM:
         rotation each frame propagates through :meth:`rotated`.
         """
         idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
-        step, final, kperp2, kzin, wide, wide2 = self._kernels(idx)
+        step, final, kperp2, kzin, wide = self._kernels(idx)
         dz = float(self.voxel_size_um[0])
         k0 = float(self.k0)
         if self.angles is not None:
@@ -209,7 +176,6 @@ class TorchBPM:
             kn2 = (k0 * self._pad(ri)).square().unsqueeze(1)
         n_slabs = kn2.shape[0]
         # screens of all slabs at once: (Z, B, Yp, Xp); √ clamped away from 0 (finite gradient)
-        kn2 = kn2
         kz = torch.sqrt(torch.clamp(kn2 - kperp2, min=1e-6))
         screens = torch.polar(torch.ones_like(kz), (kz - kzin) * dz)
         del kz
@@ -219,9 +185,9 @@ class TorchBPM:
             v = screens[j] if spec is None else torch.fft.ifft2(spec * step) * screens[j]
             spec = torch.fft.fft2(v)
             if wide is not None:
+                h1, h2 = wide
                 src = v * src_w[j]
-                spec = spec + wide * torch.fft.fft2(src)
-                if wide2 is not None:
-                    spec = spec + wide2 * torch.fft.fft2(src * src_w[j])
+                spec = spec + h1 * torch.fft.fft2(src)
+                spec = spec + h2 * torch.fft.fft2(src * src_w[j])
         v = torch.fft.ifft2(spec * final)
         return self._crop(v)

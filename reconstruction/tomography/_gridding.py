@@ -22,7 +22,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["spread_frame", "normalise_and_centre"]
+__all__ = ["spread_frames", "normalise_and_centre", "coarsen_z"]
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
@@ -33,6 +33,48 @@ def _wrap(i, n):
     return i % n
 
 
+#: Fractional offsets closer than this to a grid point are snapped onto it (in grid steps).
+#: Lateral cap samples of an illumination scan fall exactly on grid planes up to float64
+#: round-off (~1e-12); without the snap each would also write weights ~1e-12 to the
+#: neighbouring plane (4× the writes for nothing). Moving a sample by 1e-6 of a step is a
+#: phase ramp of at most π·1e-6 rad across the volume, far below float32 accumulation error.
+_SNAP = 1e-6
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _corners(f, n):
+    """The two grid points around the fractional signed index f along an axis of n points:
+    (i0, w0, i1, w1), unshifted FFT indices with the linear weights 1 − t and t
+    (t = f − ⌊f⌋). A point beyond the Nyquist range, or without weight, gets w = 0."""
+    j0 = math.floor(f)
+    t = f - j0
+    if t < _SNAP:
+        t = 0.0
+    elif t > 1.0 - _SNAP:
+        j0 += 1
+        t = 0.0
+    i0 = _wrap(j0, n)
+    i1 = _wrap(j0 + 1, n)
+    w0 = 1.0 - t if i0 >= 0 else 0.0
+    w1 = t if i1 >= 0 else 0.0
+    return i0, w0, i1, w1
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _add_row(num, den, iz, iy, w, ix0, wx0, ix1, wx1, vr, vi):
+    """Add w·wx·(vr + i·vi) and w·wx to voxels (iz, iy, ix0) and (iz, iy, ix1)."""
+    if w <= 0.0:
+        return
+    a = w * wx0
+    if a > 0.0:
+        num[iz, iy, ix0] += complex(a * vr, a * vi)
+        den[iz, iy, ix0] += a
+    a = w * wx1
+    if a > 0.0:
+        num[iz, iy, ix1] += complex(a * vr, a * vi)
+        den[iz, iy, ix1] += a
+
+
 @numba.njit(cache=True, fastmath=True)
 def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi):
     """Add w·(vr + i·vi) and w to the 8 voxels around the fractional index (fz, fy, fx).
@@ -41,56 +83,44 @@ def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi):
     written (this thread's slab); indices beyond the grid's Nyquist range are dropped.
     """
     nz, ny, nx = num.shape
-    z0 = math.floor(fz)
-    y0 = math.floor(fy)
-    x0 = math.floor(fx)
-    for jz in range(z0, z0 + 2):
-        iz = _wrap(jz, nz)
-        if iz < z_lo or iz >= z_hi:
-            continue
-        wz = 1.0 - abs(fz - jz)
-        if wz <= 0.0:
-            continue
-        for jy in range(y0, y0 + 2):
-            iy = _wrap(jy, ny)
-            if iy < 0:
-                continue
-            wy = wz * (1.0 - abs(fy - jy))
-            if wy <= 0.0:
-                continue
-            for jx in range(x0, x0 + 2):
-                ix = _wrap(jx, nx)
-                if ix < 0:
-                    continue
-                w = wy * (1.0 - abs(fx - jx))
-                if w <= 0.0:
-                    continue
-                num[iz, iy, ix] += complex(w * vr, w * vi)
-                den[iz, iy, ix] += w
+    iz0, wz0, iz1, wz1 = _corners(fz, nz)
+    if iz0 < z_lo or iz0 >= z_hi:
+        wz0 = 0.0
+    if iz1 < z_lo or iz1 >= z_hi:
+        wz1 = 0.0
+    if wz0 <= 0.0 and wz1 <= 0.0:
+        return
+    iy0, wy0, iy1, wy1 = _corners(fy, ny)
+    ix0, wx0, ix1, wx1 = _corners(fx, nx)
+    _add_row(num, den, iz0, iy0, wz0 * wy0, ix0, wx0, ix1, wx1, vr, vi)
+    _add_row(num, den, iz0, iy1, wz0 * wy1, ix0, wx0, ix1, wx1, vr, vi)
+    _add_row(num, den, iz1, iy0, wz1 * wy0, ix0, wx0, ix1, wx1, vr, vi)
+    _add_row(num, den, iz1, iy1, wz1 * wy1, ix0, wx0, ix1, wx1, vr, vi)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, hermitian, num, den, n_threads):
-    """Spread one frame's Ewald cap into the accumulators ``num`` (complex64) and ``den``.
+def spread_frames(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, hermitian, num, den, n_threads):
+    """Spread the Ewald caps of a batch of frames into the accumulators ``num`` (complex64)
+    and ``den``.
 
     Parameters
     ----------
-    spec : (Ny, Nx) complex64
-        Û(q): continuous 2D Fourier transform of the Rytov/Born field u_R(r⊥) (already
-        multiplied by the pixel area, centred on the frame centre) and divided by the voxel
-        volume of the 3D grid.
+    spec : (B, Ny, Nx) complex64
+        Û(q) of each frame: continuous 2D Fourier transform of the Rytov/Born field u_R(r⊥)
+        (already multiplied by the pixel area, centred on the frame centre) and divided by
+        the voxel volume of the 3D grid.
     qy, qx : (Ny,), (Nx,) float64
         Angular frequencies q of the FFT bins of the frame, rad/µm.
     period_y, period_x : float
         2π/pixel: q is known modulo this period; each bin is unwrapped so that the
         scattered wave vector k_out,⊥ = q + k_in,⊥ lies in the pupil (exact when the field
         u is band-limited to the pupil and sampled at ≤ λ/(2 NA)).
-    kin_zyx : (3,) float64
-        Illumination wave vector (k_z, k_y, k_x), rad/µm, |k_in| = k_m.
+    kin_zyx : (B, 3) float64
+        Illumination wave vector (k_z, k_y, k_x) of each frame, rad/µm, |k_in| = k_m.
     km, k_pupil : float
         k_m = 2π n_m/λ and the pupil radius k0·NA (rad/µm).
-    rot : (3, 3) float64
-        Object-frame K = rot @ lab-frame K, in (z, y, x) order.
+    rot : (B, 3, 3) float64
+        Object-frame K = rot[b] @ lab-frame K, in (z, y, x) order.
     inv_dk_zyx : (3,) float64
         1/ΔK of the 3D grid per axis (ΔK = 2π/(N d)).
     hermitian : bool
@@ -106,41 +136,42 @@ def spread_frame(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, in
     K = k_out − k_in and the sample F(K) = 2i k_z,out Û(q) (Fourier diffraction theorem,
     derived in :mod:`.fdt`).
     """
-    ny, nx = spec.shape
+    nb, ny, nx = spec.shape
     nz = num.shape[0]
-    nthreads = n_threads
-    nchunk = min(nthreads, nz)
-    kz_in = kin_zyx[0]
-    ky_in = kin_zyx[1]
-    kx_in = kin_zyx[2]
+    nchunk = min(n_threads, nz)
     kp2 = k_pupil * k_pupil
     km2 = km * km
     for c in numba.prange(nchunk):
         z_lo = (c * nz) // nchunk
         z_hi = ((c + 1) * nz) // nchunk
-        for iy in range(ny):
-            ky = qy[iy] + ky_in
-            ky = ky - period_y * math.floor(ky / period_y + 0.5)
-            for ix in range(nx):
-                kx = qx[ix] + kx_in
-                kx = kx - period_x * math.floor(kx / period_x + 0.5)
-                kperp2 = kx * kx + ky * ky
-                if kperp2 > kp2 or kperp2 >= km2:
-                    continue
-                kz = math.sqrt(km2 - kperp2)
-                Kz = kz - kz_in
-                Ky = ky - ky_in
-                Kx = kx - kx_in
-                oz = rot[0, 0] * Kz + rot[0, 1] * Ky + rot[0, 2] * Kx
-                oy = rot[1, 0] * Kz + rot[1, 1] * Ky + rot[1, 2] * Kx
-                ox = rot[2, 0] * Kz + rot[2, 1] * Ky + rot[2, 2] * Kx
-                s = spec[iy, ix]
-                # F = 2i k_z Û  ->  (re, im) = 2 k_z (−Im Û, Re Û)
-                vr = -2.0 * kz * s.imag
-                vi = 2.0 * kz * s.real
-                _spread_one(num, den, oz * inv_dk_zyx[0], oy * inv_dk_zyx[1], ox * inv_dk_zyx[2], vr, vi, z_lo, z_hi)
-                if hermitian:
-                    _spread_one(num, den, -oz * inv_dk_zyx[0], -oy * inv_dk_zyx[1], -ox * inv_dk_zyx[2], vr, -vi, z_lo, z_hi)
+        for b in range(nb):
+            kz_in = kin_zyx[b, 0]
+            ky_in = kin_zyx[b, 1]
+            kx_in = kin_zyx[b, 2]
+            r = rot[b]
+            for iy in range(ny):
+                ky = qy[iy] + ky_in
+                ky = ky - period_y * math.floor(ky / period_y + 0.5)
+                for ix in range(nx):
+                    kx = qx[ix] + kx_in
+                    kx = kx - period_x * math.floor(kx / period_x + 0.5)
+                    kperp2 = kx * kx + ky * ky
+                    if kperp2 > kp2 or kperp2 >= km2:
+                        continue
+                    kz = math.sqrt(km2 - kperp2)
+                    Kz = kz - kz_in
+                    Ky = ky - ky_in
+                    Kx = kx - kx_in
+                    oz = (r[0, 0] * Kz + r[0, 1] * Ky + r[0, 2] * Kx) * inv_dk_zyx[0]
+                    oy = (r[1, 0] * Kz + r[1, 1] * Ky + r[1, 2] * Kx) * inv_dk_zyx[1]
+                    ox = (r[2, 0] * Kz + r[2, 1] * Ky + r[2, 2] * Kx) * inv_dk_zyx[2]
+                    s = spec[b, iy, ix]
+                    # F = 2i k_z Û  ->  (re, im) = 2 k_z (−Im Û, Re Û)
+                    vr = -2.0 * kz * s.imag
+                    vi = 2.0 * kz * s.real
+                    _spread_one(num, den, oz, oy, ox, vr, vi, z_lo, z_hi)
+                    if hermitian:
+                        _spread_one(num, den, -oz, -oy, -ox, vr, -vi, z_lo, z_hi)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
