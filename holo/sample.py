@@ -3,8 +3,8 @@
 acquisition (.h5) → reconstruction → segmentation → classification → morphometrics → report;
 a tomogram file (TCF, OME-TIFF, OME-Zarr) enters at segmentation.
 
-Outputs in ``OUT/<sample>/``: ``ri.ome.tif`` (or ``ri.ome.zarr``), ``labels.ome.tif``
-(semantic) and ``instances.ome.tif``, ``cells.csv``, ``report.html`` + ``report.json`` and
+Outputs in ``OUT/<sample>/``: ``ri.ome.tif``, ``labels.ome.tif`` (semantic) and
+``instances.ome.tif`` (or one ``ri.ome.zarr`` holding the RI and both label images), ``cells.csv``, ``report.html`` + ``report.json`` and
 ``provenance.json``. The folder is built under a temporary name and renamed when complete,
 so a failure or an interrupt leaves nothing partial.
 """
@@ -111,11 +111,12 @@ def process_sample(
         cells.insert(0, "sample", name)
         t = _step("measurement", t)
 
-        ri_name = "ri.ome.tif" if options.image_format == "ome-tiff" else "ri.ome.zarr"
-        save_tomogram(tomo, tmp / ri_name)
-        lab_ext = ".ome.tif" if options.image_format == "ome-tiff" else ".ome.zarr"
-        save_labels(seg.semantic, tmp / f"labels{lab_ext}", tomo.voxel_size_um)
-        save_labels(seg.instance, tmp / f"instances{lab_ext}", tomo.voxel_size_um)
+        if options.image_format == "ome-tiff":
+            save_tomogram(tomo, tmp / "ri.ome.tif")
+            save_labels(seg.semantic, tmp / "labels.ome.tif", tomo.voxel_size_um)
+            save_labels(seg.instance, tmp / "instances.ome.tif", tomo.voxel_size_um)
+        else:  # one store: the RI image with its labels inside
+            save_tomogram(tomo, tmp / "ri.ome.zarr", labels={"semantic": seg.semantic, "instances": seg.instance})
         cells.to_csv(tmp / "cells.csv", index=False)
         write_report(tmp, tomo, seg, cells)
         t = _step("writing", t)

@@ -180,3 +180,17 @@ def test_cli_run_exit_codes(inputs, tmp_path):
     assert "Traceback" not in proc.stderr
     usage = subprocess.run([sys.executable, "-m", "holo.cli.main", "run", "-o", str(out)], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_ome_zarr_outputs(inputs, tmp_path):
+    from holo.io import open_path, read_labels
+
+    out = tmp_path / "out"
+    res = run_batch([inputs / "good2.ome.tif"], out, SampleOptions(seg_method="classic", image_format="ome-zarr"))
+    assert [r["name"] for r in res.done] == ["good2"]
+    store = out / "good2" / "ri.ome.zarr"
+    tomo = open_path(store)
+    labels, voxel = read_labels(store)
+    assert set(labels) == {"semantic", "instances"}
+    np.testing.assert_allclose(voxel, tomo.voxel_size_um)
+    assert len(np.unique(labels["instances"])) - 1 == 2  # two spheres

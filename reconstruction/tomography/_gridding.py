@@ -7,12 +7,14 @@ the inverse sample rotation for sample rotation). The physics is in :mod:`.fdt`.
 Spreading is trilinear: a sample at fractional grid position (z, y, x) adds w·value and w
 to the 8 surrounding voxels of ``num`` and ``den`` with w the product of the 1D linear
 weights (1 − t, t). Dividing ``num`` by ``den`` afterwards (density compensation) gives each
-voxel the proximity-weighted mean of the samples within one grid step of it.
+voxel the proximity-weighted mean of the samples within one grid step of it. A sample lying
+on a grid plane (to 1e-6 of a step: the lateral samples of an illumination scan) writes
+only to that plane.
 
 Race-free parallelism: the Z axis of the output is cut into as many slabs as threads;
-each thread walks over all samples of the frame and writes only the corners that fall in
-its own slab (the sample geometry is cheap to recompute, the scattered writes are not
-shared).
+each thread walks over all samples of a batch of frames and writes only the corners that
+fall in its own slab (the sample geometry is cheap to recompute, the scattered writes are
+not shared).
 """
 
 from __future__ import annotations
@@ -211,18 +213,22 @@ def coarsen_z(num_f, den_f, factor, min_weight, num_c, den_c):
         if k > (nz - 1) // 2:
             k -= nz
         jn = (factor * k) % nzf
+        # the coarse plane as the weighted sum of the fine planes around it
         for iy in range(ny):
             for ix in range(nx):
-                sn = 0j
-                sd = 0.0
-                for d in range(-factor + 1, factor):
-                    j = (factor * k + d) % nzf
-                    c = 1.0 - abs(d) / factor
-                    sn += c * num_f[j, iy, ix]
-                    sd += c * den_f[j, iy, ix]
+                num_c[kc, iy, ix] = num_f[jn, iy, ix]
+                den_c[kc, iy, ix] = den_f[jn, iy, ix]
+        for d in range(1, factor):
+            c = np.float32(1.0 - d / factor)
+            jm = (factor * k - d) % nzf
+            jp = (factor * k + d) % nzf
+            for iy in range(ny):
+                for ix in range(nx):
+                    num_c[kc, iy, ix] += c * (num_f[jm, iy, ix] + num_f[jp, iy, ix])
+                    den_c[kc, iy, ix] += c * (den_f[jm, iy, ix] + den_f[jp, iy, ix])
+        # where the fine voxel at K holds data its estimate replaces the sum
+        for iy in range(ny):
+            for ix in range(nx):
                 dn = den_f[jn, iy, ix]
                 if dn > min_weight:
-                    num_c[kc, iy, ix] = num_f[jn, iy, ix] * (sd / dn)
-                else:
-                    num_c[kc, iy, ix] = sn
-                den_c[kc, iy, ix] = sd
+                    num_c[kc, iy, ix] = num_f[jn, iy, ix] * (den_c[kc, iy, ix] / dn)

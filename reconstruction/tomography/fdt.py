@@ -232,6 +232,15 @@ def _kin_zyx(fs, a, km, k0):
 
 # -- the mapping ------------------------------------------------------------------------------
 
+#: Memory for one batch of frames' spectra (complex64) in the streamed gridding, bytes.
+_BATCH_BYTES = 32 * 2**20
+
+
+def _frame_batch(ny: int, nx: int) -> int:
+    """Frames transformed and spread together (batched FFT, one parallel kernel launch)."""
+    return int(max(1, min(64, _BATCH_BYTES // (8 * ny * nx))))
+
+
 def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress):
     """Spread all valid frames onto ``grid``; return (spectrum, weight, support)."""
     from . import _gridding
@@ -257,25 +266,26 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
     unwrapped = None
     if method == "rytov" and callable(fs.unwrapped_phase):
         unwrapped = fs.unwrapped_phase()
-    eye = np.eye(3)
     import numba
 
     n_threads = int(numba.get_num_threads())
-    for done, a in enumerate(use):
-        u = np.asarray(fs.fields[a])
+    batch = _frame_batch(ny, nx)
+    for b0 in range(0, use.size, batch):
+        idx = use[b0 : b0 + batch]
+        u = np.asarray(fs.fields[idx] if isinstance(fs.fields, np.ndarray) else [fs.fields[a] for a in idx])
         if method == "born":
             ur = born_field(u)
         else:
-            ur = rytov_field(u, None if unwrapped is None else unwrapped[a])
-        spec = scipy.fft.fft2(ur, workers=-1)
+            ur = rytov_field(u, None if unwrapped is None else np.asarray(unwrapped[idx]))
+        spec = scipy.fft.fft2(ur, workers=-1, overwrite_x=True)
         spec *= frame_phase
-        rot = eye if not rotation else cap_rotation(float(fs.angles[a]), fs.rotation_axis)
-        _gridding.spread_frame(
-            spec, qy, qx, 2 * np.pi / px, 2 * np.pi / px, _kin_zyx(fs, a, km, k0), km, k_pupil,
-            np.ascontiguousarray(rot, dtype=np.float64), inv_dk, bool(hermitian), num, den, n_threads,
+        kin = np.stack([_kin_zyx(fs, a, km, k0) for a in idx])
+        rot = np.stack([cap_rotation(float(fs.angles[a]), fs.rotation_axis) if rotation else np.eye(3) for a in idx])
+        _gridding.spread_frames(
+            spec, qy, qx, 2 * np.pi / px, 2 * np.pi / px, kin, km, k_pupil, rot, inv_dk, bool(hermitian), num, den, n_threads,
         )
         if progress is not None:
-            progress(done + 1, int(use.size))
+            progress(min(b0 + batch, use.size), int(use.size))
 
     if oversampling > 1:
         # Coarse-grid accumulators as direct trilinear spreading would give them, and the
