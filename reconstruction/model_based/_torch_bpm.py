@@ -96,7 +96,7 @@ class TorchBPM:
 
     @property
     def n_frames(self) -> int:
-        return int(self.kin.shape[0])
+        return self.setup.n_frames
 
     def _kernels(self, idx):
         """Kernels of the frames ``idx`` (cached: the same batches come back every iteration)."""
