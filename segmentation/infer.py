@@ -13,8 +13,9 @@ the tile centre where the receptive field is complete) and the weighted sum is d
 Semantic labels: foreground where 1 − P(background) > ``fg_threshold``, there the most
 probable other class. Instances: h-maxima seeds of the relief E·(½ + d̂) (E the distance to the
 background in µm, d̂ the predicted normalised distance) grown by a watershed inside the
-foreground (:func:`instances_from_prediction`). Both thresholds come from the weights' JSON,
-chosen on validation data.
+foreground (:func:`instances_from_prediction`); fragments sharing a wide face are merged and
+faint artefacts dropped (:mod:`segmentation.instances`). All thresholds come from the weights'
+JSON, chosen on validation data.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from holo.errors import HoloError
+from segmentation.instances import drop_faint, merge_by_contact
 
 __all__ = [
     "WEIGHTS_DIR",
@@ -236,7 +238,10 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     """Semantic (uint8) and instance (int32) labels of an RI volume with the U-Net.
 
     The volume is resampled to the training voxel size, normalised as (n − n_m)·s, predicted
-    tile by tile, labelled, and the labels are resized back (nearest neighbour).
+    tile by tile, labelled (watershed, then :func:`segmentation.instances.merge_by_contact`
+    with ``merge_contact_ratio`` and :func:`segmentation.instances.drop_faint` with
+    ``min_peak_delta_ri`` from ``cfg``; absent keys disable those steps), and the labels are
+    resized back (nearest neighbour).
     """
     if model is None:
         model, cfg = load_unet(weights_dir)
@@ -250,6 +255,8 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     sem = semantic_from_probabilities(probs, float(cfg.get("fg_threshold", 0.5)))
     inst = instances_from_prediction(sem, dist, train_vs, h_um=float(cfg.get("instance_h_um", 0.2)),
                                      min_volume_um3=float(cfg.get("min_volume_um3", 0.3)))
+    inst = merge_by_contact(inst, train_vs, float(cfg.get("merge_contact_ratio", 0.0)))
+    inst = drop_faint(inst, x / np.float32(cfg["ri_scale"]), float(cfg.get("min_peak_delta_ri", 0.0)))
     sem[inst == 0] = 0
     return resize_labels(sem, ri.shape), resize_labels(inst, ri.shape)
 

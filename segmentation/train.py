@@ -294,9 +294,11 @@ DEFAULT_UNET_CONFIG = {
     "voxel_size_um": [0.4, 0.2, 0.2],
     "ri_scale": 25.0,
     "tile_zyx": [48, 128, 128],
-    "fg_threshold": 0.5,
+    "fg_threshold": 0.7,
     "instance_h_um": 0.2,
     "min_volume_um3": 0.3,
+    "merge_contact_ratio": 0.8,
+    "min_peak_delta_ri": 0.016,
     "semantic_names": ["background", "cytoplasm", "nucleus", "nucleolus", "lipid_droplet"],
 }
 DEFAULT_CLASSIFIER_CONFIG = {

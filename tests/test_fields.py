@@ -436,6 +436,24 @@ def test_qc_keeps_noise_free_oblique_frames_and_flags_corrupt_ones():
     assert not valid_raw[0] and rep_raw[0]["z_phase"] < -5
 
 
+def test_unwrap_is_exact_without_residues_and_consistent_with_them():
+    """A smooth phase of ~8 turns with neighbour steps < π has no residues: its unwrapping is
+    unique up to 2π·c (module docstring of unwrap), so it must equal the true phase minus a
+    multiple of 2π to float32 round-off (|φ| ≤ 60 rad: ~4e-6 rad; 1e-4 allows for it). A
+    frame with a phase vortex (two residues) goes to the reliability-sorting path: there the
+    result must still be consistent with the wrapped phase, W(φ_u) = φ."""
+    yy, xx = np.mgrid[:96, :96].astype(np.float64)
+    truth = 50.0 * np.exp(-((xx - 40) ** 2 + (yy - 52) ** 2) / 600.0) + 0.05 * xx
+    vortex = np.arctan2(yy - 30.5, xx - 60.5) - np.arctan2(yy - 70.5, xx - 20.5) + truth
+    wrapped = np.angle(np.exp(1j * np.stack([truth, vortex])))
+    assert phase_residues(wrapped).tolist() == [0, 2]
+    got = unwrap_phase(wrapped)
+    turns = np.round((got[0] - truth) / (2 * np.pi))
+    assert np.ptp(turns) == 0
+    assert np.max(np.abs(got[0] - truth - 2 * np.pi * turns)) < 1e-4
+    assert np.allclose(np.angle(np.exp(1j * (got[1] - wrapped[1]))), 0.0, atol=1e-4)
+
+
 def test_frame_qc_counts_residues_of_noise():
     """A frame of random phase has a residue density near 1/3 (each 2×2 loop of independent
     uniform phases circulates with probability 1/3); a smooth phase has none."""

@@ -64,21 +64,25 @@ def spectral_peaks(
     centre_cycles_per_um: tuple[float, float] = (0.0, 0.0),
     min_radius_cycles_per_um: float = 0.0,
     max_radius_cycles_per_um: float = np.inf,
+    batch: int = 16,
 ) -> np.ndarray:
     """Sub-pixel position of the strongest spectral peak of each frame inside an annulus.
 
     Parameters
     ----------
-    frames : (Y, X) or (B, Y, X) array
+    frames : (Y, X) or (B, Y, X) array-like
         Real frames (holograms; only the half-plane fx > 0, or fx = 0 and fy > 0, is
         searched, since the spectrum of a real frame is Hermitian) or complex fields (the
-        whole plane is searched). The frame mean is removed before windowing.
+        whole plane is searched). The frame mean is removed before windowing. A lazy stack
+        (h5py dataset) is read ``batch`` frames at a time.
     pixel_size_um : float
         Sampling pitch of the frames, µm.
     centre_cycles_per_um : (fy, fx)
         Centre c of the searched annulus, cycles/µm.
     min_radius_cycles_per_um, max_radius_cycles_per_um : float
         Only frequencies f with r_min ≤ |f − c| ≤ r_max are searched.
+    batch : int
+        Frames transformed together (bounds the memory of the spectra).
 
     Returns
     -------
@@ -87,13 +91,25 @@ def spectral_peaks(
         Gaussian-windowed spectrum (see the module docstring); a NaN row where the frame is
         not finite or the annulus holds no frequency bin.
     """
-    arr = np.asarray(frames)
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"frames must be (Y, X) or (B, Y, X), got shape {arr.shape}")
-    if arr.ndim == 2:
-        arr = arr[None]
+    shape = tuple(np.shape(frames) if not hasattr(frames, "shape") else frames.shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"frames must be (Y, X) or (B, Y, X), got shape {shape}")
     if pixel_size_um <= 0:
         raise ValueError(f"pixel_size_um must be positive, got {pixel_size_um}")
+    if int(batch) < 1:
+        raise ValueError(f"batch must be ≥ 1, got {batch}")
+    annulus = (centre_cycles_per_um, min_radius_cycles_per_um, max_radius_cycles_per_um)
+    if len(shape) == 2:
+        return _peaks_of(np.asarray(frames)[None], pixel_size_um, *annulus)
+    out = np.empty((shape[0], 2))
+    for i0 in range(0, shape[0], int(batch)):
+        i1 = min(i0 + int(batch), shape[0])
+        out[i0:i1] = _peaks_of(np.asarray(frames[i0:i1]), pixel_size_um, *annulus)
+    return out
+
+
+def _peaks_of(arr: np.ndarray, pixel_size_um: float, centre_cycles_per_um, min_radius_cycles_per_um, max_radius_cycles_per_um):
+    """:func:`spectral_peaks` of one in-memory (B, Y, X) batch."""
     is_complex = np.iscomplexobj(arr)
     b, ny, nx = arr.shape
     dfy, dfx = 1.0 / (ny * pixel_size_um), 1.0 / (nx * pixel_size_um)

@@ -18,36 +18,7 @@ import numpy as np
 
 from .carrier import in_positive_half_plane, spectral_peaks
 
-__all__ = ["estimate_illumination_na", "background_peaks"]
-
-
-def background_peaks(
-    background,
-    pixel_size_um: float,
-    *,
-    centre_cycles_per_um: tuple[float, float] = (0.0, 0.0),
-    min_radius_cycles_per_um: float = 0.0,
-    max_radius_cycles_per_um: float = np.inf,
-    batch: int = 16,
-) -> np.ndarray:
-    """:func:`.carrier.spectral_peaks` of a (possibly lazy) stack of real frames, read in
-    batches of ``batch`` frames (h5py datasets stay on disk). Returns (A, 2) (fy, fx)."""
-    shape = tuple(background.shape)
-    if len(shape) == 2:
-        return spectral_peaks(
-            np.asarray(background), pixel_size_um, centre_cycles_per_um=centre_cycles_per_um,
-            min_radius_cycles_per_um=min_radius_cycles_per_um, max_radius_cycles_per_um=max_radius_cycles_per_um,
-        )
-    if len(shape) != 3:
-        raise ValueError(f"background must be (Y, X) or (A, Y, X), got shape {shape}")
-    out = np.empty((shape[0], 2))
-    for i0 in range(0, shape[0], batch):
-        i1 = min(i0 + batch, shape[0])
-        out[i0:i1] = spectral_peaks(
-            np.asarray(background[i0:i1], dtype=np.float32), pixel_size_um, centre_cycles_per_um=centre_cycles_per_um,
-            min_radius_cycles_per_um=min_radius_cycles_per_um, max_radius_cycles_per_um=max_radius_cycles_per_um,
-        )
-    return out
+__all__ = ["estimate_illumination_na"]
 
 
 def estimate_illumination_na(
@@ -90,7 +61,7 @@ def estimate_illumination_na(
     # searched at its twin −c, where the peak is the mirror image −(c + ν).
     sign = 1.0 if in_positive_half_plane(fy_c, fx_c) else -1.0
     c_plus = (sign * fy_c, sign * fx_c)
-    peaks = background_peaks(
+    peaks = spectral_peaks(
         background, pixel_size_um, centre_cycles_per_um=c_plus, max_radius_cycles_per_um=objective_na / wavelength_um
     )
     nu = sign * (peaks - np.asarray(c_plus)[None, :])  # (fy, fx) offsets from the carrier of u

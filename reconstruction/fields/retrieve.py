@@ -43,7 +43,6 @@ from holo.model import Acquisition
 
 from .background import remove_background
 from .carrier import in_positive_half_plane, spectral_peaks
-from .illumination import background_peaks
 from .qc import excluded_list, frame_qc
 from .refocus import autofocus as _autofocus
 from .refocus import depth_of_field_um, refocus as _refocus
@@ -337,15 +336,15 @@ def retrieve_fields(
         sign_from = "given"
         bg_peaks = None
         if scan and illum is None and per_frame_bg:
-            bg_peaks = background_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=na_obj / lam, batch=step)
+            bg_peaks = spectral_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=na_obj / lam, batch=step)
     else:
         report(0, a, "locating the carrier")
         radius = na_obj / lam
         if per_frame_bg:
-            bg_peaks = background_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=radius, batch=step)
+            bg_peaks = spectral_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=radius, batch=step)
             c_plus, sign, sign_from = _choose_carrier(bg_peaks, nu_given, dfreq, acq.geometry)
         else:
-            bg_peaks = spectral_peaks(np.asarray(bg_ds, np.float32), acq.pixel_size_um, min_radius_cycles_per_um=radius)
+            bg_peaks = spectral_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=radius)
             if not np.all(np.isfinite(bg_peaks)):
                 raise ValidationError("no off-axis sideband peak found", path=src, item="background")
             c_plus = bg_peaks[0]

@@ -179,14 +179,14 @@ def excluded_frames(fs) -> list[int]:
 # -- per-frame field transforms ---------------------------------------------------------------
 
 def born_field(u):
-    """First-Born field u_B = u/u0 − 1 of one frame of u/u0 (complex64)."""
+    """First-Born field u_B = u/u0 − 1 of a frame or a stack of u/u0 (complex64)."""
     return (np.asarray(u, np.complex64) - np.complex64(1.0)).astype(np.complex64, copy=False)
 
 
 def rytov_field(u, unwrapped_phase=None):
-    """Rytov field u_R = ln|u/u0| + iφ of one frame of u/u0 (complex64).
+    """Rytov field u_R = ln|u/u0| + iφ of a frame (Y, X) or a stack (A, Y, X) of u/u0 (complex64).
 
-    ``unwrapped_phase`` (Y, X) is φ when known; otherwise the phase of u is unwrapped here
+    ``unwrapped_phase`` (same shape) is φ when known; otherwise the phase of u is unwrapped here
     (:func:`reconstruction.fields.unwrap.unwrap_about_border`: exact path integration of a
     residue-free phase, quality-guided unwrapping otherwise) and shifted by a multiple of 2π
     so that its median over the frame's border (the background, φ ≈ 0) lies in (−π, π].
@@ -363,7 +363,7 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
         and the ordinary trilinear average otherwise, so coverage is that of direct
         gridding and the error is smaller. 1 grids directly.
     progress : callable(done, total), optional
-        Called after each frame.
+        Called after each batch of frames.
 
     Returns
     -------
@@ -378,8 +378,9 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
     Notes
     -----
     F(K) = 2i k_z,out Û(q) on K = k_out − k_in (module docstring). Memory is the two
-    accumulators (oversampled (Z, Y, X)) plus one frame: frames are streamed
-    (field → 2D FFT → spread), never stacked.
+    accumulators (oversampled (Z, Y, X)) plus one batch of frames (≤ 32 MB of spectra):
+    frames are streamed in batches (fields → batched 2D FFT → one parallel spreading call
+    per batch), never stacked whole.
     """
     fs, grid, oversampling = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling)
     spectrum, weight, support = _grid_caps(fs, method, grid, oversampling, hermitian, progress)

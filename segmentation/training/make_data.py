@@ -11,7 +11,7 @@ used for training or model selection:
 
 Usage (the shipped weights' data set)::
 
-    python scripts/make_training_data.py --out data/seg --workers 16 \
+    python -m segmentation.training.make_data --out data/seg --workers 16 \
         --split train:otf:320 --split train:pipeline:48 --split val:otf:16 --split val:pipeline:16 \
         --split test:pipeline:40 --split test:otf:24
 """
@@ -24,8 +24,6 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SPLIT_SEED0 = {("train", "otf"): 1000, ("train", "pipeline"): 3000, ("val", "otf"): 5000,
                ("val", "pipeline"): 6000, ("test", "otf"): 9000, ("test", "pipeline"): 9500}

@@ -1,8 +1,8 @@
 """Train the shipped U-Net and cell classifier on the twin data set and write the model card.
 
-Usage (after ``scripts/make_training_data.py --out data/seg``)::
+Usage (after ``python -m segmentation.training.make_data --out data/seg``)::
 
-    python scripts/train_models.py --data data/seg --out segmentation/weights
+    python -m segmentation.training.train --data data/seg --out segmentation/weights
 
 Model selection uses the ``val`` split only; the acceptance metrics of the model card are
 measured on the ``test`` split, whose seeds are never used in training.
@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _load(folder: Path, source: str | None = None):
