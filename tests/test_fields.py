@@ -529,3 +529,27 @@ def test_simulated_acquisition_end_to_end():
         rms.append(np.sqrt(np.mean(np.angle(r_total * np.conj(t_total)) ** 2)))
     assert np.median(rms) < 1.5 * sigma
     assert max(rms) < 2.5 * sigma
+
+
+def test_crowded_frame_gets_offset_only_background_fit():
+    """When too few background pixels remain, a plane fitted on them is ill-conditioned, so
+    only the offset is removed and no tilt is invented. A cell covering ≈ 60 % of the frame
+    leaves < 50 % background after dilation, below the threshold chosen here. Physics: the
+    true background phase is a constant 0.3 rad, with 0.01 rad noise, so the offset is found
+    to a few noise σ / √N_background."""
+    from reconstruction.fields.background import remove_background
+
+    rng = np.random.default_rng(3)
+    n = 128
+    y, x = np.mgrid[:n, :n] - n / 2
+    r = np.hypot(y, x)
+    radius = 0.44 * n
+    phase = np.where(r < radius, 2.0 * np.sqrt(np.clip(1 - (r / radius) ** 2, 0, None)), 0.0) + 0.3
+    phase += rng.normal(0, 0.01, phase.shape)
+    u = np.exp(1j * phase)[None].astype(np.complex64)
+    out, phi, info = remove_background(u, phase[None].astype(np.float32), min_tilt_fraction=0.5)
+    assert info["offset_only"][0] and info["background_fraction"][0] < 0.5
+    np.testing.assert_allclose(info["slope_rad_per_px"][0], 0.0, atol=1e-7)
+    assert abs(info["offset_rad"][0] - 0.3) < 0.01
+    # with the default threshold this frame has enough background for a plane fit
+    assert not remove_background(u, phase[None].astype(np.float32))[2]["offset_only"][0]

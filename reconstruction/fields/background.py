@@ -6,14 +6,14 @@ length change), slow curvature (defocus of the reference) and an amplitude scale
 change). They are fitted on the *background* pixels only:
 
 1. mask the object: pixels whose phase residual |φ − p(x, y)| or log-amplitude residual
-   |ln|u| − median| exceeds ``threshold_sigma`` times the noise level (estimated from the
+   |ln|u| − median| (medians over the frame's border ring) exceeds ``threshold_sigma`` times the noise level (estimated from the
    median absolute first difference, σ = 1.4826·MAD(Δ)/√2, floored at 0.05 rad / 0.05), then
    dilated by a square of half-width ``dilate_px`` pixels to cover the diffraction ringing
    around the object;
 2. fit the polynomial p of degree 1 (plane) or 2 by least squares on the unmasked pixels
    (normal equations, coordinates scaled to [−1, 1]);
-3. repeat from 1 (``iterations``), starting from a fit on all pixels, so that a strong tilt
-   does not bias the first mask (the thresholds also keep at least a quarter of the pixels
+3. repeat from 1 (``iterations``), starting from a plane fitted on the border ring, so that
+   neither a strong tilt nor a cell covering most of the frame biases the first mask (the thresholds also keep at least a quarter of the pixels
    as background).
 
 The correction multiplies the complex field by exp(−i·p)/s, with s the median amplitude over
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["object_mask", "fit_polynomial", "remove_background"]
+__all__ = ["object_mask", "fit_polynomial", "remove_background", "border_ring"]
 
 _MIN_PHASE_THRESHOLD_RAD = 0.05
 _MIN_LOGAMP_THRESHOLD = 0.05
@@ -64,7 +64,8 @@ def object_mask(
         ln|u/u0| (finite).
     threshold_sigma : float
         A pixel belongs to the object when |φ − median φ| > max(k σ_φ, 0.05 rad) or
-        |ln|u| − median| > max(k σ_a, 0.05), σ from the first differences.
+        |ln|u| − median| > max(k σ_a, 0.05); medians over the border ring
+        (:func:`border_ring`), σ from the first differences.
     dilate_px : int
         Half-width (pixels) of the square the mask is dilated by.
     min_background_fraction : float
@@ -78,8 +79,11 @@ def object_mask(
     if threshold_sigma <= 0:
         raise ValueError(f"threshold_sigma must be positive, got {threshold_sigma}")
     a = phi.shape[0]
-    mp = _row_median(phi.reshape(a, -1))[:, None, None]
-    ma = _row_median(la.reshape(a, -1))[:, None, None]
+    # reference levels from the frame border: a cell covering more than half of the frame
+    # would pull a whole-frame median onto the object
+    ring = border_ring(phi.shape[1:])
+    mp = _row_median(phi[:, ring])[:, None, None]
+    ma = _row_median(la[:, ring])[:, None, None]
     dp = np.abs(phi - mp)
     da = np.abs(la - ma)
     # never leave fewer than `min_background_fraction` of the pixels as background
@@ -98,6 +102,15 @@ def object_mask(
         m8 = ndimage.maximum_filter1d(mask.view(np.uint8), size, axis=-1, mode="nearest")
         mask = ndimage.maximum_filter1d(m8, size, axis=-2, mode="nearest").view(bool)
     return mask
+
+
+def border_ring(shape_yx: tuple[int, int]) -> np.ndarray:
+    """Bool (Y, X) mask of the frame's outer ring, max(2, min(Y, X) // 16) pixels wide."""
+    ny, nx = shape_yx
+    w = max(2, min(ny, nx) // 16)
+    ring = np.ones((ny, nx), bool)
+    ring[w : ny - w, w : nx - w] = False
+    return ring
 
 
 def _design(shape_yx: tuple[int, int], degree: int) -> np.ndarray:
@@ -157,6 +170,7 @@ def remove_background(
     threshold_sigma: float = 5.0,
     dilate_px: int = 3,
     normalize_amplitude: bool = True,
+    min_tilt_fraction: float = 0.10,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Remove the fitted phase polynomial and the amplitude scale (module docstring).
 
@@ -173,6 +187,9 @@ def remove_background(
     threshold_sigma, dilate_px : see :func:`object_mask`.
     normalize_amplitude : bool
         Divide by the median background amplitude.
+    min_tilt_fraction : float
+        Frames with less than this fraction of background pixels get only their offset
+        removed (a plane fitted on so few pixels is ill-conditioned).
 
     Returns
     -------
@@ -202,23 +219,34 @@ def remove_background(
             "slope_rad_per_px": np.full((a, 2), np.nan),
             "amplitude_scale": np.full(a, np.nan),
             "background_fraction": np.zeros(a),
+            "offset_only": np.zeros(a, bool),
         }
         if finite.any():
             fo, po, io = remove_background(
                 u[finite], phi[finite], degree=degree, iterations=iterations,
                 threshold_sigma=threshold_sigma, dilate_px=dilate_px, normalize_amplitude=normalize_amplitude,
+                min_tilt_fraction=min_tilt_fraction,
             )
             out[finite], phi_out[finite] = fo, po
             for key, val in io.items():
                 info[key][finite] = val
         return out, phi_out, info
     logamp = np.log(np.maximum(np.abs(u), 1e-30)).astype(np.float32)
-    fit = fit_polynomial(phi, np.ones(phi.shape, bool), degree=degree)
+    # first fit: a plane on the frame border (objects rarely cover most of it)
+    fit = fit_polynomial(phi, np.broadcast_to(border_ring((ny, nx)), phi.shape), degree=1)
     mask = np.zeros(u.shape, bool)
     for _ in range(iterations):
         mask = object_mask(phi - fit, logamp, threshold_sigma=threshold_sigma, dilate_px=dilate_px)
         fit = fit_polynomial(phi, ~mask, degree=degree)
     keep = ~mask & np.isfinite(logamp)
+    # A tilt fitted on a few background pixels in the corners of a crowded frame is poorly
+    # conditioned (a slope error × the frame size can reach radians): below
+    # `min_tilt_fraction` of background pixels only the offset is removed.
+    frac = keep.reshape(a, -1).mean(axis=1)
+    few = frac < min_tilt_fraction
+    for i in np.flatnonzero(few):
+        sel = phi[i][keep[i]]
+        fit[i] = np.median(sel) if sel.size else np.median(phi[i])
     scale = np.ones(a)
     if normalize_amplitude:
         amp = np.abs(u).reshape(a, -1)
@@ -241,6 +269,7 @@ def remove_background(
         "offset_rad": fit[:, cy, cx].astype(np.float64),
         "slope_rad_per_px": slope,
         "amplitude_scale": scale,
-        "background_fraction": keep.reshape(a, -1).mean(axis=1),
+        "background_fraction": frac,
+        "offset_only": few,
     }
     return out, phi_out, info
