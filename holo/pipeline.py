@@ -43,22 +43,13 @@ def _open_acquisition(acq_or_path) -> Acquisition:
 
 
 def retrieve(acq, progress: Callable | None = None):
-    """Fields u/u0 of an acquisition (a FieldSet); a FieldSet is returned unchanged.
-
-    Uses :func:`reconstruction.fields.retrieve_fields` (holograms → fields, QC). An
-    acquisition that already holds fields is used as it is when that module is absent.
-    """
+    """Fields u/u0 of an acquisition (:func:`reconstruction.fields.retrieve_fields`:
+    holograms → fields, QC); a FieldSet is returned unchanged."""
     if not isinstance(acq, Acquisition):
         return acq
-    try:
-        from reconstruction.fields import retrieve_fields
-    except ImportError:
-        retrieve_fields = None
-    if retrieve_fields is not None:
-        return retrieve_fields(acq, progress=progress)
-    if acq.fields is None:
-        raise HoloError("field retrieval (reconstruction.fields) is not available to turn holograms into fields", path=acq.source, item="holograms")
-    return acq
+    from reconstruction.fields import retrieve_fields
+
+    return retrieve_fields(acq, progress=progress)
 
 
 def _stage_progress(progress, stage: str):
@@ -129,10 +120,8 @@ def reconstruct(
     if method in ("rytov", "born"):
         tomo = reconstruct_fdt(fs, method=method, progress=map_progress, **grid_kw)
     elif method in ("gp", "tv"):
-        try:
-            from reconstruction.regularization import reconstruct_regularized
-        except ImportError as exc:
-            raise HoloError(f"method {method!r} needs reconstruction.regularization, which is not available ({exc})", item="method") from None
+        from reconstruction.regularization import reconstruct_regularized
+
         fd = fourier_map(fs, method="rytov", progress=map_progress, **grid_kw)
         tomo = reconstruct_regularized(fd, method=method, iterations=iterations, weight=weight, progress=_stage_progress(progress, method))
         prov = dict(tomo.provenance)
@@ -140,10 +129,8 @@ def reconstruct(
         prov.setdefault("fourier_map", dict(fd.provenance))
         tomo = tomo.replace(provenance=prov)
     else:
-        try:
-            from reconstruction.model_based import reconstruct_bpm
-        except ImportError as exc:
-            raise HoloError(f"method 'bpm' needs reconstruction.model_based, which is not available ({exc})", item="method") from None
+        from reconstruction.model_based import reconstruct_bpm
+
         init = reconstruct_fdt(fs, method="rytov", progress=map_progress, **grid_kw)
         tomo = reconstruct_bpm(fs, init, iterations=iterations, weight=weight, progress=_stage_progress(progress, "bpm"))
         prov = dict(tomo.provenance)
