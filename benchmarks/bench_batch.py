@@ -1,6 +1,6 @@
 """Batch throughput: acquisitions per minute with 1 vs 2 dask workers.
 
-    python -m benchmarks.bench_batch [--n 4] [--size 192] [--angles 25]
+    python -m benchmarks.bench_batch [--n 8] [--size 256] [--angles 49]
 
 Simulates N small acquisitions with the twin, then runs ``holo.batch.run_batch`` on them with
 one and with two single-threaded worker processes (fresh output folders), and reports
@@ -29,7 +29,7 @@ def _simulate(folder: Path, n: int, size: int, angles: int) -> list[Path]:
     (ny, nx), voxel_um, _ = phantom_grid_for_frame((size, size), voxel_um=DEMO_VOXEL_UM)
     paths = []
     for i in range(n):
-        ph = make_phantom("mixed", shape_zyx=(48, ny, nx), voxel_size_um=(voxel_um,) * 3, seed=1000 + i)
+        ph = make_phantom("mixed", shape_zyx=(64, ny, nx), voxel_size_um=(voxel_um,) * 3, seed=1000 + i)
         path = folder / f"acq_{i:03d}.h5"
         write_acquisition(path, simulate_acquisition(ph, n_angles=angles, seed=1000 + i))
         paths.append(path)
@@ -38,9 +38,9 @@ def _simulate(folder: Path, n: int, size: int, angles: int) -> list[Path]:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--size", type=int, default=192)
-    ap.add_argument("--angles", type=int, default=25)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--angles", type=int, default=49)
     args = ap.parse_args(argv)
     from holo.batch import run_batch
     from holo.sample import SampleOptions
