@@ -12,8 +12,9 @@ dz·dy along X) and the smaller volume V_min, the contact ratio is
 i.e. the face relative to the equatorial cross-section of a sphere of the smaller volume.
 A cut through the middle of one convex object gives ρ ≈ 1 (more with the voxel staircase);
 distinct touching cells give ρ ≪ 1. Regions with ρ ≥ ``min_contact_ratio`` are merged
-(transitively: connected components of the graph of such pairs). This matches the twin's
-ground-truth convention that a bacteria chain is ONE cell.
+(transitively: connected components of the graph of such pairs). A chain of fused cocci
+(spacing ≈ 0.85 d, neck radius ≈ 0.53 r, ρ ≈ 0.3) is below any threshold that keeps
+touching cells apart, so chains cut at their necks are not re-joined by this rule.
 
 Faint objects. Reconstruction artefacts (ringing, field-edge residues) produce low-contrast
 blobs; an instance is kept only if the peak of its Gaussian-smoothed RI contrast

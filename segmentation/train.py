@@ -295,7 +295,7 @@ DEFAULT_UNET_CONFIG = {
     "ri_scale": 25.0,
     "tile_zyx": [48, 128, 128],
     "fg_threshold": 0.7,
-    "instance_h_um": 0.2,
+    "instance_h_um": 0.15,
     "min_volume_um3": 0.3,
     "merge_contact_ratio": 0.8,
     "min_peak_delta_ri": 0.016,

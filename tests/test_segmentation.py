@@ -216,3 +216,49 @@ def test_shipped_unet_segments_a_twin_volume():
     assert ((cls["class"] == "uncertain") == (cls["confidence"] < 0.6)).all()
     cells = measure(tomo, seg.semantic, seg.instance, classes=cls)
     assert len(cells) == seg.n_cells and (cells["dry_mass_pg"] > 0).all()
+
+
+def _watershed_cut(shape, vs, specs, cut_x_um):
+    """Instance labels of balls, with every ball's voxels at x ≥ cut_x_um relabelled as a new
+    fragment (a watershed over-split along a plane)."""
+    _, inst = _balls(shape, vs, specs)
+    x = np.arange(shape[2]) * vs[2]
+    frag = (inst > 0) & (x[None, None, :] >= cut_x_um)
+    out = inst.copy()
+    out[frag] = inst[frag] + inst.max()
+    return inst, out
+
+
+def test_contact_merging_joins_a_cut_cell_but_not_touching_cells():
+    from segmentation.instances import contact_areas, merge_by_contact
+
+    vs = (0.4, 0.2, 0.2)
+    # one ball of r = 3 µm cut through its centre into two halves: the cut face is π r² (the
+    # staircase only adds area), the smaller half has V = 2/3 π r³, i.e. an equal-volume
+    # sphere radius r' = r / 2^(1/3), so ρ = π r² / (π r'²) = 2^(2/3) ≈ 1.59 ≥ 0.8.
+    true, cut = _watershed_cut((20, 40, 40), vs, [(4.0, 4.0, 4.0, 3.0)], cut_x_um=4.0)
+    a, b, area = contact_areas(cut, vs)
+    assert len(a) == 1 and area[0] >= 0.9 * np.pi * 3.0 ** 2
+    merged = merge_by_contact(cut, vs, 0.8)
+    assert merged.max() == 1 and instance_ap(merged, true) == 1.0
+    # two balls r = 2.5 µm whose surfaces are 0.2 µm apart along X touch (voxel faces) only on
+    # a small rim: A ≪ π r² (ρ well under 0.8), they must stay two cells
+    _, two = _balls((20, 40, 64), vs, [(4.0, 4.0, 3.0, 2.5), (4.0, 4.0, 8.2, 2.5)])
+    two[(two == 0) & (np.roll(two, 1, axis=2) == 1) & (np.roll(two, -1, axis=2) == 2)] = 1  # close the gap
+    a, b, area = contact_areas(two, vs)
+    assert len(a) == 1 and area[0] < 0.2 * np.pi * 2.5 ** 2
+    assert merge_by_contact(two, vs, 0.8).max() == 2
+
+
+def test_drop_faint_keeps_cells_and_removes_artefacts():
+    from segmentation.instances import drop_faint
+
+    vs = (0.4, 0.2, 0.2)
+    ri, inst = _balls((20, 40, 64), vs, [(4.0, 4.0, 3.0, 1.5), (4.0, 4.0, 9.0, 1.5)])
+    # ball 2 is an artefact of Δn = 0.008, half the 0.016 threshold; ball 1 a cell of Δn = 0.028
+    delta = (ri - N_M) * np.where(inst == 2, 0.008 / 0.028, 1.0).astype(np.float32)
+    out = drop_faint(inst, delta, 0.016)
+    assert out.max() == 1 and (out[inst == 1] == 1).all() and (out[inst == 2] == 0).all()
+    assert drop_faint(inst, delta, 0.0).max() == 2
+    with pytest.raises(ValueError, match="delta_ri"):
+        drop_faint(inst, delta[:-1], 0.016)
