@@ -299,15 +299,16 @@ def run_batch(
             for p in todo:
                 _record(_task(str(p), str(out), opts, process_fn))
     finally:
-        for name in list(claimed):  # interrupted: no partial outputs, no stale claims
-            _remove_temporaries(out, name)
-            _release(out, name)
+        # stop the workers first, so none is still writing when its temporaries are removed
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close()
+        for name in list(claimed):  # interrupted: no partial outputs, no stale claims
+            _remove_temporaries(out, name)
+            _release(out, name)
         result.seconds = time.perf_counter() - t0
     write_run_summary(out, result)
     return result

@@ -43,6 +43,8 @@ def inputs(tmp_path):
     folder.mkdir()
     for i in range(3):
         save_tomogram(_sphere_tomogram(i), folder / f"good{i}.ome.tif")
+    # a Tomocube TCF enters the pipeline at segmentation, like an OME-TIFF tomogram
+    save_tomogram(_sphere_tomogram(3), folder / "tcf3.TCF")
     (folder / "random.h5").write_bytes(os.urandom(4096))
     good = (folder / "good0.ome.tif").read_bytes()
     (folder / "truncated.ome.tif").write_bytes(good[: len(good) // 3])
@@ -55,7 +57,7 @@ def _no_temporaries(out: Path) -> bool:
 
 def test_expand_inputs(inputs):
     paths = expand_inputs([inputs, str(inputs / "good*.ome.tif")])
-    assert len(paths) == 5  # duplicates from the glob removed
+    assert len(paths) == 6  # duplicates from the glob removed
     with pytest.raises(HoloError, match="matches no file"):
         expand_inputs([inputs / "nothing*.h5"])
 
@@ -63,7 +65,7 @@ def test_expand_inputs(inputs):
 def test_bad_inputs_fail_alone_and_rerun_skips(inputs, tmp_path):
     out = tmp_path / "out"
     res = run_batch([inputs], out, OPTIONS)
-    assert sorted(r["name"] for r in res.done) == ["good0", "good1", "good2"]
+    assert sorted(r["name"] for r in res.done) == ["good0", "good1", "good2", "tcf3"]
     assert sorted(r["name"] for r in res.failed) == ["random", "truncated"]
     for rec in res.failed:
         assert "\n" not in rec["error"] and rec["name"] in rec["error"]
@@ -73,12 +75,12 @@ def test_bad_inputs_fail_alone_and_rerun_skips(inputs, tmp_path):
         assert {"ri.ome.tif", "labels.ome.tif", "cells.csv", "report.html", "provenance.json"} <= files
     # two spheres per sample, found by the whole chain
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_cells"] == 6 and summary["failed_in_folder"] == ["random", "truncated"]
+    assert summary["n_cells"] == 8 and summary["failed_in_folder"] == ["random", "truncated"]
     assert (out / "summary.html").exists() and (out / "all_cells.csv").exists()
     assert _no_temporaries(out)
 
     again = run_batch([inputs], out, OPTIONS)
-    assert sorted(again.skipped) == ["good0", "good1", "good2"] and len(again.done) == 0
+    assert sorted(again.skipped) == ["good0", "good1", "good2", "tcf3"] and len(again.done) == 0
     forced = run_batch([inputs / "good1.ome.tif"], out, OPTIONS, force=True)
     assert [r["name"] for r in forced.done] == ["good1"]
     assert read_manifest(out)["samples"]["good1"]["run"] == forced.done[0]["run"]
@@ -176,7 +178,7 @@ def test_cli_run_exit_codes(inputs, tmp_path):
     )
     assert proc.returncode == 1, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["n_done"] == 3 and summary["n_failed"] == 2
+    assert summary["n_done"] == 4 and summary["n_failed"] == 2
     assert "Traceback" not in proc.stderr
     usage = subprocess.run([sys.executable, "-m", "holo.cli.main", "run", "-o", str(out)], capture_output=True, text=True)
     assert usage.returncode == 2

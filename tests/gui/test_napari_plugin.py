@@ -158,3 +158,27 @@ def test_segment_table_report_and_screenshot(make_napari_viewer, qtbot, tmp_path
     assert shot.ndim == 3 and shot.shape[0] > 50
     rgb = shot[..., :3].astype(float)
     assert rgb.std() > 5, "canvas is blank"
+
+
+def test_readers_ome_tiff_zarr_and_labels(make_napari_viewer, tmp_path):
+    from holo.io import save_labels, save_tomogram
+
+    tomo = _tomogram()
+    labels = (tomo.ri > 1.35).astype(np.int32)
+    save_tomogram(tomo, tmp_path / "ri.ome.tif")
+    save_labels(labels, tmp_path / "cells.ome.tif", tomo.voxel_size_um)
+    save_tomogram(tomo, tmp_path / "both.ome.zarr", labels={"cells": labels})
+    viewer = make_napari_viewer(show=True)
+    (ri,) = viewer.open(str(tmp_path / "ri.ome.tif"), plugin="holo")
+    (lab,) = viewer.open(str(tmp_path / "cells.ome.tif"), plugin="holo")
+    zarr_layers = viewer.open(str(tmp_path / "both.ome.zarr"), plugin="holo")
+    from napari.layers import Image, Labels
+
+    assert isinstance(ri, Image) and isinstance(lab, Labels)
+    for layer in (ri, lab, *zarr_layers):
+        np.testing.assert_allclose(layer.scale[-3:], tomo.voxel_size_um, rtol=1e-6)
+        assert tuple(str(u) for u in layer.units[-3:]) == ("micrometer",) * 3
+    kinds = sorted(type(layer).__name__ for layer in zarr_layers)
+    assert kinds == ["Image", "Labels"]
+    np.testing.assert_array_equal(np.asarray(lab.data), labels)
+    assert ri.colormap.name == "turbo"
