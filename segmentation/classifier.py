@@ -16,19 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from segmentation.unet import ConvBlock
+
 __all__ = ["CellClassifier", "classifier_from_config", "fit_temperature", "calibrated_probabilities"]
-
-
-def _block(cin, cout, k):
-    pad = tuple(s // 2 for s in k)
-    return nn.Sequential(
-        nn.Conv3d(cin, cout, k, padding=pad, bias=False),
-        nn.BatchNorm3d(cout),
-        nn.ReLU(inplace=True),
-        nn.Conv3d(cout, cout, k, padding=pad, bias=False),
-        nn.BatchNorm3d(cout),
-        nn.ReLU(inplace=True),
-    )
 
 
 class CellClassifier(nn.Module):
@@ -48,7 +38,7 @@ class CellClassifier(nn.Module):
         layers = []
         cin = in_channels
         for i, c in enumerate(channels):
-            layers.append(_block(cin, c, (3, 3, 3)))
+            layers.append(ConvBlock(cin, c, (3, 3, 3)))
             if i < len(channels) - 1:
                 layers.append(nn.MaxPool3d(2))
             cin = c

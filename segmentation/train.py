@@ -105,6 +105,26 @@ def evaluate_segmentation(model, cfg, vols, device=None) -> dict:
             "n_volumes": len(vols)}
 
 
+class _BestEpoch:
+    """Keeps the weights of the best epoch (largest ``key``) and says when ``patience``
+    epochs in a row brought no improvement."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best = None
+        self.state = None
+        self.bad = 0
+
+    def update(self, key, model) -> bool:
+        """Record an epoch's ``key``; True when training should stop."""
+        if self.best is None or key > self.best:
+            self.best, self.bad = key, 0
+            self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+
 def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume], cfg: dict, *, epochs: int = 20,
                steps_per_epoch: int = 50, batch_size: int = 4, crop_zyx=(32, 64, 64), lr: float = 3e-3,
                patience: int = 5, init_state: dict | None = None, device=None, seed: int = 0,
@@ -136,7 +156,7 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     ce = nn.CrossEntropyLoss()
-    best, best_state, history, bad = -float("inf"), None, [], 0
+    tracker, history = _BestEpoch(patience), []
     for ep in range(epochs):
         model.train()
         t0 = time.perf_counter()
@@ -165,15 +185,10 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
         rec = {"epoch": ep + 1, "loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - t0, 1), **metrics}
         history.append(rec)
         log(json.dumps(rec))
-        if score > best:
-            best, bad = score, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                log(f"early stop after epoch {ep + 1}")
-                break
-    model.load_state_dict(best_state)
+        if tracker.update(score, model):
+            log(f"early stop after epoch {ep + 1}")
+            break
+    model.load_state_dict(tracker.state)
     return model.cpu().eval(), history
 
 
@@ -225,7 +240,7 @@ def train_classifier(x_train, y_train, x_val, y_val, cfg: dict, *, epochs: int =
     steps = max(1, int(np.ceil(len(x_train) / batch_size)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     ce = nn.CrossEntropyLoss(label_smoothing=0.05)
-    best, best_state, history, bad = (-float("inf"), -float("inf")), None, [], 0
+    tracker, history = _BestEpoch(patience), []
 
     def _logits(x):
         model.eval()
@@ -262,15 +277,10 @@ def train_classifier(x_train, y_train, x_val, y_val, cfg: dict, *, epochs: int =
             key = (-rec["loss"], 0.0)
         history.append(rec)
         log(json.dumps(rec))
-        if key > best:
-            best, bad = key, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                log(f"early stop after epoch {ep + 1}")
-                break
-    model.load_state_dict(best_state)
+        if tracker.update(key, model):
+            log(f"early stop after epoch {ep + 1}")
+            break
+    model.load_state_dict(tracker.state)
     temperature = fit_temperature(_logits(x_val), y_val) if len(x_val) else 1.0
     return model.cpu().eval(), temperature, history
 

@@ -51,7 +51,9 @@ def kernel_sizes(voxel_size_um, factors) -> list[tuple[int, int, int]]:
     return ks
 
 
-class _Block(nn.Sequential):
+class ConvBlock(nn.Sequential):
+    """Two (conv → batch norm → ReLU) layers with kernel ``k`` and 'same' padding."""
+
     def __init__(self, cin: int, cout: int, k: tuple[int, int, int]):
         pad = tuple(s // 2 for s in k)
         super().__init__(
@@ -88,7 +90,7 @@ class UNet3D(nn.Module):
         self.pools = nn.ModuleList()
         cin = 1
         for i, c in enumerate(channels):
-            self.enc.append(_Block(cin, c, ks[i]))
+            self.enc.append(ConvBlock(cin, c, ks[i]))
             if i < len(channels) - 1:
                 self.pools.append(nn.MaxPool3d(self.factors[i], self.factors[i]))
             cin = c
@@ -97,7 +99,7 @@ class UNet3D(nn.Module):
         for i in range(len(channels) - 2, -1, -1):
             f = self.factors[i]
             self.ups.append(nn.ConvTranspose3d(channels[i + 1], channels[i], f, stride=f))
-            self.dec.append(_Block(2 * channels[i], channels[i], ks[i]))
+            self.dec.append(ConvBlock(2 * channels[i], channels[i], ks[i]))
         self.head = nn.Conv3d(channels[0], n_classes + 1, 1)
         self.n_classes = n_classes
 
