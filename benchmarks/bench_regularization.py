@@ -35,35 +35,18 @@ LAM, NM, NA_OBJ, NA_ILL = 0.532, 1.337, 1.2, 1.1
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def spiral_na(n=49, na=NA_ILL):
-    i = np.arange(n)
-    r = na * np.sqrt(i / (n - 1))
-    phi = i * 2.399963
-    return np.stack([r * np.cos(phi), r * np.sin(phi)], 1)
+def spiral_na(n=49):
+    """Illumination directions of the benchmark: the twin's spiral up to NA_ILL."""
+    from holo.twin.illumination import illumination_pattern
+
+    return illumination_pattern(n, condenser_na=NA_ILL, pattern="spiral", medium_index=NM)
 
 
 def ewald_support(shape, voxel, n_ill=49):
     """Support of the Fourier diffraction theorem for an illumination scan (no wrap)."""
-    Z, Y, X = shape
-    dz, dy, dx = voxel
-    k0 = 2 * np.pi / LAM
-    km = k0 * NM
-    kyg = 2 * np.pi * np.fft.fftfreq(Y, dy)
-    kxg = 2 * np.pi * np.fft.fftfreq(X, dx)
-    KY, KX = np.meshgrid(kyg, kxg, indexing="ij")
-    iy0, ix0 = np.nonzero(KX**2 + KY**2 <= (k0 * NA_OBJ) ** 2)
-    kx, ky = KX[iy0, ix0], KY[iy0, ix0]
-    kz = np.sqrt(km**2 - kx**2 - ky**2)
-    sup = np.zeros(shape, bool)
-    for nax, nay in spiral_na(n_ill):
-        jx = int(np.round(k0 * nax * X * dx / (2 * np.pi)))
-        jy = int(np.round(k0 * nay * Y * dy / (2 * np.pi)))
-        kxi, kyi = jx * 2 * np.pi / (X * dx), jy * 2 * np.pi / (Y * dy)
-        Kz = kz - np.sqrt(km**2 - kxi**2 - kyi**2)
-        ok = (np.abs(Kz) < np.pi / dz) & (np.abs(kx - kxi) < np.pi / dx) & (np.abs(ky - kyi) < np.pi / dy)
-        iz = np.round(Kz * Z * dz / (2 * np.pi)).astype(int) % Z
-        sup[iz[ok], ((iy0 - jy) % Y)[ok], ((ix0 - jx) % X)[ok]] = True
-    return sup
+    from reconstruction.tomography.grid import illumination_scan_support
+
+    return illumination_scan_support(shape, voxel, spiral_na(n_ill), wavelength_um=LAM, medium_index=NM, objective_na=NA_OBJ)
 
 
 def phantom(shape, voxel, seed=0, n_spheres=10):
@@ -139,7 +122,7 @@ def bench_accuracy(device, iterations=(1, 2, 5, 10, 20, 40, 80)):
     out = {"iterations": list(iterations), "rms_direct": float(np.sqrt(np.mean((direct - ri) ** 2))),
            "mean_dn_true": float(ri[mask].mean() - NM), "mean_dn_direct": float(direct[mask].mean() - NM)}
     for method in ("gp", "tv"):
-        rms, mean_dn, classic = [], [], []
+        rms, mean_dn = [], []
         for it in iterations:
             v = reconstruct_regularized(fd, method=method, iterations=it, tol=0.0, device=device).frame()
             rms.append(float(np.sqrt(np.mean((v - ri) ** 2))))

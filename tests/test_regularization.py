@@ -10,6 +10,8 @@ import scipy.fft as sfft
 
 from holo.conventions import potential_to_ri, ri_to_potential
 from holo.model import Tomogram
+from holo.twin.illumination import illumination_pattern
+from reconstruction.tomography.grid import illumination_scan_support
 from reconstruction.regularization import (
     hermitian_half_data,
     reconstruct_regularized,
@@ -23,35 +25,12 @@ SHAPE, VOXEL = (48, 96, 96), (0.22, 0.11, 0.11)  # Nyquist: dx ≤ λ/(4 NA) = 0
 
 
 def _illumination_spiral(n=49, na=NA_ILL):
-    i = np.arange(n)
-    r = na * np.sqrt(i / (n - 1))
-    phi = i * 2.399963  # golden angle
-    return np.stack([r * np.cos(phi), r * np.sin(phi)], 1)
+    return illumination_pattern(n, condenser_na=na, pattern="spiral", medium_index=NM)
 
 
 def ewald_support(shape, voxel, *, n_ill=49):
-    """Support of the illumination-scan Fourier diffraction theorem: K = k − k_in over the
-    Ewald caps |k_⊥| ≤ k0 NA_obj for each illumination (nearest-grid marking, no wrap)."""
-    Z, Y, X = shape
-    dz, dy, dx = voxel
-    k0 = 2 * np.pi / WL
-    km = k0 * NM
-    kyg = 2 * np.pi * np.fft.fftfreq(Y, dy)
-    kxg = 2 * np.pi * np.fft.fftfreq(X, dx)
-    KY, KX = np.meshgrid(kyg, kxg, indexing="ij")
-    iy0, ix0 = np.nonzero(KX**2 + KY**2 <= (k0 * NA_OBJ) ** 2)
-    kx, ky = KX[iy0, ix0], KY[iy0, ix0]
-    kz = np.sqrt(km**2 - kx**2 - ky**2)
-    sup = np.zeros(shape, bool)
-    for nax, nay in _illumination_spiral(n_ill):
-        jx = int(np.round(k0 * nax * X * dx / (2 * np.pi)))
-        jy = int(np.round(k0 * nay * Y * dy / (2 * np.pi)))
-        kxi, kyi = jx * 2 * np.pi / (X * dx), jy * 2 * np.pi / (Y * dy)
-        Kz = kz - np.sqrt(km**2 - kxi**2 - kyi**2)
-        ok = (np.abs(Kz) < np.pi / dz) & (np.abs(kx - kxi) < np.pi / dx) & (np.abs(ky - kyi) < np.pi / dy)
-        iz = np.round(Kz * Z * dz / (2 * np.pi)).astype(int) % Z
-        sup[iz[ok], ((iy0 - jy) % Y)[ok], ((ix0 - jx) % X)[ok]] = True
-    return sup
+    """Support of the illumination-scan Fourier diffraction theorem (49 spiral illuminations)."""
+    return illumination_scan_support(shape, voxel, _illumination_spiral(n_ill), wavelength_um=WL, medium_index=NM, objective_na=NA_OBJ)
 
 
 def sphere_ri(shape, voxel, radius_um, n_in, center_um=(0.0, 0.0, 0.0)):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-__all__ = ["Grid", "default_grid", "lateral_voxel_limit_um", "axial_voxel_limit_um"]
+__all__ = ["Grid", "default_grid", "lateral_voxel_limit_um", "axial_voxel_limit_um", "illumination_scan_support"]
 
 
 @dataclass(frozen=True)
@@ -164,3 +164,51 @@ def default_grid(
             nzv = _fast_even(max(fov_y, fov_x) / dz - 1e-6)
         shape = (nzv, nyv, nxv)
     return Grid(shape_zyx=shape, voxel_size_um=(float(dz), float(dy), float(dx)))
+
+
+def illumination_scan_support(
+    shape_zyx,
+    voxel_size_um,
+    illumination_na,
+    *,
+    wavelength_um: float,
+    medium_index: float,
+    objective_na: float,
+) -> np.ndarray:
+    """Fourier support of an illumination scan under the first-order diffraction theorem.
+
+    For every illumination k_in (snapped to the lateral frequency grid, as the forward models
+    do) and every detected direction k_out with |k_out,⊥| ≤ k0·NA on the lateral grid, the
+    voxel nearest to K = k_out − k_in is marked, with k_z = √(k_m² − |k_⊥|²). Samples outside
+    the grid's Nyquist box are dropped (no wrap-around).
+
+    Parameters
+    ----------
+    shape_zyx : (Z, Y, X)
+    voxel_size_um : (dz, dy, dx)
+    illumination_na : (A, 2) array
+        (NA_x, NA_y) of each illumination (:mod:`holo.conventions`).
+    wavelength_um, medium_index, objective_na : float
+
+    Returns
+    -------
+    (Z, Y, X) bool in the unshifted ``scipy.fft`` layout.
+    """
+    nz, ny, nx = (int(s) for s in shape_zyx)
+    dz, dy, dx = (float(v) for v in voxel_size_um)
+    k0 = 2 * np.pi / wavelength_um
+    km = k0 * medium_index
+    ky, kx = np.meshgrid(2 * np.pi * np.fft.fftfreq(ny, dy), 2 * np.pi * np.fft.fftfreq(nx, dx), indexing="ij")
+    iy0, ix0 = np.nonzero(kx**2 + ky**2 <= (k0 * objective_na) ** 2)
+    kx, ky = kx[iy0, ix0], ky[iy0, ix0]
+    kz = np.sqrt(km**2 - kx**2 - ky**2)
+    support = np.zeros((nz, ny, nx), bool)
+    for na_x, na_y in np.asarray(illumination_na, float).reshape(-1, 2):
+        jx = int(np.round(k0 * na_x * nx * dx / (2 * np.pi)))
+        jy = int(np.round(k0 * na_y * ny * dy / (2 * np.pi)))
+        kx_in, ky_in = jx * 2 * np.pi / (nx * dx), jy * 2 * np.pi / (ny * dy)
+        k_z = kz - np.sqrt(km**2 - kx_in**2 - ky_in**2)
+        ok = (np.abs(k_z) < np.pi / dz) & (np.abs(kx - kx_in) < np.pi / dx) & (np.abs(ky - ky_in) < np.pi / dy)
+        iz = np.round(k_z * nz * dz / (2 * np.pi)).astype(int) % nz
+        support[iz[ok], ((iy0 - jy) % ny)[ok], ((ix0 - jx) % nx)[ok]] = True
+    return support
