@@ -18,19 +18,19 @@ import typer
 from holo.errors import HoloError
 
 # typer ≥ 0.29 vendors its own click: catch typer's and click's exception families alike.
-_USAGE = tuple({click.exceptions.UsageError, typer.BadParameter.__mro__[1]})
+_USAGE = tuple({click.exceptions.UsageError} | {c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"})
 _EXIT = tuple({click.exceptions.Exit, typer.Exit})
 _ABORT = tuple({click.exceptions.Abort, typer.Abort})
 
 #: Sub-command modules of :mod:`holo.cli`; each defines ``register(app)``.
 COMMAND_MODULES = (
-    "run",
-    "demo",
     "info",
     "convert",
+    "simulate",
     "reconstruct",
     "segment",
-    "simulate",
+    "run",
+    "demo",
 )
 
 app = typer.Typer(
