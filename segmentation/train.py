@@ -105,6 +105,23 @@ def evaluate_segmentation(model, cfg, vols, device=None) -> dict:
             "n_volumes": len(vols)}
 
 
+def _prepared_model(build, init_state: dict | None, device, seed: int):
+    """Seed torch and NumPy, build the model with ``build()`` (so its initial weights follow
+    the seed), load ``init_state`` (fine-tuning) and move it to the device; returns
+    ``(model, device, rng)``."""
+    import torch
+
+    from segmentation.infer import pick_device
+
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build()
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    return model.to(device), device, rng
+
+
 class _BestEpoch:
     """Keeps the weights of the best epoch (largest ``key``) and says when ``patience``
     epochs in a row brought no improvement."""
@@ -137,18 +154,11 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
     import torch
     from torch import nn
 
-    from segmentation.infer import pick_device
     from segmentation.unet import unet_from_config
 
     if not train_vols:
         raise ValueError("train_vols is empty")
-    device = pick_device(device)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = unet_from_config(cfg)
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    model.to(device)
+    model, device, rng = _prepared_model(lambda: unet_from_config(cfg), init_state, device, seed)
     vs = cfg["voxel_size_um"]
     allow_rot = abs(vs[1] - vs[2]) < 1e-6 and crop_zyx[1] == crop_zyx[2]
     dists = [normalised_distance(v.instance, v.voxel_size_um) for v in train_vols]
@@ -223,17 +233,10 @@ def train_classifier(x_train, y_train, x_val, y_val, cfg: dict, *, epochs: int =
     from torch import nn
 
     from segmentation.classifier import classifier_from_config, fit_temperature
-    from segmentation.infer import pick_device
 
     if len(x_train) == 0:
         raise ValueError("no training cells")
-    device = pick_device(device)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = classifier_from_config(cfg)
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    model.to(device)
+    model, device, rng = _prepared_model(lambda: classifier_from_config(cfg), init_state, device, seed)
     vs = cfg["voxel_size_um"]
     allow_rot = abs(vs[1] - vs[2]) < 1e-6
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 
 import numpy as np
+from _mie_data import mie_fieldset
 import pytest
 import torch
 
@@ -121,19 +122,11 @@ def high_contrast_bead():
     """A 5 µm bead with Δn = 0.06 (phase ≈ 3.5 rad): strong enough for Rytov to underestimate
     its RI. Exact fields from Mie theory (so the inversion is not fed its own model), 25
     illuminations up to NA 1.1, objective NA 1.2."""
-    from holo.twin.mie import mie_sphere_field
     from reconstruction.tomography import reconstruct_fdt
 
     shape, vox = (32, 48, 48), (0.24, 0.15, 0.15)
     truth = ball(shape, vox, 2.5, NM + 0.06)
-    na = spiral_na(25)
-    u = np.stack(
-        [mie_sphere_field(2.5, NM + 0.06, NM, WL, shape[1:], vox[1], illumination_na=tuple(a), objective_na=NA_OBJ) for a in na]
-    ).astype(np.complex64)
-    fs = types.SimpleNamespace(
-        fields=u, geometry="illumination-scan", wavelength_um=WL, pixel_size_um=vox[1], medium_index=NM,
-        objective_na=NA_OBJ, illumination_na=na, valid=np.ones(len(na), bool), source=None,
-    )
+    fs = mie_fieldset(2.5, NM + 0.06, spiral_na(25), shape, vox, wavelength_um=WL, medium_index=NM, objective_na=NA_OBJ)
     rytov = reconstruct_fdt(fs, method="rytov", shape_zyx=shape, voxel_size_um=vox)
     core = ball(shape, vox, 1.8, NM + 1) > NM + 0.5
     return types.SimpleNamespace(truth=truth, fs=fs, rytov=rytov, core=core, vox=vox)

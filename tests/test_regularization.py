@@ -7,6 +7,7 @@ import types
 import numpy as np
 import pytest
 import scipy.fft as sfft
+from _mie_data import mie_fieldset
 
 from holo.conventions import potential_to_ri, ri_to_potential
 from holo.model import Tomogram
@@ -247,18 +248,10 @@ def test_bad_arguments_raise_value_errors(cone_problem):
 def rytov_bead():
     """Exact (Mie) fields u/u0 of a 6 µm bead at cell contrast (Δn = 0.02) for 49
     illuminations up to NA 1.1 through an NA 1.2 objective, then the direct Rytov mapping."""
-    from holo.twin.mie import mie_sphere_field
     from reconstruction.tomography import fourier_map
 
     truth = sphere_ri(SHAPE, VOXEL, 3.0, NM + 0.02)
-    na = _illumination_spiral(49)
-    u = np.stack(
-        [mie_sphere_field(3.0, NM + 0.02, NM, WL, SHAPE[1:], VOXEL[1], illumination_na=tuple(a), objective_na=NA_OBJ) for a in na]
-    ).astype(np.complex64)
-    fs = types.SimpleNamespace(
-        fields=u, geometry="illumination-scan", wavelength_um=WL, pixel_size_um=VOXEL[1], medium_index=NM,
-        objective_na=NA_OBJ, illumination_na=na, valid=None,
-    )
+    fs = mie_fieldset(3.0, NM + 0.02, _illumination_spiral(49), SHAPE, VOXEL, wavelength_um=WL, medium_index=NM, objective_na=NA_OBJ)
     fd = fourier_map(fs, method="rytov", shape_zyx=SHAPE, voxel_size_um=VOXEL)
     rytov = potential_to_ri(sfft.ifftn(fd.spectrum).real, WL, NM).astype(np.float32)
     return types.SimpleNamespace(truth=truth, fd=fd, rytov=rytov)
