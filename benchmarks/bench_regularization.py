@@ -30,6 +30,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from holo.conventions import potential_to_ri, ri_to_potential
+from holo.threads import fft_workers
 
 LAM, NM, NA_OBJ, NA_ILL = 0.532, 1.337, 1.2, 1.1
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,7 +71,7 @@ def phantom(shape, voxel, seed=0, n_spheres=10):
 def fourier_data(shape, voxel, seed=0):
     ri = phantom(shape, voxel, seed)
     sup = ewald_support(shape, voxel)
-    spec = sfft.fftn(ri_to_potential(ri, LAM, NM).astype(np.float32), workers=-1)
+    spec = sfft.fftn(ri_to_potential(ri, LAM, NM).astype(np.float32), workers=fft_workers())
     spec[~sup] = 0
     fd = types.SimpleNamespace(
         spectrum=spec.astype(np.complex64), weight=sup.astype(np.float32), support=sup, voxel_size_um=voxel,
@@ -87,7 +88,7 @@ def bench_speed(shape, device, methods=("gp", "tv")):
     ri, fd = fourier_data(shape, voxel)
     t_data = time.perf_counter() - t0
     rows = []
-    direct = potential_to_ri(sfft.ifftn(fd.spectrum, workers=-1).real, LAM, NM)
+    direct = potential_to_ri(sfft.ifftn(fd.spectrum, workers=fft_workers()).real, LAM, NM)
     rms_direct = float(np.sqrt(np.mean((direct - ri) ** 2)))
     del direct
     for method in methods:

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.threads:
-        os.environ["HOLO_TORCH_THREADS"] = str(a.threads)
+        os.environ["HOLO_THREADS"] = str(a.threads)
     import torch
 
     from segmentation import classify, segment

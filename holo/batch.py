@@ -205,7 +205,13 @@ def _start_client(workers: int | None, scheduler: str | None):
 
     if scheduler:
         return Client(scheduler, timeout="20s"), None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
+    from holo.threads import cpu_threads
+
+    n = max(1, int(workers or 1))
+    per = str(max(1, cpu_threads() // n))  # FFT/Numba/torch threads per worker: no oversubscription
+    env = {"HOLO_THREADS": per, "NUMBA_NUM_THREADS": per, "OMP_NUM_THREADS": per}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=40, env=env)
     return Client(cluster), cluster
 
 

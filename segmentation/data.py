@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from holo.threads import fft_workers
+
 __all__ = [
     "TrainingVolume",
     "otf_support",
@@ -106,13 +108,13 @@ def apply_otf(ri: np.ndarray, voxel_size_um, medium_index: float, *, rng=None, n
     rng = np.random.default_rng(rng)
     dn = np.asarray(ri, np.float32) - np.float32(medium_index)
     sup = otf_support(dn.shape, voxel_size_um, medium_index=medium_index, **optics)
-    spec = sfft.fftn(dn, workers=-1)
+    spec = sfft.fftn(dn, workers=fft_workers())
     if noise_ri > 0:
-        noise = sfft.fftn(rng.standard_normal(dn.shape).astype(np.float32), workers=-1)
+        noise = sfft.fftn(rng.standard_normal(dn.shape).astype(np.float32), workers=fft_workers())
         # white noise of unit variance keeps a fraction sup.mean() of its power after the mask
         noise *= noise_ri / np.sqrt(max(sup.mean(), 1e-6))
         spec = spec + noise
-    out = sfft.ifftn(spec * sup, workers=-1).real.astype(np.float32)
+    out = sfft.ifftn(spec * sup, workers=fft_workers()).real.astype(np.float32)
     return out + np.float32(medium_index)
 
 
@@ -241,9 +243,9 @@ def load_user_folder(folder) -> list[TrainingVolume]:
     instance voxel counts as cytoplasm; without an instance file the semantic foreground's
     connected components are the cells.
     """
-    import holo
     import pandas as pd
 
+    import holo
     from holo.errors import FormatError
     from holo.model import Tomogram
 

@@ -21,13 +21,13 @@ JSON, chosen on validation data.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from holo.errors import HoloError
+from holo.threads import cpu_threads
 from segmentation.instances import drop_faint, merge_by_contact
 
 __all__ = [
@@ -57,13 +57,9 @@ def pick_device(device: str | None = None):
         return torch.device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    try:
-        n_cpu = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        n_cpu = os.cpu_count() or 1
-    want = int(os.environ.get("HOLO_TORCH_THREADS", n_cpu))
-    if torch.get_num_threads() != max(1, want):
-        torch.set_num_threads(max(1, want))
+    want = cpu_threads()
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
     return torch.device("cpu")
 
 
@@ -140,8 +136,31 @@ def _starts(n, t, stride):
     return sorted(set(int(round(s)) for s in np.linspace(0, n - t, k)))
 
 
+def _flip_averaged(model, xb, n_classes: int, flips):
+    """Softmax probabilities and sigmoid distance of a batch, averaged over lateral flips.
+
+    ``flips`` lists the axis tuples to mirror (``()`` = the input as is); each prediction is
+    mirrored back before averaging (test-time augmentation: the twin and the optics are
+    symmetric under x → −x and y → −y, so every flipped view is an equally valid input).
+    """
+    import torch
+
+    acc = None
+    for axes in flips:
+        xi = torch.flip(xb, dims=axes) if axes else xb
+        out = model(xi)
+        res = torch.cat([torch.softmax(out[:, :n_classes], dim=1), torch.sigmoid(out[:, n_classes:])], dim=1)
+        res = torch.flip(res, dims=axes) if axes else res
+        acc = res if acc is None else acc + res
+    return acc / len(flips)
+
+
+#: Lateral mirror sets for test-time augmentation (axes of an (N, C, Z, Y, X) batch).
+TTA_FLIPS = {0: [()], 2: [(), (4,)], 4: [(), (4,), (3,), (3, 4)]}
+
+
 def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: float = 0.25,
-                  device=None, batch_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                  device=None, batch_size: int = 1, tta: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Sliding-window U-Net prediction with Gaussian blending.
 
     Parameters
@@ -151,6 +170,8 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
         Normalised RI on the model's voxel grid.
     tile_zyx : tile size (rounded up to the network's divisor; shrunk for small volumes).
     overlap : float in [0, 0.9)
+    tta : {0, 2, 4}
+        Test-time augmentation: average over this many lateral mirror images (0 = none).
 
     Returns
     -------
@@ -161,6 +182,9 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
 
     if not 0 <= overlap < 0.9:
         raise ValueError(f"overlap must be in [0, 0.9), got {overlap}")
+    if int(tta) not in TTA_FLIPS:
+        raise ValueError(f"tta must be one of {sorted(TTA_FLIPS)}, got {tta}")
+    flips = TTA_FLIPS[int(tta)]
     device = pick_device() if device is None else device
     div = np.asarray(model.divisor)
     shape = np.asarray(x.shape)
@@ -183,10 +207,8 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
         for i in range(0, len(origins), batch_size):
             group = origins[i:i + batch_size]
             batch = np.stack([xp[a:a + tile[0], b:b + tile[1], c:c + tile[2]] for a, b, c in group])
-            out = model(torch.from_numpy(np.ascontiguousarray(batch[:, None], dtype=np.float32)).to(device))
-            probs = torch.softmax(out[:, :C], dim=1)
-            dist = torch.sigmoid(out[:, C:])
-            res = torch.cat([probs, dist], dim=1).float().cpu().numpy()
+            xb = torch.from_numpy(np.ascontiguousarray(batch[:, None], dtype=np.float32)).to(device)
+            res = _flip_averaged(model, xb, C, flips).float().cpu().numpy()
             for (a, b, c), r in zip(group, res):
                 sl = (slice(a, a + tile[0]), slice(b, b + tile[1]), slice(c, c + tile[2]))
                 acc[(slice(None),) + sl] += r * win
@@ -238,7 +260,8 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     """Semantic (uint8) and instance (int32) labels of an RI volume with the U-Net.
 
     The volume is resampled to the training voxel size, normalised as (n − n_m)·s, predicted
-    tile by tile, labelled (watershed, then :func:`segmentation.instances.merge_by_contact`
+    tile by tile (averaged over ``tta`` lateral mirror images when ``cfg`` asks for it),
+    labelled (:func:`labels_from_prediction`: watershed, then :func:`segmentation.instances.merge_by_contact`
     with ``merge_contact_ratio`` and :func:`segmentation.instances.drop_faint` with
     ``min_peak_delta_ri`` from ``cfg``; absent keys disable those steps), and the labels are
     resized back (nearest neighbour).
@@ -251,14 +274,25 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     train_vs = tuple(cfg["voxel_size_um"])
     x = (resample_volume(ri, voxel_size_um, train_vs, order=1) - np.float32(medium_index)) * np.float32(cfg["ri_scale"])
     probs, dist = predict_tiled(model, x.astype(np.float32), tile_zyx=tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128))),
-                                overlap=overlap, device=device)
+                                overlap=overlap, device=device, tta=int(cfg.get("tta", 0)))
+    sem, inst = labels_from_prediction(probs, dist, x / np.float32(cfg["ri_scale"]), cfg)
+    return resize_labels(sem, ri.shape), resize_labels(inst, ri.shape)
+
+
+def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.ndarray, cfg: dict):
+    """Semantic (uint8) and instance (int32) labels on the training grid from the network's
+    output: foreground threshold, distance-relief watershed, contact merging, faint-object
+    removal (parameters ``fg_threshold``, ``instance_h_um``, ``min_volume_um3``,
+    ``merge_contact_ratio``, ``min_peak_delta_ri`` of ``cfg``). ``delta_ri`` is n − n_m on the
+    same grid."""
+    train_vs = tuple(cfg["voxel_size_um"])
     sem = semantic_from_probabilities(probs, float(cfg.get("fg_threshold", 0.5)))
     inst = instances_from_prediction(sem, dist, train_vs, h_um=float(cfg.get("instance_h_um", 0.2)),
                                      min_volume_um3=float(cfg.get("min_volume_um3", 0.3)))
     inst = merge_by_contact(inst, train_vs, float(cfg.get("merge_contact_ratio", 0.0)))
-    inst = drop_faint(inst, x / np.float32(cfg["ri_scale"]), float(cfg.get("min_peak_delta_ri", 0.0)))
+    inst = drop_faint(inst, delta_ri, float(cfg.get("min_peak_delta_ri", 0.0)))
     sem[inst == 0] = 0
-    return resize_labels(sem, ri.shape), resize_labels(inst, ri.shape)
+    return sem, inst
 
 
 def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index: float, *,

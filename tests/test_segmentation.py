@@ -262,3 +262,62 @@ def test_drop_faint_keeps_cells_and_removes_artefacts():
     assert drop_faint(inst, delta, 0.0).max() == 2
     with pytest.raises(ValueError, match="delta_ri"):
         drop_faint(inst, delta[:-1], 0.016)
+
+
+class _MirrorSensitive(torch.nn.Module):
+    """A 'network' whose output depends on the x position (not mirror symmetric)."""
+
+    n_classes = 2
+    divisor = (1, 1, 1)
+
+    def forward(self, x):
+        ramp = torch.linspace(-1.0, 1.0, x.shape[-1]).view(1, 1, 1, 1, -1)
+        return torch.cat([x + ramp, -x, x * ramp], dim=1)
+
+
+def test_test_time_augmentation_averages_mirrored_predictions():
+    from segmentation.infer import _flip_averaged
+
+    x = np.random.default_rng(1).normal(size=(6, 12, 16)).astype(np.float32)
+    model, dev = _MirrorSensitive(), torch.device("cpu")
+    p0, d0 = predict_tiled(model, x, tile_zyx=(6, 12, 16), device=dev)
+    p4, d4 = predict_tiled(model, x, tile_zyx=(6, 12, 16), device=dev, tta=4)
+    # by definition: the mean of the predictions of the four mirror images, mirrored back
+    views = []
+    for ax in ((), (-1,), (-2,), (-2, -1)):
+        pf, df = predict_tiled(model, np.flip(x, ax).copy() if ax else x, tile_zyx=(6, 12, 16), device=dev)
+        views.append((np.flip(pf, tuple(a for a in ax)) if ax else pf, np.flip(df, ax) if ax else df))
+    np.testing.assert_allclose(p4, np.mean([v[0] for v in views], axis=0), atol=1e-5)
+    np.testing.assert_allclose(d4, np.mean([v[1] for v in views], axis=0), atol=1e-5)
+    assert not np.allclose(p0, p4, atol=1e-3)  # the position-dependent model is not mirror invariant
+    np.testing.assert_allclose(p4.sum(0), 1.0, atol=1e-5)  # still probabilities
+    xb = torch.from_numpy(x[None, None])
+    assert torch.allclose(_flip_averaged(model, xb, 2, [()]), _flip_averaged(model, xb, 2, [(), ()]))
+    with pytest.raises(ValueError, match="tta"):
+        predict_tiled(model, x, tta=3)
+
+
+def test_aggregate_scores_pooled_and_nucleus_present():
+    from segmentation.train import aggregate_scores, segmentation_scores
+
+    shape = (4, 10, 10)
+    sem_a = np.zeros(shape, np.uint8)
+    sem_a[:, :6] = 1
+    sem_a[:, 1:4, 1:4] = 2  # 36 nucleus voxels
+    vol_a = TrainingVolume(np.zeros(shape, np.float32), sem_a, (sem_a > 0).astype(np.int32), (1, 1, 1), N_M)
+    pred_a = sem_a.copy()
+    pred_a[:, 1:4, 3] = 1  # 24 of 36 nucleus voxels found -> Dice 2·24/(24+36) = 0.8
+    sem_b = np.zeros(shape, np.uint8)
+    sem_b[:, :2] = 1  # no nucleus
+    vol_b = TrainingVolume(np.zeros(shape, np.float32), sem_b, (sem_b > 0).astype(np.int32), (1, 1, 1), N_M)
+    pred_b = sem_b.copy()
+    pred_b[:, 0, 0] = 2  # 4 false nucleus voxels: Dice 0 in a volume without a nucleus
+    recs = [segmentation_scores(pred_a, (pred_a > 0).astype(np.int32), vol_a),
+            segmentation_scores(pred_b, (pred_b > 0).astype(np.int32), vol_b)]
+    agg = aggregate_scores(recs)
+    assert recs[0]["dice_nucleus"] == pytest.approx(0.8)
+    assert recs[1]["dice_nucleus"] == 0.0
+    assert agg["dice_nucleus"] == pytest.approx(0.4)
+    assert agg["dice_nucleus_present"] == pytest.approx(0.8) and agg["n_volumes_with_nucleus"] == 1
+    assert agg["dice_nucleus_pooled"] == pytest.approx(2 * 24 / (24 + 36 + 4))
+    assert agg["dice_cell"] == 1.0 and agg["dice_cell_pooled"] == 1.0 and agg["ap50"] == 1.0

@@ -40,6 +40,7 @@ import scipy.fft as sfft
 
 from holo.conventions import GEOMETRIES, medium_wavenumber
 from holo.model import Acquisition, software_version
+from holo.threads import fft_workers
 from holo.twin.camera import CameraModel, expose
 from holo.twin.illumination import illumination_pattern, rotation_angles
 
@@ -261,9 +262,9 @@ def _pupil_mask(shape_yx, pixel_size_um, objective_na: float, wavelength_um: flo
 def pupil_filter(field, pixel_size_um, objective_na: float, wavelength_um: float) -> np.ndarray:
     """Keep the spatial frequencies |f| ≤ NA/λ of ``field`` (..., Y, X); complex64."""
     field = np.asarray(field, dtype=np.complex64)
-    spec = sfft.fft2(field, workers=-1)
+    spec = sfft.fft2(field, workers=fft_workers())
     spec *= _pupil_mask(field.shape[-2:], pixel_size_um, objective_na, wavelength_um)
-    return sfft.ifft2(spec, workers=-1).astype(np.complex64, copy=False)
+    return sfft.ifft2(spec, workers=fft_workers()).astype(np.complex64, copy=False)
 
 
 def fourier_shift(field, shift_yx_um, pixel_size_um) -> np.ndarray:
@@ -272,7 +273,7 @@ def fourier_shift(field, shift_yx_um, pixel_size_um) -> np.ndarray:
     sy, sx = (float(v) for v in np.asarray(shift_yx_um, dtype=np.float64).reshape(2))
     fy, fx = _freqs(field.shape[-2:], pixel_size_um)
     ramp = (np.exp(-2j * np.pi * fy * sy) * np.exp(-2j * np.pi * fx * sx)).astype(np.complex64)
-    return sfft.ifft2(sfft.fft2(field, workers=-1) * ramp, workers=-1).astype(np.complex64, copy=False)
+    return sfft.ifft2(sfft.fft2(field, workers=fft_workers()) * ramp, workers=fft_workers()).astype(np.complex64, copy=False)
 
 
 def propagate(field, distance_um: float, pixel_size_um, wavelength_um: float, medium_index: float) -> np.ndarray:
@@ -290,7 +291,7 @@ def propagate(field, distance_um: float, pixel_size_um, wavelength_um: float, me
     qy, qx = frequency_grid(field.shape[-2:], pixel_size_um)
     delta, prop = envelope_kz(qy, qx, 0.0, 0.0, km)
     h = envelope_propagator(delta, prop, distance_um) * np.complex64(np.exp(1j * km * float(distance_um)))
-    return sfft.ifft2(sfft.fft2(field, workers=-1) * h, workers=-1).astype(np.complex64, copy=False)
+    return sfft.ifft2(sfft.fft2(field, workers=fft_workers()) * h, workers=fft_workers()).astype(np.complex64, copy=False)
 
 
 def _resample_spectrum(spec: np.ndarray, shape_yx) -> np.ndarray:
@@ -330,8 +331,8 @@ def fourier_resample(field, shape_yx) -> np.ndarray:
     field = np.asarray(field, dtype=np.complex64)
     ny, nx = field.shape[-2:]
     my, mx = (int(s) for s in shape_yx)
-    spec = sfft.fft2(field, workers=-1)
-    out = sfft.ifft2(_resample_spectrum(spec, (my, mx)), workers=-1)
+    spec = sfft.fft2(field, workers=fft_workers())
+    out = sfft.ifft2(_resample_spectrum(spec, (my, mx)), workers=fft_workers())
     out *= (my * mx) / (ny * nx)
     return out.astype(np.complex64, copy=False)
 
@@ -582,8 +583,8 @@ def simulate_acquisition(
             pair = propagate(pair, defocus_um, vox_yx, wavelength_um, n_m)
         if t is not None:
             pair *= t
-        spec = sfft.fft2(pair, workers=-1) * pupil
-        cam = sfft.ifft2(_resample_spectrum(spec, shape_c), workers=-1).astype(np.complex64, copy=False)
+        spec = sfft.fft2(pair, workers=fft_workers()) * pupil
+        cam = sfft.ifft2(_resample_spectrum(spec, shape_c), workers=fft_workers()).astype(np.complex64, copy=False)
         cam *= scale
         holograms[a] = expose(hologram_intensity(cam[0], ref) * norm, camera, rng_sample)
         background[a] = expose(hologram_intensity(cam[1], ref) * norm, camera, rng_bg)

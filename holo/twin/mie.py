@@ -43,6 +43,7 @@ import scipy.fft as sfft
 
 from holo.conventions import medium_wavenumber, vacuum_wavenumber
 from holo.errors import HoloError
+from holo.threads import fft_workers
 
 __all__ = ["mie_sphere_field", "incidence_frame"]
 
@@ -151,7 +152,7 @@ def _imaged_field(radius_um, sphere_index, medium_index, wavelength_um, shape, p
     spec[keep] = amp
     # envelope spectrum at q = k⊥ − k_in⊥; continuous inverse transform ≈ ifft2 / (dy dx),
     # whose origin (index 0) is moved to the centre pixel (Y//2, X//2)
-    field = sfft.fftshift(sfft.ifft2(spec, workers=-1)) / (pix[0] * pix[1])
+    field = sfft.fftshift(sfft.ifft2(spec, workers=fft_workers())) / (pix[0] * pix[1])
     if np.hypot(kin[0], kin[1]) <= kc * (1.0 + 1e-9):
         field += 1.0
     return field

@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from holo.threads import fft_workers
+
 __all__ = ["detect_carrier", "spectral_peaks", "gaussian_window", "in_positive_half_plane"]
 
 #: Gaussian window width as a fraction of the frame size (σ = N/8).
@@ -118,10 +120,10 @@ def _peaks_of(arr: np.ndarray, pixel_size_um: float, centre_cycles_per_um, min_r
     x -= x.mean(axis=(-2, -1), keepdims=True)
     x *= win
     if is_complex:
-        spec = scipy.fft.fft2(x, workers=-1)
+        spec = scipy.fft.fft2(x, workers=fft_workers())
         kx = _bins(nx)
     else:
-        spec = scipy.fft.rfft2(x, workers=-1)
+        spec = scipy.fft.rfft2(x, workers=fft_workers())
         kx = np.arange(nx // 2 + 1)
     ky = _bins(ny)
     fy = ky[:, None] * dfy

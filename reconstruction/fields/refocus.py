@@ -33,6 +33,8 @@ from typing import Callable
 import numpy as np
 import scipy.fft
 
+from holo.threads import fft_workers
+
 __all__ = ["refocus", "autofocus", "depth_of_field_um", "amplitude_variance"]
 
 
@@ -156,9 +158,9 @@ def refocus(
     for i0 in range(0, a, batch):
         i1 = min(i0 + batch, a)
         h = _transfer(u.shape[1:], pixel_size_um, wavelength_um, medium_index, d[i0:i1], na[i0:i1], objective_na)
-        spec = scipy.fft.fft2(np.asarray(u[i0:i1], np.complex64), workers=-1)
+        spec = scipy.fft.fft2(np.asarray(u[i0:i1], np.complex64), workers=fft_workers())
         spec *= h
-        out[i0:i1] = scipy.fft.ifft2(spec, workers=-1, overwrite_x=True)
+        out[i0:i1] = scipy.fft.ifft2(spec, workers=fft_workers(), overwrite_x=True)
     return out[0] if squeeze else out
 
 
@@ -222,7 +224,7 @@ def autofocus(
     tol = dof / 50.0 if tolerance_um is None else float(tolerance_um)
     a = u.shape[0]
     _, na = _broadcast_params(a, 0.0, illumination_na)
-    spec = scipy.fft.fft2(u, workers=-1)
+    spec = scipy.fft.fft2(u, workers=fft_workers())
     # Propagation phases per frame: exp(i d·g_a(f)), g_a = 2π (η(f + ν_a) − η(ν_a)).
     phases = np.empty(u.shape, np.float64)
     keep = np.empty(u.shape, bool)
@@ -232,7 +234,7 @@ def autofocus(
 
     def cost(d: float) -> float:
         h = np.exp(1j * d * phases).astype(np.complex64)
-        return float(fmetric(scipy.fft.ifft2(spec * h, workers=-1)))
+        return float(fmetric(scipy.fft.ifft2(spec * h, workers=fft_workers())))
 
     step = dof / 2.0
     n = max(3, int(math.ceil((z1 - z0) / step)) + 1)

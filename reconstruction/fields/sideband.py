@@ -26,6 +26,8 @@ import math
 import numpy as np
 import scipy.fft
 
+from holo.threads import fft_workers
+
 __all__ = ["SIDEBAND_SHAPES", "output_grid", "sideband_filter", "demodulate"]
 
 SIDEBAND_SHAPES = ("circle", "tukey", "gaussian")
@@ -184,13 +186,13 @@ def demodulate(
     src_y = np.where(flip, (-kyf) % ny, kyf)
     src_x = np.where(flip, (-kxf) % nx, kxf)
     filt = sideband_filter((my, mx), p_out, delta, objective_na / wavelength_um, shape=shape, edge=edge)
-    spec = scipy.fft.rfft2(h.astype(np.float32, copy=False), workers=-1)
+    spec = scipy.fft.rfft2(h.astype(np.float32, copy=False), workers=fft_workers())
     crop = spec[:, src_y, src_x]
     del spec
     if flip.any():
         crop = np.where(flip[None], np.conj(crop), crop)
     crop *= filt[None]
-    field = scipy.fft.ifft2(crop, workers=-1, overwrite_x=True)
+    field = scipy.fft.ifft2(crop, workers=fft_workers(), overwrite_x=True)
     y = (np.arange(my) * p_out)[:, None]
     x = (np.arange(mx) * p_out)[None, :]
     ramp = np.exp(-2j * np.pi * (delta[0] * y + delta[1] * x)) * (my * mx / (ny * nx))

@@ -38,6 +38,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from holo.conventions import medium_wavenumber, vacuum_wavenumber
+from holo.threads import fft_workers
 
 __all__ = [
     "grid_coordinates",
@@ -203,9 +204,9 @@ def pupil_mask(qy, qx, kin_x, kin_y, wavelength_um: float, objective_na: float) 
 
 def filter_pupil(v: np.ndarray, pupil: np.ndarray) -> np.ndarray:
     """Low-pass the envelope ``v`` (…, Y, X) by a pupil mask in its Fourier space."""
-    spec = sfft.fft2(v, axes=(-2, -1), workers=-1)
+    spec = sfft.fft2(v, axes=(-2, -1), workers=fft_workers())
     spec *= pupil
-    return sfft.ifft2(spec, axes=(-2, -1), workers=-1)
+    return sfft.ifft2(spec, axes=(-2, -1), workers=fft_workers())
 
 
 # -- multi-slice kernels ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from holo.conventions import medium_wavenumber, ri_to_potential
+from holo.threads import fft_workers
 from reconstruction.forward._propagate import (
     ForwardOptions,
     envelope_kz,
@@ -65,7 +66,7 @@ def _slice_spectra(ri_padded: np.ndarray, setup):
     f = ri_to_potential(ri_padded[j0:j1], setup.wavelength_um, nm)
     f = f.astype(np.complex64 if np.iscomplexobj(f) else np.float32, copy=False)
     dy, dx = setup.voxel_size_um[1:]
-    spec = sfft.fft2(f, axes=(-2, -1), workers=-1).astype(np.complex64, copy=False)
+    spec = sfft.fft2(f, axes=(-2, -1), workers=fft_workers()).astype(np.complex64, copy=False)
     spec *= np.float32(dy * dx)
     return spec, setup.z_um[j0:j1]
 
@@ -117,7 +118,7 @@ def born_scattered_envelopes(setup, *, within_pupil: bool, progress=None):
             else:
                 keep = envelope_kz(qy, qx, kin[0], kin[1], km)[1]
             vs = _scattered_envelope_spectrum(spec, zs, kin, setup, qy, qx, keep)
-            out[i] = sfft.ifft2(vs, workers=-1) / np.float32(dy * dx)
+            out[i] = sfft.ifft2(vs, workers=fft_workers()) / np.float32(dy * dx)
         report_progress(progress, i + 1, setup.n_frames)
     return out
 

@@ -61,6 +61,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from holo.conventions import vacuum_wavenumber
+from holo.threads import fft_workers
 from reconstruction.forward._propagate import (
     ForwardOptions,
     default_batch_size,
@@ -115,26 +116,26 @@ def _bpm_batch(ri_padded: np.ndarray, kin: np.ndarray, setup, wide_angle: bool) 
         else:
             dist = z[j] - pos
             spec *= ker.step if np.isclose(dist, dz) else ker.propagator(dist)
-            v = sfft.ifft2(spec, axes=(-2, -1), workers=-1).astype(np.complex64, copy=False)
+            v = sfft.ifft2(spec, axes=(-2, -1), workers=fft_workers()).astype(np.complex64, copy=False)
         sl = ri_padded[j] if shared else ri_padded[:, j]
         v *= _screen(sl, ker.kin_perp2, ker.kin_z, k0, dz)
-        spec = sfft.fft2(v, axes=(-2, -1), workers=-1)
+        spec = sfft.fft2(v, axes=(-2, -1), workers=fft_workers())
         if ker.wide is not None:
             h1, h2 = ker.wide
             # s v with s = k0²(n² − n_m²) = −f, the source of the slab's scattered field
             s_slab = k02 * (sl * sl - nm * nm)
             src = v * s_slab
-            corr = sfft.fft2(src, axes=(-2, -1), workers=-1)
+            corr = sfft.fft2(src, axes=(-2, -1), workers=fft_workers())
             corr *= h1
             spec += corr
-            corr = sfft.fft2(src * s_slab, axes=(-2, -1), workers=-1)
+            corr = sfft.fft2(src * s_slab, axes=(-2, -1), workers=fft_workers())
             corr *= h2
             spec += corr
         pos = z[j]
     if pos is None:
         return np.broadcast_to(ker.pupil[..., :1, :1], (nb,) + ri_padded.shape[-2:]).astype(np.complex64)
     spec *= ker.propagator(-pos) * ker.pupil
-    return sfft.ifft2(spec, axes=(-2, -1), workers=-1).astype(np.complex64, copy=False)
+    return sfft.ifft2(spec, axes=(-2, -1), workers=fft_workers()).astype(np.complex64, copy=False)
 
 
 def bpm_fields(

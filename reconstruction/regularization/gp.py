@@ -48,6 +48,8 @@ from typing import Callable
 import numpy as np
 import scipy.fft as sfft
 
+from holo.threads import fft_workers
+
 __all__ = [
     "DEFAULT_GP_ITERATIONS",
     "RealData",
@@ -189,13 +191,13 @@ class _NumpyBackend:
         return np.asarray(a)
 
     def rfftn(self, x):
-        return sfft.rfftn(x, workers=-1)
+        return sfft.rfftn(x, workers=fft_workers())
 
     def irfftn(self, X):
         # Two stages (complex inverse over Z, Y, then the real inverse over X): measured ~2×
         # faster than a single irfftn with overwrite_x on 512×512×256 complex64 (pocketfft).
-        Xc = sfft.ifftn(X, axes=(0, 1), workers=-1)
-        return sfft.irfft(Xc, n=self.shape[2], axis=2, workers=-1, overwrite_x=True).astype(np.float32, copy=False)
+        Xc = sfft.ifftn(X, axes=(0, 1), workers=fft_workers())
+        return sfft.irfft(Xc, n=self.shape[2], axis=2, workers=fft_workers(), overwrite_x=True).astype(np.float32, copy=False)
 
     def clamp_nonpositive(self, x):
         np.minimum(x, 0.0, out=x)

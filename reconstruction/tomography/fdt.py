@@ -63,6 +63,7 @@ import scipy.fft
 from holo.conventions import GEOMETRIES, medium_wavenumber, vacuum_wavenumber
 from holo.errors import ValidationError
 from holo.model import Tomogram
+from holo.threads import fft_workers
 
 from .grid import Grid, default_grid
 
@@ -277,7 +278,7 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
             ur = born_field(u)
         else:
             ur = rytov_field(u, None if unwrapped is None else np.asarray(unwrapped[idx]))
-        spec = scipy.fft.fft2(ur, workers=-1, overwrite_x=True)
+        spec = scipy.fft.fft2(ur, workers=fft_workers(), overwrite_x=True)
         spec *= frame_phase
         kin = np.stack([_kin_zyx(fs, a, km, k0) for a in idx])
         rot = np.stack([cap_rotation(float(fs.angles[a]), fs.rotation_axis) if rotation else np.eye(3) for a in idx])
@@ -397,7 +398,7 @@ def spectrum_to_ri(spectrum, wavelength_um: float, medium_index: float) -> np.nd
     The formula is that of :func:`holo.conventions.potential_to_ri`, evaluated in float32
     in place to keep memory at one complex volume.
     """
-    f = scipy.fft.ifftn(spectrum, workers=-1)
+    f = scipy.fft.ifftn(spectrum, workers=fft_workers())
     return potential_to_ri_f32(f.real, wavelength_um, medium_index)
 
 

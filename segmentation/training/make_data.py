@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -59,6 +60,13 @@ def main(argv=None) -> int:
     ap.add_argument("--phantom-shape", type=int, nargs=3, default=(96, 256, 256))
     ap.add_argument("--phantom-voxel", type=float, nargs=3, default=(0.2, 0.1, 0.1))
     a = ap.parse_args(argv)
+    from holo.threads import cpu_threads
+
+    # each worker process gets its share of the CPUs for its FFT/Numba threads (set before
+    # the pool forks and before anything imports numba)
+    per = str(max(1, cpu_threads() // max(1, a.workers)))
+    for var in ("HOLO_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = per
     specs = []
     for spec in a.split or ["train:otf:320", "train:pipeline:48", "val:otf:16", "val:pipeline:16",
                             "test:pipeline:40", "test:otf:24"]:

@@ -23,9 +23,17 @@ import numpy as np
 def _load(folder: Path, source: str | None = None):
     from segmentation.data import load_volume
 
-    files = sorted(folder.glob("*.npz"))
-    vols = [load_volume(f) for f in files]
-    return [v for v in vols if source is None or v.source == source]
+    vols = []
+    for f in sorted(folder.glob("*.npz")):
+        v = load_volume(f)
+        v.kind = f.stem.rsplit("_", 1)[-1]  # SPLIT_SOURCE_SEED_KIND.npz (make_data)
+        if source is None or v.source == source:
+            vols.append(v)
+    return vols
+
+
+def _kind(v) -> str:
+    return getattr(v, "kind", "all")
 
 
 def _interleave(a, b, n):
@@ -89,22 +97,50 @@ def _ece(probs, labels, n_bins=10):
     return float(e)
 
 
-def _stage_unet(a, train, val_epoch, tests, device, provenance):
-    from segmentation.train import DEFAULT_UNET_CONFIG, evaluate_segmentation, save_weights, train_unet
+def _stage_unet(a, train, val_epoch, device, provenance):
+    from segmentation.train import DEFAULT_UNET_CONFIG, save_weights, train_unet
 
     t0 = time.perf_counter()
-    ucfg = dict(DEFAULT_UNET_CONFIG)
+    init_state = None
+    if a.init is not None:  # fine-tune: architecture, voxel and post-processing from the initial weights
+        from segmentation.infer import load_unet
+
+        model0, cfg0 = load_unet(a.init)
+        ucfg = {k: v for k, v in cfg0.items() if k not in ("history", "provenance", "test_metrics")}
+        init_state = model0.state_dict()
+        provenance = {**provenance, "initialised_from": cfg0.get("provenance", str(a.init))}
+    else:
+        ucfg = dict(DEFAULT_UNET_CONFIG)
+        ucfg["channels"] = list(a.channels)
     ucfg["voxel_size_um"] = list(train[0].voxel_size_um)
     umodel, uhist = train_unet(train, val_epoch, ucfg, epochs=a.epochs, steps_per_epoch=a.steps,
-                               batch_size=a.batch, crop_zyx=(32, 64, 64), device=device, seed=a.seed,
-                               patience=a.patience)
+                               batch_size=a.batch, crop_zyx=tuple(a.crop), device=device, seed=a.seed,
+                               patience=a.patience, lr=a.lr, init_state=init_state)
     t_train = time.perf_counter() - t0
-    save_weights(umodel, {**ucfg, "history": uhist}, a.out, "unet")  # kept if the evaluation fails
-    seg_test = {src: evaluate_segmentation(umodel, ucfg, vs, device=device) for src, vs in tests.items()}
+    save_weights(umodel, {**ucfg, "provenance": provenance, "history": uhist}, a.out, "unet")
+    return {"seconds_unet_training": round(t_train, 1)}
+
+
+def _segmentation_test_metrics(a, tests, device):
+    """U-Net (with the post-processing in ``unet.json``) and classic baseline on the test split;
+    the U-Net's numbers are also stored in ``unet.json``."""
+    from segmentation.infer import load_unet
+    from segmentation.train import aggregate_scores, evaluate_segmentation
+
+    umodel, ucfg = load_unet(a.out)
+    seg_test, by_kind = {}, {}
+    for src, vs in tests.items():
+        seg_test[src], records = evaluate_segmentation(umodel, ucfg, vs, device=device, per_volume=True)
+        for kind in sorted({_kind(v) for v in vs}):
+            by_kind[f"{src}:{kind}"] = aggregate_scores([r for r, v in zip(records, vs) if _kind(v) == kind])
     seg_classic = {src: _eval_classic(vs) for src, vs in tests.items()}
-    print("test unet", seg_test, "classic", seg_classic, flush=True)
-    save_weights(umodel, {**ucfg, "provenance": provenance, "test_metrics": seg_test, "history": uhist}, a.out, "unet")
-    return {"segmentation_unet": seg_test, "segmentation_classic": seg_classic, "seconds_unet_training": round(t_train, 1)}
+    print("test unet", json.dumps(seg_test), "classic", json.dumps(seg_classic), flush=True)
+    ucfg["test_metrics"] = seg_test
+    path = a.out / "unet.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(ucfg, indent=1))
+    tmp.replace(path)
+    return {"segmentation_unet": seg_test, "segmentation_unet_by_kind": by_kind, "segmentation_classic": seg_classic}
 
 
 def _stage_classifier(a, train, val, test, device, provenance):
@@ -145,6 +181,65 @@ def _stage_classifier(a, train, val, test, device, provenance):
     return {"classification": cls_test}
 
 
+def tune_postprocessing(umodel, ucfg, vols, device=None, *, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7),
+                        h_values_um=(0.1, 0.15, 0.2, 0.3), tta_values=(0, 4), log=print) -> dict:
+    """Choose ``tta``, ``fg_threshold`` and ``instance_h_um`` on validation volumes.
+
+    Stage 1 picks (tta, fg_threshold) maximising the mean of Dice cell and Dice nucleus of the
+    semantic map; stage 2 picks h maximising AP@0.5 (ties: the smaller h) with the rest of the
+    post-processing as configured. Returns the chosen values and the sweep tables.
+    """
+    from segmentation.infer import labels_from_prediction, predict_tiled, semantic_from_probabilities
+    from segmentation.train import dice, instance_ap
+
+    preds = {}
+    for tta in tta_values:
+        preds[tta] = []
+        for v in vols:
+            x = ((v.ri - np.float32(v.medium_index)) * np.float32(ucfg["ri_scale"])).astype(np.float32)
+            probs, dist = predict_tiled(umodel, x, tile_zyx=tuple(ucfg.get("tile_zyx", (48, 128, 128))), device=device,
+                                        tta=tta)
+            preds[tta].append((probs, dist, x / np.float32(ucfg["ri_scale"])))
+    sweep1 = []
+    for tta in tta_values:
+        for thr in thresholds:
+            dc, dn = [], []
+            for v, (probs, _, _) in zip(vols, preds[tta]):
+                sem = semantic_from_probabilities(probs, thr)
+                dc.append(dice(sem > 0, v.semantic > 0))
+                dn.append(dice(np.isin(sem, (2, 3)), np.isin(v.semantic, (2, 3))))
+            sweep1.append({"tta": tta, "fg_threshold": thr, "dice_cell": float(np.mean(dc)), "dice_nucleus": float(np.mean(dn))})
+            log(json.dumps(sweep1[-1]))
+    best1 = max(sweep1, key=lambda r: (r["dice_cell"] + r["dice_nucleus"], -r["tta"]))
+    sweep2 = []
+    for h in h_values_um:
+        cfg = {**ucfg, "fg_threshold": best1["fg_threshold"], "instance_h_um": h}
+        ap = [instance_ap(labels_from_prediction(p, d, dri, cfg)[1], v.instance)
+              for v, (p, d, dri) in zip(vols, preds[best1["tta"]])]
+        sweep2.append({"instance_h_um": h, "ap50": float(np.mean(ap))})
+        log(json.dumps(sweep2[-1]))
+    best2 = max(sweep2, key=lambda r: (round(r["ap50"], 4), -r["instance_h_um"]))
+    return {"tta": best1["tta"], "fg_threshold": best1["fg_threshold"], "instance_h_um": best2["instance_h_um"],
+            "sweep_semantic": sweep1, "sweep_instances": sweep2, "n_volumes": len(vols)}
+
+
+def _stage_tune(a, val, device):
+    """Post-processing chosen on the validation split, written into ``unet.json``."""
+    from segmentation.infer import load_unet
+
+    umodel, ucfg = load_unet(a.out)
+    res = tune_postprocessing(umodel, ucfg, val, device=device)
+    for k in ("tta", "fg_threshold", "instance_h_um"):
+        ucfg[k] = res[k]
+    ucfg["postprocessing_sweep"] = res
+    path = a.out / "unet.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(ucfg, indent=1))
+    tmp.replace(path)
+    print("chosen", {k: res[k] for k in ("tta", "fg_threshold", "instance_h_um")}, flush=True)
+    return {"postprocessing": {k: res[k] for k in ("tta", "fg_threshold", "instance_h_um", "n_volumes")}}
+
+
 def _classifier_test_metrics(cmodel, ccfg, test):
     """Accuracy, calibration (ECE) and per-class accuracy on ground-truth cell crops."""
     import torch
@@ -175,12 +270,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--stage", default="all", choices=("all", "unet", "classifier", "eval", "test"),
+    ap.add_argument("--stage", default="all", choices=("all", "unet", "classifier", "tune", "eval", "test"),
                     help="unet and classifier may run in parallel; eval (end to end) needs both weights in --out; "
+                         "tune sets tta/fg_threshold/instance_h_um in --out/unet.json from the val split; "
                          "test re-measures every test metric of the weights in --out (no training)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, nargs=3, default=(32, 64, 64), help="U-Net training crop (Z, Y, X) in voxels")
+    ap.add_argument("--channels", type=int, nargs=4, default=(8, 16, 32, 64), help="U-Net channels per level")
+    ap.add_argument("--lr", type=float, default=3e-3, help="U-Net peak learning rate (one-cycle)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="fine-tune the U-Net in this weights folder instead of training from scratch")
     ap.add_argument("--cls-epochs", type=int, default=30)
     ap.add_argument("--n-val-epoch", type=int, default=8, help="Validation volumes evaluated each epoch.")
     ap.add_argument("--patience", type=int, default=8)
@@ -202,16 +303,15 @@ def main(argv=None) -> int:
                   "n_volumes": {"train": len(train), "val": len(val), "test": {k: len(v) for k, v in tests.items()}}}
     metrics = {}
     if a.stage in ("all", "unet"):
-        metrics.update(_stage_unet(a, train, val_epoch, tests, device, provenance))
+        metrics.update(_stage_unet(a, train, val_epoch, device, provenance))
+    if a.stage in ("all", "unet", "tune"):
+        metrics.update(_stage_tune(a, val, device))
+    if a.stage in ("all", "unet", "tune", "test") and tests:
+        metrics.update(_segmentation_test_metrics(a, tests, device))
     if a.stage in ("all", "classifier"):
         metrics.update(_stage_classifier(a, train, val, test, device, provenance))
     if a.stage == "test":
-        from segmentation.train import evaluate_segmentation
-
-        umodel, ucfg = load_unet(a.out)
         cmodel, ccfg = load_classifier(a.out)
-        metrics["segmentation_unet"] = {src: evaluate_segmentation(umodel, ucfg, vs, device=device) for src, vs in tests.items()}
-        metrics["segmentation_classic"] = {src: _eval_classic(vs) for src, vs in tests.items()}
         metrics["classification"] = {src: _classifier_test_metrics(cmodel, ccfg, vs) for src, vs in tests.items()}
         print(json.dumps(metrics, indent=1), flush=True)
     if a.stage in ("all", "eval", "test"):
