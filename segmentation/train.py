@@ -142,6 +142,18 @@ def evaluate_segmentation(model, cfg, vols, device=None, *, per_volume: bool = F
     return (agg, records) if per_volume else agg
 
 
+#: Keys of a weights JSON that describe one training run, not the model: not inherited when
+#: the weights are fine-tuned.
+RUN_RECORD_KEYS = ("history", "provenance", "test_metrics", "postprocessing_sweep", "trained_on", "init",
+                   "postprocessing_tuned_on", "postprocessing_selection", "test_metrics_device_default_thresholds")
+
+
+def inherited_config(cfg: dict) -> dict:
+    """Architecture, voxel size, normalisation and post-processing of a weights JSON, without
+    the record of the run that produced it (:data:`RUN_RECORD_KEYS`)."""
+    return {k: v for k, v in cfg.items() if k not in RUN_RECORD_KEYS}
+
+
 def _prepared_model(build, init_state: dict | None, device, seed: int):
     """Seed torch and NumPy, build the model with ``build()`` (so its initial weights follow
     the seed), load ``init_state`` (fine-tuning) and move it to the device; returns
@@ -227,7 +239,8 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
             sched.step()
             losses.append(float(loss.detach()))
         model.eval()
-        metrics = evaluate_segmentation(model, cfg, val_vols, device=device) if val_vols else {}
+        # per-epoch model selection without test-time augmentation (4× cheaper, same ranking)
+        metrics = evaluate_segmentation(model, {**cfg, "tta": 0}, val_vols, device=device) if val_vols else {}
         score = (metrics["dice_cell"] + metrics["dice_nucleus"] + metrics["ap50"]) / 3 if metrics else -float(np.mean(losses))
         rec = {"epoch": ep + 1, "loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - t0, 1), **metrics}
         history.append(rec)
@@ -343,7 +356,7 @@ DEFAULT_UNET_CONFIG = {
     "channels": [8, 16, 32, 64],
     "voxel_size_um": [0.4, 0.2, 0.2],
     "ri_scale": 25.0,
-    "tile_zyx": [48, 128, 128],
+    "tile_zyx": [96, 192, 192],
     "fg_threshold": 0.7,
     "instance_h_um": 0.15,
     "min_volume_um3": 0.3,
@@ -411,9 +424,9 @@ def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_
     wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     rng = np.random.default_rng(seed)
     if init == "shipped":
-        ucfg = json.loads((wdir / "unet.json").read_text())
+        ucfg = inherited_config(json.loads((wdir / "unet.json").read_text()))
         ustate = torch.load(wdir / "unet.pt", map_location="cpu", weights_only=True)
-        ccfg = json.loads((wdir / "classifier.json").read_text())
+        ccfg = inherited_config(json.loads((wdir / "classifier.json").read_text()))
         cstate = torch.load(wdir / "classifier.pt", map_location="cpu", weights_only=True)
     else:
         ucfg, ustate = dict(DEFAULT_UNET_CONFIG), None

@@ -98,7 +98,7 @@ def _ece(probs, labels, n_bins=10):
 
 
 def _stage_unet(a, train, val_epoch, device, provenance):
-    from segmentation.train import DEFAULT_UNET_CONFIG, save_weights, train_unet
+    from segmentation.train import DEFAULT_UNET_CONFIG, inherited_config, save_weights, train_unet
 
     t0 = time.perf_counter()
     init_state = None
@@ -106,7 +106,7 @@ def _stage_unet(a, train, val_epoch, device, provenance):
         from segmentation.infer import load_unet
 
         model0, cfg0 = load_unet(a.init)
-        ucfg = {k: v for k, v in cfg0.items() if k not in ("history", "provenance", "test_metrics")}
+        ucfg = inherited_config(cfg0)
         init_state = model0.state_dict()
         provenance = {**provenance, "initialised_from": cfg0.get("provenance", str(a.init))}
     else:
