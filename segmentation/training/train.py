@@ -36,6 +36,13 @@ def _kind(v) -> str:
     return getattr(v, "kind", "all")
 
 
+def _write_json(path: Path, obj) -> None:
+    """Replace a JSON file atomically (temporary name, then rename)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
 def _interleave(a, b, n):
     out = []
     for x, y in zip(a, b):
@@ -136,10 +143,7 @@ def _segmentation_test_metrics(a, tests, device):
     seg_classic = {src: _eval_classic(vs) for src, vs in tests.items()}
     print("test unet", json.dumps(seg_test), "classic", json.dumps(seg_classic), flush=True)
     ucfg["test_metrics"] = seg_test
-    path = a.out / "unet.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(ucfg, indent=1))
-    tmp.replace(path)
+    _write_json(a.out / "unet.json", ucfg)
     return {"segmentation_unet": seg_test, "segmentation_unet_by_kind": by_kind, "segmentation_classic": seg_classic}
 
 
@@ -232,10 +236,7 @@ def _stage_tune(a, val, device):
     for k in ("tta", "fg_threshold", "instance_h_um"):
         ucfg[k] = res[k]
     ucfg["postprocessing_sweep"] = res
-    path = a.out / "unet.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(ucfg, indent=1))
-    tmp.replace(path)
+    _write_json(a.out / "unet.json", ucfg)
     print("chosen", {k: res[k] for k in ("tta", "fg_threshold", "instance_h_um")}, flush=True)
     return {"postprocessing": {k: res[k] for k in ("tta", "fg_threshold", "instance_h_um", "n_volumes")}}
 
