@@ -190,6 +190,15 @@ class _BestEpoch:
         self.bad += 1
         return self.bad >= self.patience
 
+    def end_epoch(self, rec: dict, key, model, history: list, log) -> bool:
+        """Append and log an epoch's record, then :meth:`update`; True when training should stop."""
+        history.append(rec)
+        log(json.dumps(rec))
+        if self.update(key, model):
+            log(f"early stop after epoch {rec['epoch']}")
+            return True
+        return False
+
 
 def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume], cfg: dict, *, epochs: int = 20,
                steps_per_epoch: int = 50, batch_size: int = 4, crop_zyx=(32, 64, 64), lr: float = 3e-3,
@@ -243,10 +252,7 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
         metrics = evaluate_segmentation(model, {**cfg, "tta": 0}, val_vols, device=device) if val_vols else {}
         score = (metrics["dice_cell"] + metrics["dice_nucleus"] + metrics["ap50"]) / 3 if metrics else -float(np.mean(losses))
         rec = {"epoch": ep + 1, "loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - t0, 1), **metrics}
-        history.append(rec)
-        log(json.dumps(rec))
-        if tracker.update(score, model):
-            log(f"early stop after epoch {ep + 1}")
+        if tracker.end_epoch(rec, score, model, history, log):
             break
     model.load_state_dict(tracker.state)
     return model.cpu().eval(), history
@@ -328,10 +334,7 @@ def train_classifier(x_train, y_train, x_val, y_val, cfg: dict, *, epochs: int =
             key = (acc, -nll)
         else:
             key = (-rec["loss"], 0.0)
-        history.append(rec)
-        log(json.dumps(rec))
-        if tracker.update(key, model):
-            log(f"early stop after epoch {ep + 1}")
+        if tracker.end_epoch(rec, key, model, history, log):
             break
     model.load_state_dict(tracker.state)
     temperature = fit_temperature(_logits(x_val), y_val) if len(x_val) else 1.0

@@ -102,6 +102,7 @@ def _bpm_batch(ri_padded: np.ndarray, kin: np.ndarray, setup, wide_angle: bool) 
     shared = ri_padded.ndim == 3
     z = setup.z_um
     nm = np.float32(setup.medium_index)
+    workers = fft_workers()  # once per batch, not per slab
     k02 = np.float32(k0 * k0)
     if shared:
         occupied = np.any(ri_padded != nm, axis=(1, 2))
@@ -116,26 +117,26 @@ def _bpm_batch(ri_padded: np.ndarray, kin: np.ndarray, setup, wide_angle: bool) 
         else:
             dist = z[j] - pos
             spec *= ker.step if np.isclose(dist, dz) else ker.propagator(dist)
-            v = sfft.ifft2(spec, axes=(-2, -1), workers=fft_workers()).astype(np.complex64, copy=False)
+            v = sfft.ifft2(spec, axes=(-2, -1), workers=workers).astype(np.complex64, copy=False)
         sl = ri_padded[j] if shared else ri_padded[:, j]
         v *= _screen(sl, ker.kin_perp2, ker.kin_z, k0, dz)
-        spec = sfft.fft2(v, axes=(-2, -1), workers=fft_workers())
+        spec = sfft.fft2(v, axes=(-2, -1), workers=workers)
         if ker.wide is not None:
             h1, h2 = ker.wide
             # s v with s = k0²(n² − n_m²) = −f, the source of the slab's scattered field
             s_slab = k02 * (sl * sl - nm * nm)
             src = v * s_slab
-            corr = sfft.fft2(src, axes=(-2, -1), workers=fft_workers())
+            corr = sfft.fft2(src, axes=(-2, -1), workers=workers)
             corr *= h1
             spec += corr
-            corr = sfft.fft2(src * s_slab, axes=(-2, -1), workers=fft_workers())
+            corr = sfft.fft2(src * s_slab, axes=(-2, -1), workers=workers)
             corr *= h2
             spec += corr
         pos = z[j]
     if pos is None:
         return np.broadcast_to(ker.pupil[..., :1, :1], (nb,) + ri_padded.shape[-2:]).astype(np.complex64)
     spec *= ker.propagator(-pos) * ker.pupil
-    return sfft.ifft2(spec, axes=(-2, -1), workers=fft_workers()).astype(np.complex64, copy=False)
+    return sfft.ifft2(spec, axes=(-2, -1), workers=workers).astype(np.complex64, copy=False)
 
 
 def bpm_fields(
