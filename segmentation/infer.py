@@ -1,5 +1,9 @@
 """Inference: shipped-weight loading, resampling, tiled U-Net prediction, instances, cell crops.
 
+Models: a weights folder holds the default U-Net (``unet.*``) and optionally others trained at
+other voxel sizes (``unet_<tag>.*``, e.g. the shipped ``unet_fine`` at 0.2 × 0.1 × 0.1 µm for
+small objects such as bacteria on finely sampled tomograms); ``name`` picks one.
+
 Resampling: the tomogram is interpolated (linear) onto the training voxel grid of the model;
 the labels found there are brought back to the tomogram's grid by nearest neighbour, so the
 output always has the input's shape and voxel size.
@@ -33,6 +37,7 @@ from segmentation.instances import drop_faint, merge_by_contact
 __all__ = [
     "WEIGHTS_DIR",
     "load_unet",
+    "unet_names",
     "load_classifier",
     "resample_volume",
     "resize_labels",
@@ -82,11 +87,19 @@ def _load(name: str, weights_dir, builder):
     return model, cfg
 
 
-def load_unet(weights_dir=None):
-    """(UNet3D in eval mode, config dict) from ``unet.pt`` + ``unet.json``."""
+def load_unet(weights_dir=None, name: str = "unet"):
+    """(UNet3D in eval mode, config dict) from ``<name>.pt`` + ``<name>.json``."""
     from segmentation.unet import unet_from_config
 
-    return _load("unet", weights_dir, unet_from_config)
+    return _load(name, weights_dir, unet_from_config)
+
+
+def unet_names(weights_dir=None) -> list[str]:
+    """Names of the U-Net weight sets of a folder: ``unet`` and every ``unet_<tag>`` with both
+    a ``.pt`` and a ``.json`` file."""
+    d = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    return sorted(p.stem for p in d.glob("unet*.json")
+                  if (p.stem == "unet" or p.stem.startswith("unet_")) and p.with_suffix(".pt").is_file())
 
 
 def load_classifier(weights_dir=None):
@@ -136,6 +149,22 @@ def _starts(n, t, stride):
     return sorted(set(int(round(s)) for s in np.linspace(0, n - t, k)))
 
 
+def _even_tiles(shape, tile_max, div, overlap: float) -> np.ndarray:
+    """Tile size per axis: as few tiles as ``tile_max`` allows, then the smallest tile (a
+    multiple of ``div``) that covers the axis with that many tiles at the given overlap.
+
+    k = 1 if n ≤ t_max, else ⌈(n − t_max) / (t_max (1 − o))⌉ + 1 tiles; tile ⌈n / (k − (k − 1) o)⌉
+    rounded up to ``div`` (a 282-voxel axis with t_max = 256 gets two 168-voxel tiles instead of
+    two 256-voxel ones).
+    """
+    shape, tile_max, div = (np.asarray(a, int) for a in (shape, tile_max, div))
+    t = np.minimum(tile_max, shape)
+    stride = np.maximum(1, (t * (1 - overlap)).astype(int))
+    k = np.where(shape <= t, 1, np.ceil((shape - t) / stride).astype(int) + 1)
+    t = np.minimum(t, np.ceil(shape / (k - (k - 1) * overlap)))
+    return (np.ceil(t / div) * div).astype(int)
+
+
 def _flip_averaged(model, xb, n_classes: int, flips):
     """Softmax probabilities and sigmoid distance of a batch, averaged over lateral flips.
 
@@ -168,7 +197,8 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
     model : UNet3D
     x : (Z, Y, X) float32
         Normalised RI on the model's voxel grid.
-    tile_zyx : tile size (rounded up to the network's divisor; shrunk for small volumes).
+    tile_zyx : largest tile size (:func:`_even_tiles`: as few tiles as that allows, each as small
+        as covers the volume; multiples of the network's divisor).
     overlap : float in [0, 0.9)
     tta : {0, 2, 4}
         Test-time augmentation: average over this many lateral mirror images (0 = none).
@@ -188,8 +218,7 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
     device = pick_device() if device is None else device
     div = np.asarray(model.divisor)
     shape = np.asarray(x.shape)
-    tile = np.minimum(np.asarray(tile_zyx), shape)
-    tile = (np.ceil(tile / div) * div).astype(int)
+    tile = _even_tiles(shape, np.asarray(tile_zyx), div, overlap)
     pad = np.maximum(tile - shape, 0)
     xp = np.pad(x, [(0, p) for p in pad]) if pad.any() else x
     full = np.asarray(xp.shape)
@@ -256,7 +285,8 @@ def instances_from_prediction(semantic: np.ndarray, dist: np.ndarray, voxel_size
 
 
 def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=None, cfg=None,
-                 weights_dir=None, device=None, tile_zyx=None, overlap: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+                 weights_dir=None, name: str = "unet", device=None, tile_zyx=None,
+                 overlap: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """Semantic (uint8) and instance (int32) labels of an RI volume with the U-Net.
 
     The volume is resampled to the training voxel size, normalised as (n − n_m)·s, predicted
@@ -264,10 +294,11 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     labelled (:func:`labels_from_prediction`: watershed, then :func:`segmentation.instances.merge_by_contact`
     with ``merge_contact_ratio`` and :func:`segmentation.instances.drop_faint` with
     ``min_peak_delta_ri`` from ``cfg``; absent keys disable those steps), and the labels are
-    resized back (nearest neighbour).
+    resized back (nearest neighbour). ``name`` selects the weights set of ``weights_dir``
+    (:func:`unet_names`) when no ``model`` is given.
     """
     if model is None:
-        model, cfg = load_unet(weights_dir)
+        model, cfg = load_unet(weights_dir, name)
     ri = np.asarray(ri, dtype=np.float32)
     if ri.ndim != 3:
         raise ValueError(f"ri must be 3D (Z, Y, X), got shape {ri.shape}")

@@ -92,6 +92,9 @@ def test_segment_unet_into_ome_zarr(workdir):
     labs = read_ome_zarr_labels(d / "seg.ome.zarr")
     assert set(labs) >= {"semantic", "instances"}
     assert labs["semantic"].shape == (20, 80, 100)
+    assert main(["segment", str(d / "tomo.ome.tif"), "-o", str(d / "fine.ome.tif"), "--model", "unet_fine"]) == 0
+    assert main(["segment", str(d / "tomo.ome.tif"), "-o", str(d / "x.ome.tif"), "--model", "unet_huge"]) == 2
+    assert not (d / "x.ome.tif").exists()
 
 
 def test_bad_inputs_exit_1(workdir, capsys):

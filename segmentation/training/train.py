@@ -120,6 +120,8 @@ def _stage_unet(a, train, val_epoch, device, provenance):
         ucfg = dict(DEFAULT_UNET_CONFIG)
         ucfg["channels"] = list(a.channels)
     ucfg["voxel_size_um"] = list(train[0].voxel_size_um)
+    if a.tile is not None:
+        ucfg["tile_zyx"] = list(a.tile)
     umodel, uhist = train_unet(train, val_epoch, ucfg, epochs=a.epochs, steps_per_epoch=a.steps,
                                batch_size=a.batch, crop_zyx=tuple(a.crop), device=device, seed=a.seed,
                                patience=a.patience, lr=a.lr, init_state=init_state)
@@ -232,7 +234,7 @@ def _stage_tune(a, val, device):
     from segmentation.infer import load_unet
 
     umodel, ucfg = load_unet(a.out)
-    res = tune_postprocessing(umodel, ucfg, val, device=device)
+    res = tune_postprocessing(umodel, ucfg, val, device=device, tta_values=tuple(a.tta_values))
     for k in ("tta", "fg_threshold", "instance_h_um"):
         ucfg[k] = res[k]
     ucfg["postprocessing_sweep"] = res
@@ -279,10 +281,15 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, nargs=3, default=(32, 64, 64), help="U-Net training crop (Z, Y, X) in voxels")
+    ap.add_argument("--tile", type=int, nargs=3, default=None,
+                    help="U-Net inference tile (Z, Y, X) in voxels written to unet.json (default: kept from --init, "
+                         "else the built-in default)")
     ap.add_argument("--channels", type=int, nargs=4, default=(8, 16, 32, 64), help="U-Net channels per level")
     ap.add_argument("--lr", type=float, default=3e-3, help="U-Net peak learning rate (one-cycle)")
     ap.add_argument("--init", type=Path, default=None,
                     help="fine-tune the U-Net in this weights folder instead of training from scratch")
+    ap.add_argument("--tta-values", type=int, nargs="+", default=(0, 4), choices=(0, 2, 4),
+                    help="test-time augmentation settings the tune stage chooses from (lateral mirror images)")
     ap.add_argument("--cls-epochs", type=int, default=30)
     ap.add_argument("--n-val-epoch", type=int, default=8, help="Validation volumes evaluated each epoch.")
     ap.add_argument("--patience", type=int, default=8)
