@@ -54,7 +54,9 @@ def segment(tomo, method: str = "unet", *, weights_dir=None, device=None, **kwar
     ----------
     tomo : holo.Tomogram
     method : {"unet", "classic"}
-        ``"unet"``: the shipped (or ``weights_dir``) 3D U-Net with tiled inference;
+        ``"unet"``: the shipped (or ``weights_dir``) 3D U-Net with tiled inference
+        (``name="unet_fine"`` picks the 0.1 µm-lateral U-Net for small objects on finely
+        sampled tomograms; other ``kwargs`` go to :func:`segmentation.infer.unet_segment`);
         ``"classic"``: RI threshold + distance-transform watershed
         (:func:`segmentation.classic.classic_segment`, ``kwargs`` passed on).
 

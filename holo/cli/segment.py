@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
         weights: Optional[Path] = typer.Option(None, "--weights", help="Folder with unet.pt/unet.json (default: shipped)."),
         model: str = typer.Option("unet", "--model", help="U-Net weights set of the folder: unet (default, 0.2 µm lateral "
                                   "training voxel) or unet_fine (shipped, 0.1 µm: finer small objects such as bacteria, "
-                                  "about 5x slower)."),
+                                  "about 4x slower)."),
         as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
     ) -> int:
         """3D semantic + instance segmentation of a tomogram."""
