@@ -205,13 +205,10 @@ def _start_client(workers: int | None, scheduler: str | None):
 
     if scheduler:
         return Client(scheduler, timeout="20s"), None
-    from holo.threads import cpu_threads
+    from holo.threads import worker_thread_env
 
-    n = max(1, int(workers or 1))
-    per = str(max(1, cpu_threads() // n))  # FFT/Numba/torch threads per worker: no oversubscription
-    env = {"HOLO_THREADS": per, "NUMBA_NUM_THREADS": per, "OMP_NUM_THREADS": per}
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=40, env=env)
+                           silence_logs=40, env=worker_thread_env(workers or 1))
     return Client(cluster), cluster
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["cpu_threads", "fft_workers"]
+__all__ = ["cpu_threads", "fft_workers", "worker_thread_env"]
 
 
 def cpu_threads() -> int:
@@ -31,3 +31,11 @@ def cpu_threads() -> int:
 def fft_workers() -> int:
     """The ``workers=`` argument of ``scipy.fft`` calls (see :func:`cpu_threads`)."""
     return cpu_threads()
+
+
+def worker_thread_env(n_workers: int) -> dict[str, str]:
+    """Environment for each of ``n_workers`` pool processes: its share of :func:`cpu_threads`
+    (at least 1) for holo's kernels, Numba and OpenMP, so the pool does not oversubscribe the
+    CPUs. Must reach a worker before it imports numba."""
+    per = str(max(1, cpu_threads() // max(1, int(n_workers))))
+    return {"HOLO_THREADS": per, "NUMBA_NUM_THREADS": per, "OMP_NUM_THREADS": per}

@@ -22,3 +22,12 @@ def test_environment_overrides_and_is_validated(monkeypatch):
     monkeypatch.setenv("HOLO_THREADS", "many")
     with pytest.raises(ValueError, match="HOLO_THREADS"):
         cpu_threads()
+
+
+def test_pool_workers_share_the_threads(monkeypatch):
+    from holo.threads import worker_thread_env
+
+    monkeypatch.setenv("HOLO_THREADS", "8")
+    env = worker_thread_env(3)
+    assert env == {"HOLO_THREADS": "2", "NUMBA_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    assert worker_thread_env(16)["HOLO_THREADS"] == "1"

@@ -60,13 +60,11 @@ def main(argv=None) -> int:
     ap.add_argument("--phantom-shape", type=int, nargs=3, default=(96, 256, 256))
     ap.add_argument("--phantom-voxel", type=float, nargs=3, default=(0.2, 0.1, 0.1))
     a = ap.parse_args(argv)
-    from holo.threads import cpu_threads
+    from holo.threads import worker_thread_env
 
     # each worker process gets its share of the CPUs for its FFT/Numba threads (set before
     # the pool forks and before anything imports numba)
-    per = str(max(1, cpu_threads() // max(1, a.workers)))
-    for var in ("HOLO_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS"):
-        os.environ[var] = per
+    os.environ.update(worker_thread_env(a.workers))
     specs = []
     for spec in a.split or ["train:otf:320", "train:pipeline:48", "val:otf:16", "val:pipeline:16",
                             "test:pipeline:40", "test:otf:24"]:
