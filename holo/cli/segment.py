@@ -152,7 +152,8 @@ def register(app: typer.Typer) -> None:
         tomo = _tomogram(tomo_path)
         seg = segment(tomo, method=method, weights_dir=weights, **kw)
         paths = write_label_pair(out, tomo, seg.semantic, seg.instance)
-        summary = {"cells": seg.n_cells, "method": method, "outputs": [str(p) for p in paths]}
+        summary = {"cells": seg.n_cells, "method": method, **({"model": model} if method == "unet" else {}),
+                   "outputs": [str(p) for p in paths]}
         if as_json:
             print(json.dumps(summary))
         else:
