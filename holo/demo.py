@@ -18,7 +18,7 @@ def run_demo(
     seed: int = 0,
     size: int = 384,
     n_angles: int = 49,
-    method: str = "rytov",
+    method: str = "gp",
     progress: Callable | None = None,
 ) -> dict:
     """Simulate, write and process a small mixed-cell acquisition.

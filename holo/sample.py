@@ -28,9 +28,12 @@ _SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".h
 
 @dataclass
 class SampleOptions:
-    """What to run on each sample (shared by ``holo run``, ``holo demo`` and the batch)."""
+    """What to run on each sample (shared by ``holo run``, ``holo demo`` and the batch).
 
-    method: str = "rytov"
+    The default reconstruction is ``"gp"`` (Rytov + Gerchberg–Papoulis non-negativity): the
+    shipped U-Net was fine-tuned on it (see ``segmentation/weights/MODEL_CARD.md``)."""
+
+    method: str = "gp"
     iterations: int | None = None
     weight: float | None = None
     seg_method: str = "unet"

@@ -39,7 +39,7 @@ def _sample_tomogram():
     from holo.io.acquisition import read_acquisition
     from holo.pipeline import reconstruct
 
-    return reconstruct(read_acquisition(_sample_acquisition_path()), method="rytov")
+    return reconstruct(read_acquisition(_sample_acquisition_path()), method="gp")
 
 
 def sample_tomogram() -> list[tuple]:

@@ -6,9 +6,12 @@ labels on the same grid. Two sources:
 ``"pipeline"``
     digital twin end to end: phantom (:func:`holo.twin.phantoms.make_phantom`) → simulated
     holograms (:func:`holo.twin.acquire.simulate_acquisition`) → reconstruction
-    (:func:`holo.pipeline.reconstruct`); the phantom's labels are resampled (nearest
-    neighbour, both grids centred on the optical axis with the volume centre at z = 0) onto
-    the reconstruction grid.
+    (:func:`holo.pipeline.reconstruct`, first-order Rytov); the phantom's labels are
+    resampled (nearest neighbour, both grids centred on the optical axis with the volume
+    centre at z = 0) onto the reconstruction grid.
+``"gp"``
+    the same chain reconstructed with ``method="gp"`` (Rytov + Gerchberg–Papoulis
+    non-negativity, which fills part of the missing cone; the default of ``holo run``).
 ``"otf"``
     the instrument's optical transfer function applied to the phantom RI: in 3D Fourier
     space Δn = n − n_m keeps only the frequencies K = k_s − k_in reached by the scattered
@@ -175,7 +178,7 @@ def phantom_volume(seed: int, *, kind: str = "mixed", source: str = "otf", train
     seed : int
         Seed of the phantom (and of the noise).
     kind : phantom kind ("cell", "rbc", "bacteria", "mixed").
-    source : {"otf", "pipeline"}
+    source : {"otf", "pipeline", "gp"}
         See the module docstring.
     """
     from holo.twin.phantoms import make_phantom
@@ -190,15 +193,15 @@ def phantom_volume(seed: int, *, kind: str = "mixed", source: str = "otf", train
         noise = float(rng.uniform(0.001, 0.004)) if noise_ri is None else float(noise_ri)
         rec = apply_otf(ph.ri, pv, medium_index, rng=rng, noise_ri=noise)
         rec_vs = pv
-    elif source == "pipeline":
+    elif source in ("pipeline", "gp"):
         from holo.pipeline import reconstruct
         from holo.twin.acquire import simulate_acquisition
 
         acq = simulate_acquisition(ph, seed=int(seed))
-        tomo = reconstruct(acq)
+        tomo = reconstruct(acq, method="rytov" if source == "pipeline" else "gp")
         rec, rec_vs = tomo.frame(0), tuple(tomo.voxel_size_um)
     else:
-        raise ValueError(f"source must be 'otf' or 'pipeline', got {source!r}")
+        raise ValueError(f"source must be 'otf', 'pipeline' or 'gp', got {source!r}")
     ri = ri_to_grid(rec, rec_vs, out_shape, train_voxel_um, medium_index)
     sem = labels_to_grid(np.asarray(ph.semantic), pv, out_shape, train_voxel_um)
     inst = labels_to_grid(np.asarray(ph.instance), pv, out_shape, train_voxel_um)

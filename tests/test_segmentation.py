@@ -348,3 +348,12 @@ def test_aggregate_scores_pooled_and_nucleus_present():
     assert agg["dice_nucleus_present"] == pytest.approx(0.8) and agg["n_volumes_with_nucleus"] == 1
     assert agg["dice_nucleus_pooled"] == pytest.approx(2 * 24 / (24 + 36 + 4))
     assert agg["dice_cell"] == 1.0 and agg["dice_cell_pooled"] == 1.0 and agg["ap50"] == 1.0
+
+
+def test_validation_round_robin_takes_every_source_in_turn():
+    from segmentation.training.train import _interleave
+
+    gp, rytov, otf = ["g1", "g2", "g3"], ["r1"], ["o1", "o2"]
+    assert _interleave([gp, rytov, otf], 5) == ["g1", "r1", "o1", "g2", "o2"]
+    assert _interleave([gp, rytov, otf], 99) == ["g1", "r1", "o1", "g2", "o2", "g3"]
+    assert _interleave([[], otf], 1) == ["o1"]

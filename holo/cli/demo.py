@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the simulated sample."),
         size: int = typer.Option(384, "--size", help="Camera frame size in pixels."),
         angles: int = typer.Option(49, "--angles", help="Number of illuminations."),
-        method: str = typer.Option("rytov", "--method", help="Reconstruction method."),
+        method: str = typer.Option("gp", "--method", help="Reconstruction method: rytov|born|gp|tv|bpm."),
         napari: bool = typer.Option(False, "--napari", help="Open the result in napari."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     ) -> int:

@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     def run(
         inputs: List[str] = typer.Argument(..., help="Acquisition .h5 / TCF / OME files, folders or glob patterns."),
         out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
-        method: str = typer.Option("rytov", "--method", help="Reconstruction: rytov|born|gp|tv|bpm."),
+        method: str = typer.Option("gp", "--method", help="Reconstruction: rytov|born|gp|tv|bpm (gp: Rytov + non-negativity, what the shipped U-Net is trained on)."),
         iterations: Optional[int] = typer.Option(None, "--iterations", help="Iterations of gp/tv/bpm."),
         seg_method: str = typer.Option("unet", "--seg-method", help="Segmentation: unet|classic."),
         image_format: str = typer.Option("ome-tiff", "--format", help="RI/label files: ome-tiff|ome-zarr."),

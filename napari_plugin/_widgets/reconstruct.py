@@ -28,6 +28,7 @@ class ReconstructWidget(QWidget):
         path_row.addWidget(browse)
         self.method = QComboBox()
         self.method.addItems(METHODS)
+        self.method.setCurrentText("gp")  # what the shipped U-Net is trained on
         self.iterations = QSpinBox()
         self.iterations.setRange(0, 10000)
         self.iterations.setSpecialValueText("default")

@@ -1,13 +1,17 @@
 """Regenerate the segmentation/classification training set from the digital twin.
 
 Each volume is a phantom (``holo.twin.phantoms.make_phantom``) seen through the instrument
-(``--source pipeline``: simulated holograms + reconstruction; ``--source otf``: the optical
+(source ``pipeline``: simulated holograms + Rytov reconstruction; ``gp``: the same with
+Gerchberg–Papoulis non-negativity, the reconstruction ``holo run`` makes; ``otf``: the optical
 transfer function of the tomograph + noise, see ``segmentation.data``), with its ground-truth
 labels, on the training voxel grid. Seeds are disjoint per split and source, and the test seeds are never
 used for training or model selection:
 
-    train: otf 1000 + i, pipeline 3000 + i;  val: otf 5000 + i, pipeline 6000 + i;
-    test:  otf 9000 + i, pipeline 9500 + i
+    train: otf 1000 + i, pipeline 3000 + i, gp 3300 + i;  val: otf 5000 + i, pipeline and gp 6000 + i;
+    test:  otf 9000 + i, pipeline and gp 9500 + i
+
+(``pipeline`` and ``gp`` share their validation and test phantoms, so the two reconstructions
+are compared on the same cells; their training phantoms differ.)
 
 Usage (the shipped weights' data set)::
 
@@ -27,7 +31,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 SPLIT_SEED0 = {("train", "otf"): 1000, ("train", "pipeline"): 3000, ("val", "otf"): 5000,
-               ("val", "pipeline"): 6000, ("test", "otf"): 9000, ("test", "pipeline"): 9500}
+               ("val", "pipeline"): 6000, ("test", "otf"): 9000, ("test", "pipeline"): 9500,
+               ("train", "gp"): 3300, ("val", "gp"): 6000, ("test", "gp"): 9500}
 KINDS = ("mixed", "cell", "rbc", "bacteria", "mixed")
 
 
@@ -54,7 +59,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--split", action="append", default=None,
-                    help="SPLIT:SOURCE:COUNT, e.g. train:otf:320 (repeatable; split train|val|test, source otf|pipeline)")
+                    help="SPLIT:SOURCE:COUNT, e.g. train:otf:320 (repeatable; split train|val|test, source otf|pipeline|gp)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--train-voxel", type=float, nargs=3, default=(0.4, 0.2, 0.2))
     ap.add_argument("--phantom-shape", type=int, nargs=3, default=(96, 256, 256))
@@ -74,7 +79,7 @@ def main(argv=None) -> int:
         specs.append((split, source, int(n)))
     # slow (pipeline) jobs first so that the pool stays busy to the end
     jobs = [(sp, so, i, str(a.out), tuple(a.train_voxel), tuple(a.phantom_shape), tuple(a.phantom_voxel))
-            for sp, so, n in sorted(specs, key=lambda t: t[1] != "pipeline") for i in range(n)]
+            for sp, so, n in sorted(specs, key=lambda t: t[1] == "otf") for i in range(n)]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=a.workers) as ex:
         failed = []

@@ -20,6 +20,10 @@ from pathlib import Path
 import numpy as np
 
 
+#: Data sources (``segmentation.data.phantom_volume``), in the order of the validation round robin.
+SOURCES = ("gp", "pipeline", "otf")
+
+
 def _load(folder: Path, source: str | None = None):
     from segmentation.data import load_volume
 
@@ -43,11 +47,12 @@ def _write_json(path: Path, obj) -> None:
     tmp.replace(path)
 
 
-def _interleave(a, b, n):
-    out = []
-    for x, y in zip(a, b):
-        out += [x, y]
-    out += a[len(b):] + b[len(a):]
+def _interleave(groups, n):
+    """The first ``n`` items taking one from each group in turn (round robin)."""
+    out, k = [], 0
+    while len(out) < n and any(k < len(g) for g in groups):
+        out += [g[k] for g in groups if k < len(g)]
+        k += 1
     return out[:n]
 
 
@@ -301,11 +306,11 @@ def main(argv=None) -> int:
     torch.backends.cudnn.benchmark = True
     a.out.mkdir(parents=True, exist_ok=True)
     train, val, test = (_load(a.data / s) for s in ("train", "val", "test"))
-    tests = {src: [v for v in test if v.source == src] for src in ("pipeline", "otf")}
+    tests = {src: [v for v in test if v.source == src] for src in SOURCES}
     tests = {k: v for k, v in tests.items() if v}
     meta = json.loads((a.data / "dataset.json").read_text())
     print(f"{len(train)} train, {len(val)} val, {len(test)} test volumes; device {device}", flush=True)
-    val_epoch = _interleave([v for v in val if v.source == "pipeline"], [v for v in val if v.source == "otf"], a.n_val_epoch)
+    val_epoch = _interleave([[v for v in val if v.source == src] for src in SOURCES], a.n_val_epoch)
     provenance = {"data": meta, "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "device": str(device), "torch": torch.__version__,
                   "n_volumes": {"train": len(train), "val": len(val), "test": {k: len(v) for k, v in tests.items()}}}
