@@ -1,7 +1,7 @@
 """Training data for the segmentation and classification networks.
 
 A training sample is an RI volume *as the instrument reconstructs it* with the ground-truth
-labels on the same grid. Two sources:
+labels on the same grid. Three sources:
 
 ``"pipeline"``
     digital twin end to end: phantom (:func:`holo.twin.phantoms.make_phantom`) → simulated

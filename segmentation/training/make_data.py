@@ -4,7 +4,8 @@ Each volume is a phantom (``holo.twin.phantoms.make_phantom``) seen through the 
 (source ``pipeline``: simulated holograms + Rytov reconstruction; ``gp``: the same with
 Gerchberg–Papoulis non-negativity, the reconstruction ``holo run`` makes; ``otf``: the optical
 transfer function of the tomograph + noise, see ``segmentation.data``), with its ground-truth
-labels, on the training voxel grid. Seeds are disjoint per split and source, and the test seeds are never
+labels, on the training voxel grid. Seeds are disjoint between splits (and between the training
+sources up to 300 pipeline volumes), and the test seeds are never
 used for training or model selection:
 
     train: otf 1000 + i, pipeline 3000 + i, gp 3300 + i;  val: otf 5000 + i, pipeline and gp 6000 + i;
