@@ -54,18 +54,16 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.threads:
         os.environ["HOLO_THREADS"] = str(a.threads)
+    import numpy as np
     import torch
 
     from segmentation import classify, segment
+    from segmentation.infer import load_unet, unet_names
     from segmentation.train import dice, instance_ap
 
     tomo, sem_true, inst_true = make_volume(a.kind, a.seed)
     res = {"shape_zyx": list(tomo.shape_zyx), "voxel_size_um": list(tomo.voxel_size_um), "kind": a.kind,
            "n_true_cells": int(len(set(inst_true.ravel().tolist())) - 1)}
-    import numpy as np
-
-    from segmentation.infer import load_unet, unet_names
-
     others = {f"unet:{n}": load_unet(None, n) for n in unet_names() if n != "unet"}
     segment(tomo)  # warm-up: imports, weight loading, allocator
     for method in ("unet", *others, "classic"):
