@@ -39,12 +39,19 @@ class SampleOptions:
     seg_method: str = "unet"
     image_format: str = "ome-tiff"
     frame: int = 0
+    unet_model: str = "unet"
 
     def __post_init__(self) -> None:
         if self.image_format not in ("ome-tiff", "ome-zarr"):
             raise ValueError(f"image_format must be 'ome-tiff' or 'ome-zarr', got {self.image_format!r}")
         if self.seg_method not in ("unet", "classic"):
             raise ValueError(f"seg_method must be 'unet' or 'classic', got {self.seg_method!r}")
+        if self.seg_method == "unet":
+            from segmentation.infer import unet_names
+
+            names = unet_names()
+            if self.unet_model not in names:
+                raise ValueError(f"unet_model: no shipped weights set {self.unet_model!r} (available: {', '.join(names)})")
 
 
 def sample_name(path: str | Path) -> str:
@@ -106,7 +113,7 @@ def process_sample(
         t = time.perf_counter()
         tomo = _load_tomogram(input_path, options, progress)
         t = _step("reconstruction", t)
-        seg = segment(tomo, method=options.seg_method)
+        seg = segment(tomo, method=options.seg_method, **({"name": options.unet_model} if options.seg_method == "unet" else {}))
         t = _step("segmentation", t)
         classes = classify(tomo, seg.instance)
         t = _step("classification", t)

@@ -317,11 +317,12 @@ def load_user_folder(folder) -> list[TrainingVolume]:
     return vols
 
 
-def random_crop(arrays, crop_zyx, rng, *, fg=None, fg_fraction: float = 0.8):
+def random_crop(arrays, crop_zyx, rng, *, fg=None, fg_fraction: float = 0.8, centre=None):
     """The same random (Z, Y, X) window of several arrays (padded when smaller).
 
     With ``fg`` (a boolean volume), the window is centred on a random foreground voxel with
-    probability ``fg_fraction``.
+    probability ``fg_fraction``; with ``centre`` (a (z, y, x) voxel index), on that voxel.
+    Windows are clipped to the (padded) volume.
     """
     shape = np.asarray(arrays[0].shape[-3:])
     crop = np.asarray(crop_zyx)
@@ -332,7 +333,9 @@ def random_crop(arrays, crop_zyx, rng, *, fg=None, fg_fraction: float = 0.8):
             fg = np.pad(fg, [(0, int(p)) for p in pad])
         shape = np.asarray(arrays[0].shape[-3:])
     hi = shape - crop
-    if fg is not None and rng.random() < fg_fraction and fg.any():
+    if centre is not None:
+        start = np.clip(np.asarray(centre, int) - crop // 2, 0, hi)
+    elif fg is not None and rng.random() < fg_fraction and fg.any():
         idx = np.flatnonzero(fg)
         c = np.asarray(np.unravel_index(idx[rng.integers(len(idx))], fg.shape))
         start = np.clip(c - crop // 2, 0, hi)

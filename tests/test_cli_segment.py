@@ -103,6 +103,9 @@ def test_bad_inputs_exit_1(workdir, capsys):
     assert main(["measure", str(d / "tomo.ome.tif"), "--labels", str(d / "nolabels.ome.tif"), "-o", str(d / "c.csv")]) == 1
     assert main(["segment", str(d / "tomo.ome.tif"), "-o", str(d / "x.ome.tif"), "--method", "magic"]) == 2
     assert not (d / "x.ome.tif").exists()
+    # holo run checks the weights set before touching any input
+    assert main(["run", str(d / "tomo.ome.tif"), "-o", str(d / "runout"), "--model", "unet_huge"]) == 2
+    assert "unet_huge" in capsys.readouterr().err and not (d / "runout").exists()
 
 
 def test_train_from_scratch_on_a_user_folder(tmp_path):

@@ -350,6 +350,52 @@ def test_aggregate_scores_pooled_and_nucleus_present():
     assert agg["dice_cell"] == 1.0 and agg["dice_cell_pooled"] == 1.0 and agg["ap50"] == 1.0
 
 
+def test_organelle_scores_count_objects_and_enter_model_selection():
+    from segmentation.train import aggregate_scores, segmentation_scores, selection_score
+
+    shape = (6, 20, 20)
+    sem = np.zeros(shape, np.uint8)
+    sem[:, 2:18, 2:18] = 1
+    sem[2:4, 4:6, 4:6] = 4  # lipid droplet A, 8 voxels
+    sem[2:4, 12:14, 12:14] = 4  # lipid droplet B, 8 voxels
+    sem[2:4, 8:10, 14:16] = 3  # nucleolus, 8 voxels
+    vol = TrainingVolume(np.zeros(shape, np.float32), sem, (sem > 0).astype(np.int32), (1, 1, 1), N_M)
+    pred = (sem > 0).astype(np.uint8)
+    pred[2:4, 4:6, 4:6] = 4  # A found exactly
+    pred[2:4, 15:17, 4:6] = 4  # a false droplet
+    rec = segmentation_scores(pred, (pred > 0).astype(np.int32), vol)
+    agg = aggregate_scores([rec])
+    assert agg["lipid_recall"] == 0.5 and agg["lipid_precision"] == 0.5 and agg["n_lipid_true"] == 2
+    assert agg["dice_lipid_pooled"] == pytest.approx(2 * 8 / (16 + 16))
+    assert agg["nucleolus_recall"] == 0.0 and agg["nucleolus_precision"] is None  # nothing predicted
+    assert agg["dice_nucleolus_pooled"] == 0.0
+    base = {"dice_cell": 0.9, "dice_nucleus": 0.9, "ap50": 0.9}
+    assert selection_score(base) == pytest.approx(0.9)
+    assert selection_score({**base, "dice_lipid_pooled": 0.5, "dice_nucleolus_pooled": None}) == pytest.approx(0.8)
+
+
+def test_organelle_centred_crops_contain_the_organelle():
+    from segmentation.data import random_crop
+    from segmentation.train import _unet_batch
+
+    shape = (16, 48, 48)
+    sem = np.zeros(shape, np.uint8)
+    sem[:, 4:44, 4:44] = 1
+    sem[1, 45, 46] = 4  # one droplet voxel at the volume's edge: the window is clipped, not shifted off it
+    sem[8, 20, 20] = 3
+    vol = TrainingVolume(np.zeros(shape, np.float32), sem, (sem > 0).astype(np.int32), (0.4, 0.2, 0.2), N_M)
+    org = [np.flatnonzero(sem >= 3)]
+    rng = np.random.default_rng(0)
+    _, ys, _ = _unet_batch([vol], [np.zeros(shape, np.float32)], (8, 16, 16), 32, rng, 25.0, True, 1.0, org)
+    assert all((y >= 3).any() for y in ys)
+    (w,) = random_crop([sem], (8, 16, 16), rng, centre=(1, 45, 46))
+    assert w.shape == (8, 16, 16) and w[1, -3, -2] == 4
+    with pytest.raises(ValueError, match="class_weights"):
+        train_unet([vol], [], {"n_classes": 5, "channels": [4, 8], "voxel_size_um": [0.4, 0.2, 0.2], "ri_scale": 25.0},
+                   epochs=1, steps_per_epoch=1, batch_size=1, crop_zyx=(8, 16, 16), class_weights=[1, 1, 1],
+                   log=lambda s: None)
+
+
 def test_validation_round_robin_takes_every_source_in_turn():
     from segmentation.training.train import _interleave
 

@@ -17,6 +17,8 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("gp", "--method", help="Reconstruction: rytov|born|gp|tv|bpm (gp: Rytov + non-negativity, what the shipped U-Net is trained on)."),
         iterations: Optional[int] = typer.Option(None, "--iterations", help="Iterations of gp/tv/bpm."),
         seg_method: str = typer.Option("unet", "--seg-method", help="Segmentation: unet|classic."),
+        model: str = typer.Option("unet", "--model", help="U-Net weights set: unet (default) or unet_fine (0.1 µm lateral, "
+                                  "finer small objects such as bacteria on finely sampled tomograms, about 4x slower)."),
         image_format: str = typer.Option("ome-tiff", "--format", help="RI/label files: ome-tiff|ome-zarr."),
         workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Start a local dask cluster with N worker processes."),
         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Use an existing dask scheduler, tcp://HOST:PORT."),
@@ -35,7 +37,8 @@ def register(app: typer.Typer) -> None:
         if method not in ("rytov", "born", "gp", "tv", "bpm"):
             raise typer.BadParameter(f"unknown method {method!r}", param_hint="--method")
         try:
-            options = SampleOptions(method=method, iterations=iterations, seg_method=seg_method, image_format=image_format)
+            options = SampleOptions(method=method, iterations=iterations, seg_method=seg_method, image_format=image_format,
+                                    unet_model=model)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         with progress_bar("samples") as update:

@@ -10,16 +10,20 @@ from napari_plugin._widgets._task import attach_task_layout
 
 
 class SegmentWidget(QWidget):
-    """Runs segmentation (U-Net or classic), per-cell classification and morphometrics on
-    the chosen RI layer (current time point) and adds two Labels layers; the instance layer
-    carries the cells table (morphometrics, class, confidence) as ``features``."""
+    """Runs segmentation (a shipped U-Net weights set, e.g. ``unet`` or ``unet_fine``, or the
+    classic baseline), per-cell classification and morphometrics on the chosen RI layer
+    (current time point) and adds two Labels layers; the instance layer carries the cells
+    table (morphometrics, class, confidence) as ``features``."""
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.layer_combo = LayerCombo(napari_viewer, is_ri_image)
+        from segmentation.infer import unet_names
+
         self.method = QComboBox()
-        self.method.addItems(["unet", "classic"])
+        self.method.addItems(unet_names() + ["classic"])
+        self.method.setCurrentText("unet")
         form = QFormLayout()
         form.addRow("RI layer", self.layer_combo)
         form.addRow("method", self.method)
@@ -34,14 +38,15 @@ class SegmentWidget(QWidget):
         if tomo.has_time:
             t = int(self.viewer.dims.current_step[0])
             tomo = tomo.replace(ri=tomo.frame(t), time_step_s=None)
-        method = self.method.currentText()
+        choice = self.method.currentText()
+        method, kw = ("classic", {}) if choice == "classic" else ("unet", {"name": choice})
         base = layer.name
 
         def work(progress):
             from segmentation import classify, measure, segment
 
             progress(0, 3, "segmenting")
-            seg = segment(tomo, method=method)
+            seg = segment(tomo, method=method, **kw)
             progress(1, 3, "classifying")
             classes = classify(tomo, seg.instance)
             progress(2, 3, "measuring")

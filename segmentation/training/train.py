@@ -125,11 +125,15 @@ def _stage_unet(a, train, val_epoch, device, provenance):
         ucfg = dict(DEFAULT_UNET_CONFIG)
         ucfg["channels"] = list(a.channels)
     ucfg["voxel_size_um"] = list(train[0].voxel_size_um)
+    provenance = {**provenance, "unet_training": {"epochs": a.epochs, "steps": a.steps, "batch": a.batch, "lr": a.lr,
+                                                  "crop": list(a.crop), "class_weights": a.class_weights,
+                                                  "organelle_crops": a.organelle_crops, "seed": a.seed}}
     if a.tile is not None:
         ucfg["tile_zyx"] = list(a.tile)
     umodel, uhist = train_unet(train, val_epoch, ucfg, epochs=a.epochs, steps_per_epoch=a.steps,
                                batch_size=a.batch, crop_zyx=tuple(a.crop), device=device, seed=a.seed,
-                               patience=a.patience, lr=a.lr, init_state=init_state)
+                               patience=a.patience, lr=a.lr, init_state=init_state,
+                               class_weights=a.class_weights, organelle_fraction=a.organelle_crops)
     t_train = time.perf_counter() - t0
     save_weights(umodel, {**ucfg, "provenance": provenance, "history": uhist}, a.out, "unet")
     return {"seconds_unet_training": round(t_train, 1)}
@@ -291,6 +295,11 @@ def main(argv=None) -> int:
                          "else the built-in default)")
     ap.add_argument("--channels", type=int, nargs=4, default=(8, 16, 32, 64), help="U-Net channels per level")
     ap.add_argument("--lr", type=float, default=3e-3, help="U-Net peak learning rate (one-cycle)")
+    ap.add_argument("--class-weights", type=float, nargs=5, default=None,
+                    help="cross-entropy weight of each semantic class (background, cytoplasm, nucleus, nucleolus, "
+                         "lipid droplet); default all 1")
+    ap.add_argument("--organelle-crops", type=float, default=0.0,
+                    help="fraction of U-Net training crops centred on a nucleolus or lipid-droplet voxel")
     ap.add_argument("--init", type=Path, default=None,
                     help="fine-tune the U-Net in this weights folder instead of training from scratch")
     ap.add_argument("--tta-values", type=int, nargs="+", default=(0, 4), choices=(0, 2, 4),

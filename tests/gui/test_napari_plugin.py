@@ -114,6 +114,7 @@ def test_segment_table_report_and_screenshot(make_napari_viewer, qtbot, tmp_path
     ri = layers[0]
     _, seg_widget = viewer.window.add_plugin_dock_widget("holo", "Segment & classify")
     seg_widget.layer_combo.setCurrentText(ri.name)
+    assert [seg_widget.method.itemText(i) for i in range(seg_widget.method.count())] == ["unet", "unet_fine", "classic"]
     seg_widget.method.setCurrentText("unet")
     seg_widget.runner.run_button.click()
     qtbot.waitUntil(lambda: seg_widget.runner.run_button.isEnabled() and seg_widget.runner.worker is not None, timeout=240_000)
