@@ -45,6 +45,7 @@ __all__ = [
     "instances_from_prediction",
     "semantic_from_probabilities",
     "unet_segment",
+    "with_organelles",
     "cell_crops",
     "classify_cells",
     "pick_device",
@@ -293,8 +294,10 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     tile by tile (averaged over ``tta`` lateral mirror images when ``cfg`` asks for it),
     labelled (:func:`labels_from_prediction`: watershed, then :func:`segmentation.instances.merge_by_contact`
     with ``merge_contact_ratio`` and :func:`segmentation.instances.drop_faint` with
-    ``min_peak_delta_ri`` from ``cfg``; absent keys disable those steps), and the labels are
-    resized back (nearest neighbour). ``name`` selects the weights set of ``weights_dir``
+    ``min_peak_delta_ri`` from ``cfg``; absent keys disable those steps), nucleoli and lipid
+    droplets are taken from the network ``cfg["organelle_model"]`` of the same folder when
+    the config names one (:func:`with_organelles`), and the labels are resized back (nearest
+    neighbour). ``name`` selects the weights set of ``weights_dir``
     (:func:`unet_names`) when no ``model`` is given.
     """
     if model is None:
@@ -307,7 +310,24 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     probs, dist = predict_tiled(model, x.astype(np.float32), tile_zyx=tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128))),
                                 overlap=overlap, device=device, tta=int(cfg.get("tta", 0)))
     sem, inst = labels_from_prediction(probs, dist, x / np.float32(cfg["ri_scale"]), cfg)
+    if cfg.get("organelle_model"):
+        org_model, org_cfg = load_unet(weights_dir, cfg["organelle_model"])
+        if not np.allclose(org_cfg["voxel_size_um"], train_vs) or org_cfg["ri_scale"] != cfg["ri_scale"]:
+            raise HoloError("organelle model: voxel size or RI scale differs from the U-Net's", item=cfg["organelle_model"])
+        org_probs, _ = predict_tiled(org_model, x.astype(np.float32), tile_zyx=tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128))),
+                                     overlap=overlap, device=device, tta=int(org_cfg.get("tta", 0)))
+        sem = with_organelles(sem, semantic_from_probabilities(org_probs, float(org_cfg.get("fg_threshold", 0.5))))
     return resize_labels(sem, ri.shape), resize_labels(inst, ri.shape)
+
+
+def with_organelles(semantic: np.ndarray, organelle_semantic: np.ndarray, labels=(3, 4)) -> np.ndarray:
+    """Semantic labels with the nucleolus / lipid-droplet voxels (``labels``) of a second
+    network's semantic map written in, inside the first map's cells only (the cell masks,
+    instances and the other classes stay those of the first network)."""
+    out = semantic.copy()
+    put = (semantic > 0) & np.isin(organelle_semantic, labels)
+    out[put] = organelle_semantic[put]
+    return out
 
 
 def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.ndarray, cfg: dict):

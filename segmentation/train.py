@@ -210,10 +210,11 @@ def selection_score(metrics: dict) -> float:
     return float(np.mean(terms))
 
 
-#: Keys of a weights JSON that describe one training run, not the model: not inherited when
-#: the weights are fine-tuned.
+#: Keys of a weights JSON that describe one training run (or pair the weights with another
+#: network of their folder), not the model: not inherited when the weights are fine-tuned.
 RUN_RECORD_KEYS = ("history", "provenance", "test_metrics", "postprocessing_sweep", "trained_on", "init",
-                   "postprocessing_tuned_on", "postprocessing_selection", "test_metrics_device_default_thresholds")
+                   "postprocessing_tuned_on", "postprocessing_selection", "test_metrics_device_default_thresholds",
+                   "organelle_model", "organelle_test_metrics")
 
 
 def inherited_config(cfg: dict) -> dict:

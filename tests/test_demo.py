@@ -30,3 +30,15 @@ def test_demo_end_to_end(tmp_path):
     assert float(np.percentile(ri, 99.9)) > truth["medium_index"] + 0.01
     # the number of cells found matches the twin within one (touching cells may merge)
     assert abs(summary["n_cells"] - len(truth["classes"])) <= 1
+    # organelles: lipid droplets are found when the twin has them (each is 7–40 voxels and
+    # two may touch, hence a count within two), no nucleolus is invented
+    import pandas as pd
+    from scipy import ndimage as ndi
+
+    cells = pd.read_csv(out / "demo_acquisition" / "cells.csv")
+    full = np.ones((3, 3, 3), bool)
+    n_droplets = ndi.label(truth["semantic"] == 4, structure=full)[1]
+    n_nucleoli = ndi.label(truth["semantic"] == 3, structure=full)[1]
+    assert n_droplets >= 1
+    assert 1 <= int(cells["lipid_droplet_count"].sum()) <= n_droplets + 2
+    assert int(cells["nucleolus_count"].sum()) <= n_nucleoli + 1

@@ -396,6 +396,23 @@ def test_organelle_centred_crops_contain_the_organelle():
                    log=lambda s: None)
 
 
+def test_organelles_come_from_the_paired_network_inside_cells_only():
+    from segmentation.infer import load_unet, with_organelles
+    from segmentation.train import inherited_config
+
+    sem = np.zeros((1, 1, 6), np.uint8)
+    sem[0, 0, 1:5] = (1, 2, 1, 2)
+    org = np.array([[[4, 4, 3, 1, 0, 3]]], np.uint8)
+    # voxel 0 is background for the cell network: stays 0; 1 → droplet, 2 → nucleolus,
+    # 3 (organelle net says cytoplasm) and 4 (says background) keep the cell network's label
+    assert with_organelles(sem, org).tolist() == [[[0, 4, 3, 1, 2, 0]]]
+    cfg = json.loads((WEIGHTS_DIR / "unet.json").read_text())
+    assert cfg["organelle_model"] == "organelles"
+    _, ocfg = load_unet(WEIGHTS_DIR, cfg["organelle_model"])
+    assert ocfg["voxel_size_um"] == cfg["voxel_size_um"] and ocfg["ri_scale"] == cfg["ri_scale"]
+    assert "organelle_model" not in inherited_config(cfg)  # a fine-tuned U-Net is not paired by default
+
+
 def test_validation_round_robin_takes_every_source_in_turn():
     from segmentation.training.train import _interleave
 
