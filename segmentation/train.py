@@ -493,6 +493,9 @@ def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_
     present — the classifier too (classes = shipped classes ∪ the user's; a new class list
     re-initialises the last layer). ``out_dir`` receives ``unet.pt/.json`` and
     ``classifier.pt/.json`` (the shipped classifier is copied when the data has no classes).
+    When the labels hold nucleoli or lipid droplets, the U-Net is trained on them with
+    organelle-centred crops and a weighted cross entropy (as the shipped ``organelles``
+    network); the new ``unet`` is not paired with ``organelles`` and labels them itself.
 
     Returns ``{"metrics": {...}, "out_dir": str}``.
     """
@@ -520,9 +523,15 @@ def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_
     log(f"{len(train)} training and {len(val)} validation volumes on voxel {tuple(ucfg['voxel_size_um'])} µm")
     crop = [min(c, max(d, min(v.ri.shape[a] for v in train)) // d * d)
             for a, (c, d) in enumerate(zip((32, 64, 64), (4, 8, 8)))]
+    # labelled nucleoli / lipid droplets: train on them as the shipped organelles network was
+    has_organelles = any(np.isin(v.semantic, ORGANELLE_LABELS).any() for v in train)
+    org_kw = {"organelle_fraction": 0.3, "class_weights": [1.0, 1.0, 1.0, 3.0, 3.0]} \
+        if has_organelles and int(ucfg["n_classes"]) == 5 else {}
+    if org_kw:
+        log("nucleoli / lipid droplets labelled: 30 % organelle-centred crops, cross entropy weighted 3 on them")
     model, hist = train_unet(train, val, ucfg, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
                              crop_zyx=tuple(crop), lr=1e-3 if ustate is not None else 3e-3, patience=4,
-                             init_state=ustate, seed=seed, log=log)
+                             init_state=ustate, seed=seed, log=log, **org_kw)
     metrics = {"unet": evaluate_segmentation(model, ucfg, val) if val else {}}
     out_dir = Path(out_dir)
     ucfg = {**ucfg, "trained_on": str(data_dir), "init": init, "history": hist}
