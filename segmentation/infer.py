@@ -295,9 +295,9 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     labelled (:func:`labels_from_prediction`: watershed, then :func:`segmentation.instances.merge_by_contact`
     with ``merge_contact_ratio`` and :func:`segmentation.instances.drop_faint` with
     ``min_peak_delta_ri`` from ``cfg``; absent keys disable those steps), nucleoli and lipid
-    droplets are taken from the network ``cfg["organelle_model"]`` of the same folder when
-    the config names one (:func:`with_organelles`), and the labels are resized back (nearest
-    neighbour). ``name`` selects the weights set of ``weights_dir``
+    droplets are taken from the network ``cfg["organelle_model"]`` of ``weights_dir`` (default:
+    the shipped folder) when the config names one (:func:`with_organelles`), and the labels
+    are resized back (nearest neighbour). ``name`` selects the weights set of ``weights_dir``
     (:func:`unet_names`) when no ``model`` is given.
     """
     if model is None:

@@ -214,7 +214,7 @@ def selection_score(metrics: dict) -> float:
 #: network of their folder), not the model: not inherited when the weights are fine-tuned.
 RUN_RECORD_KEYS = ("history", "provenance", "test_metrics", "postprocessing_sweep", "trained_on", "init",
                    "postprocessing_tuned_on", "postprocessing_selection", "test_metrics_device_default_thresholds",
-                   "organelle_model", "organelle_test_metrics")
+                   "organelle_model", "role", "test_metrics_note")
 
 
 def inherited_config(cfg: dict) -> dict:
