@@ -2,8 +2,8 @@
 
 Contents: maximum-intensity projections of the RI along Z, Y and X (drawn with the physical
 aspect ratio of the voxels), the same with the instance outlines and the semantic labels
-overlaid, the counts per cell class, histograms of volume, dry mass, concentration and
-sphericity per class, and the table of cells. The JSON holds the summary (counts, means per
+overlaid, the counts per cell class, histograms of volume, dry mass, concentration,
+sphericity and lipid droplets per cell per class, and the table of cells. The JSON holds the summary (counts, means per
 class, tomogram metadata) and the per-cell rows.
 """
 
@@ -26,6 +26,7 @@ _HIST_FEATURES = (
     ("dry_mass_pg", "dry mass (pg)"),
     ("concentration_g_per_dl", "concentration (g/dL)"),
     ("sphericity", "sphericity"),
+    ("lipid_droplet_count", "lipid droplets per cell"),
 )
 _SEM_COLORS = np.array([[0, 0, 0, 0], [0.2, 0.8, 0.2, 0.35], [0.2, 0.4, 1.0, 0.5], [1.0, 0.9, 0.1, 0.7],
                         [1.0, 0.2, 0.2, 0.7]], float)
