@@ -54,7 +54,8 @@ def segment(tomo, method: str = "unet", *, weights_dir=None, device=None, **kwar
     ----------
     tomo : holo.Tomogram
     method : {"unet", "classic"}
-        ``"unet"``: the shipped (or ``weights_dir``) 3D U-Net with tiled inference
+        ``"unet"``: the shipped (or ``weights_dir``) 3D U-Net with tiled inference, nucleoli
+        and lipid droplets from the network its JSON pairs it with (``organelle_model``)
         (``name="unet_fine"`` picks the 0.1 µm-lateral U-Net for small objects on finely
         sampled tomograms; other ``kwargs`` go to :func:`segmentation.infer.unet_segment`);
         ``"classic"``: RI threshold + distance-transform watershed
