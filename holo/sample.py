@@ -47,11 +47,12 @@ class SampleOptions:
         if self.seg_method not in ("unet", "classic"):
             raise ValueError(f"seg_method must be 'unet' or 'classic', got {self.seg_method!r}")
         if self.seg_method == "unet":
-            from segmentation.infer import unet_names
+            from segmentation.infer import check_unet_name
 
-            names = unet_names()
-            if self.unet_model not in names:
-                raise ValueError(f"unet_model: no shipped weights set {self.unet_model!r} (available: {', '.join(names)})")
+            try:
+                check_unet_name(self.unet_model)
+            except ValueError as exc:
+                raise ValueError(f"unet_model: {exc}") from None
 
 
 def sample_name(path: str | Path) -> str:
@@ -113,7 +114,7 @@ def process_sample(
         t = time.perf_counter()
         tomo = _load_tomogram(input_path, options, progress)
         t = _step("reconstruction", t)
-        seg = segment(tomo, method=options.seg_method, **({"name": options.unet_model} if options.seg_method == "unet" else {}))
+        seg = segment(tomo, method=options.seg_method, name=options.unet_model)
         t = _step("segmentation", t)
         classes = classify(tomo, seg.instance)
         t = _step("classification", t)

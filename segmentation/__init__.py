@@ -47,7 +47,7 @@ def _frame(tomo) -> np.ndarray:
     return ri
 
 
-def segment(tomo, method: str = "unet", *, weights_dir=None, device=None, **kwargs) -> Segmentation:
+def segment(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None, device=None, **kwargs) -> Segmentation:
     """Segment a tomogram (first time point of a time series).
 
     Parameters
@@ -56,10 +56,13 @@ def segment(tomo, method: str = "unet", *, weights_dir=None, device=None, **kwar
     method : {"unet", "classic"}
         ``"unet"``: the shipped (or ``weights_dir``) 3D U-Net with tiled inference, nucleoli
         and lipid droplets from the network its JSON pairs it with (``organelle_model``)
-        (``name="unet_fine"`` picks the 0.1 µm-lateral U-Net for small objects on finely
-        sampled tomograms; other ``kwargs`` go to :func:`segmentation.infer.unet_segment`);
+        (other ``kwargs`` go to :func:`segmentation.infer.unet_segment`);
         ``"classic"``: RI threshold + distance-transform watershed
         (:func:`segmentation.classic.classic_segment`, ``kwargs`` passed on).
+    name : str
+        U-Net weights set of the folder (:func:`segmentation.infer.unet_names`): ``"unet"``,
+        or ``"unet_fine"`` (0.1 µm lateral, for small objects on finely sampled tomograms);
+        ignored by ``"classic"``.
 
     Returns
     -------
@@ -69,8 +72,8 @@ def segment(tomo, method: str = "unet", *, weights_dir=None, device=None, **kwar
     if method == "unet":
         from segmentation.infer import unet_segment
 
-        sem, inst = unet_segment(ri, tomo.voxel_size_um, tomo.medium_index, weights_dir=weights_dir, device=device,
-                                 **kwargs)
+        sem, inst = unet_segment(ri, tomo.voxel_size_um, tomo.medium_index, weights_dir=weights_dir, name=name,
+                                 device=device, **kwargs)
     elif method == "classic":
         from segmentation.classic import classic_segment
 

@@ -32,12 +32,14 @@ from scipy import ndimage as ndi
 
 from holo.errors import HoloError
 from holo.threads import cpu_threads
+from segmentation.data import ORGANELLE_LABELS
 from segmentation.instances import drop_faint, merge_by_contact
 
 __all__ = [
     "WEIGHTS_DIR",
     "load_unet",
     "unet_names",
+    "check_unet_name",
     "load_classifier",
     "resample_volume",
     "resize_labels",
@@ -101,6 +103,15 @@ def unet_names(weights_dir=None) -> list[str]:
     d = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     return sorted(p.stem for p in d.glob("unet*.json")
                   if (p.stem == "unet" or p.stem.startswith("unet_")) and p.with_suffix(".pt").is_file())
+
+
+def check_unet_name(name: str, weights_dir=None) -> str:
+    """``name`` if the folder holds that U-Net weights set (:func:`unet_names`), else a
+    ValueError that lists the sets it holds."""
+    names = unet_names(weights_dir)
+    if name not in names:
+        raise ValueError(f"no weights set {name!r} (available: {', '.join(names) or 'none'})")
+    return name
 
 
 def load_classifier(weights_dir=None):
@@ -307,20 +318,21 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
         raise ValueError(f"ri must be 3D (Z, Y, X), got shape {ri.shape}")
     train_vs = tuple(cfg["voxel_size_um"])
     x = (resample_volume(ri, voxel_size_um, train_vs, order=1) - np.float32(medium_index)) * np.float32(cfg["ri_scale"])
-    probs, dist = predict_tiled(model, x.astype(np.float32), tile_zyx=tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128))),
-                                overlap=overlap, device=device, tta=int(cfg.get("tta", 0)))
+    x = x.astype(np.float32)
+    tile = tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128)))
+    probs, dist = predict_tiled(model, x, tile_zyx=tile, overlap=overlap, device=device, tta=int(cfg.get("tta", 0)))
     sem, inst = labels_from_prediction(probs, dist, x / np.float32(cfg["ri_scale"]), cfg)
     if cfg.get("organelle_model"):
         org_model, org_cfg = load_unet(weights_dir, cfg["organelle_model"])
         if not np.allclose(org_cfg["voxel_size_um"], train_vs) or org_cfg["ri_scale"] != cfg["ri_scale"]:
             raise HoloError("organelle model: voxel size or RI scale differs from the U-Net's", item=cfg["organelle_model"])
-        org_probs, _ = predict_tiled(org_model, x.astype(np.float32), tile_zyx=tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128))),
-                                     overlap=overlap, device=device, tta=int(org_cfg.get("tta", 0)))
+        org_probs, _ = predict_tiled(org_model, x, tile_zyx=tile, overlap=overlap, device=device,
+                                     tta=int(org_cfg.get("tta", 0)))
         sem = with_organelles(sem, semantic_from_probabilities(org_probs, float(org_cfg.get("fg_threshold", 0.5))))
     return resize_labels(sem, ri.shape), resize_labels(inst, ri.shape)
 
 
-def with_organelles(semantic: np.ndarray, organelle_semantic: np.ndarray, labels=(3, 4)) -> np.ndarray:
+def with_organelles(semantic: np.ndarray, organelle_semantic: np.ndarray, labels=ORGANELLE_LABELS) -> np.ndarray:
     """Semantic labels with the nucleolus / lipid-droplet voxels (``labels``) of a second
     network's semantic map written in, inside the first map's cells only (the cell masks,
     instances and the other classes stay those of the first network)."""

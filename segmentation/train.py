@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from segmentation.data import TrainingVolume, normalised_distance, random_crop
+from segmentation.data import ORGANELLE_LABELS, TrainingVolume, normalised_distance, random_crop
 
 __all__ = ["dice", "instance_ap", "train_unet", "train_classifier", "evaluate_segmentation", "segmentation_scores",
            "aggregate_scores", "selection_score", "save_weights", "classifier_dataset"]
@@ -78,11 +78,6 @@ def _augment(arrays, rng, allow_rot: bool):
         if k:
             out = [np.rot90(a, k, axes=(-2, -1)) for a in out]
     return [np.ascontiguousarray(a) for a in out]
-
-
-#: Semantic labels of the small organelles (nucleolus, lipid droplet) that organelle-centred
-#: training crops aim at.
-ORGANELLE_LABELS = (3, 4)
 
 
 def _unet_batch(vols, dists, crop, batch, rng, scale, allow_rot, organelle_fraction: float = 0.0,
@@ -134,8 +129,8 @@ def segmentation_scores(sem: np.ndarray, inst: np.ndarray, vol: TrainingVolume) 
     out = {"ap50": instance_ap(inst, vol.instance)}
     for name, (p, t) in (("cell", (sem > 0, vol.semantic > 0)),
                          ("nucleus", (np.isin(sem, (2, 3)), np.isin(vol.semantic, (2, 3)))),
-                         ("nucleolus", (sem == 3, vol.semantic == 3)),
-                         ("lipid", (sem == 4, vol.semantic == 4))):
+                         ("nucleolus", (sem == ORGANELLE_LABELS[0], vol.semantic == ORGANELLE_LABELS[0])),
+                         ("lipid", (sem == ORGANELLE_LABELS[1], vol.semantic == ORGANELLE_LABELS[1]))):
         out[f"dice_{name}"] = dice(p, t)
         out[f"{name}_2i"] = 2 * int(np.count_nonzero(p & t))
         out[f"{name}_sum"] = int(np.count_nonzero(p)) + int(np.count_nonzero(t))

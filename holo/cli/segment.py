@@ -138,19 +138,17 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """3D semantic + instance segmentation of a tomogram."""
         from segmentation import segment
-        from segmentation.infer import unet_names
+        from segmentation.infer import check_unet_name
 
         if method not in ("unet", "classic"):
             raise typer.BadParameter(f"must be unet or classic, got {method!r}", param_hint="--method")
-        kw = {}
         if method == "unet":
-            names = unet_names(weights)
-            if model not in names:
-                raise typer.BadParameter(f"no weights set {model!r} (available: {', '.join(names) or 'none'})",
-                                         param_hint="--model")
-            kw["name"] = model
+            try:
+                check_unet_name(model, weights)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--model") from None
         tomo = _tomogram(tomo_path)
-        seg = segment(tomo, method=method, weights_dir=weights, **kw)
+        seg = segment(tomo, method=method, name=model, weights_dir=weights)
         paths = write_label_pair(out, tomo, seg.semantic, seg.instance)
         summary = {"cells": seg.n_cells, "method": method, **({"model": model} if method == "unet" else {}),
                    "outputs": [str(p) for p in paths]}

@@ -39,14 +39,14 @@ class SegmentWidget(QWidget):
             t = int(self.viewer.dims.current_step[0])
             tomo = tomo.replace(ri=tomo.frame(t), time_step_s=None)
         choice = self.method.currentText()
-        method, kw = ("classic", {}) if choice == "classic" else ("unet", {"name": choice})
+        method = "classic" if choice == "classic" else "unet"
         base = layer.name
 
         def work(progress):
             from segmentation import classify, measure, segment
 
             progress(0, 3, "segmenting")
-            seg = segment(tomo, method=method, **kw)
+            seg = segment(tomo, method=method, name=choice)
             progress(1, 3, "classifying")
             classes = classify(tomo, seg.instance)
             progress(2, 3, "measuring")
