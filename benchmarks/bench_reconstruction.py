@@ -1,4 +1,4 @@
-"""Benchmark of the direct Fourier diffraction tomography (reconstruction.tomography).
+"""Benchmark of the direct Fourier diffraction tomography (holo.reconstruction.tomography).
 
 Run ``python -m benchmarks.bench_reconstruction [--quick] [--out DIR] [--skip-odtbrain]``.
 Writes ``bench_reconstruction.md``, ``.json``, ``_scaling.png`` and ``_slices.png`` into
@@ -48,7 +48,7 @@ def _fieldset(u, px, **kw):
 
 def _warm_up():
     """Load the cached Numba kernels (first call in a process) on a tiny problem."""
-    from reconstruction.tomography import reconstruct_fdt
+    from holo.reconstruction.tomography import reconstruct_fdt
 
     u = np.ones((2, 16, 16), np.complex64)
     reconstruct_fdt(_fieldset(u, 0.1, geometry="illumination-scan", illumination_na=np.zeros((2, 2))), method="born")
@@ -64,8 +64,8 @@ def _cell_phantom(shape_zyx, voxel_um, seed=2):
 # -- 1. sample rotation vs ODTbrain ----------------------------------------------------------
 
 def bench_rotation(n: int, n_angles: int, skip_odtbrain: bool, log) -> dict:
-    from reconstruction.forward import bpm_fields
-    from reconstruction.tomography import reconstruct_fdt
+    from holo.reconstruction.forward import bpm_fields
+    from holo.reconstruction.tomography import reconstruct_fdt
 
     px = 0.1
     ph = _cell_phantom((n, n, n), (px, px, px))
@@ -120,8 +120,8 @@ def bench_illumination_cli(n: int, nz: int, n_frames: int, log) -> dict:
     from holo.io.acquisition import write_acquisition
     from holo.model import Acquisition
     from holo.twin.illumination import illumination_pattern
-    from reconstruction.forward import bpm_fields
-    from reconstruction.tomography import reconstruct_fdt
+    from holo.reconstruction.forward import bpm_fields
+    from holo.reconstruction.tomography import reconstruct_fdt
 
     px = round(LAM / (4 * NA), 4)  # the lateral Nyquist pixel of the object band
     dz = 2 * px
@@ -130,7 +130,7 @@ def bench_illumination_cli(n: int, nz: int, n_frames: int, log) -> dict:
     t = time.perf_counter()
     u = bpm_fields(ph.ri, ph.voxel_size_um, wavelength_um=LAM, medium_index=NM, objective_na=NA, illumination_na=na_ill)
     log(f"illumination: BPM fields {u.shape} in {time.perf_counter() - t:.1f} s")
-    from reconstruction.forward import snap_illumination_na
+    from holo.reconstruction.forward import snap_illumination_na
 
     na_used = snap_illumination_na(na_ill, (n, n), px, LAM)
     acq = Acquisition(geometry="illumination-scan", wavelength_um=LAM, pixel_size_um=px, medium_index=NM, objective_na=NA,
@@ -150,7 +150,7 @@ def bench_illumination_cli(n: int, nz: int, n_frames: int, log) -> dict:
                 raise RuntimeError(proc.stderr)
         info = json.loads(proc.stdout)
         res.update(cli_wall_s_first=walls[0], cli_wall_s=walls[1], cli_internal_s=info["time_s"], output_mb=out.stat().st_size / 1e6)
-        # in-process: field QC/unwrapping (reconstruction.fields) and the reconstruction alone
+        # in-process: field QC/unwrapping (holo.reconstruction.fields) and the reconstruction alone
         from holo.pipeline import retrieve
 
         t = time.perf_counter()
@@ -189,7 +189,7 @@ def _synthetic_fields(n_frames, n, seed=0):
 
 
 def bench_scaling(sizes, frame_counts, log) -> dict:
-    from reconstruction.tomography import reconstruct_fdt
+    from holo.reconstruction.tomography import reconstruct_fdt
 
     px = 0.11
     ring = lambda a: np.stack([1.0 * np.cos(np.linspace(0, 2 * np.pi, a, endpoint=False)) * np.sqrt(np.linspace(0, 1, a)),  # noqa: E731
@@ -282,7 +282,7 @@ def _markdown(report: dict) -> str:
         "",
         f"* whole CLI call (new process: start-up, imports, read, field QC, map, write OME-TIFF): **{il['cli_wall_s']:.2f} s** (first, cold-ish: {il['cli_wall_s_first']:.2f} s)",
         f"* inside the command (read → written): {il['cli_internal_s']:.2f} s",
-        f"* of which field QC / phase unwrapping (reconstruction.fields, fields in memory): {il['field_retrieval_s']:.2f} s",
+        f"* of which field QC / phase unwrapping (holo.reconstruction.fields, fields in memory): {il['field_retrieval_s']:.2f} s",
         f"* and the reconstruction alone (`reconstruct_fdt`, fields in memory): **{il['reconstruct_s']:.2f} s**",
         f"* peak traced memory of the reconstruction: {il['peak_traced_mb']:.0f} MB (one complex64 volume is {il['volume_complex64_mb']:.0f} MB); process max RSS {report['max_rss_mb']:.0f} MB",
         f"* mean Δn in the cell {il['mean_dn_in_cell']:.4f} (truth {il['truth_mean_dn_in_cell']:.4f}), RMSE vs phantom {il['rmse']:.5f}",

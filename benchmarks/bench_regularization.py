@@ -45,7 +45,7 @@ def spiral_na(n=49):
 
 def ewald_support(shape, voxel, n_ill=49):
     """Support of the Fourier diffraction theorem for an illumination scan (no wrap)."""
-    from reconstruction.tomography.grid import illumination_scan_support
+    from holo.reconstruction.tomography.grid import illumination_scan_support
 
     return illumination_scan_support(shape, voxel, spiral_na(n_ill), wavelength_um=LAM, medium_index=NM, objective_na=NA_OBJ)
 
@@ -81,7 +81,7 @@ def fourier_data(shape, voxel, seed=0):
 
 
 def bench_speed(shape, device, methods=("gp", "tv")):
-    from reconstruction.regularization import DEFAULT_GP_ITERATIONS, DEFAULT_TV_ITERATIONS, reconstruct_regularized
+    from holo.reconstruction.regularization import DEFAULT_GP_ITERATIONS, DEFAULT_TV_ITERATIONS, reconstruct_regularized
 
     voxel = (0.22, 0.11, 0.11)
     t0 = time.perf_counter()
@@ -114,7 +114,7 @@ def bench_speed(shape, device, methods=("gp", "tv")):
 
 
 def bench_accuracy(device, iterations=(1, 2, 5, 10, 20, 40, 80)):
-    from reconstruction.regularization import reconstruct_regularized
+    from holo.reconstruction.regularization import reconstruct_regularized
 
     shape, voxel = (64, 128, 128), (0.22, 0.11, 0.11)
     ri, fd = fourier_data(shape, voxel, seed=1)
@@ -130,7 +130,7 @@ def bench_accuracy(device, iterations=(1, 2, 5, 10, 20, 40, 80)):
             mean_dn.append(float(v[mask].mean() - NM))
         out[method] = {"rms": rms, "mean_dn": mean_dn}
     # classic (un-accelerated) GP for comparison
-    from reconstruction.regularization import gerchberg_papoulis, hermitian_half_data
+    from holo.reconstruction.regularization import gerchberg_papoulis, hermitian_half_data
 
     rd = hermitian_half_data(fd.spectrum, fd.support)
     out["gp_classic"] = {"rms": []}
@@ -168,9 +168,9 @@ def plot_accuracy(acc, path):
 
 
 def bench_bpm(shape, vox, n_ill, device, iterations=3):
-    from reconstruction.forward import bpm_fields, snap_illumination_na
-    from reconstruction.model_based import reconstruct_bpm
-    from reconstruction.tomography import reconstruct_fdt
+    from holo.reconstruction.forward import bpm_fields, snap_illumination_na
+    from holo.reconstruction.model_based import reconstruct_bpm
+    from holo.reconstruction.tomography import reconstruct_fdt
 
     ri = phantom(shape, vox, seed=2, n_spheres=3)
     na = snap_illumination_na(spiral_na(n_ill), shape[1:], vox[1:], LAM)

@@ -3,7 +3,7 @@
 A held-out twin volume of 96 × 256 × 256 voxels (Z, Y, X) on a reconstruction-like grid
 (0.3 µm axial, 0.11 µm lateral; 28 × 28 µm field, seed 777777, never used in training) is
 made from a phantom seen through the instrument's transfer function
-(:func:`segmentation.data.apply_otf`). We time
+(:func:`holo.segmentation.data.apply_otf`). We time
 
 * ``segment(method="unet")`` + ``classify`` with the default U-Net (the issue's budget: ≤ 15 s
   on CPU),
@@ -36,7 +36,7 @@ def make_volume(kind: str, seed: int, shape_zyx=(96, 256, 256), voxel_um=(0.3, 0
 
     from holo.model import Tomogram
     from holo.twin.phantoms import make_phantom
-    from segmentation.data import apply_otf
+    from holo.segmentation.data import apply_otf
 
     ph = make_phantom(kind, shape_zyx=shape_zyx, voxel_size_um=voxel_um, medium_index=1.337, seed=seed)
     ri = apply_otf(ph.ri, ph.voxel_size_um, ph.medium_index, rng=seed, noise_ri=0.002)
@@ -57,9 +57,9 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from segmentation import classify, segment
-    from segmentation.infer import load_unet, unet_names
-    from segmentation.train import dice, instance_ap
+    from holo.segmentation import classify, segment
+    from holo.segmentation.infer import load_unet, unet_names
+    from holo.segmentation.train import dice, instance_ap
 
     tomo, sem_true, inst_true = make_volume(a.kind, a.seed)
     res = {"shape_zyx": list(tomo.shape_zyx), "voxel_size_um": list(tomo.voxel_size_um), "kind": a.kind,

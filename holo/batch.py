@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from holo.errors import HoloError
+from holo.io import INPUT_SUFFIXES
 from holo.io._atomic import atomic_path
 from holo.sample import SampleOptions, process_sample, sample_name
 
-INPUT_SUFFIXES = (".h5", ".hdf5", ".tcf", ".ome.tif", ".ome.tiff", ".ome.zarr")
 
 
 # -- inputs ---------------------------------------------------------------------------

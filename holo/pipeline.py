@@ -1,13 +1,13 @@
 """The reconstruction stage of the pipeline: acquisition (or file) → RI :class:`Tomogram`.
 
-``reconstruct`` opens the input, retrieves the fields (``reconstruction.fields``) and runs
+``reconstruct`` opens the input, retrieves the fields (``holo.reconstruction.fields``) and runs
 one reconstruction method:
 
 * ``rytov`` / ``born``: direct Fourier diffraction tomography
-  (:func:`reconstruction.tomography.reconstruct_fdt`);
+  (:func:`holo.reconstruction.tomography.reconstruct_fdt`);
 * ``gp`` / ``tv``: the same Fourier mapping followed by the regularised solvers of
-  :mod:`reconstruction.regularization`;
-* ``bpm``: model-based refinement (:mod:`reconstruction.model_based`) started from the
+  :mod:`holo.reconstruction.regularization`;
+* ``bpm``: model-based refinement (:mod:`holo.reconstruction.model_based`) started from the
   Rytov volume.
 
 Physics conventions: :mod:`holo.conventions`.
@@ -43,11 +43,11 @@ def _open_acquisition(acq_or_path) -> Acquisition:
 
 
 def retrieve(acq, progress: Callable | None = None):
-    """Fields u/u0 of an acquisition (:func:`reconstruction.fields.retrieve_fields`:
+    """Fields u/u0 of an acquisition (:func:`holo.reconstruction.fields.retrieve_fields`:
     holograms → fields, QC); a FieldSet is returned unchanged."""
     if not isinstance(acq, Acquisition):
         return acq
-    from reconstruction.fields import retrieve_fields
+    from holo.reconstruction.fields import retrieve_fields
 
     return retrieve_fields(acq, progress=progress)
 
@@ -87,7 +87,7 @@ def reconstruct(
         Regularisation weight of tv / bpm; ignored otherwise.
     shape_zyx, voxel_size_um : optional
         Override of the grid chosen from the optics
-        (:func:`reconstruction.tomography.default_grid`).
+        (:func:`holo.reconstruction.tomography.default_grid`).
     progress : callable(done, total, note=""), optional
         Progress reports.
 
@@ -113,14 +113,14 @@ def reconstruct(
     source = getattr(acq, "source", None) or (str(acq_or_path) if isinstance(acq_or_path, (str, Path)) else None)
     fs = retrieve(acq, progress=_stage_progress(progress, "fields"))
 
-    from reconstruction.tomography import fourier_map, reconstruct_fdt
+    from holo.reconstruction.tomography import fourier_map, reconstruct_fdt
 
     grid_kw = dict(shape_zyx=shape_zyx, voxel_size_um=voxel_size_um)
     map_progress = _stage_progress(progress, "fourier map")
     if method in ("rytov", "born"):
         tomo = reconstruct_fdt(fs, method=method, progress=map_progress, **grid_kw)
     elif method in ("gp", "tv"):
-        from reconstruction.regularization import reconstruct_regularized
+        from holo.reconstruction.regularization import reconstruct_regularized
 
         fd = fourier_map(fs, method="rytov", progress=map_progress, **grid_kw)
         tomo = reconstruct_regularized(fd, method=method, iterations=iterations, weight=weight, progress=_stage_progress(progress, method))
@@ -129,7 +129,7 @@ def reconstruct(
         prov.setdefault("fourier_map", dict(fd.provenance))
         tomo = tomo.replace(provenance=prov)
     else:
-        from reconstruction.model_based import reconstruct_bpm
+        from holo.reconstruction.model_based import reconstruct_bpm
 
         init = reconstruct_fdt(fs, method="rytov", progress=map_progress, **grid_kw)
         tomo = reconstruct_bpm(fs, init, iterations=iterations, weight=weight, progress=_stage_progress(progress, "bpm"))

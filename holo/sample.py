@@ -23,8 +23,6 @@ import numpy as np
 from holo.errors import HoloError
 from holo.io._atomic import atomic_path
 
-_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".h5", ".hdf5", ".tcf")
-
 
 @dataclass
 class SampleOptions:
@@ -47,7 +45,7 @@ class SampleOptions:
         if self.seg_method not in ("unet", "classic"):
             raise ValueError(f"seg_method must be 'unet' or 'classic', got {self.seg_method!r}")
         if self.seg_method == "unet":
-            from segmentation.infer import check_unet_name
+            from holo.segmentation.infer import check_unet_name
 
             try:
                 check_unet_name(self.unet_model)
@@ -57,12 +55,9 @@ class SampleOptions:
 
 def sample_name(path: str | Path) -> str:
     """Sample name from the file name: the stem without the format's suffixes, made file-safe."""
-    name = Path(str(path).rstrip("/")).name
-    low = name.lower()
-    for suf in _SUFFIXES:
-        if low.endswith(suf):
-            name = name[: -len(suf)]
-            break
+    from holo.io import strip_format_suffix
+
+    name = strip_format_suffix(Path(str(path).rstrip("/")).name)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "sample"
 
 
@@ -96,7 +91,7 @@ def process_sample(
     class_counts, seconds``. Raises :class:`HoloError` for bad input (nothing is written).
     """
     from holo.io import save_labels, save_tomogram
-    from segmentation import classify, measure, segment, write_report
+    from holo.segmentation import classify, measure, segment, write_report
 
     options = options or SampleOptions()
     input_path = Path(input_path)

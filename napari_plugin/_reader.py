@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from holo.errors import HoloError
-from napari_plugin._layers import acquisition_layers, default_name, labels_layer, tomogram_layers
+from holo.napari._layers import acquisition_layers, default_name, labels_layer, tomogram_layers
 
 
 def get_reader(path):

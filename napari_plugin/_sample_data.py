@@ -6,7 +6,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from napari_plugin._layers import acquisition_layers, tomogram_layers
+from holo.napari._layers import acquisition_layers, tomogram_layers
 
 SAMPLE_SEED = 7
 

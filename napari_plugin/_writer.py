@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from holo.model import Tomogram
-from napari_plugin._layers import META_KEY
+from holo.napari._layers import META_KEY
 
 
 def _tomogram(data, meta: dict) -> Tomogram:

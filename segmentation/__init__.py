@@ -8,7 +8,7 @@ Public API (contracts in ``docs/design.md``)::
     write_report(out_dir, tomo, seg, cells)     # report.html + report.json
 
 Semantic labels: 0 background, 1 cytoplasm, 2 nucleus, 3 nucleolus, 4 lipid droplet (the
-order of ``holo.twin.phantoms.SEMANTIC_NAMES``). Shipped weights live in
+order of :data:`holo.labels.SEMANTIC_NAMES`). Shipped weights live in
 ``segmentation/weights`` (see its ``MODEL_CARD.md``).
 """
 
@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from holo.labels import SEMANTIC_NAMES, UNCERTAIN
+
 __all__ = ["Segmentation", "segment", "classify", "measure", "write_report", "pipeline_steps",
            "SEMANTIC_NAMES", "UNCERTAIN"]
 
-SEMANTIC_NAMES = ("background", "cytoplasm", "nucleus", "nucleolus", "lipid_droplet")
-#: Class name given to cells whose calibrated top probability is below the threshold.
-UNCERTAIN = "uncertain"
 
 
 @dataclass
@@ -56,11 +55,11 @@ def segment(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None,
     method : {"unet", "classic"}
         ``"unet"``: the shipped (or ``weights_dir``) 3D U-Net with tiled inference, nucleoli
         and lipid droplets from the network its JSON pairs it with (``organelle_model``)
-        (other ``kwargs`` go to :func:`segmentation.infer.unet_segment`);
+        (other ``kwargs`` go to :func:`holo.segmentation.infer.unet_segment`);
         ``"classic"``: RI threshold + distance-transform watershed
-        (:func:`segmentation.classic.classic_segment`, ``kwargs`` passed on).
+        (:func:`holo.segmentation.classic.classic_segment`, ``kwargs`` passed on).
     name : str
-        U-Net weights set of the folder (:func:`segmentation.infer.unet_names`): ``"unet"``,
+        U-Net weights set of the folder (:func:`holo.segmentation.infer.unet_names`): ``"unet"``,
         or ``"unet_fine"`` (0.1 µm lateral, for small objects on finely sampled tomograms);
         ignored by ``"classic"``.
 
@@ -70,12 +69,12 @@ def segment(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None,
     """
     ri = _frame(tomo)
     if method == "unet":
-        from segmentation.infer import unet_segment
+        from holo.segmentation.infer import unet_segment
 
         sem, inst = unet_segment(ri, tomo.voxel_size_um, tomo.medium_index, weights_dir=weights_dir, name=name,
                                  device=device, **kwargs)
     elif method == "classic":
-        from segmentation.classic import classic_segment
+        from holo.segmentation.classic import classic_segment
 
         sem, inst = classic_segment(ri, tomo.voxel_size_um, tomo.medium_index, **kwargs)
     else:
@@ -95,7 +94,7 @@ def classify(tomo, instance, *, weights_dir=None, device=None, threshold: float 
     """
     import pandas as pd
 
-    from segmentation.infer import classify_cells, load_classifier
+    from holo.segmentation.infer import classify_cells, load_classifier
 
     ri = _frame(tomo)
     instance = np.asarray(instance)
@@ -118,7 +117,7 @@ def classify(tomo, instance, *, weights_dir=None, device=None, threshold: float 
 
 
 def measure(tomo, semantic, instance, classes=None):
-    """Per-cell morphometrics (see :mod:`segmentation.morphometrics`), joined with ``classes``.
+    """Per-cell morphometrics (see :mod:`holo.segmentation.morphometrics`), joined with ``classes``.
 
     Parameters
     ----------
@@ -132,7 +131,7 @@ def measure(tomo, semantic, instance, classes=None):
         One row per cell; ``class`` and ``confidence`` columns always present (empty / NaN
         when no classes are given).
     """
-    from segmentation.morphometrics import measure_cells
+    from holo.segmentation.morphometrics import measure_cells
 
     ri = _frame(tomo)
     df = measure_cells(ri, semantic, instance, tomo.voxel_size_um, tomo.medium_index)
@@ -150,7 +149,7 @@ def measure(tomo, semantic, instance, classes=None):
 
 def write_report(out_dir, tomo, seg: Segmentation, cells, *, title: str | None = None):
     """Write ``report.html`` (MIPs, overlays, class counts, histograms) and ``report.json``; returns the HTML path."""
-    from segmentation.report import write_report as _write
+    from holo.segmentation.report import write_report as _write
 
     return _write(out_dir, tomo, seg, cells, title=title)
 

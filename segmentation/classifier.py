@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segmentation.unet import ConvBlock
+from holo.segmentation.unet import ConvBlock
 
 __all__ = ["CellClassifier", "classifier_from_config", "fit_temperature", "calibrated_probabilities"]
 

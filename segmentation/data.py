@@ -36,10 +36,7 @@ from scipy import ndimage as ndi
 
 from holo.threads import fft_workers
 
-#: Semantic label values of the two small organelles, (nucleolus, lipid droplet): those of
-#: ``holo.twin.phantoms.NUCLEOLUS`` and ``LIPID_DROPLET`` (not imported here: the twin module
-#: is slow to import and inference does not need it).
-ORGANELLE_LABELS = (3, 4)
+from holo.labels import ORGANELLE_LABELS
 
 __all__ = [
     "TrainingVolume",

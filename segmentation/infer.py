@@ -18,7 +18,7 @@ Semantic labels: foreground where 1 − P(background) > ``fg_threshold``, there 
 probable other class. Instances: h-maxima seeds of the relief E·(½ + d̂) (E the distance to the
 background in µm, d̂ the predicted normalised distance) grown by a watershed inside the
 foreground (:func:`instances_from_prediction`); fragments sharing a wide face are merged and
-faint artefacts dropped (:mod:`segmentation.instances`). All thresholds come from the weights'
+faint artefacts dropped (:mod:`holo.segmentation.instances`). All thresholds come from the weights'
 JSON, chosen on validation data.
 """
 
@@ -32,8 +32,8 @@ from scipy import ndimage as ndi
 
 from holo.errors import HoloError
 from holo.threads import cpu_threads
-from segmentation.data import ORGANELLE_LABELS
-from segmentation.instances import drop_faint, merge_by_contact
+from holo.segmentation.data import ORGANELLE_LABELS
+from holo.segmentation.instances import drop_faint, merge_by_contact
 
 __all__ = [
     "WEIGHTS_DIR",
@@ -92,7 +92,7 @@ def _load(name: str, weights_dir, builder):
 
 def load_unet(weights_dir=None, name: str = "unet"):
     """(UNet3D in eval mode, config dict) from ``<name>.pt`` + ``<name>.json``."""
-    from segmentation.unet import unet_from_config
+    from holo.segmentation.unet import unet_from_config
 
     return _load(name, weights_dir, unet_from_config)
 
@@ -116,7 +116,7 @@ def check_unet_name(name: str, weights_dir=None) -> str:
 
 def load_classifier(weights_dir=None):
     """(CellClassifier in eval mode, config dict) from ``classifier.pt`` + ``classifier.json``."""
-    from segmentation.classifier import classifier_from_config
+    from holo.segmentation.classifier import classifier_from_config
 
     return _load("classifier", weights_dir, classifier_from_config)
 
@@ -281,7 +281,7 @@ def instances_from_prediction(semantic: np.ndarray, dist: np.ndarray, voxel_size
     components without a seed become cells of their own, and cells under ``min_volume_um3``
     are dropped.
     """
-    from segmentation.classic import remove_small, watershed_instances
+    from holo.segmentation.classic import remove_small, watershed_instances
 
     fg = semantic > 0
     if not fg.any():
@@ -303,8 +303,8 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
 
     The volume is resampled to the training voxel size, normalised as (n − n_m)·s, predicted
     tile by tile (averaged over ``tta`` lateral mirror images when ``cfg`` asks for it),
-    labelled (:func:`labels_from_prediction`: watershed, then :func:`segmentation.instances.merge_by_contact`
-    with ``merge_contact_ratio`` and :func:`segmentation.instances.drop_faint` with
+    labelled (:func:`labels_from_prediction`: watershed, then :func:`holo.segmentation.instances.merge_by_contact`
+    with ``merge_contact_ratio`` and :func:`holo.segmentation.instances.drop_faint` with
     ``min_peak_delta_ri`` from ``cfg``; absent keys disable those steps), nucleoli and lipid
     droplets are taken from the network ``cfg["organelle_model"]`` of ``weights_dir`` (default:
     the shipped folder) when the config names one (:func:`with_organelles`), and the labels
@@ -393,7 +393,7 @@ def classify_cells(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_i
     """Calibrated class probabilities of every cell: (ids, probs (N, K), class names)."""
     import torch
 
-    from segmentation.classifier import calibrated_probabilities
+    from holo.segmentation.classifier import calibrated_probabilities
 
     if model is None:
         model, cfg = load_classifier(weights_dir)

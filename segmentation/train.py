@@ -2,7 +2,7 @@
 
 U-Net loss on random crops: L = CE_w(semantic) + (1 − mean soft-Dice over the foreground
 classes present) + 5·MSE(sigmoid(d̂), d) with d the normalised distance map
-(:func:`segmentation.data.normalised_distance`); CE_w weighs each voxel by the weight of its
+(:func:`holo.segmentation.data.normalised_distance`); CE_w weighs each voxel by the weight of its
 true class (default all 1). Crops are centred on a random cell voxel (80 %) and, with
 probability ``organelle_fraction``, on a random nucleolus or lipid-droplet voxel instead:
 these organelles are ≈ 1 voxel in 20 000 of the twin volumes, and without such crops the
@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from segmentation.data import ORGANELLE_LABELS, TrainingVolume, normalised_distance, random_crop
+from holo.segmentation.data import ORGANELLE_LABELS, TrainingVolume, normalised_distance, random_crop
 
 __all__ = ["dice", "instance_ap", "train_unet", "train_classifier", "evaluate_segmentation", "segmentation_scores",
            "aggregate_scores", "selection_score", "save_weights", "classifier_dataset"]
@@ -82,7 +82,7 @@ def _augment(arrays, rng, allow_rot: bool):
 
 def _unet_batch(vols, dists, crop, batch, rng, scale, allow_rot, organelle_fraction: float = 0.0,
                 organelles=None):
-    """A training batch: random crops (:func:`segmentation.data.random_crop`), a fraction
+    """A training batch: random crops (:func:`holo.segmentation.data.random_crop`), a fraction
     ``organelle_fraction`` of them centred on an organelle voxel of the volumes that have one
     (``organelles[i]``: flat indices of volume i's organelle voxels, or None)."""
     xs, ys, ds = [], [], []
@@ -184,7 +184,7 @@ def aggregate_scores(records: list[dict]) -> dict:
 def evaluate_segmentation(model, cfg, vols, device=None, *, per_volume: bool = False):
     """U-Net scores on volumes (:func:`aggregate_scores`); with ``per_volume`` also the list of
     per-volume records (:func:`segmentation_scores`)."""
-    from segmentation.infer import unet_segment
+    from holo.segmentation.infer import unet_segment
 
     records = []
     for v in vols:
@@ -224,7 +224,7 @@ def _prepared_model(build, init_state: dict | None, device, seed: int):
     ``(model, device, rng)``."""
     import torch
 
-    from segmentation.infer import pick_device
+    from holo.segmentation.infer import pick_device
 
     device = pick_device(device)
     torch.manual_seed(seed)
@@ -272,7 +272,7 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
     """Train a U-Net; returns (model with the best weights, history list of per-epoch dicts).
 
     ``cfg`` holds ``n_classes``, ``channels``, ``voxel_size_um``, ``ri_scale``; the volumes must
-    already be on ``cfg["voxel_size_um"]`` (see :mod:`segmentation.data`). ``class_weights``
+    already be on ``cfg["voxel_size_um"]`` (see :mod:`holo.segmentation.data`). ``class_weights``
     (one per semantic class) weigh the cross entropy; ``organelle_fraction`` of the crops are
     centred on nucleolus / lipid-droplet voxels (module docstring).
 
@@ -283,7 +283,7 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
     import torch
     from torch import nn
 
-    from segmentation.unet import unet_from_config
+    from holo.segmentation.unet import unet_from_config
 
     if not train_vols:
         raise ValueError("train_vols is empty")
@@ -336,7 +336,7 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
 
 def classifier_dataset(vols: list[TrainingVolume], cfg: dict, class_names: list[str]):
     """Cell crops (N, 2, Z, Y, X) and integer labels of every labelled cell of the volumes."""
-    from segmentation.infer import cell_crops
+    from holo.segmentation.infer import cell_crops
 
     xs, ys = [], []
     index = {c: i for i, c in enumerate(class_names)}
@@ -364,7 +364,7 @@ def train_classifier(x_train, y_train, x_val, y_val, cfg: dict, *, epochs: int =
     import torch
     from torch import nn
 
-    from segmentation.classifier import classifier_from_config, fit_temperature
+    from holo.segmentation.classifier import classifier_from_config, fit_temperature
 
     if len(x_train) == 0:
         raise ValueError("no training cells")
@@ -456,7 +456,7 @@ DEFAULT_CLASSIFIER_CONFIG = {
 
 def to_training_grid(vol: TrainingVolume, voxel_size_um) -> TrainingVolume:
     """Resample a volume to the training voxel size (RI linear, labels nearest neighbour)."""
-    from segmentation.infer import resample_volume, resize_labels
+    from holo.segmentation.infer import resample_volume, resize_labels
 
     ri = resample_volume(vol.ri, vol.voxel_size_um, voxel_size_um, order=1)
     return TrainingVolume(ri.astype(np.float32), resize_labels(vol.semantic, ri.shape), resize_labels(vol.instance, ri.shape),
@@ -482,7 +482,7 @@ def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_
              log: Callable[[str], None] = print) -> dict:
     """Fine-tune (``init="shipped"``) or train (``"scratch"``) both networks on a user's folder.
 
-    The folder layout is that of :func:`segmentation.data.load_user_folder`. Volumes are
+    The folder layout is that of :func:`holo.segmentation.data.load_user_folder`. Volumes are
     resampled to the training voxel size, split into training and validation volumes, the
     U-Net is trained with early stopping on the validation Dice/AP, and — when class CSVs are
     present — the classifier too (classes = shipped classes ∪ the user's; a new class list
@@ -498,8 +498,8 @@ def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_
 
     import torch
 
-    from segmentation.data import load_user_folder
-    from segmentation.infer import WEIGHTS_DIR
+    from holo.segmentation.data import load_user_folder
+    from holo.segmentation.infer import WEIGHTS_DIR
 
     if init not in ("shipped", "scratch"):
         raise ValueError(f"init must be 'shipped' or 'scratch', got {init!r}")
@@ -546,7 +546,7 @@ def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_
         init_c = None
         if cstate is not None:
             init_c = {k: v for k, v in cstate.items() if not k.startswith("fc.")} if len(names) != len(cstate["fc.bias"]) else cstate
-        from segmentation.classifier import classifier_from_config
+        from holo.segmentation.classifier import classifier_from_config
 
         if init_c is not None and len(init_c) != len(cstate):
             tmp = classifier_from_config(ccfg)

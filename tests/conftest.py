@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import sys
+from importlib.abc import MetaPathFinder
+
 import numpy as np
 import pytest
 
 from holo.model import Acquisition, FluorescenceChannel, Tomogram
+
+#: Folder names of the repository that install under ``holo.`` and must never be imported bare.
+BARE_FOLDER_NAMES = ("reconstruction", "segmentation", "napari_plugin")
+
+
+class _RefuseBareFolderNames(MetaPathFinder):
+    """``python -m pytest`` puts the working directory first on sys.path; from the repository
+    root that would make the folders importable under their bare names. Tests see holo only as
+    it is installed (holo, holo.reconstruction, holo.segmentation, holo.napari)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in BARE_FOLDER_NAMES:
+            raise ModuleNotFoundError(f"No module named {fullname!r} (installed under the holo root)", name=fullname)
+        return None
+
+
+sys.meta_path.insert(0, _RefuseBareFolderNames())
 
 
 def sphere_ri(shape_zyx=(8, 12, 10), *, medium_index=1.337, inside=1.37, radius_vox=3.0) -> np.ndarray:

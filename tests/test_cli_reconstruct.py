@@ -119,7 +119,7 @@ def test_pipeline_rejects_unknown_method(acq_path):
 
 
 def test_regularised_method_dispatch(acq_path):
-    pytest.importorskip("reconstruction.regularization")
+    pytest.importorskip("holo.reconstruction.regularization")
     tomo = reconstruct(acq_path, method="gp", iterations=5, shape_zyx=(24, 48, 48))
     assert tomo.provenance["method"] == "gp"
     ri = tomo.frame(0)

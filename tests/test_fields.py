@@ -1,4 +1,4 @@
-"""Field retrieval (reconstruction.fields): holograms built from known fields by exact
+"""Field retrieval (holo.reconstruction.fields): holograms built from known fields by exact
 interference, I = |u·u_in + r|² with a tilted reference r (plus Poisson noise), and one
 simulated acquisition of the digital twin.
 
@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from holo.model import Acquisition
-from reconstruction.fields import (
+from holo.reconstruction.fields import (
     FieldSet,
     demodulate,
     detect_carrier,
@@ -505,7 +505,7 @@ def test_simulated_acquisition_end_to_end():
     there for the most tilted frames; noise-free, that offset is the whole error)."""
     twin = pytest.importorskip("holo.twin.acquire")
     phantoms = pytest.importorskip("holo.twin.phantoms")
-    from reconstruction.forward import rytov_fields
+    from holo.reconstruction.forward import rytov_fields
 
     ph = phantoms.make_phantom("cell", shape_zyx=(32, 64, 64), voxel_size_um=(0.2, 0.2, 0.2), n_cells=1, seed=1)
     acq = twin.simulate_acquisition(ph, n_angles=9, forward="rytov", seed=0)
@@ -537,7 +537,7 @@ def test_crowded_frame_gets_offset_only_background_fit():
     leaves < 50 % background after dilation, below the threshold chosen here. Physics: the
     true background phase is a constant 0.3 rad, with 0.01 rad noise, so the offset is found
     to a few noise σ / √N_background."""
-    from reconstruction.fields.background import remove_background
+    from holo.reconstruction.fields.background import remove_background
 
     rng = np.random.default_rng(3)
     n = 128

@@ -11,9 +11,9 @@ import torch
 
 from holo.errors import ValidationError
 from holo.model import Tomogram
-from reconstruction.forward import bpm_fields, snap_illumination_na
-from reconstruction.model_based import bpm_lipschitz, reconstruct_bpm, resample_volume
-from reconstruction.model_based._torch_bpm import TorchBPM
+from holo.reconstruction.forward import bpm_fields, snap_illumination_na
+from holo.reconstruction.model_based import bpm_lipschitz, reconstruct_bpm, resample_volume
+from holo.reconstruction.model_based._torch_bpm import TorchBPM
 
 WL, NM, NA_OBJ = 0.532, 1.337, 1.2
 
@@ -122,7 +122,7 @@ def high_contrast_bead():
     """A 5 µm bead with Δn = 0.06 (phase ≈ 3.5 rad): strong enough for Rytov to underestimate
     its RI. Exact fields from Mie theory (so the inversion is not fed its own model), 25
     illuminations up to NA 1.1, objective NA 1.2."""
-    from reconstruction.tomography import reconstruct_fdt
+    from holo.reconstruction.tomography import reconstruct_fdt
 
     shape, vox = (32, 48, 48), (0.24, 0.15, 0.15)
     truth = ball(shape, vox, 2.5, NM + 0.06)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from holo.conventions import ALPHA_PROTEIN_UM3_PER_PG
-from segmentation.morphometrics import PG_PER_UM3_TO_G_PER_DL, measure_cells, sphericity, surface_area_um2
+from holo.segmentation.morphometrics import PG_PER_UM3_TO_G_PER_DL, measure_cells, sphericity, surface_area_um2
 
 N_M = 1.337
 

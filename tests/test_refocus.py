@@ -1,4 +1,4 @@
-"""Angular-spectrum refocusing and autofocus of u/u0 (reconstruction.fields.refocus).
+"""Angular-spectrum refocusing and autofocus of u/u0 (holo.reconstruction.fields.refocus).
 
 Depth-of-field tolerance used for the autofocus (derivation)
 -----------------------------------------------------------
@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from reconstruction.fields import autofocus, depth_of_field_um, refocus, retrieve_fields
+from holo.reconstruction.fields import autofocus, depth_of_field_um, refocus, retrieve_fields
 
 LAM, NM, NA = 0.532, 1.337, 1.2
 P = 0.2  # µm, field grid (≤ λ/(2 NA) = 0.22)

@@ -12,8 +12,8 @@ from _mie_data import mie_fieldset
 from holo.conventions import potential_to_ri, ri_to_potential
 from holo.model import Tomogram
 from holo.twin.illumination import illumination_pattern
-from reconstruction.tomography.grid import illumination_scan_support
-from reconstruction.regularization import (
+from holo.reconstruction.tomography.grid import illumination_scan_support
+from holo.reconstruction.regularization import (
     hermitian_half_data,
     reconstruct_regularized,
     regularize_potential,
@@ -248,7 +248,7 @@ def test_bad_arguments_raise_value_errors(cone_problem):
 def rytov_bead():
     """Exact (Mie) fields u/u0 of a 6 µm bead at cell contrast (Δn = 0.02) for 49
     illuminations up to NA 1.1 through an NA 1.2 objective, then the direct Rytov mapping."""
-    from reconstruction.tomography import fourier_map
+    from holo.reconstruction.tomography import fourier_map
 
     truth = sphere_ri(SHAPE, VOXEL, 3.0, NM + 0.02)
     fs = mie_fieldset(3.0, NM + 0.02, _illumination_spiral(49), SHAPE, VOXEL, wavelength_um=WL, medium_index=NM, objective_na=NA_OBJ)

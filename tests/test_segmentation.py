@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from segmentation.classic import classic_segment
-from segmentation.classifier import calibrated_probabilities, fit_temperature
-from segmentation.data import TrainingVolume, apply_otf, normalised_distance, otf_support
-from segmentation.infer import WEIGHTS_DIR, predict_tiled, resample_volume, resize_labels, unet_names
-from segmentation.train import dice, instance_ap, train_unet
-from segmentation.unet import UNet3D, pool_factors
+from holo.segmentation.classic import classic_segment
+from holo.segmentation.classifier import calibrated_probabilities, fit_temperature
+from holo.segmentation.data import TrainingVolume, apply_otf, normalised_distance, otf_support
+from holo.segmentation.infer import WEIGHTS_DIR, predict_tiled, resample_volume, resize_labels, unet_names
+from holo.segmentation.train import dice, instance_ap, train_unet
+from holo.segmentation.unet import UNet3D, pool_factors
 
 N_M = 1.337
 LAMBDA = 0.532
@@ -205,8 +205,8 @@ def test_shipped_unet_segments_a_twin_volume():
     """Held-out twin volume (seed outside the training ranges) through the instrument OTF."""
     from holo.model import Tomogram
     from holo.twin.phantoms import make_phantom
-    from segmentation import classify, measure, segment
-    from segmentation.data import labels_to_grid, ri_to_grid
+    from holo.segmentation import classify, measure, segment
+    from holo.segmentation.data import labels_to_grid, ri_to_grid
 
     ph = make_phantom("cell", shape_zyx=(48, 128, 128), voxel_size_um=(0.2, 0.1, 0.1), medium_index=N_M, seed=424242)
     rec = apply_otf(ph.ri, ph.voxel_size_um, N_M, rng=1, noise_ri=0.0015)
@@ -234,7 +234,7 @@ def test_shipped_fine_unet_resolves_bacteria_better():
     0.89 vs 0.76 through the OTF, model card) and reach 0.8."""
     from holo.model import Tomogram
     from holo.twin.phantoms import make_phantom
-    from segmentation import segment
+    from holo.segmentation import segment
 
     ph = make_phantom("bacteria", shape_zyx=(48, 128, 128), voxel_size_um=(0.2, 0.1, 0.1), medium_index=N_M, seed=434343)
     ri = apply_otf(ph.ri, ph.voxel_size_um, N_M, rng=2, noise_ri=0.0015)
@@ -257,7 +257,7 @@ def _watershed_cut(shape, vs, specs, cut_x_um):
 
 
 def test_contact_merging_joins_a_cut_cell_but_not_touching_cells():
-    from segmentation.instances import contact_areas, merge_by_contact
+    from holo.segmentation.instances import contact_areas, merge_by_contact
 
     vs = (0.4, 0.2, 0.2)
     # one ball of r = 3 µm cut through its centre into two halves: the cut face is π r² (the
@@ -278,7 +278,7 @@ def test_contact_merging_joins_a_cut_cell_but_not_touching_cells():
 
 
 def test_drop_faint_keeps_cells_and_removes_artefacts():
-    from segmentation.instances import drop_faint
+    from holo.segmentation.instances import drop_faint
 
     vs = (0.4, 0.2, 0.2)
     ri, inst = _balls((20, 40, 64), vs, [(4.0, 4.0, 3.0, 1.5), (4.0, 4.0, 9.0, 1.5)])
@@ -303,7 +303,7 @@ class _MirrorSensitive(torch.nn.Module):
 
 
 def test_test_time_augmentation_averages_mirrored_predictions():
-    from segmentation.infer import _flip_averaged
+    from holo.segmentation.infer import _flip_averaged
 
     x = np.random.default_rng(1).normal(size=(6, 12, 16)).astype(np.float32)
     model, dev = _MirrorSensitive(), torch.device("cpu")
@@ -325,7 +325,7 @@ def test_test_time_augmentation_averages_mirrored_predictions():
 
 
 def test_aggregate_scores_pooled_and_nucleus_present():
-    from segmentation.train import aggregate_scores, segmentation_scores
+    from holo.segmentation.train import aggregate_scores, segmentation_scores
 
     shape = (4, 10, 10)
     sem_a = np.zeros(shape, np.uint8)
@@ -351,7 +351,7 @@ def test_aggregate_scores_pooled_and_nucleus_present():
 
 
 def test_organelle_scores_count_objects_and_enter_model_selection():
-    from segmentation.train import aggregate_scores, segmentation_scores, selection_score
+    from holo.segmentation.train import aggregate_scores, segmentation_scores, selection_score
 
     shape = (6, 20, 20)
     sem = np.zeros(shape, np.uint8)
@@ -375,8 +375,8 @@ def test_organelle_scores_count_objects_and_enter_model_selection():
 
 
 def test_organelle_centred_crops_contain_the_organelle():
-    from segmentation.data import random_crop
-    from segmentation.train import _unet_batch
+    from holo.segmentation.data import random_crop
+    from holo.segmentation.train import _unet_batch
 
     shape = (16, 48, 48)
     sem = np.zeros(shape, np.uint8)
@@ -397,8 +397,8 @@ def test_organelle_centred_crops_contain_the_organelle():
 
 
 def test_organelles_come_from_the_paired_network_inside_cells_only():
-    from segmentation.infer import load_unet, with_organelles
-    from segmentation.train import inherited_config
+    from holo.segmentation.infer import load_unet, with_organelles
+    from holo.segmentation.train import inherited_config
 
     sem = np.zeros((1, 1, 6), np.uint8)
     sem[0, 0, 1:5] = (1, 2, 1, 2)
@@ -414,7 +414,7 @@ def test_organelles_come_from_the_paired_network_inside_cells_only():
 
 
 def test_validation_round_robin_takes_every_source_in_turn():
-    from segmentation.training.train import _interleave
+    from holo.segmentation.training.train import _interleave
 
     gp, rytov, otf = ["g1", "g2", "g3"], ["r1"], ["o1", "o2"]
     assert _interleave([gp, rytov, otf], 5) == ["g1", "r1", "o1", "g2", "o2"]

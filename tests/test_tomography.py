@@ -1,4 +1,4 @@
-"""Physics of the Fourier diffraction tomography (reconstruction.tomography).
+"""Physics of the Fourier diffraction tomography (holo.reconstruction.tomography).
 
 Independent reference: first-Born fields of homogeneous spheres computed from the *analytic*
 Fourier transform of a sphere, F(K) = f0·4πa³·(sin Ka − Ka cos Ka)/(Ka)³·e^{−iK·c}, and the
@@ -18,9 +18,9 @@ import pytest
 
 from holo.conventions import medium_wavenumber, vacuum_wavenumber
 from holo.errors import ValidationError
-from reconstruction.tomography import default_grid, fourier_map, reconstruct_fdt
-from reconstruction.tomography.fdt import cap_rotation
-from reconstruction.tomography.grid import axial_voxel_limit_um, lateral_voxel_limit_um
+from holo.reconstruction.tomography import default_grid, fourier_map, reconstruct_fdt
+from holo.reconstruction.tomography.fdt import cap_rotation
+from holo.reconstruction.tomography.grid import axial_voxel_limit_um, lateral_voxel_limit_um
 
 LAM, NM, NA, PX = 0.532, 1.337, 1.2, 0.1
 

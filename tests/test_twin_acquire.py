@@ -397,7 +397,7 @@ def sphere():
 
 
 def test_simulated_sphere_acquisition_end_to_end(sphere, tmp_path):
-    from reconstruction.forward._propagate import snap_illumination_na
+    from holo.reconstruction.forward._propagate import snap_illumination_na
 
     acq = simulate_acquisition(sphere, n_angles=7, seed=11)
     assert isinstance(acq, Acquisition) and acq.geometry == "illumination-scan"

@@ -137,8 +137,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
     ) -> int:
         """3D semantic + instance segmentation of a tomogram."""
-        from segmentation import segment
-        from segmentation.infer import check_unet_name
+        from holo.segmentation import segment
+        from holo.segmentation.infer import check_unet_name
 
         if method not in ("unet", "classic"):
             raise typer.BadParameter(f"must be unet or classic, got {method!r}", param_hint="--method")
@@ -167,7 +167,7 @@ def register(app: typer.Typer) -> None:
         threshold: Optional[float] = typer.Option(None, "--threshold", help="Confidence below which a cell is 'uncertain' (default 0.6)."),
     ) -> int:
         """Classify every cell (calibrated probabilities; low confidence -> 'uncertain')."""
-        from segmentation import classify
+        from holo.segmentation import classify
 
         if threshold is not None and not 0 <= threshold <= 1:
             raise typer.BadParameter(f"must be in [0, 1], got {threshold}", param_hint="--threshold")
@@ -187,7 +187,7 @@ def register(app: typer.Typer) -> None:
         classes: Optional[Path] = typer.Option(None, "--classes", help="cells.csv of holo classify, joined on cell_id."),
     ) -> int:
         """Per-cell morphometrics (volume, area, sphericity, RI, dry mass, organelles) as CSV."""
-        from segmentation import measure
+        from holo.segmentation import measure
 
         tomo = _tomogram(tomo_path)
         sem, inst = read_label_pair(labels, tomo.shape_zyx)
@@ -205,7 +205,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "-o", "--out", help="Output folder (report.html + report.json)."),
     ) -> int:
         """HTML diagnostic report (MIPs, label overlays, class counts, histograms) + JSON."""
-        from segmentation import Segmentation, write_report
+        from holo.segmentation import Segmentation, write_report
 
         tomo = _tomogram(tomo_path)
         sem, inst = read_label_pair(labels, tomo.shape_zyx)
@@ -216,7 +216,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_cmd(
-        data: Path = typer.Option(..., "--data", help="Folder of annotated volumes (layout: segmentation.data.load_user_folder)."),
+        data: Path = typer.Option(..., "--data", help="Folder of annotated volumes (layout: holo.segmentation.data.load_user_folder)."),
         out: Path = typer.Option(..., "-o", "--out", help="Folder for the new weights (use with --weights)."),
         init: str = typer.Option("shipped", "--init", help="shipped (fine-tune) or scratch."),
         epochs: int = typer.Option(10, "--epochs", min=1, help="Maximum epochs (early stopping on validation)."),
@@ -229,7 +229,7 @@ def register(app: typer.Typer) -> None:
         DATA holds NAME.tcf|.ome.tif|.ome.zarr with NAME_semantic.ome.tif and/or
         NAME_instance.ome.tif (same shape), and optionally NAME_cells.csv (cell_id,class).
         """
-        from segmentation.train import finetune
+        from holo.segmentation.train import finetune
 
         if init not in ("shipped", "scratch"):
             raise typer.BadParameter(f"must be shipped or scratch, got {init!r}", param_hint="--init")

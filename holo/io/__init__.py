@@ -19,6 +19,9 @@ from holo.io.tcf import read_tcf, write_tcf
 
 __all__ = [
     "FORMATS",
+    "FORMAT_SUFFIXES",
+    "INPUT_SUFFIXES",
+    "strip_format_suffix",
     "detect_format",
     "open_path",
     "save_tomogram",
@@ -40,6 +43,17 @@ __all__ = [
 ]
 
 FORMATS = ("acquisition", "tcf", "ome-tiff", "ome-zarr")
+#: File-name suffixes of each format (lower case, longer first), the one table that output
+#: formats and sample names go by.
+FORMAT_SUFFIXES = {
+    "ome-tiff": (".ome.tiff", ".ome.tif", ".tiff", ".tif"),
+    "ome-zarr": (".ome.zarr", ".zarr"),
+    "tcf": (".tcf",),
+    "acquisition": (".hdf5", ".h5"),
+}
+#: Suffixes of the files that folders are searched for in batch work: acquisitions, TCF and
+#: OME images (plain ``.tif``/``.zarr`` files in a folder are not taken for tomograms).
+INPUT_SUFFIXES = (".h5", ".hdf5", ".tcf", ".ome.tif", ".ome.tiff", ".ome.zarr")
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -123,15 +137,21 @@ def output_format(path: str | Path) -> str:
     ``"ome-zarr"``; ``.tcf`` → ``"tcf"``; ``.h5``/``.hdf5`` → ``"acquisition"``.
     """
     name = Path(path).name.lower()
-    for suffixes, fmt in (
-        ((".ome.tif", ".ome.tiff", ".tif", ".tiff"), "ome-tiff"),
-        ((".ome.zarr", ".zarr"), "ome-zarr"),
-        ((".tcf",), "tcf"),
-        ((".h5", ".hdf5"), "acquisition"),
-    ):
+    for fmt, suffixes in FORMAT_SUFFIXES.items():
         if name.endswith(suffixes):
             return fmt
     raise ValueError(f"path: cannot tell the output format from the extension of {Path(path).name!r} (use .ome.tif, .ome.zarr, .tcf or .h5)")
+
+
+def strip_format_suffix(name: str) -> str:
+    """``name`` without the suffix of its format (:data:`FORMAT_SUFFIXES`, case-insensitive),
+    e.g. ``"cell.ome.tif"`` → ``"cell"``; unchanged when it has none."""
+    low = name.lower()
+    for suffixes in FORMAT_SUFFIXES.values():
+        for suf in suffixes:
+            if low.endswith(suf):
+                return name[: -len(suf)]
+    return name
 
 
 def save_tomogram(tomo, path: str | Path, labels: dict | None = None, **kwargs) -> Path:

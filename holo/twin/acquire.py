@@ -253,7 +253,7 @@ def plane_wave(shape_yx, pixel_size_um, illumination_na, wavelength_um: float) -
 
 def _pupil_mask(shape_yx, pixel_size_um, objective_na: float, wavelength_um: float) -> np.ndarray:
     """Objective pupil |k_⊥| ≤ 2π NA/λ on a total field's FFT grid (the forward models' mask)."""
-    from reconstruction.forward._propagate import frequency_grid, pupil_mask
+    from holo.reconstruction.forward._propagate import frequency_grid, pupil_mask
 
     qy, qx = frequency_grid(shape_yx, pixel_size_um)
     return pupil_mask(qy, qx, 0.0, 0.0, wavelength_um, objective_na)
@@ -281,10 +281,10 @@ def propagate(field, distance_um: float, pixel_size_um, wavelength_um: float, me
 
     U(f, z + Δz) = U(f, z)·exp(i k_z Δz) with k_z = √(k_m² − (2π f)²) (e^{+ikz} for a wave
     travelling along +z, see :mod:`holo.conventions`); evanescent components are dropped.
-    The transfer function is the forward models' (``reconstruction.forward._propagate``) at
+    The transfer function is the forward models' (``holo.reconstruction.forward._propagate``) at
     normal incidence, exp(i (k_z − k_m) Δz), times the common phase exp(i k_m Δz).
     """
-    from reconstruction.forward._propagate import envelope_kz, envelope_propagator, frequency_grid
+    from holo.reconstruction.forward._propagate import envelope_kz, envelope_propagator, frequency_grid
 
     field = np.asarray(field, dtype=np.complex64)
     km = medium_wavenumber(wavelength_um, medium_index)
@@ -404,13 +404,13 @@ def drift_shifts(n_frames: int, drift_um: float, rng) -> np.ndarray:
 
 # -- the acquisition ---------------------------------------------------------------------------
 def _forward(name: str):
-    import reconstruction.forward as fwd
+    import holo.reconstruction.forward as fwd
 
     return {"bpm": fwd.bpm_fields, "born": fwd.born_fields, "rytov": fwd.rytov_fields}[name]
 
 
 def _snap_na(illumination_na, shape_yx, voxel_yx, *, wavelength_um):
-    from reconstruction.forward.bpm import snap_illumination_na
+    from holo.reconstruction.forward.bpm import snap_illumination_na
 
     return snap_illumination_na(illumination_na, shape_yx, voxel_yx, wavelength_um)
 
@@ -474,7 +474,7 @@ def simulate_acquisition(
     rotation_span_rad, rotation_axis :
         Sample-rotation views (:func:`holo.twin.illumination.rotation_angles`).
     forward : {"bpm", "born", "rytov"}
-        Forward model of :mod:`reconstruction.forward` (multiple scattering with "bpm").
+        Forward model of :mod:`holo.reconstruction.forward` (multiple scattering with "bpm").
     seed : int
         Seeds drift, parasitic pattern and camera noise; equal seeds give equal frames.
     progress : callable, optional

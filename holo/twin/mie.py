@@ -1,7 +1,7 @@
 """Exact field of a homogeneous sphere (Mie theory, via miepython) as u/u0 on a frame grid.
 
 The sphere's centre is the origin: laterally the pixel (Y//2, X//2) of the frame
-(:func:`reconstruction.forward._propagate.grid_coordinates`), axially z = 0. The incident
+(:func:`holo.reconstruction.forward._propagate.grid_coordinates`), axially z = 0. The incident
 plane wave travels along d = (NA_x, NA_y, √(n_m² − NA²))/n_m with its electric field along
 p, the unit vector closest to +x that is orthogonal to d (p = x at normal incidence). The
 sphere is symmetric, so the field is evaluated in the rotated frame (x', y', z') =
@@ -27,7 +27,7 @@ Two evaluations:
 
   the p-component of the vector far field. The spectrum is sampled on the frame's discrete
   frequencies, so the result is the sphere's image repeated with the frame period, exactly
-  as the periodic forward models of :mod:`reconstruction.forward` see it. The test suite
+  as the periodic forward models of :mod:`holo.reconstruction.forward` see it. The test suite
   checks this route against the near field propagated from a plane behind the sphere.
 
 References

@@ -35,6 +35,18 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from holo.labels import (  # the vocabulary of labels and classes, re-exported for the twin's users
+    BACKGROUND,
+    BACTERIA_CLASSES,
+    CELL_CLASSES,
+    CYTOPLASM,
+    LIPID_DROPLET,
+    NUCLEATED_CLASSES,
+    NUCLEOLUS,
+    NUCLEUS,
+    RBC_CLASSES,
+    SEMANTIC_NAMES,
+)
 from holo.twin import _shapes as sh
 
 __all__ = [
@@ -58,15 +70,6 @@ __all__ = [
     "make_sphere_phantom",
 ]
 
-#: Semantic label names; the label value is the index.
-SEMANTIC_NAMES = ("background", "cytoplasm", "nucleus", "nucleolus", "lipid_droplet")
-BACKGROUND, CYTOPLASM, NUCLEUS, NUCLEOLUS, LIPID_DROPLET = range(5)
-
-NUCLEATED_CLASSES = ("lymphocyte", "monocyte", "neutrophil", "eosinophil")
-RBC_CLASSES = ("rbc_discocyte", "rbc_echinocyte", "rbc_stomatocyte", "rbc_spherocyte")
-BACTERIA_CLASSES = ("bacteria_rod", "bacteria_coccus", "bacteria_chain")
-#: Every class name a phantom cell can have.
-CELL_CLASSES = NUCLEATED_CLASSES + RBC_CLASSES + BACTERIA_CLASSES
 #: Phantom kinds: one family each, or all of them.
 KINDS = ("cell", "rbc", "bacteria", "mixed")
 _FAMILIES = {"cell": NUCLEATED_CLASSES, "rbc": RBC_CLASSES, "bacteria": BACTERIA_CLASSES}

@@ -6,7 +6,7 @@ from typing import Callable
 
 from qtpy.QtWidgets import QComboBox
 
-from napari_plugin._layers import META_KEY
+from holo.napari._layers import META_KEY
 
 
 class LayerCombo(QComboBox):

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_plugin._widgets._common import LayerCombo, is_labels
+from holo.napari._widgets._common import LayerCombo, is_labels
 
 _CENTROID = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
 

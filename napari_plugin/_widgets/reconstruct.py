@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QWidget
 
-from napari_plugin._layers import tomogram_layers
-from napari_plugin._widgets._common import LayerCombo, holo_kind
-from napari_plugin._widgets._task import attach_task_layout
+from holo.napari._layers import tomogram_layers
+from holo.napari._widgets._common import LayerCombo, holo_kind
+from holo.napari._widgets._task import attach_task_layout
 
 METHODS = ("rytov", "born", "gp", "tv", "bpm")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
-from napari_plugin._layers import image_layer_to_tomogram
-from napari_plugin._widgets._common import LayerCombo, is_labels, is_ri_image
-from napari_plugin._widgets._task import attach_task_layout
+from holo.napari._layers import image_layer_to_tomogram
+from holo.napari._widgets._common import LayerCombo, is_labels, is_ri_image
+from holo.napari._widgets._task import attach_task_layout
 
 
 class ReportWidget(QWidget):
@@ -52,7 +52,7 @@ class ReportWidget(QWidget):
         def work(progress):
             import numpy as np
 
-            from segmentation import Segmentation, write_report
+            from holo.segmentation import Segmentation, write_report
 
             seg = Segmentation(semantic=np.asarray(sem_layer.data), instance=np.asarray(cells_layer.data))
             out_dir.mkdir(parents=True, exist_ok=True)

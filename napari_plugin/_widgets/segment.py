@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
 
-from napari_plugin._layers import image_layer_to_tomogram, labels_layer
-from napari_plugin._widgets._common import LayerCombo, is_ri_image
-from napari_plugin._widgets._task import attach_task_layout
+from holo.napari._layers import image_layer_to_tomogram, labels_layer
+from holo.napari._widgets._common import LayerCombo, is_ri_image
+from holo.napari._widgets._task import attach_task_layout
 
 
 class SegmentWidget(QWidget):
@@ -19,7 +19,7 @@ class SegmentWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.layer_combo = LayerCombo(napari_viewer, is_ri_image)
-        from segmentation.infer import unet_names
+        from holo.segmentation.infer import unet_names
 
         self.method = QComboBox()
         self.method.addItems(unet_names() + ["classic"])
@@ -43,7 +43,7 @@ class SegmentWidget(QWidget):
         base = layer.name
 
         def work(progress):
-            from segmentation import classify, measure, segment
+            from holo.segmentation import classify, measure, segment
 
             progress(0, 3, "segmenting")
             seg = segment(tomo, method=method, name=choice)

@@ -13,7 +13,7 @@ itself (not u*); frequencies are in cycles/µm and given (fy, fx) in array order
 
 From a sample-free normal-incidence frame alone the two sidebands look alike (a real
 hologram has a Hermitian spectrum), so :func:`detect_carrier` returns the peak in the
-half-plane fx > 0 (or fx = 0, fy > 0); :func:`reconstruction.fields.retrieve.retrieve_fields`
+half-plane fx > 0 (or fx = 0, fy > 0); :func:`holo.reconstruction.fields.retrieve.retrieve_fields`
 decides afterwards which of ±c carries u (see there).
 
 Sub-pixel location

@@ -6,9 +6,9 @@
 Only NumPy and SciPy are needed.
 """
 
-from reconstruction.forward._propagate import grid_coordinates, rotate_volume, snap_illumination_na
-from reconstruction.forward.born import born_fields
-from reconstruction.forward.bpm import bpm_fields
-from reconstruction.forward.rytov import rytov_fields
+from holo.reconstruction.forward._propagate import grid_coordinates, rotate_volume, snap_illumination_na
+from holo.reconstruction.forward.born import born_fields
+from holo.reconstruction.forward.bpm import bpm_fields
+from holo.reconstruction.forward.rytov import rytov_fields
 
 __all__ = ["bpm_fields", "born_fields", "rytov_fields", "snap_illumination_na", "grid_coordinates", "rotate_volume"]

@@ -227,7 +227,7 @@ def wide_angle_kernels(delta_kz, propagating, kin_z, medium_k: float, dz_um: flo
 
     the first two orders of √(k_z² + s) − k_z = s/(2k_z) − s²/(8k_z³) + …, the phase a plane
     wave of transverse wave vector q + k_in⊥ gains across the slab, less what the screen
-    already gives the illumination direction (derivation: :mod:`reconstruction.forward.bpm`,
+    already gives the illumination direction (derivation: :mod:`holo.reconstruction.forward.bpm`,
     equation (W)). Here k_z = k_z(q + k_in⊥) = Δk_z + k_in,z, floored at
     :data:`WIDE_ANGLE_KZ_FLOOR` · k_m; both kernels are 0 on evanescent components.
 

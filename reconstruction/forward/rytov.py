@@ -5,7 +5,7 @@ phase by the first-Born scattered field divided by the illumination,
 
     φ_s = u_s^Born / u_in,
 
-evaluated in the focal plane z = 0 (u_s^Born from :mod:`reconstruction.forward.born`, all
+evaluated in the focal plane z = 0 (u_s^Born from :mod:`holo.reconstruction.forward.born`, all
 propagating components |q + k_in⊥| < k_m, before the pupil). Then u/u0 = exp(φ_s), and the
 objective pupil |q + k_in⊥| ≤ 2π NA/λ is applied to the total field u = u0·exp(φ_s), i.e.
 to the envelope with the shifted pupil.
@@ -24,8 +24,8 @@ from typing import Callable, Unpack
 
 import numpy as np
 
-from reconstruction.forward._propagate import ForwardOptions, filter_pupil, frequency_grid, prepare_forward, pupil_mask
-from reconstruction.forward.born import born_scattered_envelopes
+from holo.reconstruction.forward._propagate import ForwardOptions, filter_pupil, frequency_grid, prepare_forward, pupil_mask
+from holo.reconstruction.forward.born import born_scattered_envelopes
 
 __all__ = ["rytov_fields"]
 
@@ -39,7 +39,7 @@ def rytov_fields(
 ) -> np.ndarray:
     """Fields u/u0 in the focal plane in the first Rytov approximation (module docstring).
 
-    Parameters and return value as :func:`reconstruction.forward.bpm.bpm_fields` (``progress``
+    Parameters and return value as :func:`holo.reconstruction.forward.bpm.bpm_fields` (``progress``
     and the shared keywords ``**options``, without ``batch_size`` and ``wide_angle``).
     Returns (A, Y, X) complex64 P[exp(φ_s)] with φ_s = u_s^Born/u_in at z = 0.
     """

@@ -4,7 +4,7 @@ The RI volume n is fitted to the measured fields m_a = u/u0 of the A illuminatio
 
     min_n  J(n) = (1/L) · (1/A) Σ_a Σ_pixels |BPM_a(n) − m_a|²  +  λ TV_h(n)   s.t.  n ≥ n_m,
 
-where BPM_a is the split-step model of :mod:`reconstruction.forward.bpm` (pupil-filtered
+where BPM_a is the split-step model of :mod:`holo.reconstruction.forward.bpm` (pupil-filtered
 envelope in the focal plane z = 0), written in torch (:mod:`._torch_bpm`) so that its gradient
 comes from autograd. The data term is scaled by an upper bound L of the Lipschitz constant of
 its gradient, so a step of one is safe: linearising the screens, a change δn of one voxel
@@ -14,7 +14,7 @@ frequency) gives ‖∂BPM_a‖² ≤ (k0 dz c_a)² Z; averaged over the frames,
 L = 2 (k0 dz)² Z · mean_a(c_a²).
 
 The optimiser is FISTA (Beck & Teboulle 2009): gradient step on the momentum point, then the
-proximal operator of λ TV_h + ι{n ≥ n_m} (the FGP of :mod:`reconstruction.regularization.tv`
+proximal operator of λ TV_h + ι{n ≥ n_m} (the FGP of :mod:`holo.reconstruction.regularization.tv`
 applied to n_m − n, which must be ≤ 0), with gradient restart. Each iteration accumulates the
 exact gradient over mini-batches of illuminations (``batch_size``), which bounds the memory
 of autograd without making the iteration stochastic. It stops when the relative change of the
@@ -63,7 +63,7 @@ def resample_volume(vol, voxel_size_um, shape_zyx, new_voxel_size_um, *, cval: f
     """Trilinear resampling of a (Z, Y, X) volume onto another grid with the same origin.
 
     Both grids put the coordinate origin at index N//2 of each axis
-    (:func:`reconstruction.forward._propagate.grid_coordinates`); points outside the input take
+    (:func:`holo.reconstruction.forward._propagate.grid_coordinates`); points outside the input take
     ``cval``.
     """
     vol = np.asarray(vol, dtype=np.float32)
@@ -176,7 +176,7 @@ def reconstruct_bpm(
     dtype : {"float32", "float64"}
     wide_angle : bool
         Wide-angle correction of the scattered field, as in
-        :func:`reconstruction.forward.bpm.bpm_fields` (default on there and here).
+        :func:`holo.reconstruction.forward.bpm.bpm_fields` (default on there and here).
 
     Returns
     -------
@@ -194,9 +194,9 @@ def reconstruct_bpm(
     """
     import torch
 
-    from reconstruction.model_based._torch_bpm import TorchBPM
-    from reconstruction.regularization.gp import _TorchBackend
-    from reconstruction.regularization.tv import TVProx
+    from holo.reconstruction.model_based._torch_bpm import TorchBPM
+    from holo.reconstruction.regularization.gp import _TorchBackend
+    from holo.reconstruction.regularization.tv import TVProx
 
     t0 = time.perf_counter()
     it_max = DEFAULT_BPM_ITERATIONS if iterations is None else int(iterations)
@@ -299,7 +299,7 @@ def reconstruct_bpm(
         n_new = project(y - grad / L)
         delta = n_new - n
         if beta > 0 and float((beta * (n - n_prev) * delta).sum()) > float((delta * delta).sum()):
-            t = 1.0  # gradient restart (see reconstruction.regularization.gp.solve_fista)
+            t = 1.0  # gradient restart (see holo.reconstruction.regularization.gp.solve_fista)
         n_prev, n = n, n_new
         res = math.sqrt(loss / m_norm) if m_norm > 0 else 0.0
         hist.append(loss)

@@ -1,7 +1,7 @@
 """Missing-cone regularisation of the direct tomographic reconstruction.
 
 Entry point :func:`reconstruct_regularized` takes the Fourier data of the scattering
-potential from :func:`reconstruction.tomography.fourier_map` and returns a :class:`Tomogram`:
+potential from :func:`holo.reconstruction.tomography.fourier_map` and returns a :class:`Tomogram`:
 
 * ``method="gp"``: Gerchberg–Papoulis with non-negativity (:mod:`.gp`),
 * ``method="tv"``: total-variation regularised least squares with non-negativity (:mod:`.tv`).
@@ -143,7 +143,7 @@ def reconstruct_regularized(
     Parameters
     ----------
     fourier_data : FourierData
-        From :func:`reconstruction.tomography.fourier_map`: ``spectrum`` (complex64, f's
+        From :func:`holo.reconstruction.tomography.fourier_map`: ``spectrum`` (complex64, f's
         spectrum, scipy.fft layout), ``weight``, ``support``, ``voxel_size_um``,
         ``shape_zyx``, ``wavelength_um``, ``medium_index``.
     method : {"gp", "tv"}

@@ -4,7 +4,7 @@ Discrete gradient with Neumann boundaries and per-axis weights c_a (c_a = h_min 
 voxel sizes h_a): (∇_a x)_i = c_a (x_{i+e_a} − x_i), zero on the last plane of axis a.
 Its adjoint: (∇ᵀp)_i = Σ_a c_a (p_{a,i−e_a} − p_{a,i}), with p_a read as zero outside
 0 … N_a−2. The two kernels below are one iteration of the dual projected-gradient method
-(see :func:`reconstruction.regularization.tv.tv_prox`); each runs in parallel over Z.
+(see :func:`holo.reconstruction.regularization.tv.tv_prox`); each runs in parallel over Z.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ to a maximum of one). The gradient of the data term is F⁻¹(c·(F f − d)) wi
 max c = 1, so a projected-gradient step of length 1 is exactly the GP iteration
 f ← P(F⁻¹[F f + c (d − F f)]) (with c the indicator of Ω). :func:`solve_fista` runs this step with
 optional Nesterov/FISTA momentum ("accelerated GP"), which reaches the same fixed point in far
-fewer iterations; the TV solver (:mod:`reconstruction.regularization.tv`) reuses the same loop with
+fewer iterations; the TV solver (:mod:`holo.reconstruction.regularization.tv`) reuses the same loop with
 the TV proximal operator in place of the clamp.
 
 A real f has a Hermitian spectrum, so the least-squares data for a real f combine each measured

@@ -1,7 +1,7 @@
 """Total-variation regularised reconstruction of the scattering potential (FISTA).
 
 Solves, for the real potential f (:mod:`holo.conventions`), on the measured Fourier samples
-d with confidence c (see :mod:`reconstruction.regularization.gp`):
+d with confidence c (see :mod:`holo.reconstruction.regularization.gp`):
 
     min_f  ½ (1/N) Σ_K c(K) |F(f)(K) − d(K)|²  +  λ TV_h(f)   subject to  f ≤ 0  (n ≥ n_m),
 
@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reconstruction.regularization import _tv_kernels as _k
-from reconstruction.regularization.gp import RealData, select_backend, solve_fista
+from holo.reconstruction.regularization import _tv_kernels as _k
+from holo.reconstruction.regularization.gp import RealData, select_backend, solve_fista
 
 __all__ = ["DEFAULT_TV_ITERATIONS", "DEFAULT_TV_WEIGHT", "DEFAULT_TV_INNER", "tv_weights", "tv_value", "tv_prox", "TVProx", "tv_fista"]
 
@@ -70,7 +70,7 @@ class TVProx:
     nonpositive : bool
         Enforce x ≤ 0 (n ≥ n_m for the scattering potential).
     backend : optional
-        From :func:`reconstruction.regularization.gp.select_backend`; NumPy + Numba if None.
+        From :func:`holo.reconstruction.regularization.gp.select_backend`; NumPy + Numba if None.
     """
 
     def __init__(self, shape_zyx, voxel_size_um, lam: float, *, iterations: int = DEFAULT_TV_INNER, nonpositive: bool = True, backend=None):
@@ -202,16 +202,16 @@ def tv_fista(
     Parameters
     ----------
     real_data : RealData
-        From :func:`reconstruction.regularization.gp.hermitian_half_data`.
+        From :func:`holo.reconstruction.regularization.gp.hermitian_half_data`.
     voxel_size_um : (dz, dy, dx)
     weight : float
         Relative TV weight (λ = weight × 99.9th percentile of |f_direct|).
     iterations, tol, progress
-        See :func:`reconstruction.regularization.gp.solve_fista`.
+        See :func:`holo.reconstruction.regularization.gp.solve_fista`.
     inner_iterations : int
         FGP iterations of the proximal operator per outer iteration (warm-started).
     device : str, optional
-        Back end (see :func:`reconstruction.regularization.gp.select_backend`).
+        Back end (see :func:`holo.reconstruction.regularization.gp.select_backend`).
 
     Returns
     -------

@@ -125,7 +125,7 @@ def _as_fieldset(obj):
     """Accept a FieldSet (or any object with its attributes) or an Acquisition with fields."""
     fields = _get(obj, "fields")
     if fields is None:
-        raise ValidationError("holds no complex fields; retrieve them first (reconstruction.fields.retrieve_fields)", path=_get(obj, "source"), item="fields")
+        raise ValidationError("holds no complex fields; retrieve them first (holo.reconstruction.fields.retrieve_fields)", path=_get(obj, "source"), item="fields")
     if len(fields.shape) != 3 or np.dtype(fields.dtype).kind != "c":
         raise ValidationError(f"must be complex (A, Y, X), got {fields.dtype} {tuple(fields.shape)}", path=_get(obj, "source"), item="fields")
     n = int(fields.shape[0])
@@ -188,7 +188,7 @@ def rytov_field(u, unwrapped_phase=None):
     """Rytov field u_R = ln|u/u0| + iφ of a frame (Y, X) or a stack (A, Y, X) of u/u0 (complex64).
 
     ``unwrapped_phase`` (same shape) is φ when known; otherwise the phase of u is unwrapped here
-    (:func:`reconstruction.fields.unwrap.unwrap_about_border`: exact path integration of a
+    (:func:`holo.reconstruction.fields.unwrap.unwrap_about_border`: exact path integration of a
     residue-free phase, quality-guided unwrapping otherwise) and shifted by a multiple of 2π
     so that its median over the frame's border (the background, φ ≈ 0) lies in (−π, π].
     """
@@ -196,7 +196,7 @@ def rytov_field(u, unwrapped_phase=None):
     amp = np.abs(u).astype(np.float32)
     np.maximum(amp, np.float32(1e-12), out=amp)
     if unwrapped_phase is None:
-        from reconstruction.fields.unwrap import unwrap_about_border
+        from holo.reconstruction.fields.unwrap import unwrap_about_border
 
         phi = unwrap_about_border(u)
     else:

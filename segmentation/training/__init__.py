@@ -1,2 +1,2 @@
-"""Reproduction of the shipped weights: data-set generation (``python -m segmentation.training.make_data``)
-and training / held-out evaluation (``python -m segmentation.training.train``)."""
+"""Reproduction of the shipped weights: data-set generation (``python -m holo.segmentation.training.make_data``)
+and training / held-out evaluation (``python -m holo.segmentation.training.train``)."""

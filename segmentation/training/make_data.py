@@ -3,7 +3,7 @@
 Each volume is a phantom (``holo.twin.phantoms.make_phantom``) seen through the instrument
 (source ``pipeline``: simulated holograms + Rytov reconstruction; ``gp``: the same with
 Gerchberg–Papoulis non-negativity, the reconstruction ``holo run`` makes; ``otf``: the optical
-transfer function of the tomograph + noise, see ``segmentation.data``), with its ground-truth
+transfer function of the tomograph + noise, see ``holo.segmentation.data``), with its ground-truth
 labels, on the training voxel grid. Seeds are disjoint between splits (and between the training
 sources up to 300 pipeline volumes), and the test seeds are never
 used for training or model selection:
@@ -16,7 +16,7 @@ are compared on the same cells; their training phantoms differ.)
 
 Usage (the shipped weights' data set)::
 
-    python -m segmentation.training.make_data --out data/seg --workers 16 \
+    python -m holo.segmentation.training.make_data --out data/seg --workers 16 \
         --split train:otf:320 --split train:pipeline:48 --split val:otf:16 --split val:pipeline:16 \
         --split test:pipeline:40 --split test:otf:24
 """
@@ -39,7 +39,7 @@ KINDS = ("mixed", "cell", "rbc", "bacteria", "mixed")
 
 def _one(args):
     split, source, i, out, train_voxel, phantom_shape, phantom_voxel = args
-    from segmentation.data import phantom_volume, save_volume
+    from holo.segmentation.data import phantom_volume, save_volume
 
     seed = SPLIT_SEED0[(split, source)] + i
     kind = KINDS[i % len(KINDS)]

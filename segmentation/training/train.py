@@ -1,8 +1,8 @@
 """Train the shipped U-Net and cell classifier on the twin data set and write the model card.
 
-Usage (after ``python -m segmentation.training.make_data --out data/seg``)::
+Usage (after ``python -m holo.segmentation.training.make_data --out data/seg``)::
 
-    python -m segmentation.training.train --data data/seg --out segmentation/weights
+    python -m holo.segmentation.training.train --data data/seg --out segmentation/weights
 
 Model selection uses the ``val`` split only; the acceptance metrics of the model card are
 measured on the ``test`` split, whose seeds are never used in training.
@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 
-#: Data sources (``segmentation.data.phantom_volume``), in the order of the validation round robin.
+#: Data sources (``holo.segmentation.data.phantom_volume``), in the order of the validation round robin.
 SOURCES = ("gp", "pipeline", "otf")
 
 
 def _load(folder: Path, source: str | None = None):
-    from segmentation.data import load_volume
+    from holo.segmentation.data import load_volume
 
     vols = []
     for f in sorted(folder.glob("*.npz")):
@@ -57,8 +57,8 @@ def _interleave(groups, n):
 
 
 def _eval_classic(vols):
-    from segmentation.classic import classic_segment
-    from segmentation.train import dice, instance_ap
+    from holo.segmentation.classic import classic_segment
+    from holo.segmentation.train import dice, instance_ap
 
     d, a = [], []
     for v in vols:
@@ -70,7 +70,7 @@ def _eval_classic(vols):
 
 def _end_to_end_accuracy(umodel, ucfg, cmodel, ccfg, vols, device):
     """Accuracy over true cells matched (IoU > 0.5) by a predicted instance; unmatched count as errors."""
-    from segmentation.infer import classify_cells, unet_segment
+    from holo.segmentation.infer import classify_cells, unet_segment
 
     names = ccfg["classes"]
     correct = total = uncertain = 0
@@ -110,12 +110,12 @@ def _ece(probs, labels, n_bins=10):
 
 
 def _stage_unet(a, train, val_epoch, device, provenance):
-    from segmentation.train import DEFAULT_UNET_CONFIG, inherited_config, save_weights, train_unet
+    from holo.segmentation.train import DEFAULT_UNET_CONFIG, inherited_config, save_weights, train_unet
 
     t0 = time.perf_counter()
     init_state = None
     if a.init is not None:  # fine-tune: architecture, voxel and post-processing from the initial weights
-        from segmentation.infer import load_unet
+        from holo.segmentation.infer import load_unet
 
         model0, cfg0 = load_unet(a.init)
         ucfg = inherited_config(cfg0)
@@ -142,8 +142,8 @@ def _stage_unet(a, train, val_epoch, device, provenance):
 def _segmentation_test_metrics(a, tests, device):
     """U-Net (with the post-processing in ``unet.json``) and classic baseline on the test split;
     the U-Net's numbers are also stored in ``unet.json``."""
-    from segmentation.infer import load_unet
-    from segmentation.train import aggregate_scores, evaluate_segmentation
+    from holo.segmentation.infer import load_unet
+    from holo.segmentation.train import aggregate_scores, evaluate_segmentation
 
     umodel, ucfg = load_unet(a.out)
     seg_test, by_kind = {}, {}
@@ -161,9 +161,9 @@ def _segmentation_test_metrics(a, tests, device):
 def _stage_classifier(a, train, val, test, device, provenance):
     import torch
 
-    from holo.twin.phantoms import CELL_CLASSES
-    from segmentation.classifier import calibrated_probabilities
-    from segmentation.train import DEFAULT_CLASSIFIER_CONFIG, classifier_dataset, save_weights, train_classifier
+    from holo.labels import CELL_CLASSES
+    from holo.segmentation.classifier import calibrated_probabilities
+    from holo.segmentation.train import DEFAULT_CLASSIFIER_CONFIG, classifier_dataset, save_weights, train_classifier
 
     t0 = time.perf_counter()
     present = {c for v in train for c in v.classes.values()}
@@ -204,8 +204,8 @@ def tune_postprocessing(umodel, ucfg, vols, device=None, *, thresholds=(0.3, 0.4
     semantic map; stage 2 picks h maximising AP@0.5 (ties: the smaller h) with the rest of the
     post-processing as configured. Returns the chosen values and the sweep tables.
     """
-    from segmentation.infer import labels_from_prediction, predict_tiled, semantic_from_probabilities
-    from segmentation.train import dice, instance_ap
+    from holo.segmentation.infer import labels_from_prediction, predict_tiled, semantic_from_probabilities
+    from holo.segmentation.train import dice, instance_ap
 
     preds = {}
     for tta in tta_values:
@@ -240,7 +240,7 @@ def tune_postprocessing(umodel, ucfg, vols, device=None, *, thresholds=(0.3, 0.4
 
 def _stage_tune(a, val, device):
     """Post-processing chosen on the validation split, written into ``unet.json``."""
-    from segmentation.infer import load_unet
+    from holo.segmentation.infer import load_unet
 
     umodel, ucfg = load_unet(a.out)
     res = tune_postprocessing(umodel, ucfg, val, device=device, tta_values=tuple(a.tta_values))
@@ -256,8 +256,8 @@ def _classifier_test_metrics(cmodel, ccfg, test):
     """Accuracy, calibration (ECE) and per-class accuracy on ground-truth cell crops."""
     import torch
 
-    from segmentation.classifier import calibrated_probabilities
-    from segmentation.train import classifier_dataset
+    from holo.segmentation.classifier import calibrated_probabilities
+    from holo.segmentation.train import classifier_dataset
 
     names = list(ccfg["classes"])
     xs, ys = classifier_dataset(test, ccfg, names)
@@ -277,7 +277,7 @@ def _classifier_test_metrics(cmodel, ccfg, test):
 def main(argv=None) -> int:
     import torch
 
-    from segmentation.infer import load_classifier, load_unet, pick_device
+    from holo.segmentation.infer import load_classifier, load_unet, pick_device
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)

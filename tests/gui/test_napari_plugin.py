@@ -73,7 +73,7 @@ def test_writers_round_trip(make_napari_viewer, tmp_path, suffix):
 
 
 def test_acquisition_reader_and_reconstruct_widget(make_napari_viewer, qtbot):
-    from napari_plugin._sample_data import _sample_acquisition_path
+    from holo.napari._sample_data import _sample_acquisition_path
 
     viewer = make_napari_viewer(show=True)
     path = _sample_acquisition_path()
@@ -95,7 +95,7 @@ def test_acquisition_reader_and_reconstruct_widget(make_napari_viewer, qtbot):
 
 
 def test_reconstruct_cancel(make_napari_viewer, qtbot):
-    from napari_plugin._sample_data import _sample_acquisition_path
+    from holo.napari._sample_data import _sample_acquisition_path
 
     viewer = make_napari_viewer(show=False)
     _, widget = viewer.window.add_plugin_dock_widget("holo", "Reconstruct")
