@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from holo.reconstruction.forward import bpm_fields
-from holo.reconstruction.forward._propagate import grid_coordinates
+from holo.reconstruction.forward.propagation import grid_coordinates
 
 LAM, NM, NA = 0.532, 1.337, 1.2
 

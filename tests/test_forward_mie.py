@@ -25,7 +25,7 @@ pytest.importorskip("miepython")
 from holo.conventions import vacuum_wavenumber  # noqa: E402
 from holo.twin.mie import mie_sphere_field  # noqa: E402
 from holo.reconstruction.forward import born_fields, bpm_fields, rytov_fields, snap_illumination_na  # noqa: E402
-from holo.reconstruction.forward._propagate import grid_coordinates  # noqa: E402
+from holo.reconstruction.forward.propagation import grid_coordinates  # noqa: E402
 
 LAM = 0.532
 NM = 1.337

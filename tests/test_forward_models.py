@@ -7,7 +7,7 @@ import pytest
 
 from holo.conventions import medium_wavenumber, vacuum_wavenumber
 from holo.reconstruction.forward import born_fields, bpm_fields, rytov_fields, snap_illumination_na
-from holo.reconstruction.forward._propagate import WIDE_ANGLE_KZ_FLOOR, envelope_kz, frequency_grid, grid_coordinates, wide_angle_kernels
+from holo.reconstruction.forward.propagation import WIDE_ANGLE_KZ_FLOOR, envelope_kz, frequency_grid, grid_coordinates, wide_angle_kernels
 
 LAM = 0.532
 NM = 1.337

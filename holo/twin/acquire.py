@@ -40,6 +40,7 @@ import scipy.fft as sfft
 
 from holo.conventions import GEOMETRIES, medium_wavenumber
 from holo.model import Acquisition, software_version
+from holo.reconstruction.forward.propagation import angular_spectrum_propagate, frequency_grid, pupil_mask
 from holo.threads import fft_workers
 from holo.twin.camera import CameraModel, expose
 from holo.twin.illumination import illumination_pattern, rotation_angles
@@ -54,7 +55,6 @@ __all__ = [
     "plane_wave",
     "pupil_filter",
     "fourier_shift",
-    "propagate",
     "fourier_resample",
     "reference_wave",
     "hologram_intensity",
@@ -253,7 +253,6 @@ def plane_wave(shape_yx, pixel_size_um, illumination_na, wavelength_um: float) -
 
 def _pupil_mask(shape_yx, pixel_size_um, objective_na: float, wavelength_um: float) -> np.ndarray:
     """Objective pupil |k_⊥| ≤ 2π NA/λ on a total field's FFT grid (the forward models' mask)."""
-    from holo.reconstruction.forward._propagate import frequency_grid, pupil_mask
 
     qy, qx = frequency_grid(shape_yx, pixel_size_um)
     return pupil_mask(qy, qx, 0.0, 0.0, wavelength_um, objective_na)
@@ -274,24 +273,6 @@ def fourier_shift(field, shift_yx_um, pixel_size_um) -> np.ndarray:
     fy, fx = _freqs(field.shape[-2:], pixel_size_um)
     ramp = (np.exp(-2j * np.pi * fy * sy) * np.exp(-2j * np.pi * fx * sx)).astype(np.complex64)
     return sfft.ifft2(sfft.fft2(field, workers=fft_workers()) * ramp, workers=fft_workers()).astype(np.complex64, copy=False)
-
-
-def propagate(field, distance_um: float, pixel_size_um, wavelength_um: float, medium_index: float) -> np.ndarray:
-    """Angular-spectrum propagation of a total field by ``distance_um`` along +z in the medium.
-
-    U(f, z + Δz) = U(f, z)·exp(i k_z Δz) with k_z = √(k_m² − (2π f)²) (e^{+ikz} for a wave
-    travelling along +z, see :mod:`holo.conventions`); evanescent components are dropped.
-    The transfer function is the forward models' (``holo.reconstruction.forward._propagate``) at
-    normal incidence, exp(i (k_z − k_m) Δz), times the common phase exp(i k_m Δz).
-    """
-    from holo.reconstruction.forward._propagate import envelope_kz, envelope_propagator, frequency_grid
-
-    field = np.asarray(field, dtype=np.complex64)
-    km = medium_wavenumber(wavelength_um, medium_index)
-    qy, qx = frequency_grid(field.shape[-2:], pixel_size_um)
-    delta, prop = envelope_kz(qy, qx, 0.0, 0.0, km)
-    h = envelope_propagator(delta, prop, distance_um) * np.complex64(np.exp(1j * km * float(distance_um)))
-    return sfft.ifft2(sfft.fft2(field, workers=fft_workers()) * h, workers=fft_workers()).astype(np.complex64, copy=False)
 
 
 def _resample_spectrum(spec: np.ndarray, shape_yx) -> np.ndarray:
@@ -580,7 +561,7 @@ def simulate_acquisition(
         u_in = plane_wave(shape_p, vox_yx, na[a], wavelength_um) if na is not None else np.ones(shape_p, np.complex64)
         pair = np.stack([uu0 * u_in, u_in])
         if defocus_um != 0:
-            pair = propagate(pair, defocus_um, vox_yx, wavelength_um, n_m)
+            pair = angular_spectrum_propagate(pair, defocus_um, vox_yx, wavelength_um, n_m)
         if t is not None:
             pair *= t
         spec = sfft.fft2(pair, workers=fft_workers()) * pupil

@@ -1,7 +1,7 @@
 """Exact field of a homogeneous sphere (Mie theory, via miepython) as u/u0 on a frame grid.
 
 The sphere's centre is the origin: laterally the pixel (Y//2, X//2) of the frame
-(:func:`holo.reconstruction.forward._propagate.grid_coordinates`), axially z = 0. The incident
+(:func:`holo.reconstruction.forward.propagation.grid_coordinates`), axially z = 0. The incident
 plane wave travels along d = (NA_x, NA_y, √(n_m² − NA²))/n_m with its electric field along
 p, the unit vector closest to +x that is orthogonal to d (p = x at normal incidence). The
 sphere is symmetric, so the field is evaluated in the rotated frame (x', y', z') =

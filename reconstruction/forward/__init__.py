@@ -6,7 +6,7 @@
 Only NumPy and SciPy are needed.
 """
 
-from holo.reconstruction.forward._propagate import grid_coordinates, rotate_volume, snap_illumination_na
+from holo.reconstruction.forward.propagation import grid_coordinates, rotate_volume, snap_illumination_na
 from holo.reconstruction.forward.born import born_fields
 from holo.reconstruction.forward.bpm import bpm_fields
 from holo.reconstruction.forward.rytov import rytov_fields

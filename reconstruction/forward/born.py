@@ -43,7 +43,7 @@ import scipy.fft as sfft
 
 from holo.conventions import medium_wavenumber, ri_to_potential
 from holo.threads import fft_workers
-from holo.reconstruction.forward._propagate import (
+from holo.reconstruction.forward.propagation import (
     ForwardOptions,
     envelope_kz,
     frame_batches,
@@ -135,7 +135,7 @@ def born_fields(
     Parameters and return value as :func:`holo.reconstruction.forward.bpm.bpm_fields`:
     ``ri`` (Z, Y, X) absolute RI, ``voxel_size_um`` (dz, dy, dx), ``progress(i, n)`` after
     each frame, and the keywords shared by the forward models (``**options``,
-    :class:`~holo.reconstruction.forward._propagate.ForwardOptions`): ``wavelength_um``,
+    :class:`~holo.reconstruction.forward.propagation.ForwardOptions`): ``wavelength_um``,
     ``medium_index``, ``objective_na``, ``illumination_na`` (A, 2) or ``angles`` (A,)
     radians about ``rotation_axis``, ``snap`` the illumination to the grid, ``pad_px``
     lateral guard band. Returns (A, Y, X) complex64 u/u0 = P(1 + v_s), low-passed by the

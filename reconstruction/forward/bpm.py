@@ -4,8 +4,8 @@ wide-angle correction.
 Model
 -----
 The volume (Z, Y, X) is a stack of slabs of thickness dz centred on z_j
-(:func:`holo.reconstruction.forward._propagate.grid_coordinates`). The field is written
-u = u0·v with u0 = exp(i k_in·r) the illumination (see ``_propagate``) and the envelope v
+(:func:`holo.reconstruction.forward.propagation.grid_coordinates`). The field is written
+u = u0·v with u0 = exp(i k_in·r) the illumination (see :mod:`~holo.reconstruction.forward.propagation`) and the envelope v
 starts as 1 before the sample. For each slab that is not pure medium:
 
 1. propagate v in the medium from the previous slab centre to z_j with the exact
@@ -30,7 +30,7 @@ starts as 1 before the sample. For each slab that is not pure medium:
                       − i dz [1/(8k_z³) − 1/(8k_in,z³)]·FFT(s² t_j v),        (W)
 
    with k_z = k_z(q + k_in⊥) floored at k_m cos 78.5° for near-grazing waves (kernels
-   H1, H2 of :func:`holo.reconstruction.forward._propagate.wide_angle_kernels`). Without it the
+   H1, H2 of :func:`holo.reconstruction.forward.propagation.wide_angle_kernels`). Without it the
    phase of light refracted by the sample is off by ≈ (dz/2)(sin θ/cos² θ) δθ per slab at
    tilt θ, first order in the deflection δθ, which dominates at oblique illumination (RMS
    phase error 0.28 rad instead of 0.02 rad for the high-contrast sphere below at NA_ill 1.06).
@@ -62,7 +62,7 @@ import scipy.fft as sfft
 
 from holo.conventions import vacuum_wavenumber
 from holo.threads import fft_workers
-from holo.reconstruction.forward._propagate import (
+from holo.reconstruction.forward.propagation import (
     ForwardOptions,
     default_batch_size,
     frame_batches,
@@ -163,9 +163,9 @@ def bpm_fields(
     wide_angle : bool
         Apply the wide-angle correction (W) (default); False gives the plain split-step
         method with the tilt-corrected screen (half the FFTs, see the accuracy notes).
-    **options : :class:`~holo.reconstruction.forward._propagate.ForwardOptions`
+    **options : :class:`~holo.reconstruction.forward.propagation.ForwardOptions`
         The keywords shared by all forward models, validated by
-        :func:`~holo.reconstruction.forward._propagate.prepare_forward`:
+        :func:`~holo.reconstruction.forward.propagation.prepare_forward`:
 
         wavelength_um : float, required
             Vacuum wavelength λ, µm.
@@ -177,7 +177,7 @@ def bpm_fields(
             (NA_x, NA_y) per frame (illumination scan). Snapped to the grid when ``snap``.
         angles : (A,) array, optional
             Sample rotation angles in radians: the volume is turned right-handedly about
-            ``rotation_axis`` (:func:`holo.reconstruction.forward._propagate.rotate_volume`) and
+            ``rotation_axis`` (:func:`holo.reconstruction.forward.propagation.rotate_volume`) and
             illuminated at normal incidence.
         rotation_axis : {"y", "x"}, default "y"
         snap : bool, default True

@@ -24,7 +24,7 @@ from typing import Callable, Unpack
 
 import numpy as np
 
-from holo.reconstruction.forward._propagate import ForwardOptions, filter_pupil, frequency_grid, prepare_forward, pupil_mask
+from holo.reconstruction.forward.propagation import ForwardOptions, filter_pupil, frequency_grid, prepare_forward, pupil_mask
 from holo.reconstruction.forward.born import born_scattered_envelopes
 
 __all__ = ["rytov_fields"]

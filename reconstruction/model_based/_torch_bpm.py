@@ -1,7 +1,7 @@
 """Differentiable multi-slice BPM in torch, the same physics as :mod:`holo.reconstruction.forward.bpm`.
 
 The grids, illumination wave vectors, envelope propagators, pupils and wide-angle kernels are
-built by the NumPy model's :func:`holo.reconstruction.forward._propagate.slab_kernels` and
+built by the NumPy model's :func:`holo.reconstruction.forward.propagation.slab_kernels` and
 converted to torch tensors; only the split-step loop is written here, so that autograd gives
 the gradient of a loss with respect to the RI volume. Per frame (illumination k_in), with v
 the envelope u/u0 (v = 1 before the sample), z_j the slab centres, dz the slab thickness and
@@ -11,13 +11,13 @@ s_j = k0²(n_j² − n_m²):
     V ← V + H1 · F[s_j v] + H2 · F[s_j² v],
 
 (the last line the wide-angle correction of the scattered field, H1 and H2 of
-:func:`holo.reconstruction.forward._propagate.wide_angle_kernels`, left out with
+:func:`holo.reconstruction.forward.propagation.wide_angle_kernels`, left out with
 ``wide_angle=False``), then v ← pupil · P(−z_last) v (back to the focal plane z = 0). P(d)
 multiplies the 2D spectrum by exp(i [k_z(q + k_in⊥) − k_in,z] d) (evanescent components
 dropped). A lateral guard band of medium (``pad_px``) is added around the volume and cropped
 from the result, exactly as in the NumPy model. For sample rotation each frame sees the volume turned by its
 angle about the rotation axis (same matrix and grid origin as
-:func:`holo.reconstruction.forward._propagate.rotate_volume`, trilinear interpolation through
+:func:`holo.reconstruction.forward.propagation.rotate_volume`, trilinear interpolation through
 ``torch.nn.functional.grid_sample``, so the rotation is differentiable too) and normal
 incidence.
 """
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from holo.conventions import vacuum_wavenumber
-from holo.reconstruction.forward._propagate import (
+from holo.reconstruction.forward.propagation import (
     ForwardOptions,
     grid_coordinates,
     prepare_forward,
@@ -55,7 +55,7 @@ class TorchBPM:
     wide_angle : bool
         Apply the NumPy model's wide-angle correction of each slab's scattered field
         (:func:`holo.reconstruction.forward.bpm.bpm_fields`), on by default as there.
-    **options : :class:`~holo.reconstruction.forward._propagate.ForwardOptions`
+    **options : :class:`~holo.reconstruction.forward.propagation.ForwardOptions`
         The forward-model keywords, as for :func:`holo.reconstruction.forward.bpm.bpm_fields`:
         ``wavelength_um``, ``medium_index``, ``objective_na`` (required),
         ``illumination_na`` (illumination scan) or ``angles`` (sample rotation, normal
@@ -108,7 +108,7 @@ class TorchBPM:
     def _make_kernels(self, idx):
         """Slab-to-slab propagator, final back-propagator × pupil, screen terms and the
         wide-angle kernels (H1, H2) or None: the NumPy model's
-        :func:`holo.reconstruction.forward._propagate.slab_kernels` as tensors."""
+        :func:`holo.reconstruction.forward.propagation.slab_kernels` as tensors."""
         # H1, H2 are computed in float64 and cast once, to the model's complex dtype
         ker = slab_kernels(self.setup, self.kin[idx], wide_angle=self.wide_angle, wide_dtype=np.complex128)
         final = ker.propagator(-float(self.z_um[-1])) * ker.pupil
@@ -138,7 +138,7 @@ class TorchBPM:
 
         out(r) = in(R⁻¹ r) in physical coordinates about the grid origin (index N//2),
         trilinear, medium outside: index_in = D⁻¹ Rᵀ D (index_out − c) + c as in
-        :func:`holo.reconstruction.forward._propagate.rotate_volume`.
+        :func:`holo.reconstruction.forward.propagation.rotate_volume`.
         """
         shape = np.asarray(self.shape, dtype=np.float64)
         d = np.asarray(self.voxel_size_um, dtype=np.float64)

@@ -63,7 +63,7 @@ def resample_volume(vol, voxel_size_um, shape_zyx, new_voxel_size_um, *, cval: f
     """Trilinear resampling of a (Z, Y, X) volume onto another grid with the same origin.
 
     Both grids put the coordinate origin at index N//2 of each axis
-    (:func:`holo.reconstruction.forward._propagate.grid_coordinates`); points outside the input take
+    (:func:`holo.reconstruction.forward.propagation.grid_coordinates`); points outside the input take
     ``cval``.
     """
     vol = np.asarray(vol, dtype=np.float32)

@@ -47,6 +47,7 @@ __all__ = [
     "illumination_wavevectors",
     "envelope_kz",
     "envelope_propagator",
+    "angular_spectrum_propagate",
     "pupil_mask",
     "filter_pupil",
     "WIDE_ANGLE_KZ_FLOOR",
@@ -191,6 +192,23 @@ def envelope_propagator(delta_kz, propagating, distance_um: float) -> np.ndarray
     """exp(i Δk_z d) on propagating components, 0 on evanescent ones (complex64)."""
     p = np.exp(1j * (delta_kz * float(distance_um)))
     return np.where(propagating, p, 0.0).astype(np.complex64)
+
+
+def angular_spectrum_propagate(field, distance_um: float, pixel_size_um, wavelength_um: float, medium_index: float) -> np.ndarray:
+    """Angular-spectrum propagation of a total field (…, Y, X) by ``distance_um`` along +z.
+
+    U(f, z + Δz) = U(f, z)·exp(i k_z Δz) with k_z = √(k_m² − (2π f)²) (e^{+ikz} for a wave
+    travelling along +z, see :mod:`holo.conventions`); evanescent components are dropped.
+    This is the envelope propagator (1) at normal incidence, exp(i (k_z − k_m) Δz), times the
+    common phase exp(i k_m Δz). The field is periodic on its grid: pad it first where
+    content must not wrap around.
+    """
+    field = np.asarray(field, dtype=np.complex64)
+    km = medium_wavenumber(wavelength_um, medium_index)
+    qy, qx = frequency_grid(field.shape[-2:], pixel_size_um)
+    delta, prop = envelope_kz(qy, qx, 0.0, 0.0, km)
+    h = envelope_propagator(delta, prop, distance_um) * np.complex64(np.exp(1j * km * float(distance_um)))
+    return sfft.ifft2(sfft.fft2(field, workers=fft_workers()) * h, workers=fft_workers()).astype(np.complex64, copy=False)
 
 
 def pupil_mask(qy, qx, kin_x, kin_y, wavelength_um: float, objective_na: float) -> np.ndarray:
