@@ -21,15 +21,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _simulate(folder: Path, n: int, size: int, angles: int) -> list[Path]:
-    from holo.demo import DEMO_VOXEL_UM
+    from holo.demo import DEMO_VOXEL_SIZE_UM
     from holo.io.acquisition import write_acquisition
     from holo.twin.acquire import phantom_grid_for_frame, simulate_acquisition
     from holo.twin.phantoms import make_phantom
 
-    (ny, nx), voxel_um, _ = phantom_grid_for_frame((size, size), voxel_um=DEMO_VOXEL_UM)
+    (ny, nx), voxel_size_um, _ = phantom_grid_for_frame((size, size), voxel_size_um=DEMO_VOXEL_SIZE_UM)
     paths = []
     for i in range(n):
-        ph = make_phantom("mixed", shape_zyx=(64, ny, nx), voxel_size_um=(voxel_um,) * 3, seed=1000 + i)
+        ph = make_phantom("mixed", shape_zyx=(64, ny, nx), voxel_size_um=(voxel_size_um,) * 3, seed=1000 + i)
         path = folder / f"acq_{i:03d}.h5"
         write_acquisition(path, simulate_acquisition(ph, n_angles=angles, seed=1000 + i))
         paths.append(path)

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def make_volume(kind: str, seed: int, shape_zyx=(96, 256, 256), voxel_um=(0.3, 0.11, 0.11)):
+def make_volume(kind: str, seed: int, shape_zyx=(96, 256, 256), voxel_size_um=(0.3, 0.11, 0.11)):
     """(Tomogram, semantic truth, instance truth) of one twin volume through the OTF."""
     import numpy as np
 
@@ -38,9 +38,9 @@ def make_volume(kind: str, seed: int, shape_zyx=(96, 256, 256), voxel_um=(0.3, 0
     from holo.twin.phantoms import make_phantom
     from holo.segmentation.data import apply_otf
 
-    ph = make_phantom(kind, shape_zyx=shape_zyx, voxel_size_um=voxel_um, medium_index=1.337, seed=seed)
+    ph = make_phantom(kind, shape_zyx=shape_zyx, voxel_size_um=voxel_size_um, medium_index=1.337, seed=seed)
     ri = apply_otf(ph.ri, ph.voxel_size_um, ph.medium_index, rng=seed, noise_ri=0.002)
-    tomo = Tomogram(ri=ri, voxel_size_um=voxel_um, medium_index=ph.medium_index, wavelength_um=0.532)
+    tomo = Tomogram(ri=ri, voxel_size_um=voxel_size_um, medium_index=ph.medium_index, wavelength_um=0.532)
     return tomo, np.asarray(ph.semantic), np.asarray(ph.instance)
 
 
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 
     from holo.segmentation import classify, segment
     from holo.segmentation.infer import load_unet, unet_names
-    from holo.segmentation.train import dice, instance_ap
+    from holo.segmentation.train import NUCLEUS_LABELS, dice, instance_ap
 
     tomo, sem_true, inst_true = make_volume(a.kind, a.seed)
     res = {"shape_zyx": list(tomo.shape_zyx), "voxel_size_um": list(tomo.voxel_size_um), "kind": a.kind,
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
             "seconds_classify": round(t_cls, 2),
             "n_cells": seg.n_cells,
             "dice_cell": round(dice(seg.semantic > 0, sem_true > 0), 4),
-            "dice_nucleus": round(dice(np.isin(seg.semantic, (2, 3)), np.isin(sem_true, (2, 3))), 4) if method.startswith("unet") else None,
+            "dice_nucleus": round(dice(np.isin(seg.semantic, NUCLEUS_LABELS), np.isin(sem_true, NUCLEUS_LABELS)), 4) if method.startswith("unet") else None,
             "ap50": round(instance_ap(seg.instance, inst_true), 4),
         }
     res["torch_threads"] = torch.get_num_threads()

@@ -37,7 +37,6 @@ from holo.io._atomic import atomic_path
 from holo.sample import SampleOptions, process_sample, sample_name
 
 
-
 # -- inputs ---------------------------------------------------------------------------
 def _is_input_file(p: Path) -> bool:
     low = p.name.lower()
@@ -246,15 +245,51 @@ def run_batch(
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     result = BatchResult(out_dir=out)
+    todo = _claim_samples(out, _named_inputs(inputs), run_id, force, result)
+    claimed = {sample_name(p) for p in todo}
+
+    def record(rec: dict) -> None:
+        rec = dict(rec, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"), run=run_id)
+        _update_manifest(out, rec["name"], rec)
+        _release(out, rec["name"])
+        claimed.discard(rec["name"])
+        (result.done if rec["status"] == "done" else result.failed).append(rec)
+        if on_result:
+            on_result(rec, len(result.done) + len(result.failed), len(todo))
+
+    opts = asdict(options)
+    try:
+        if todo and (workers or scheduler):
+            _run_on_dask(todo, out, opts, process_fn, run_id, workers, scheduler, retries, record)
+        else:
+            for p in todo:
+                record(_task(str(p), str(out), opts, process_fn))
+    finally:
+        for name in list(claimed):  # interrupted: no partial outputs, no stale claims
+            _remove_temporaries(out, name)
+            _release(out, name)
+        result.seconds = time.perf_counter() - t0
+    write_run_summary(out, result)
+    return result
+
+
+def _named_inputs(inputs: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """(path, sample name) of every input (:func:`expand_inputs`); two inputs with one
+    sample name are an error."""
     paths = expand_inputs(inputs)
     names = [sample_name(p) for p in paths]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise HoloError(f"several inputs map to the same sample name(s): {', '.join(sorted(dup))}", item="input")
+    return list(zip(paths, names))
 
+
+def _claim_samples(out: Path, named: list[tuple[Path, str]], run_id: str, force: bool, result: BatchResult) -> list[Path]:
+    """The inputs this run claims; the others go to ``result.skipped`` (done before) or
+    ``result.busy`` (claimed by another run)."""
     manifest = read_manifest(out)
     todo: list[Path] = []
-    for p, name in zip(paths, names):
+    for p, name in named:
         if not force and is_done(out, name, manifest):
             result.skipped.append(name)
         elif _claim(out, name, run_id):
@@ -262,59 +297,42 @@ def run_batch(
             todo.append(p)
         else:
             result.busy.append(name)
+    return todo
 
-    opts = asdict(options)
-    total = len(todo)
-    claimed = {sample_name(p) for p in todo}
 
-    def _record(rec: dict) -> None:
-        rec = dict(rec, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"), run=run_id)
-        _update_manifest(out, rec["name"], rec)
-        _release(out, rec["name"])
-        claimed.discard(rec["name"])
-        (result.done if rec["status"] == "done" else result.failed).append(rec)
-        if on_result:
-            on_result(rec, len(result.done) + len(result.failed), total)
+def _run_on_dask(todo: list[Path], out: Path, opts: dict, process_fn: Callable, run_id: str, workers: int | None,
+                 scheduler: str | None, retries: int, record: Callable[[dict], None]) -> None:
+    """Run every claimed input as a dask task, passing each record to ``record`` as it
+    completes; the client and the cluster are closed before returning (also on error), so
+    no worker is still writing when the caller removes its temporaries."""
+    from dask.distributed import as_completed
 
     client = cluster = None
     try:
-        if todo and (workers or scheduler):
-            from dask.distributed import as_completed
-
-            client, cluster = _start_client(workers, scheduler)
-            futures = {
-                client.submit(_task, str(p), str(out), opts, process_fn, key=f"holo-{sample_name(p)}-{run_id}", retries=retries, pure=False): p
-                for p in todo
-            }
-            for fut in as_completed(futures):
-                p = futures[fut]
-                try:
-                    rec = fut.result()
-                except Exception as exc:  # e.g. KilledWorker after all retries
-                    rec = {
-                        "name": sample_name(p),
-                        "input": str(p.resolve()),
-                        "status": "failed",
-                        "error": f"{p}: worker failed: {type(exc).__name__}: {' '.join(str(exc).split())}",
-                    }
-                _record(rec)
-        else:
-            for p in todo:
-                _record(_task(str(p), str(out), opts, process_fn))
+        client, cluster = _start_client(workers, scheduler)
+        futures = {
+            client.submit(_task, str(p), str(out), opts, process_fn, key=f"holo-{sample_name(p)}-{run_id}", retries=retries, pure=False): p
+            for p in todo
+        }
+        for fut in as_completed(futures):
+            p = futures[fut]
+            try:
+                rec = fut.result()
+            except Exception as exc:  # e.g. KilledWorker after all retries
+                rec = {
+                    "name": sample_name(p),
+                    "input": str(p.resolve()),
+                    "status": "failed",
+                    "error": f"{p}: worker failed: {type(exc).__name__}: {' '.join(str(exc).split())}",
+                }
+            record(rec)
     finally:
-        # stop the workers first, so none is still writing when its temporaries are removed
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close()
-        for name in list(claimed):  # interrupted: no partial outputs, no stale claims
-            _remove_temporaries(out, name)
-            _release(out, name)
-        result.seconds = time.perf_counter() - t0
-    write_run_summary(out, result)
-    return result
 
 
 # -- run-level outputs --------------------------------------------------------------------

@@ -65,8 +65,41 @@ def ri_to_potential(ri, wavelength_um: float, medium_index: float):
     return (k0 * k0) * (medium_index * medium_index - ri * ri)
 
 
-def potential_to_ri(potential, wavelength_um: float, medium_index: float):
-    """Inverse of :func:`ri_to_potential`: n = n_m √(1 − f/k_m²) (real part for complex f)."""
+def potential_to_ri(potential, wavelength_um: float, medium_index: float, *, dtype=np.float64, copy: bool = True):
+    """Inverse of :func:`ri_to_potential`: n = n_m √(1 − f/k_m²), the one definition.
+
+    Parameters
+    ----------
+    potential : array_like
+        Scattering potential f, rad²/µm² (complex for an absorbing sample).
+    wavelength_um, medium_index : float
+        Vacuum wavelength λ (µm) and medium index n_m.
+    dtype : {numpy.float64, numpy.float32}
+        float64 (default): the root is taken in complex128 and its real part returned, so a
+        complex f is allowed. float32: f must be real; the root is evaluated in float32 with
+        its argument clipped at 0, which is the real part of the complex root
+        (√(negative) is imaginary), with one float32 volume of memory.
+    copy : bool
+        With ``dtype=numpy.float32`` and ``copy=False`` a float32 ``potential`` array is
+        overwritten with the result (no second volume); otherwise the input is left intact.
+
+    Returns
+    -------
+    ndarray of ``dtype``
+        Absolute RI n.
+    """
     km = medium_wavenumber(wavelength_um, medium_index)
-    val = medium_index * np.sqrt((1.0 - np.asarray(potential) / (km * km)).astype(np.complex128))
-    return np.real(val)
+    if np.dtype(dtype) == np.float64:
+        val = medium_index * np.sqrt((1.0 - np.asarray(potential) / (km * km)).astype(np.complex128))
+        return np.real(val)
+    if np.dtype(dtype) != np.float32:
+        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
+    if np.iscomplexobj(potential):
+        raise ValueError("potential must be real for dtype=float32 (pass its real part)")
+    n = np.array(potential, dtype=np.float32, order="C") if copy else np.asarray(potential, dtype=np.float32)
+    n *= np.float32(-1.0 / (km * km))
+    n += np.float32(1.0)
+    np.maximum(n, np.float32(0.0), out=n)
+    np.sqrt(n, out=n)
+    n *= np.float32(medium_index)
+    return n

@@ -9,7 +9,7 @@ from typing import Callable
 from holo.sample import SampleOptions, process_sample
 
 #: Phantom voxel (µm) used by the demo; the twin's BPM runs on this grid.
-DEMO_VOXEL_UM = 0.2
+DEMO_VOXEL_SIZE_UM = 0.2
 
 
 def run_demo(
@@ -41,8 +41,8 @@ def run_demo(
             progress(step[0], 4, note=note)
 
     t0 = time.perf_counter()
-    (ny, nx), voxel_um, _ = phantom_grid_for_frame((size, size), voxel_um=DEMO_VOXEL_UM)
-    phantom = make_phantom("mixed", shape_zyx=(64, ny, nx), voxel_size_um=(voxel_um,) * 3, seed=seed)
+    (ny, nx), voxel_size_um, _ = phantom_grid_for_frame((size, size), voxel_size_um=DEMO_VOXEL_SIZE_UM)
+    phantom = make_phantom("mixed", shape_zyx=(64, ny, nx), voxel_size_um=(voxel_size_um,) * 3, seed=seed)
     tick("phantom")
     acq = simulate_acquisition(phantom, n_angles=n_angles, seed=seed)
     acq_path = out / "demo_acquisition.h5"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -181,10 +181,6 @@ class Acquisition:
         arr = self.fields if self.fields is not None else self.holograms
         return tuple(int(s) for s in arr.shape[1:])
 
-    @property
-    def has_fields(self) -> bool:
-        return self.fields is not None
-
     def replace(self, **changes) -> "Acquisition":
         """A copy with some attributes changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -278,7 +274,3 @@ class Tomogram:
 
     def replace(self, **changes) -> "Tomogram":
         return dataclasses.replace(self, **changes)
-
-
-def as_mapping(obj: Mapping | None) -> dict:
-    return dict(obj) if obj else {}

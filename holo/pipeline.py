@@ -21,10 +21,9 @@ from typing import Callable
 
 from holo.errors import HoloError, ValidationError
 from holo.model import Acquisition, Tomogram
+from holo.reconstruction.methods import DIRECT_METHODS, METHODS, REGULARIZED_METHODS
 
 __all__ = ["METHODS", "reconstruct", "retrieve"]
-
-METHODS = ("rytov", "born", "gp", "tv", "bpm")
 
 
 def _open_acquisition(acq_or_path) -> Acquisition:
@@ -102,50 +101,74 @@ def reconstruct(
     ValueError
         Unknown method or bad grid; HoloError / ValidationError for bad data.
     """
+    _check_arguments(method, iterations, weight)
+    t0 = time.perf_counter()
+    acq = _open_acquisition(acq_or_path)
+    source = getattr(acq, "source", None) or (str(acq_or_path) if isinstance(acq_or_path, (str, Path)) else None)
+    fs = retrieve(acq, progress=_stage_progress(progress, "fields"))
+    tomo = _run_method(fs, method, iterations, weight, dict(shape_zyx=shape_zyx, voxel_size_um=voxel_size_um), progress)
+    if tomo.ri.dtype.kind != "f":
+        raise ValidationError(f"the {method} reconstruction returned {tomo.ri.dtype}, not float RI", item="ri")
+    prov = _final_provenance(tomo.provenance, method, iterations, weight, source, time.perf_counter() - t0)
+    return tomo.replace(provenance=prov, source=source)
+
+
+def _check_arguments(method: str, iterations, weight) -> None:
+    """ValueError for an unknown method, iterations < 1 or a negative weight."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if iterations is not None and int(iterations) < 1:
         raise ValueError(f"iterations must be ≥ 1, got {iterations!r}")
     if weight is not None and not float(weight) >= 0:
         raise ValueError(f"weight must be ≥ 0, got {weight!r}")
-    t0 = time.perf_counter()
-    acq = _open_acquisition(acq_or_path)
-    source = getattr(acq, "source", None) or (str(acq_or_path) if isinstance(acq_or_path, (str, Path)) else None)
-    fs = retrieve(acq, progress=_stage_progress(progress, "fields"))
 
-    from holo.reconstruction.tomography import fourier_map, reconstruct_fdt
 
-    grid_kw = dict(shape_zyx=shape_zyx, voxel_size_um=voxel_size_um)
+def _run_method(fs, method: str, iterations, weight, grid_kw: dict, progress) -> Tomogram:
+    """The tomogram of fields ``fs`` by ``method`` (dispatch of :func:`reconstruct`)."""
+    from holo.reconstruction.tomography import reconstruct_fdt
+
     map_progress = _stage_progress(progress, "fourier map")
-    if method in ("rytov", "born"):
-        tomo = reconstruct_fdt(fs, method=method, progress=map_progress, **grid_kw)
-    elif method in ("gp", "tv"):
-        from holo.reconstruction.regularization import reconstruct_regularized
+    if method in DIRECT_METHODS:
+        return reconstruct_fdt(fs, method=method, progress=map_progress, **grid_kw)
+    if method in REGULARIZED_METHODS:
+        return _run_regularized(fs, method, iterations, weight, grid_kw, map_progress, _stage_progress(progress, method))
+    return _run_bpm(fs, iterations, weight, grid_kw, map_progress, _stage_progress(progress, "bpm"))
 
-        fd = fourier_map(fs, method="rytov", progress=map_progress, **grid_kw)
-        tomo = reconstruct_regularized(fd, method=method, iterations=iterations, weight=weight, progress=_stage_progress(progress, method))
-        prov = dict(tomo.provenance)
-        prov.setdefault("excluded_frames", list(fd.excluded_frames))
-        prov.setdefault("fourier_map", dict(fd.provenance))
-        tomo = tomo.replace(provenance=prov)
-    else:
-        from holo.reconstruction.model_based import reconstruct_bpm
 
-        init = reconstruct_fdt(fs, method="rytov", progress=map_progress, **grid_kw)
-        tomo = reconstruct_bpm(fs, init, iterations=iterations, weight=weight, progress=_stage_progress(progress, "bpm"))
-        prov = dict(tomo.provenance)
-        prov.setdefault("excluded_frames", init.provenance.get("excluded_frames", []))
-        prov.setdefault("initial", {"method": "rytov", "parameters": init.provenance.get("parameters", {})})
-        tomo = tomo.replace(provenance=prov)
+def _run_regularized(fs, method: str, iterations, weight, grid_kw: dict, map_progress, solve_progress) -> Tomogram:
+    """gp / tv: the Rytov Fourier data of ``fs`` completed by the regularised solver."""
+    from holo.reconstruction.regularization import reconstruct_regularized
+    from holo.reconstruction.tomography import fourier_map
 
+    fd = fourier_map(fs, method="rytov", progress=map_progress, **grid_kw)
+    tomo = reconstruct_regularized(fd, method=method, iterations=iterations, weight=weight, progress=solve_progress)
     prov = dict(tomo.provenance)
+    prov.setdefault("excluded_frames", list(fd.excluded_frames))
+    prov.setdefault("fourier_map", dict(fd.provenance))
+    return tomo.replace(provenance=prov)
+
+
+def _run_bpm(fs, iterations, weight, grid_kw: dict, map_progress, solve_progress) -> Tomogram:
+    """bpm: model-based refinement started from the Rytov volume of ``fs``."""
+    from holo.reconstruction.model_based import reconstruct_bpm
+    from holo.reconstruction.tomography import reconstruct_fdt
+
+    init = reconstruct_fdt(fs, method="rytov", progress=map_progress, **grid_kw)
+    tomo = reconstruct_bpm(fs, init, iterations=iterations, weight=weight, progress=solve_progress)
+    prov = dict(tomo.provenance)
+    prov.setdefault("excluded_frames", init.provenance.get("excluded_frames", []))
+    prov.setdefault("initial", {"method": "rytov", "parameters": init.provenance.get("parameters", {})})
+    return tomo.replace(provenance=prov)
+
+
+def _final_provenance(provenance: dict, method: str, iterations, weight, source, elapsed_s: float) -> dict:
+    """The stage's provenance with the run's method, parameters, source file and time."""
+    prov = dict(provenance)
     prov["method"] = method
     params = dict(prov.get("parameters") or {})
     params.setdefault("iterations", iterations)
     params.setdefault("weight", weight)
     prov["parameters"] = params
     prov["source_file"] = source
-    prov["elapsed_s"] = float(time.perf_counter() - t0)
-    if tomo.ri.dtype.kind != "f":
-        raise ValidationError(f"the {method} reconstruction returned {tomo.ri.dtype}, not float RI", item="ri")
-    return tomo.replace(provenance=prov, source=source)
+    prov["elapsed_s"] = float(elapsed_s)
+    return prov

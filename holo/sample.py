@@ -22,6 +22,7 @@ import numpy as np
 
 from holo.errors import HoloError
 from holo.io._atomic import atomic_path
+from holo.segmentation import METHODS
 
 
 @dataclass
@@ -42,8 +43,8 @@ class SampleOptions:
     def __post_init__(self) -> None:
         if self.image_format not in ("ome-tiff", "ome-zarr"):
             raise ValueError(f"image_format must be 'ome-tiff' or 'ome-zarr', got {self.image_format!r}")
-        if self.seg_method not in ("unet", "classic"):
-            raise ValueError(f"seg_method must be 'unet' or 'classic', got {self.seg_method!r}")
+        if self.seg_method not in METHODS:
+            raise ValueError(f"seg_method must be {' or '.join(repr(m) for m in METHODS)}, got {self.seg_method!r}")
         if self.seg_method == "unet":
             from holo.segmentation.infer import check_unet_name
 
@@ -91,7 +92,7 @@ def process_sample(
     class_counts, seconds``. Raises :class:`HoloError` for bad input (nothing is written).
     """
     from holo.io import save_labels, save_tomogram
-    from holo.segmentation import classify, measure, segment, write_report
+    from holo.segmentation import diagnose, write_report
 
     options = options or SampleOptions()
     input_path = Path(input_path)
@@ -109,13 +110,10 @@ def process_sample(
         t = time.perf_counter()
         tomo = _load_tomogram(input_path, options, progress)
         t = _step("reconstruction", t)
-        seg = segment(tomo, method=options.seg_method, name=options.unet_model)
-        t = _step("segmentation", t)
-        classes = classify(tomo, seg.instance)
-        t = _step("classification", t)
-        cells = measure(tomo, seg.semantic, seg.instance, classes=classes)
+        seg, cells, chain_timings = diagnose(tomo, method=options.seg_method, name=options.unet_model)
+        timings.update(chain_timings)
         cells.insert(0, "sample", name)
-        t = _step("measurement", t)
+        t = time.perf_counter()
 
         if options.image_format == "ome-tiff":
             save_tomogram(tomo, tmp / "ri.ome.tif")

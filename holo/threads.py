@@ -3,7 +3,7 @@
 One rule for every FFT (``scipy.fft``), Numba and torch call: the number of CPUs this
 process may run on (its affinity mask, so ``taskset`` and container CPU sets are honoured),
 unless the environment variable ``HOLO_THREADS`` names a number. Worker processes of a pool
-(``holo run --workers``, ``holo.segmentation.training.make_data``) set ``HOLO_THREADS`` so that
+(``holo run --workers``, ``holo.training.make_data``) set ``HOLO_THREADS`` so that
 N processes × threads does not oversubscribe the machine.
 """
 

@@ -14,6 +14,8 @@ from holo.model import Acquisition, Tomogram
 
 RI_COLORMAP = "turbo"
 META_KEY = "holo"
+#: Medium index assumed for an image layer whose metadata does not name one.
+DEFAULT_MEDIUM_INDEX = 1.337
 
 
 def ri_contrast_limits(tomo: Tomogram) -> tuple[float, float]:
@@ -136,26 +138,33 @@ def labels_layer(labels: np.ndarray, voxel_size_um, name: str, features=None) ->
     return (labels, kw, "labels")
 
 
+def layer_to_tomogram(data, scale, metadata: dict | None, source: str | None = None) -> Tomogram:
+    """A Tomogram from an image layer's data, ``scale`` (its last three entries are the voxel
+    size in µm) and ``metadata`` (the holo entry: medium index, else
+    :data:`DEFAULT_MEDIUM_INDEX`, wavelength, time step, provenance); integer data become
+    float32."""
+    meta = (metadata or {}).get(META_KEY, {})
+    ri = data if np.issubdtype(np.dtype(data.dtype), np.floating) else np.asarray(data, dtype=np.float32)
+    return Tomogram(
+        ri=ri,
+        voxel_size_um=tuple(float(s) for s in tuple(scale)[-3:]),
+        medium_index=float(meta.get("medium_index") or DEFAULT_MEDIUM_INDEX),
+        wavelength_um=meta.get("wavelength_um"),
+        time_step_s=meta.get("time_step_s") if np.ndim(data) == 4 else None,
+        provenance=dict(meta.get("provenance") or {}),
+        source=source,
+    )
+
+
 def image_layer_to_tomogram(layer) -> Tomogram:
     """A napari Image layer (made by this plugin or any 3D float layer) as a Tomogram; the
-    scale is taken as the voxel size in µm, medium index from the metadata (else 1.337)."""
-    meta = (layer.metadata or {}).get(META_KEY, {})
+    scale is taken as the voxel size in µm, medium index from the metadata (else
+    :data:`DEFAULT_MEDIUM_INDEX`)."""
     data = layer.data
     if data.ndim not in (3, 4):
         raise ValueError(f"layer {layer.name!r} is {data.ndim}D; an RI volume is (Z, Y, X) or (T, Z, Y, X)")
-    scale = tuple(float(s) for s in layer.scale[-3:])
-    ri = data
-    if not np.issubdtype(np.dtype(ri.dtype), np.floating):
-        ri = np.asarray(ri, dtype=np.float32)
-    return Tomogram(
-        ri=ri,
-        voxel_size_um=scale,
-        medium_index=float(meta.get("medium_index") or 1.337),
-        wavelength_um=meta.get("wavelength_um"),
-        time_step_s=meta.get("time_step_s") if data.ndim == 4 else None,
-        provenance=dict(meta.get("provenance") or {}),
-        source=meta.get("source"),
-    )
+    metadata = layer.metadata or {}
+    return layer_to_tomogram(data, layer.scale, metadata, source=metadata.get(META_KEY, {}).get("source"))
 
 
 def default_name(path: str | Path) -> str:

@@ -21,30 +21,18 @@ def get_reader(path):
     return read_layers
 
 
-def _is_label_file(path, fmt: str) -> bool:
-    if fmt == "ome-tiff":
-        from holo.io.ometiff import ome_tiff_kind
-
-        return ome_tiff_kind(path) == "labels"
-    if fmt == "ome-zarr":
-        from holo.io.omezarr import ome_zarr_kind
-
-        return ome_zarr_kind(path) == "labels"
-    return False
-
-
 def read_layers(path) -> list[tuple]:
     """Layer-data tuples for one file: RI (+ fluorescence, MIP) or holograms; label files
     and the labels stored in an OME-Zarr tomogram come as Labels layers."""
     import holo
-    from holo.io import detect_format, read_labels
+    from holo.io import detect_format, is_label_file, read_labels
     from holo.model import Acquisition
 
     if isinstance(path, (list, tuple)):
         path = path[0]
     name = default_name(path)
     fmt = detect_format(path)
-    if _is_label_file(path, fmt):
+    if is_label_file(path, fmt):
         labels, voxel = read_labels(path)
         return [labels_layer(lab, voxel, name if len(labels) == 1 else f"{name} {lab_name}") for lab_name, lab in labels.items()]
     obj = holo.open(path)

@@ -21,8 +21,8 @@ def _sample_acquisition_path() -> Path:
     folder = Path(tempfile.gettempdir()) / "holo-napari-sample"
     path = folder / f"sample_seed{SAMPLE_SEED}.h5"
     if not path.exists():
-        (ny, nx), voxel_um, _ = phantom_grid_for_frame((256, 256), voxel_um=0.2)
-        phantom = make_phantom("cell", shape_zyx=(48, ny, nx), voxel_size_um=(voxel_um,) * 3, n_cells=1, seed=SAMPLE_SEED)
+        (ny, nx), voxel_size_um, _ = phantom_grid_for_frame((256, 256), voxel_size_um=0.2)
+        phantom = make_phantom("cell", shape_zyx=(48, ny, nx), voxel_size_um=(voxel_size_um,) * 3, n_cells=1, seed=SAMPLE_SEED)
         acq = simulate_acquisition(phantom, n_angles=25, seed=SAMPLE_SEED)
         write_acquisition(path, acq)
     return path

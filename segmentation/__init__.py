@@ -5,6 +5,7 @@ Public API (contracts in ``docs/design.md``)::
     seg = segment(tomo, method="unet")          # Segmentation(semantic uint8, instance int32)
     classes = classify(tomo, seg.instance)      # DataFrame cell_id, class, confidence, p_<class>...
     cells = measure(tomo, seg.semantic, seg.instance, classes=classes)
+    seg, cells, timings_s = diagnose(tomo)      # the three steps above, in this order
     write_report(out_dir, tomo, seg, cells)     # report.html + report.json
 
 Semantic labels: 0 background, 1 cytoplasm, 2 nucleus, 3 nucleolus, 4 lipid droplet (the
@@ -14,15 +15,19 @@ order of :data:`holo.labels.SEMANTIC_NAMES`). Shipped weights live in
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from holo.labels import SEMANTIC_NAMES, UNCERTAIN
 
-__all__ = ["Segmentation", "segment", "classify", "measure", "write_report", "pipeline_steps",
+__all__ = ["METHODS", "Segmentation", "Diagnosis", "segment", "classify", "measure", "diagnose", "write_report",
            "SEMANTIC_NAMES", "UNCERTAIN"]
 
+#: Segmentation methods of :func:`segment`: the 3D U-Net and the classical RI-threshold baseline.
+METHODS = ("unet", "classic")
 
 
 @dataclass
@@ -52,7 +57,7 @@ def segment(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None,
     Parameters
     ----------
     tomo : holo.Tomogram
-    method : {"unet", "classic"}
+    method : {"unet", "classic"} (:data:`METHODS`)
         ``"unet"``: the shipped (or ``weights_dir``) 3D U-Net with tiled inference, nucleoli
         and lipid droplets from the network its JSON pairs it with (``organelle_model``)
         (other ``kwargs`` go to :func:`holo.segmentation.infer.unet_segment`);
@@ -78,7 +83,7 @@ def segment(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None,
 
         sem, inst = classic_segment(ri, tomo.voxel_size_um, tomo.medium_index, **kwargs)
     else:
-        raise ValueError(f"method must be 'unet' or 'classic', got {method!r}")
+        raise ValueError(f"method must be {' or '.join(repr(m) for m in METHODS)}, got {method!r}")
     return Segmentation(sem.astype(np.uint8), inst.astype(np.int32), method=method)
 
 
@@ -154,13 +159,52 @@ def write_report(out_dir, tomo, seg: Segmentation, cells, *, title: str | None =
     return _write(out_dir, tomo, seg, cells, title=title)
 
 
-def pipeline_steps(tomo, *, method: str = "unet", weights_dir=None, device=None):
-    """segment → classify → measure for one tomogram; returns (Segmentation, cells DataFrame).
+class Diagnosis(NamedTuple):
+    """What :func:`diagnose` returns: the labels, the cells table and the seconds per step."""
 
-    ``holo run`` calls this after reconstruction, then writes the labels, ``cells.csv`` and the
-    report. A classification is skipped (empty class column) when no cell was found.
+    segmentation: Segmentation
+    cells: Any  # pandas.DataFrame (pandas is imported by the functions that need it)
+    timings_s: dict
+
+
+def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None, device=None,
+             progress: Callable | None = None) -> Diagnosis:
+    """segment → classify → measure for one tomogram (the chain of ``holo run`` and the napari widget).
+
+    Parameters
+    ----------
+    tomo : holo.Tomogram
+    method, name, weights_dir, device
+        As in :func:`segment` (``weights_dir`` and ``device`` also go to :func:`classify`).
+    progress : callable(done, total, note=""), optional
+        Called before each of the three steps and once at the end.
+
+    Returns
+    -------
+    Diagnosis
+        ``(segmentation, cells, timings_s)``: ``cells`` from :func:`measure` joined with the
+        classes of :func:`classify`, which always runs, so that a tomogram without any cell
+        gives a 0-row table with the same columns; ``timings_s`` holds the seconds of
+        ``"segmentation"``, ``"classification"`` and ``"measurement"``.
     """
-    seg = segment(tomo, method=method, weights_dir=weights_dir, device=device)
-    classes = classify(tomo, seg.instance, weights_dir=weights_dir, device=device) if seg.n_cells else None
+    report = progress or (lambda done, total, note="": None)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        timings[step] = round(now - t, 3)
+        t = now
+
+    report(0, 3, note="segmenting")
+    seg = segment(tomo, method=method, name=name, weights_dir=weights_dir, device=device)
+    lap("segmentation")
+    report(1, 3, note="classifying")
+    classes = classify(tomo, seg.instance, weights_dir=weights_dir, device=device)
+    lap("classification")
+    report(2, 3, note="measuring")
     cells = measure(tomo, seg.semantic, seg.instance, classes=classes)
-    return seg, cells
+    lap("measurement")
+    report(3, 3, note=f"{len(cells)} cells")
+    return Diagnosis(seg, cells, timings)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from holo.labels import BACKGROUND, CYTOPLASM
+
 __all__ = ["classic_segment", "foreground_mask", "watershed_instances"]
 
 
@@ -93,5 +95,5 @@ def classic_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, thres
         raise ValueError(f"ri must be 3D (Z, Y, X), got shape {ri.shape}")
     fg = foreground_mask(ri, voxel_size_um, medium_index, threshold=threshold, delta_ri=delta_ri, smooth_um=smooth_um)
     inst = watershed_instances(fg, voxel_size_um, h_um=h_um, min_volume_um3=min_volume_um3)
-    sem = (inst > 0).astype(np.uint8)
+    sem = np.where(inst > 0, CYTOPLASM, BACKGROUND).astype(np.uint8)
     return sem, inst

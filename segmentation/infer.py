@@ -31,8 +31,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from holo.errors import HoloError
+from holo.labels import ORGANELLE_LABELS
 from holo.threads import cpu_threads
-from holo.segmentation.data import ORGANELLE_LABELS
 from holo.segmentation.instances import drop_faint, merge_by_contact
 
 __all__ = [
@@ -121,13 +121,13 @@ def load_classifier(weights_dir=None):
     return _load("classifier", weights_dir, classifier_from_config)
 
 
-def resample_volume(vol: np.ndarray, voxel_from_um, voxel_to_um, *, order: int = 1) -> np.ndarray:
+def resample_volume(vol: np.ndarray, voxel_size_from_um, voxel_size_to_um, *, order: int = 1) -> np.ndarray:
     """Interpolate a (Z, Y, X) volume from one voxel size to another (grid edges aligned).
 
     The output shape is round(shape · d_from / d_to); identical voxel sizes return the input.
     """
-    vf = np.asarray(voxel_from_um, float)
-    vt = np.asarray(voxel_to_um, float)
+    vf = np.asarray(voxel_size_from_um, float)
+    vt = np.asarray(voxel_size_to_um, float)
     if np.allclose(vf, vt, rtol=1e-3):
         return vol
     out_shape = np.maximum(1, np.round(np.asarray(vol.shape) * vf / vt)).astype(int)
@@ -359,15 +359,15 @@ def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.nda
 
 
 def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index: float, *,
-               crop_zyx, crop_voxel_um, ri_scale: float, ids=None) -> tuple[np.ndarray, np.ndarray]:
+               crop_zyx, crop_voxel_size_um, ri_scale: float, ids=None) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-size crops (N, 2, Z, Y, X) float32 centred on each cell's centroid.
 
-    Channel 0: (n − n_m)·s linearly interpolated on the crop grid of voxel ``crop_voxel_um``
+    Channel 0: (n − n_m)·s linearly interpolated on the crop grid of voxel ``crop_voxel_size_um``
     (the medium outside the volume); channel 1: the cell's own mask (nearest neighbour).
     Returns (crops, ids).
     """
     vs = np.asarray(voxel_size_um, float)
-    cv = np.asarray(crop_voxel_um, float)
+    cv = np.asarray(crop_voxel_size_um, float)
     crop = np.asarray(crop_zyx, int)
     inst = np.asarray(instance)
     if ids is None:
@@ -399,7 +399,7 @@ def classify_cells(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_i
         model, cfg = load_classifier(weights_dir)
     device = pick_device() if device is None else device
     crops, ids = cell_crops(ri, instance, voxel_size_um, medium_index, crop_zyx=cfg["crop_zyx"],
-                            crop_voxel_um=cfg["voxel_size_um"], ri_scale=cfg["ri_scale"])
+                            crop_voxel_size_um=cfg["voxel_size_um"], ri_scale=cfg["ri_scale"])
     logits = np.zeros((len(ids), len(cfg["classes"])), np.float32)
     model = model.to(device).eval()
     with torch.inference_mode():

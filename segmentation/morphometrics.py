@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from holo.conventions import ALPHA_PROTEIN_UM3_PER_PG
+from holo.labels import LIPID_DROPLET, NUCLEOLUS, NUCLEUS
 
 __all__ = [
     "surface_area_um2",
@@ -38,8 +39,6 @@ __all__ = [
 
 #: 1 pg/µm³ = 1e-12 g / 1e-13 dL = 100 g/dL.
 PG_PER_UM3_TO_G_PER_DL = 100.0
-
-SEMANTIC_CYTOPLASM, SEMANTIC_NUCLEUS, SEMANTIC_NUCLEOLUS, SEMANTIC_LIPID = 1, 2, 3, 4
 
 CELL_COLUMNS = (
     "cell_id",
@@ -138,6 +137,64 @@ def _organelle(mask, ri, medium_index, vs, dv):
     return vol, area, sphericity(vol, area), float(vals.mean()), dry_mass_pg(vals, medium_index, dv)
 
 
+def _cell_features(m: np.ndarray, r: np.ndarray, offset, vs, medium_index: float) -> dict:
+    """Features of one cell: mask ``m`` and RI ``r`` on its bounding box starting at voxel
+    ``offset``."""
+    dv = float(np.prod(vs))
+    vals = r[m]
+    vol = int(m.sum()) * dv
+    area = surface_area_um2(m, vs)
+    coords = np.argwhere(m).mean(axis=0) + np.asarray(offset)
+    mean_ri = float(vals.mean())
+    conc = (mean_ri - medium_index) / ALPHA_PROTEIN_UM3_PER_PG
+    return {
+        "centroid_z_um": float(coords[0] * vs[0]),
+        "centroid_y_um": float(coords[1] * vs[1]),
+        "centroid_x_um": float(coords[2] * vs[2]),
+        "volume_um3": vol,
+        "surface_area_um2": area,
+        "sphericity": sphericity(vol, area),
+        "mean_ri": mean_ri,
+        "max_ri": float(vals.max()),
+        "dry_mass_pg": dry_mass_pg(vals, medium_index, dv),
+        "concentration_pg_per_um3": conc,
+        "concentration_g_per_dl": conc * PG_PER_UM3_TO_G_PER_DL,
+    }
+
+
+def _organelle_features(m: np.ndarray, s: np.ndarray | None, r: np.ndarray, vol: float, vs,
+                        medium_index: float) -> dict:
+    """Nucleus, nucleolus and lipid-droplet features of one cell of volume ``vol`` (mask ``m``,
+    semantic labels ``s`` or None, RI ``r`` on its bounding box)."""
+    dv = float(np.prod(vs))
+    if s is not None:
+        nuc = m & ((s == NUCLEUS) | (s == NUCLEOLUS))
+        nv, na, nsph, nri, nmass = _organelle(nuc, r, medium_index, vs, dv)
+        nucleoli = m & (s == NUCLEOLUS)
+        lipid = m & (s == LIPID_DROPLET)
+        full = np.ones((3, 3, 3), bool)
+        n_nucleoli = int(ndi.label(nucleoli, structure=full)[1]) if nucleoli.any() else 0
+        n_lipid = int(ndi.label(lipid, structure=full)[1]) if lipid.any() else 0
+        cyto_v = vol - nv
+    else:
+        nv, na, nsph, nri, nmass = 0.0, 0.0, float("nan"), float("nan"), 0.0
+        nucleoli = lipid = np.zeros_like(m)
+        n_nucleoli = n_lipid = 0
+        cyto_v = vol
+    return {
+        "nucleus_volume_um3": nv,
+        "nucleus_surface_area_um2": na,
+        "nucleus_sphericity": nsph,
+        "nucleus_mean_ri": nri,
+        "nucleus_dry_mass_pg": nmass,
+        "nucleolus_count": n_nucleoli,
+        "nucleolus_volume_um3": float(nucleoli.sum()) * dv,
+        "lipid_droplet_count": n_lipid,
+        "lipid_droplet_volume_um3": float(lipid.sum()) * dv,
+        "nucleus_cytoplasm_ratio": (nv / cyto_v) if cyto_v > 0 else float("nan"),
+    }
+
+
 def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndarray,
                   voxel_size_um, medium_index: float) -> pd.DataFrame:
     """Morphometrics of every instance (cell) of a labelled RI volume.
@@ -147,8 +204,8 @@ def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndar
     ri : (Z, Y, X) float array
         Absolute RI.
     semantic : (Z, Y, X) int array or None
-        0 background, 1 cytoplasm, 2 nucleus, 3 nucleolus, 4 lipid droplet. Without it the
-        organelle columns are 0/NaN.
+        Labels of :data:`holo.labels.SEMANTIC_NAMES` (0 background, 1 cytoplasm, 2 nucleus,
+        3 nucleolus, 4 lipid droplet). Without it the organelle columns are 0/NaN.
     instance : (Z, Y, X) int array
         0 background, k > 0 the cell with id k.
     voxel_size_um : (dz, dy, dx)
@@ -171,63 +228,14 @@ def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndar
         semantic = np.asarray(semantic)
         if semantic.shape != ri.shape:
             raise ValueError(f"semantic shape {semantic.shape} differs from ri shape {ri.shape}")
-    dv = float(np.prod(vs))
     rows = []
     inst = instance.astype(np.int64, copy=False)
-    slices = ndi.find_objects(inst)
-    for idx, sl in enumerate(slices):
+    for idx, sl in enumerate(ndi.find_objects(inst)):
         if sl is None:
             continue
-        cid = idx + 1
-        m = inst[sl] == cid
-        r = ri[sl]
-        vals = r[m]
-        n = int(m.sum())
-        vol = n * dv
-        area = surface_area_um2(m, vs)
-        coords = np.argwhere(m).mean(axis=0) + np.array([s.start for s in sl])
-        mean_ri = float(vals.mean())
-        conc = (mean_ri - medium_index) / ALPHA_PROTEIN_UM3_PER_PG
-        row = {
-            "cell_id": cid,
-            "centroid_z_um": float(coords[0] * vs[0]),
-            "centroid_y_um": float(coords[1] * vs[1]),
-            "centroid_x_um": float(coords[2] * vs[2]),
-            "volume_um3": vol,
-            "surface_area_um2": area,
-            "sphericity": sphericity(vol, area),
-            "mean_ri": mean_ri,
-            "max_ri": float(vals.max()),
-            "dry_mass_pg": dry_mass_pg(vals, medium_index, dv),
-            "concentration_pg_per_um3": conc,
-            "concentration_g_per_dl": conc * PG_PER_UM3_TO_G_PER_DL,
-        }
-        if semantic is not None:
-            s = semantic[sl]
-            nuc = m & ((s == SEMANTIC_NUCLEUS) | (s == SEMANTIC_NUCLEOLUS))
-            nv, na, nsph, nri, nmass = _organelle(nuc, r, medium_index, vs, dv)
-            nucleoli = m & (s == SEMANTIC_NUCLEOLUS)
-            lipid = m & (s == SEMANTIC_LIPID)
-            full = np.ones((3, 3, 3), bool)
-            n_nucleoli = int(ndi.label(nucleoli, structure=full)[1]) if nucleoli.any() else 0
-            n_lipid = int(ndi.label(lipid, structure=full)[1]) if lipid.any() else 0
-            cyto_v = vol - nv
-        else:
-            nv, na, nsph, nri, nmass = 0.0, 0.0, float("nan"), float("nan"), 0.0
-            nucleoli = lipid = np.zeros_like(m)
-            n_nucleoli = n_lipid = 0
-            cyto_v = vol
-        row.update({
-            "nucleus_volume_um3": nv,
-            "nucleus_surface_area_um2": na,
-            "nucleus_sphericity": nsph,
-            "nucleus_mean_ri": nri,
-            "nucleus_dry_mass_pg": nmass,
-            "nucleolus_count": n_nucleoli,
-            "nucleolus_volume_um3": float(nucleoli.sum()) * dv,
-            "lipid_droplet_count": n_lipid,
-            "lipid_droplet_volume_um3": float(lipid.sum()) * dv,
-            "nucleus_cytoplasm_ratio": (nv / cyto_v) if cyto_v > 0 else float("nan"),
-        })
+        m = inst[sl] == idx + 1
+        row = {"cell_id": idx + 1, **_cell_features(m, ri[sl], [s.start for s in sl], vs, medium_index)}
+        s = None if semantic is None else semantic[sl]
+        row.update(_organelle_features(m, s, ri[sl], row["volume_um3"], vs, medium_index))
         rows.append(row)
     return pd.DataFrame(rows, columns=list(CELL_COLUMNS))

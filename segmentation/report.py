@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from holo.io._atomic import atomic_path
+from holo.labels import SEMANTIC_NAMES
 
 __all__ = ["write_report", "report_summary"]
 
@@ -28,8 +29,11 @@ _HIST_FEATURES = (
     ("sphericity", "sphericity"),
     ("lipid_droplet_count", "lipid droplets per cell"),
 )
-_SEM_COLORS = np.array([[0, 0, 0, 0], [0.2, 0.8, 0.2, 0.35], [0.2, 0.4, 1.0, 0.5], [1.0, 0.9, 0.1, 0.7],
-                        [1.0, 0.2, 0.2, 0.7]], float)
+#: RGBA overlay colour of each semantic label (described in the page's overlay caption).
+_SEM_COLOR_OF = {"background": (0, 0, 0, 0), "cytoplasm": (0.2, 0.8, 0.2, 0.35), "nucleus": (0.2, 0.4, 1.0, 0.5),
+                 "nucleolus": (1.0, 0.9, 0.1, 0.7), "lipid_droplet": (1.0, 0.2, 0.2, 0.7)}
+#: The same indexed by label value (:data:`holo.labels.SEMANTIC_NAMES` order).
+_SEM_COLORS = np.array([_SEM_COLOR_OF[n] for n in SEMANTIC_NAMES], float)
 
 
 def _png(fig) -> str:
@@ -91,7 +95,7 @@ def _mip_figures(ri, seg, voxel_size_um, medium_index):
             a = axes[row, col]
             a.imshow(mip, cmap="gray", vmin=lo, vmax=hi, aspect=d_row / d_col, interpolation="nearest")
             if row == 1:
-                a.imshow(_SEM_COLORS[np.clip(sem, 0, 4)], aspect=d_row / d_col, interpolation="nearest")
+                a.imshow(_SEM_COLORS[np.clip(sem, 0, len(_SEM_COLORS) - 1)], aspect=d_row / d_col, interpolation="nearest")
                 b = find_boundaries(inst, mode="outer")
                 over = np.zeros(b.shape + (4,))
                 over[b] = (1, 0.5, 0, 1)

@@ -1,4 +1,5 @@
-"""Training loops (U-Net and cell classifier), validation metrics and weight export.
+"""Training of the segmentation stage: loops (U-Net and cell classifier), metrics, model
+selection, weight export and fine-tuning on a user's folder (:func:`finetune`, ``holo train``).
 
 U-Net loss on random crops: L = CE_w(semantic) + (1 − mean soft-Dice over the foreground
 classes present) + 5·MSE(sigmoid(d̂), d) with d the normalised distance map
@@ -18,7 +19,14 @@ epochs without improvement.
 
 Metrics: Dice = 2|A∩B| / (|A| + |B|); instance AP@0.5 = TP / (TP + FP + FN) with a predicted
 and a true instance matched when their IoU > 0.5 (each matched at most once, which IoU > 0.5
-guarantees).
+guarantees); classifier accuracy and expected calibration error on ground-truth cell crops;
+end-to-end accuracy (segmentation, then classification) over the true cells.
+
+Post-processing (``tta``, ``fg_threshold``, ``instance_h_um`` of the weights' JSON) is chosen on
+validation volumes by :func:`tune_postprocessing`.
+
+The command line that trains the shipped weights on digital-twin data sets is the training
+harness, ``python -m holo.training.train`` (:mod:`holo.training.train`).
 """
 
 from __future__ import annotations
@@ -30,10 +38,16 @@ from typing import Callable
 
 import numpy as np
 
-from holo.segmentation.data import ORGANELLE_LABELS, TrainingVolume, normalised_distance, random_crop
+from holo.labels import LIPID_DROPLET, NUCLEOLUS, NUCLEUS, ORGANELLE_LABELS, SEMANTIC_NAMES
+from holo.segmentation.data import TrainingVolume, normalised_distance, random_crop
 
 __all__ = ["dice", "instance_ap", "train_unet", "train_classifier", "evaluate_segmentation", "segmentation_scores",
-           "aggregate_scores", "selection_score", "save_weights", "classifier_dataset"]
+           "aggregate_scores", "selection_score", "save_weights", "classifier_dataset", "classifier_logits",
+           "classifier_scores", "expected_calibration_error", "end_to_end_accuracy", "classic_scores",
+           "tune_postprocessing", "finetune"]
+
+#: Semantic labels that make up the nucleus mask of the scores (nucleus ∪ nucleolus).
+NUCLEUS_LABELS = (NUCLEUS, NUCLEOLUS)
 
 
 def dice(pred: np.ndarray, true: np.ndarray) -> float:
@@ -123,14 +137,14 @@ def segmentation_scores(sem: np.ndarray, inst: np.ndarray, vol: TrainingVolume) 
     """Per-volume scores of predicted labels against a volume's ground truth: Dice cell (any
     foreground), Dice nucleus (nucleus ∪ nucleolus), AP@0.5, and the voxel counts
     (``*_2i`` = 2|P∩T|, ``*_sum`` = |P| + |T|) that pooled Dice coefficients are made of, also
-    for the nucleolus (3) and lipid-droplet (4) classes alone, with their object counts
+    for the nucleolus and lipid-droplet classes alone, with their object counts
     (``*_objects_true``, ``*_found``: true objects touched by the prediction,
     ``*_objects_pred``, ``*_pred_on_true``: predicted objects touching a true one)."""
     out = {"ap50": instance_ap(inst, vol.instance)}
     for name, (p, t) in (("cell", (sem > 0, vol.semantic > 0)),
-                         ("nucleus", (np.isin(sem, (2, 3)), np.isin(vol.semantic, (2, 3)))),
-                         ("nucleolus", (sem == ORGANELLE_LABELS[0], vol.semantic == ORGANELLE_LABELS[0])),
-                         ("lipid", (sem == ORGANELLE_LABELS[1], vol.semantic == ORGANELLE_LABELS[1]))):
+                         ("nucleus", (np.isin(sem, NUCLEUS_LABELS), np.isin(vol.semantic, NUCLEUS_LABELS))),
+                         ("nucleolus", (sem == NUCLEOLUS, vol.semantic == NUCLEOLUS)),
+                         ("lipid", (sem == LIPID_DROPLET, vol.semantic == LIPID_DROPLET))):
         out[f"dice_{name}"] = dice(p, t)
         out[f"{name}_2i"] = 2 * int(np.count_nonzero(p & t))
         out[f"{name}_sum"] = int(np.count_nonzero(p)) + int(np.count_nonzero(t))
@@ -205,6 +219,142 @@ def selection_score(metrics: dict) -> float:
     return float(np.mean(terms))
 
 
+def classic_scores(vols: list[TrainingVolume]) -> dict:
+    """Mean Dice of the cell mask and AP@0.5 of the classical baseline
+    (:func:`holo.segmentation.classic.classic_segment`) on volumes."""
+    from holo.segmentation.classic import classic_segment
+
+    d, a = [], []
+    for v in vols:
+        sem, inst = classic_segment(v.ri, v.voxel_size_um, v.medium_index)
+        d.append(dice(sem > 0, v.semantic > 0))
+        a.append(instance_ap(inst, v.instance))
+    return {"dice_cell": float(np.mean(d)), "ap50": float(np.mean(a))}
+
+
+def _matched_probabilities(true_mask: np.ndarray, inst: np.ndarray, pred: dict):
+    """Class probabilities of the predicted instance matching a true cell (IoU > 0.5, so at
+    most one), or None."""
+    cand, cnt = np.unique(inst[true_mask], return_counts=True)
+    found = None
+    for pid, c in zip(cand, cnt):
+        if pid == 0:
+            continue
+        iou = c / (true_mask.sum() + (inst == pid).sum() - c)
+        if iou > 0.5 and pid in pred:
+            found = pred[pid]
+    return found
+
+
+def end_to_end_accuracy(umodel, ucfg, cmodel, ccfg, vols: list[TrainingVolume], device=None) -> dict:
+    """Accuracy of segmentation then classification over the true cells of labelled volumes.
+
+    A true cell counts as correct when a predicted instance matches it (IoU > 0.5) and that
+    instance's most probable class is the true one; unmatched cells count as errors.
+    ``uncertain_fraction``: matched cells whose calibrated top probability is below
+    ``ccfg["uncertain_below"]``, over all true cells.
+    """
+    from holo.segmentation.infer import classify_cells, unet_segment
+
+    names = ccfg["classes"]
+    correct = total = uncertain = 0
+    for v in vols:
+        _, inst = unet_segment(v.ri, v.voxel_size_um, v.medium_index, model=umodel, cfg=ucfg, device=device)
+        ids, probs, _ = classify_cells(v.ri, inst, v.voxel_size_um, v.medium_index, model=cmodel, cfg=ccfg, device=device)
+        pred = dict(zip(ids.tolist(), probs))
+        for tid, cname in v.classes.items():
+            t = v.instance == tid
+            if not t.any() or cname not in names:
+                continue
+            total += 1
+            p = _matched_probabilities(t, inst, pred)
+            if p is not None:
+                correct += int(names[int(np.argmax(p))] == cname)
+                uncertain += int(p.max() < ccfg["uncertain_below"])
+    return {"accuracy_end_to_end": correct / max(total, 1), "n_cells": total, "uncertain_fraction": uncertain / max(total, 1)}
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:
+    """ECE = Σ_b (|B_b| / N) |accuracy(B_b) − mean confidence(B_b)| over ``n_bins`` equal bins
+    of the top probability (confidence) in (0, 1]."""
+    conf = probs.max(1)
+    acc = probs.argmax(1) == labels
+    bins = np.linspace(0, 1, n_bins + 1)
+    e = 0.0
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            e += m.mean() * abs(acc[m].mean() - conf[m].mean())
+    return float(e)
+
+
+def classifier_scores(logits: np.ndarray, ys: np.ndarray, cfg: dict) -> dict:
+    """Accuracy, calibration (ECE with and without the temperature ``cfg["temperature"]``),
+    fraction below the ``uncertain_below`` threshold, accuracy of the confident cells and
+    per-class accuracy of classifier logits on ground-truth cell crops of labels ``ys``."""
+    from holo.segmentation.classifier import calibrated_probabilities
+
+    names = list(cfg["classes"])
+    probs = calibrated_probabilities(logits, cfg["temperature"])
+    conf_mask = probs.max(1) >= cfg["uncertain_below"]
+    return {"accuracy_gt_crops": float((probs.argmax(1) == ys).mean()), "n_cells": int(len(ys)),
+            "ece_calibrated": expected_calibration_error(probs, ys),
+            "ece_uncalibrated": expected_calibration_error(calibrated_probabilities(logits, 1.0), ys),
+            "uncertain_fraction": float(1 - conf_mask.mean()),
+            "accuracy_confident": float((probs.argmax(1) == ys)[conf_mask].mean()) if conf_mask.any() else None,
+            "per_class_accuracy": {n: float((probs.argmax(1)[ys == k] == k).mean()) for k, n in enumerate(names)
+                                   if (ys == k).any()}}
+
+
+def _tiled_predictions(umodel, ucfg, vols, tta_values, device):
+    """{tta: [(probs, dist, Δn) per volume]} of the U-Net on volumes (no post-processing)."""
+    from holo.segmentation.infer import predict_tiled
+
+    preds = {}
+    for tta in tta_values:
+        preds[tta] = []
+        for v in vols:
+            x = ((v.ri - np.float32(v.medium_index)) * np.float32(ucfg["ri_scale"])).astype(np.float32)
+            probs, dist = predict_tiled(umodel, x, tile_zyx=tuple(ucfg.get("tile_zyx", (48, 128, 128))), device=device,
+                                        tta=tta)
+            preds[tta].append((probs, dist, x / np.float32(ucfg["ri_scale"])))
+    return preds
+
+
+def tune_postprocessing(umodel, ucfg, vols, device=None, *, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7),
+                        h_values_um=(0.1, 0.15, 0.2, 0.3), tta_values=(0, 4), log=print) -> dict:
+    """Choose ``tta``, ``fg_threshold`` and ``instance_h_um`` on validation volumes.
+
+    Stage 1 picks (tta, fg_threshold) maximising the mean of Dice cell and Dice nucleus of the
+    semantic map; stage 2 picks h maximising AP@0.5 (ties: the smaller h) with the rest of the
+    post-processing as configured. Returns the chosen values and the sweep tables.
+    """
+    from holo.segmentation.infer import labels_from_prediction, semantic_from_probabilities
+
+    preds = _tiled_predictions(umodel, ucfg, vols, tta_values, device)
+    sweep1 = []
+    for tta in tta_values:
+        for thr in thresholds:
+            dc, dn = [], []
+            for v, (probs, _, _) in zip(vols, preds[tta]):
+                sem = semantic_from_probabilities(probs, thr)
+                dc.append(dice(sem > 0, v.semantic > 0))
+                dn.append(dice(np.isin(sem, NUCLEUS_LABELS), np.isin(v.semantic, NUCLEUS_LABELS)))
+            sweep1.append({"tta": tta, "fg_threshold": thr, "dice_cell": float(np.mean(dc)), "dice_nucleus": float(np.mean(dn))})
+            log(json.dumps(sweep1[-1]))
+    best1 = max(sweep1, key=lambda r: (r["dice_cell"] + r["dice_nucleus"], -r["tta"]))
+    sweep2 = []
+    for h in h_values_um:
+        cfg = {**ucfg, "fg_threshold": best1["fg_threshold"], "instance_h_um": h}
+        ap = [instance_ap(labels_from_prediction(p, d, dri, cfg)[1], v.instance)
+              for v, (p, d, dri) in zip(vols, preds[best1["tta"]])]
+        sweep2.append({"instance_h_um": h, "ap50": float(np.mean(ap))})
+        log(json.dumps(sweep2[-1]))
+    best2 = max(sweep2, key=lambda r: (round(r["ap50"], 4), -r["instance_h_um"]))
+    return {"tta": best1["tta"], "fg_threshold": best1["fg_threshold"], "instance_h_um": best2["instance_h_um"],
+            "sweep_semantic": sweep1, "sweep_instances": sweep2, "n_volumes": len(vols)}
+
+
 #: Keys of a weights JSON that describe one training run (or pair the weights with another
 #: network of their folder), not the model: not inherited when the weights are fine-tuned.
 RUN_RECORD_KEYS = ("history", "provenance", "test_metrics", "postprocessing_sweep", "trained_on", "init",
@@ -264,6 +414,23 @@ class _BestEpoch:
         return False
 
 
+def _unet_loss(out, yb, db, n_classes: int, ce):
+    """L = CE_w(semantic) + (1 − mean soft-Dice over the foreground classes present in the
+    batch) + 5·MSE(sigmoid(d̂), d) of a batch's network output ``out`` (N, C + 1, Z, Y, X)."""
+    import torch
+    from torch import nn
+
+    logits, dpred = out[:, :n_classes], torch.sigmoid(out[:, n_classes:])
+    prob = torch.softmax(logits, 1)
+    onehot = nn.functional.one_hot(yb, n_classes).permute(0, 4, 1, 2, 3).float()
+    inter = (prob * onehot).sum((0, 2, 3, 4))
+    den = prob.sum((0, 2, 3, 4)) + onehot.sum((0, 2, 3, 4))
+    present = onehot.sum((0, 2, 3, 4))[1:] > 0
+    sdice = (2 * inter[1:] + 1) / (den[1:] + 1)
+    dl = 1 - sdice[present].mean() if bool(present.any()) else torch.zeros((), device=out.device)
+    return ce(logits, yb) + dl + 5.0 * nn.functional.mse_loss(dpred, db)
+
+
 def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume], cfg: dict, *, epochs: int = 20,
                steps_per_epoch: int = 50, batch_size: int = 4, crop_zyx=(32, 64, 64), lr: float = 3e-3,
                patience: int = 5, init_state: dict | None = None, device=None, seed: int = 0,
@@ -308,16 +475,7 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
             xb, yb, db = _unet_batch(train_vols, dists, crop_zyx, batch_size, rng, cfg["ri_scale"], allow_rot,
                                      organelle_fraction, organelles)
             xb, yb, db = (torch.from_numpy(a).to(device) for a in (xb, yb, db))
-            out = model(xb)
-            logits, dpred = out[:, :C], torch.sigmoid(out[:, C:])
-            prob = torch.softmax(logits, 1)
-            onehot = nn.functional.one_hot(yb, C).permute(0, 4, 1, 2, 3).float()
-            inter = (prob * onehot).sum((0, 2, 3, 4))
-            den = prob.sum((0, 2, 3, 4)) + onehot.sum((0, 2, 3, 4))
-            present = onehot.sum((0, 2, 3, 4))[1:] > 0
-            sdice = (2 * inter[1:] + 1) / (den[1:] + 1)
-            dl = 1 - sdice[present].mean() if bool(present.any()) else torch.zeros((), device=device)
-            loss = ce(logits, yb) + dl + 5.0 * nn.functional.mse_loss(dpred, db)
+            loss = _unet_loss(model(xb), yb, db, C, ce)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -345,12 +503,26 @@ def classifier_dataset(vols: list[TrainingVolume], cfg: dict, class_names: list[
         if not ids:
             continue
         crops, ids = cell_crops(v.ri, v.instance, v.voxel_size_um, v.medium_index, crop_zyx=cfg["crop_zyx"],
-                                crop_voxel_um=cfg["voxel_size_um"], ri_scale=cfg["ri_scale"], ids=ids)
+                                crop_voxel_size_um=cfg["voxel_size_um"], ri_scale=cfg["ri_scale"], ids=ids)
         xs.append(crops)
         ys.extend(index[v.classes[int(k)]] for k in ids)
     if not xs:
         return np.zeros((0, 2) + tuple(cfg["crop_zyx"]), np.float32), np.zeros(0, np.int64)
     return np.concatenate(xs), np.asarray(ys, np.int64)
+
+
+def classifier_logits(model, x: np.ndarray, n_classes: int, *, device=None, batch_size: int = 64) -> np.ndarray:
+    """Logits (N, ``n_classes``) float32 of the classifier (set to eval mode) on cell crops
+    ``x`` (N, 2, Z, Y, X), in batches on ``device`` (default: where the model is)."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            xb = torch.from_numpy(x[i:i + batch_size])
+            out.append(model(xb if device is None else xb.to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 
 
 def train_classifier(x_train, y_train, x_val, y_val, cfg: dict, *, epochs: int = 30, batch_size: int = 32,
@@ -378,12 +550,7 @@ def train_classifier(x_train, y_train, x_val, y_val, cfg: dict, *, epochs: int =
     tracker, history = _BestEpoch(patience), []
 
     def _logits(x):
-        model.eval()
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(x), 64):
-                out.append(model(torch.from_numpy(x[i:i + 64]).to(device)).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(cfg["classes"])), np.float32)
+        return classifier_logits(model, x, len(cfg["classes"]), device=device)
 
     for ep in range(epochs):
         model.train()
@@ -431,7 +598,7 @@ def save_weights(model, cfg: dict, out_dir, name: str) -> Path:
 
 #: Hyper-parameters of the shipped networks (also used by ``--init scratch``).
 DEFAULT_UNET_CONFIG = {
-    "n_classes": 5,
+    "n_classes": len(SEMANTIC_NAMES),
     "channels": [8, 16, 32, 64],
     "voxel_size_um": [0.4, 0.2, 0.2],
     "ri_scale": 25.0,
@@ -441,7 +608,7 @@ DEFAULT_UNET_CONFIG = {
     "min_volume_um3": 0.3,
     "merge_contact_ratio": 0.8,
     "min_peak_delta_ri": 0.016,
-    "semantic_names": ["background", "cytoplasm", "nucleus", "nucleolus", "lipid_droplet"],
+    "semantic_names": list(SEMANTIC_NAMES),
 }
 DEFAULT_CLASSIFIER_CONFIG = {
     "channels": [16, 32, 64, 96],
@@ -477,6 +644,79 @@ def _split(vols, val_fraction, rng):
     return [mk(slice(0, cut))], [mk(slice(cut, None))]
 
 
+def _start_weights(init: str, wdir: Path):
+    """(U-Net config, state or None, classifier config, state or None) to start fine-tuning
+    from: the weights of ``wdir`` without their run record (``"shipped"``) or the default
+    hyper-parameters (``"scratch"``)."""
+    import torch
+
+    if init not in ("shipped", "scratch"):
+        raise ValueError(f"init must be 'shipped' or 'scratch', got {init!r}")
+    if init == "scratch":
+        return dict(DEFAULT_UNET_CONFIG), None, dict(DEFAULT_CLASSIFIER_CONFIG), None
+    ucfg = inherited_config(json.loads((wdir / "unet.json").read_text()))
+    ustate = torch.load(wdir / "unet.pt", map_location="cpu", weights_only=True)
+    ccfg = inherited_config(json.loads((wdir / "classifier.json").read_text()))
+    cstate = torch.load(wdir / "classifier.pt", map_location="cpu", weights_only=True)
+    return ucfg, ustate, ccfg, cstate
+
+
+def _organelle_options(train: list[TrainingVolume], ucfg: dict, log) -> dict:
+    """``train_unet`` options when the labels hold nucleoli or lipid droplets (trained on as the
+    shipped ``organelles`` network was): 30 % organelle-centred crops and a cross entropy
+    weighted 3 on them; {} otherwise."""
+    has_organelles = any(np.isin(v.semantic, ORGANELLE_LABELS).any() for v in train)
+    if not has_organelles or int(ucfg["n_classes"]) != len(SEMANTIC_NAMES):
+        return {}
+    log("nucleoli / lipid droplets labelled: 30 % organelle-centred crops, cross entropy weighted 3 on them")
+    weights = [3.0 if k in ORGANELLE_LABELS else 1.0 for k in range(len(SEMANTIC_NAMES))]
+    return {"organelle_fraction": 0.3, "class_weights": weights}
+
+
+def _classifier_start_state(cstate: dict | None, ccfg: dict) -> dict | None:
+    """Initial classifier state for the class list of ``ccfg``: the shipped state, or (when the
+    number of classes changed) its feature layers with a freshly initialised last layer."""
+    from holo.segmentation.classifier import classifier_from_config
+
+    if cstate is None:
+        return None
+    if len(ccfg["classes"]) == len(cstate["fc.bias"]):
+        return cstate
+    state = classifier_from_config(ccfg).state_dict()
+    state.update({k: v for k, v in cstate.items() if not k.startswith("fc.")})
+    return state
+
+
+def _classifier_split(vols, train, val, ccfg, names, rng):
+    """(x_train, y_train, x_val, y_val) cell crops: by volume split, or — when the validation
+    volumes hold no labelled cell — a quarter of all cells held out."""
+    # cell_crops interpolates each crop onto the classifier's grid from any voxel size
+    xt, yt = classifier_dataset(train, ccfg, names)
+    xv, yv = classifier_dataset(val, ccfg, names)
+    if len(xv) == 0:
+        xa, ya = classifier_dataset(vols, ccfg, names)
+        perm = rng.permutation(len(xa))
+        k = max(1, len(xa) // 4)
+        xt, yt, xv, yv = xa[perm[k:]], ya[perm[k:]], xa[perm[:k]], ya[perm[:k]]
+    return xt, yt, xv, yv
+
+
+def _finetune_classifier(vols, train, val, ccfg, cstate, user_classes, out_dir, *, epochs, seed, rng, record,
+                         log) -> dict:
+    """Train the classifier on the user's classes (shipped classes ∪ the user's), write
+    ``classifier.pt/.json`` and return its metrics."""
+    names = list(ccfg.get("classes", [])) + [c for c in user_classes if c not in ccfg.get("classes", [])]
+    ccfg = {**ccfg, "classes": names}
+    xt, yt, xv, yv = _classifier_split(vols, train, val, ccfg, names, rng)
+    init_c = _classifier_start_state(cstate, ccfg)
+    cmodel, temp, chist = train_classifier(xt, yt, xv, yv, ccfg, epochs=max(epochs, 5), init_state=init_c,
+                                           lr=1e-3 if init_c is not None else 2e-3, seed=seed, log=log)
+    save_weights(cmodel, {**ccfg, "temperature": temp, **record, "history": chist}, out_dir, "classifier")
+    accs = [h["val_accuracy"] for h in chist if "val_accuracy" in h]
+    return {"val_accuracy": max(accs) if accs else None, "temperature": temp,
+            "n_train_cells": int(len(xt)), "n_val_cells": int(len(xv))}
+
+
 def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_fraction: float = 0.25,
              steps_per_epoch: int = 30, batch_size: int = 4, seed: int = 0, weights_dir=None,
              log: Callable[[str], None] = print) -> dict:
@@ -496,70 +736,28 @@ def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_
     """
     import shutil
 
-    import torch
-
     from holo.segmentation.data import load_user_folder
     from holo.segmentation.infer import WEIGHTS_DIR
 
-    if init not in ("shipped", "scratch"):
-        raise ValueError(f"init must be 'shipped' or 'scratch', got {init!r}")
     wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    ucfg, ustate, ccfg, cstate = _start_weights(init, wdir)
     rng = np.random.default_rng(seed)
-    if init == "shipped":
-        ucfg = inherited_config(json.loads((wdir / "unet.json").read_text()))
-        ustate = torch.load(wdir / "unet.pt", map_location="cpu", weights_only=True)
-        ccfg = inherited_config(json.loads((wdir / "classifier.json").read_text()))
-        cstate = torch.load(wdir / "classifier.pt", map_location="cpu", weights_only=True)
-    else:
-        ucfg, ustate = dict(DEFAULT_UNET_CONFIG), None
-        ccfg, cstate = dict(DEFAULT_CLASSIFIER_CONFIG), None
     vols = [to_training_grid(v, ucfg["voxel_size_um"]) for v in load_user_folder(data_dir)]
     train, val = _split(vols, val_fraction, rng)
     log(f"{len(train)} training and {len(val)} validation volumes on voxel {tuple(ucfg['voxel_size_um'])} µm")
     crop = [min(c, max(d, min(v.ri.shape[a] for v in train)) // d * d)
             for a, (c, d) in enumerate(zip((32, 64, 64), (4, 8, 8)))]
-    # labelled nucleoli / lipid droplets: train on them as the shipped organelles network was
-    has_organelles = any(np.isin(v.semantic, ORGANELLE_LABELS).any() for v in train)
-    org_kw = {"organelle_fraction": 0.3, "class_weights": [1.0, 1.0, 1.0, 3.0, 3.0]} \
-        if has_organelles and int(ucfg["n_classes"]) == 5 else {}
-    if org_kw:
-        log("nucleoli / lipid droplets labelled: 30 % organelle-centred crops, cross entropy weighted 3 on them")
     model, hist = train_unet(train, val, ucfg, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
                              crop_zyx=tuple(crop), lr=1e-3 if ustate is not None else 3e-3, patience=4,
-                             init_state=ustate, seed=seed, log=log, **org_kw)
+                             init_state=ustate, seed=seed, log=log, **_organelle_options(train, ucfg, log))
     metrics = {"unet": evaluate_segmentation(model, ucfg, val) if val else {}}
     out_dir = Path(out_dir)
-    ucfg = {**ucfg, "trained_on": str(data_dir), "init": init, "history": hist}
-    save_weights(model, ucfg, out_dir, "unet")
+    record = {"trained_on": str(data_dir), "init": init}
+    save_weights(model, {**ucfg, **record, "history": hist}, out_dir, "unet")
     user_classes = sorted({c for v in vols for c in v.classes.values()})
     if user_classes:
-        names = list(ccfg.get("classes", [])) + [c for c in user_classes if c not in ccfg.get("classes", [])]
-        ccfg = {**ccfg, "classes": names}
-        # cell_crops interpolates each crop onto the classifier's grid from any voxel size
-        xt, yt = classifier_dataset(train, ccfg, names)
-        xv, yv = classifier_dataset(val, ccfg, names)
-        if len(xv) == 0:  # no labelled cell in the validation volumes: hold out a quarter of the cells
-            xa, ya = classifier_dataset(vols, ccfg, names)
-            perm = rng.permutation(len(xa))
-            k = max(1, len(xa) // 4)
-            xt, yt, xv, yv = xa[perm[k:]], ya[perm[k:]], xa[perm[:k]], ya[perm[:k]]
-        init_c = None
-        if cstate is not None:
-            init_c = {k: v for k, v in cstate.items() if not k.startswith("fc.")} if len(names) != len(cstate["fc.bias"]) else cstate
-        from holo.segmentation.classifier import classifier_from_config
-
-        if init_c is not None and len(init_c) != len(cstate):
-            tmp = classifier_from_config(ccfg)
-            st = tmp.state_dict()
-            st.update(init_c)
-            init_c = st
-        cmodel, temp, chist = train_classifier(xt, yt, xv, yv, ccfg, epochs=max(epochs, 5), init_state=init_c,
-                                               lr=1e-3 if init_c is not None else 2e-3, seed=seed, log=log)
-        ccfg = {**ccfg, "temperature": temp, "trained_on": str(data_dir), "init": init, "history": chist}
-        save_weights(cmodel, ccfg, out_dir, "classifier")
-        accs = [h["val_accuracy"] for h in chist if "val_accuracy" in h]
-        metrics["classifier"] = {"val_accuracy": max(accs) if accs else None, "temperature": temp,
-                                 "n_train_cells": int(len(xt)), "n_val_cells": int(len(xv))}
+        metrics["classifier"] = _finetune_classifier(vols, train, val, ccfg, cstate, user_classes, out_dir,
+                                                     epochs=epochs, seed=seed, rng=rng, record=record, log=log)
     elif init == "shipped":
         for suf in (".pt", ".json"):
             shutil.copyfile(wdir / f"classifier{suf}", out_dir / f"classifier{suf}")

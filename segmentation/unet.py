@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from holo.labels import SEMANTIC_NAMES
+
 __all__ = ["UNet3D", "pool_factors", "unet_from_config"]
 
 
@@ -79,7 +81,7 @@ class UNet3D(nn.Module):
         Training voxel size; sets the anisotropic pooling and kernels.
     """
 
-    def __init__(self, n_classes: int = 5, channels=(8, 16, 32, 64), voxel_size_um=(0.4, 0.2, 0.2)):
+    def __init__(self, n_classes: int = len(SEMANTIC_NAMES), channels=(8, 16, 32, 64), voxel_size_um=(0.4, 0.2, 0.2)):
         super().__init__()
         channels = [int(c) for c in channels]
         if len(channels) < 2:

@@ -414,9 +414,31 @@ def test_organelles_come_from_the_paired_network_inside_cells_only():
 
 
 def test_validation_round_robin_takes_every_source_in_turn():
-    from holo.segmentation.training.train import _interleave
+    from holo.training.train import _interleave
 
     gp, rytov, otf = ["g1", "g2", "g3"], ["r1"], ["o1", "o2"]
     assert _interleave([gp, rytov, otf], 5) == ["g1", "r1", "o1", "g2", "o2"]
     assert _interleave([gp, rytov, otf], 99) == ["g1", "r1", "o1", "g2", "o2", "g3"]
     assert _interleave([[], otf], 1) == ["o1"]
+
+
+def test_diagnose_without_cells_gives_the_columns_of_a_volume_with_cells():
+    """segment → classify → measure: classification always runs, so a tomogram without any
+    cell gives a 0-row table with exactly the columns of one with cells (U-Net and classic)."""
+    from holo.model import Tomogram
+    from holo.segmentation import METHODS, diagnose
+
+    vs = (0.4, 0.2, 0.2)
+    ri, _ = _balls((20, 64, 64), vs, [(4.0, 6.4, 6.4, 3.0)])
+    noise = np.random.default_rng(0).normal(0, 0.0005, ri.shape).astype(np.float32)
+    with_cell = Tomogram(ri=ri + noise, voxel_size_um=vs, medium_index=N_M)
+    empty = Tomogram(ri=np.full(ri.shape, N_M, np.float32) + noise, voxel_size_um=vs, medium_index=N_M)
+    steps = []
+    seg, cells, timings = diagnose(with_cell, "classic", progress=lambda done, total, note="": steps.append(note))
+    assert seg.n_cells == 1 and len(cells) == 1 and cells["class"].iloc[0] != ""
+    assert set(timings) == {"segmentation", "classification", "measurement"}
+    assert steps == ["segmenting", "classifying", "measuring", "1 cells"]
+    for method in METHODS:
+        seg0, cells0, _ = diagnose(empty, method)
+        assert seg0.n_cells == 0 and len(cells0) == 0
+        assert list(cells0.columns) == list(cells.columns)

@@ -18,7 +18,7 @@ from holo.reconstruction.forward.propagation import angular_spectrum_propagate
 from holo.twin.acquire import (
     camera_grid,
     check_carrier,
-    default_camera_pixel_um,
+    default_pixel_size_um,
     default_carrier,
     fourier_resample,
     fourier_shift,
@@ -93,11 +93,11 @@ def test_rotation_angles():
 
 # -- carrier and camera geometry ------------------------------------------------------------
 def test_default_pixel_and_carrier_separate_the_sidebands():
-    p = default_camera_pixel_um(NA, LAM)
+    p = default_pixel_size_um(NA, LAM)
     assert 0.065 < p < 0.072  # ≈ 0.07 µm for NA 1.2 at 532 nm (see module docstring)
     shape, pix = camera_grid((12.8, 12.8), objective_na=NA, wavelength_um=LAM)
     assert pix <= p and shape[0] * pix == pytest.approx(12.8)
-    fx, fy = default_carrier(NA, LAM, pix, shape)
+    fy, fx = default_carrier(NA, LAM, pix, shape)
     assert fx == pytest.approx(fy)  # diagonal
     # carrier on the camera FFT grid
     assert fx * shape[1] * pix == pytest.approx(round(fx * shape[1] * pix), abs=1e-9)
@@ -106,11 +106,11 @@ def test_default_pixel_and_carrier_separate_the_sidebands():
 
 
 def test_check_carrier_rejects_overlap_and_aliasing():
-    p = default_camera_pixel_um(NA, LAM)
+    p = default_pixel_size_um(NA, LAM)
     with pytest.raises(ValueError, match="autocorrelation"):
-        check_carrier((2.0 * RHO, 0.0), objective_na=NA, wavelength_um=LAM, camera_pixel_um=p)
+        check_carrier((0.0, 2.0 * RHO), objective_na=NA, wavelength_um=LAM, pixel_size_um=p)
     with pytest.raises(ValueError, match="alias"):
-        check_carrier((3.2 * RHO / np.sqrt(2),) * 2, objective_na=NA, wavelength_um=LAM, camera_pixel_um=0.1)
+        check_carrier((3.2 * RHO / np.sqrt(2),) * 2, objective_na=NA, wavelength_um=LAM, pixel_size_um=0.1)
     with pytest.raises(ValueError, match="tile"):
         camera_grid((12.8, 12.8), 0.07)
 
@@ -137,16 +137,17 @@ def _grid_freqs(rng, n, d, radius_cpum, count):
 
 def _demodulate(holo, carrier, pixel_um, radius_cpum):
     """Simple FFT demodulation: keep the disc of radius NA/λ around the u·r* sideband at −f and
-    move it to the origin (the carrier is on the FFT grid). The roll multiplies by
+    move it to the origin (the carrier (f_y, f_x) is on the FFT grid). The roll multiplies by
     e^{+i2πf·m p} (m the index) while the reference phase is e^{i2πf·(m − M//2) p}; the
     constant left, e^{i2πf·(M//2) p}, is divided out."""
     my, mx = holo.shape
+    fy_c, fx_c = carrier
     spec = sfft.fft2(np.asarray(holo, dtype=np.float64))
     fy = sfft.fftfreq(my, pixel_um)[:, None]
     fx = sfft.fftfreq(mx, pixel_um)[None, :]
-    crop = np.where((fy + carrier[1]) ** 2 + (fx + carrier[0]) ** 2 <= radius_cpum**2, spec, 0)
-    shift = (int(round(carrier[1] * my * pixel_um)), int(round(carrier[0] * mx * pixel_um)))
-    const = np.exp(2j * np.pi * (carrier[1] * (my // 2) + carrier[0] * (mx // 2)) * pixel_um)
+    crop = np.where((fy + fy_c) ** 2 + (fx + fx_c) ** 2 <= radius_cpum**2, spec, 0)
+    shift = (int(round(fy_c * my * pixel_um)), int(round(fx_c * mx * pixel_um)))
+    const = np.exp(2j * np.pi * (fy_c * (my // 2) + fx_c * (mx // 2)) * pixel_um)
     return sfft.ifft2(np.roll(crop, shift, axis=(0, 1))) / const
 
 
@@ -201,9 +202,9 @@ def _fake_forward(coef, freqs):
 class _FlatPhantom:
     """Duck-typed phantom: uniform medium (the fake forward model supplies the fields)."""
 
-    def __init__(self, shape_zyx=(4, 48, 48), voxel_um=0.2):
+    def __init__(self, shape_zyx=(4, 48, 48), voxel_size_um=0.2):
         self.ri = np.full(shape_zyx, NM, np.float32)
-        self.voxel_size_um = (voxel_um,) * 3
+        self.voxel_size_um = (voxel_size_um,) * 3
         self.medium_index = NM
         self.kind = "flat"
         self.classes = {}
@@ -225,7 +226,7 @@ def test_background_division_gives_u_over_u0(monkeypatch):
     cam = CameraModel(noise=False, bit_depth=16, gain_e_per_adu=1.0, full_well_e=60000.0)
     acq = simulate_acquisition(_FlatPhantom(), n_angles=5, condenser_na=0.5, camera=cam, reference_ratio=1.0, seed=0)
     p = acq.pixel_size_um
-    carrier = acq.metadata["carrier_cpum"]
+    carrier = acq.metadata["carrier_cycles_per_um"]
     cy = (np.arange(acq.frame_shape[0]) - acq.frame_shape[0] // 2) * p
     truth = 1.0 + _plane_wave_sum(coef, freqs, cy[:, None], cy[None, :])
     # Noise-free camera: ADU = round(7000·|u + r|²/2), so the sideband a·u appears with 3500 ADU
@@ -250,7 +251,7 @@ def test_fringes_are_common_to_sample_and_background(monkeypatch):
     cam = CameraModel(noise=False, bit_depth=16, gain_e_per_adu=1.0, full_well_e=60000.0)
     eps = 0.05
     acq = simulate_acquisition(_FlatPhantom(), n_angles=3, condenser_na=0.5, camera=cam, fringes=eps, seed=2)
-    p, carrier = acq.pixel_size_um, acq.metadata["carrier_cpum"]
+    p, carrier = acq.pixel_size_um, acq.metadata["carrier_cycles_per_um"]
     cy = (np.arange(acq.frame_shape[0]) - acq.frame_shape[0] // 2) * p
     truth = 1.0 + _plane_wave_sum(coef, freqs, cy[:, None], cy[None, :])
     for a in range(acq.n_frames):
@@ -363,7 +364,7 @@ def test_drift_and_defocus_follow_the_wave_physics(monkeypatch):
                                defocus_um=dz, seed=9)
     shifts = np.array(json.loads(acq.metadata["drift_shifts_yx_um"]))
     assert shifts.shape == (4, 2) and np.all(shifts[0] == 0) and np.all(np.abs(shifts[1:]) > 0)
-    p, carrier = acq.pixel_size_um, acq.metadata["carrier_cpum"]
+    p, carrier = acq.pixel_size_um, acq.metadata["carrier_cycles_per_um"]
     c = (np.arange(acq.frame_shape[0]) - acq.frame_shape[0] // 2) * p
     for a in range(acq.n_frames):
         ratio = _demodulate(acq.holograms[a], carrier, p, RHO) / _demodulate(acq.background[a], carrier, p, RHO)
@@ -378,12 +379,12 @@ def test_simulate_rejects_inconsistent_optics():
     with pytest.raises(ValueError, match="condenser_na"):
         simulate_acquisition(ph, condenser_na=1.25, objective_na=1.2)
     with pytest.raises(ValueError, match="alias"):
-        simulate_acquisition(ph, camera_pixel_um=0.2)
+        simulate_acquisition(ph, pixel_size_um=0.2)
     with pytest.raises(ValueError, match="autocorrelation"):
-        simulate_acquisition(ph, carrier=(3.0, 0.0))
+        simulate_acquisition(ph, carrier_cycles_per_um=(0.0, 3.0))
     with pytest.raises(ValueError, match="geometry"):
         simulate_acquisition(ph, geometry="tilt")
-    coarse = _FlatPhantom(voxel_um=0.3)
+    coarse = _FlatPhantom(voxel_size_um=0.3)
     with pytest.raises(ValueError, match="voxel"):
         simulate_acquisition(coarse)
 
@@ -411,11 +412,11 @@ def test_simulated_sphere_acquisition_end_to_end(sphere, tmp_path):
     assert np.hypot(*na.T).max() <= 1.1 + step
     gt = acq.ground_truth
     assert gt["ri"].shape == sphere.ri.shape and gt["classes"] == {1: "sphere"}
-    assert acq.metadata["carrier_cpum"] and json.loads(acq.metadata["camera"])["bit_depth"] == 12
+    assert acq.metadata["carrier_cycles_per_um"] and json.loads(acq.metadata["camera"])["bit_depth"] == 12
     # physics: the central phase of u/u0 at normal incidence is close to the projection
     # k0 (n_s − n_m) 2R = 2π/0.532·0.02·4 = 0.945 rad. The thin-object estimate ignores
     # diffraction inside the 4 µm sphere (a few %), the shot noise is ~0.01 rad: 10 % tolerance.
-    p, carrier = acq.pixel_size_um, acq.metadata["carrier_cpum"]
+    p, carrier = acq.pixel_size_um, acq.metadata["carrier_cycles_per_um"]
     ratio = _demodulate(acq.holograms[0], carrier, p, RHO) / _demodulate(acq.background[0], carrier, p, RHO)
     cy, cx = (s // 2 for s in acq.frame_shape)
     phase = np.angle(ratio[cy - 2 : cy + 3, cx - 2 : cx + 3]).mean() - np.angle(ratio[:8, :8]).mean()
@@ -439,7 +440,7 @@ def test_simulated_sphere_acquisition_end_to_end(sphere, tmp_path):
     back = read_acquisition(path, lazy=False)
     assert np.array_equal(back.holograms, acq.holograms) and np.array_equal(back.illumination_na, na)
     assert back.ground_truth["classes"] == {1: "sphere"}
-    assert back.metadata["carrier_cpum"] is not None
+    assert back.metadata["carrier_cycles_per_um"] is not None
 
 
 def test_simulated_sample_rotation(sphere):

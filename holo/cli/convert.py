@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-__all__ = ["register", "select_frame"]
+__all__ = ["register", "convert_cmd", "select_frame"]
 
 
 def select_frame(tomo, t: int):
@@ -50,53 +50,70 @@ def select_frame(tomo, t: int):
     return tomo.replace(ri=tomo.ri[t], time_step_s=None, fluorescence=fl, mip=mip, provenance=prov)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("convert")
-    def convert_cmd(
-        src: Path = typer.Argument(..., help="Input: acquisition .h5, TCF, OME-TIFF or OME-Zarr."),
-        dst: Path = typer.Argument(..., help="Output: .ome.tif, .ome.zarr, .tcf (tomograms) or .h5 (acquisitions)."),
-        frame: int | None = typer.Option(None, "--frame", help="Convert only this time frame of a time series."),
-    ) -> None:
-        """Convert a file to another format (metadata carried over; atomic output)."""
-        from rich.console import Console
+def _check_formats(src: Path, dst: Path) -> tuple[str, str]:
+    """(input format, output format) of a conversion, or a usage error naming DST."""
+    from holo.io import detect_format, output_format
 
-        from holo.io import detect_format, open_path, output_format, save_tomogram, write_acquisition
+    try:
+        out_fmt = output_format(dst)
+    except ValueError:
+        raise typer.BadParameter(
+            f"cannot tell the output format from {dst.name!r}; use .ome.tif, .ome.zarr, .tcf or .h5", param_hint="DST"
+        ) from None
+    if src.resolve() == dst.resolve():
+        raise typer.BadParameter("output is the input file", param_hint="DST")
+    in_fmt = detect_format(src)
+    if in_fmt == "acquisition" and out_fmt != "acquisition":
+        raise typer.BadParameter(f"an acquisition converts to .h5 only (reconstruct it first), got {dst.name!r}", param_hint="DST")
+    if in_fmt != "acquisition" and out_fmt == "acquisition":
+        raise typer.BadParameter(f"a tomogram cannot be written as an acquisition .h5: {dst.name!r}", param_hint="DST")
+    return in_fmt, out_fmt
 
-        err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+def _write_tomogram(tomo, src: Path, dst: Path, out_fmt: str, frame: int | None) -> None:
+    """Write ``tomo`` (or its time frame ``frame``) to ``dst``, its source file recorded."""
+    from holo.cli._progress import progress_bar
+    from holo.io import save_tomogram
+
+    if frame is not None:
         try:
-            out_fmt = output_format(dst)
-        except ValueError:
-            raise typer.BadParameter(
-                f"cannot tell the output format from {dst.name!r}; use .ome.tif, .ome.zarr, .tcf or .h5", param_hint="DST"
-            ) from None
-        if src.resolve() == dst.resolve():
-            raise typer.BadParameter("output is the input file", param_hint="DST")
-        in_fmt = detect_format(src)
-        if in_fmt == "acquisition" and out_fmt != "acquisition":
-            raise typer.BadParameter(f"an acquisition converts to .h5 only (reconstruct it first), got {dst.name!r}", param_hint="DST")
-        if in_fmt != "acquisition" and out_fmt == "acquisition":
-            raise typer.BadParameter(f"a tomogram cannot be written as an acquisition .h5: {dst.name!r}", param_hint="DST")
-        err.print(f"reading {src} ({in_fmt})")
-        obj = open_path(src)
-        if in_fmt == "acquisition":
-            if frame is not None:
-                raise typer.BadParameter("--frame applies to tomogram time series only", param_hint="--frame")
-            with err.status(f"writing {dst}"):
-                write_acquisition(dst, obj)
-        else:
-            if frame is not None:
-                try:
-                    obj = select_frame(obj, frame)
-                except ValueError as exc:
-                    raise typer.BadParameter(str(exc), param_hint="--frame") from None
-            prov = dict(obj.provenance)
-            prov.setdefault("source_file", str(src))
-            obj = obj.replace(provenance=prov, source=None)
-            from holo.cli._progress import progress_bar
+            tomo = select_frame(tomo, frame)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--frame") from None
+    prov = dict(tomo.provenance)
+    prov.setdefault("source_file", str(src))
+    tomo = tomo.replace(provenance=prov, source=None)
+    with progress_bar(f"writing {dst.name} ({out_fmt})", total=tomo.n_times) as update:
+        kw = {"progress": update} if out_fmt in ("ome-tiff", "tcf") else {}
+        save_tomogram(tomo, dst, **kw)
+        update(tomo.n_times)
 
-            with progress_bar(f"writing {dst.name} ({out_fmt})", total=obj.n_times) as update:
-                kw = {"progress": update} if out_fmt in ("ome-tiff", "tcf") else {}
-                save_tomogram(obj, dst, **kw)
-                update(obj.n_times)
-        err.print(f"wrote {dst}")
-        sys.stderr.flush()
+
+def convert_cmd(
+    src: Path = typer.Argument(..., help="Input: acquisition .h5, TCF, OME-TIFF or OME-Zarr."),
+    dst: Path = typer.Argument(..., help="Output: .ome.tif, .ome.zarr, .tcf (tomograms) or .h5 (acquisitions)."),
+    frame: int | None = typer.Option(None, "--frame", help="Convert only this time frame of a time series."),
+) -> None:
+    """Convert a file to another format (metadata carried over; atomic output)."""
+    from rich.console import Console
+
+    from holo.io import open_path, write_acquisition
+
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    in_fmt, out_fmt = _check_formats(src, dst)
+    err.print(f"reading {src} ({in_fmt})")
+    obj = open_path(src)
+    if in_fmt == "acquisition":
+        if frame is not None:
+            raise typer.BadParameter("--frame applies to tomogram time series only", param_hint="--frame")
+        with err.status(f"writing {dst}"):
+            write_acquisition(dst, obj)
+    else:
+        _write_tomogram(obj, src, dst, out_fmt, frame)
+    err.print(f"wrote {dst}")
+    sys.stderr.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``convert`` to ``app``."""
+    app.command("convert")(convert_cmd)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-__all__ = ["register", "describe"]
+__all__ = ["register", "info_cmd", "describe"]
 
 
 def _arr(a) -> dict | None:
@@ -38,83 +38,92 @@ def describe(path: str | Path) -> dict:
     labels (names, OME-Zarr), provenance, metadata; for a label OME-TIFF (kind
     ``"labels"``): shape, dtype, voxel_size_um, n_labels, max_label.
     """
-    import numpy as np
-
-    from holo.io import detect_format, open_path
+    from holo.io import detect_format, is_label_file, open_path
     from holo.io.acquisition import close_acquisition
     from holo.io.omezarr import ome_zarr_label_names
 
     fmt = detect_format(path)
     info: dict = {"file": str(path), "format": fmt}
-    if fmt in ("ome-tiff", "ome-zarr"):
-        from holo.io import read_labels
-        from holo.io.ometiff import ome_tiff_kind
-        from holo.io.omezarr import ome_zarr_kind
-
-        if (ome_tiff_kind if fmt == "ome-tiff" else ome_zarr_kind)(path) == "labels":
-            labs, voxel = read_labels(path)
-            (name, labels), = labs.items()
-            ids = np.unique(labels)
-            info.update(kind="labels", name=name, shape=list(labels.shape), dtype=str(labels.dtype), voxel_size_um=list(voxel),
-                        n_labels=int(np.count_nonzero(ids)), max_label=int(ids.max()) if ids.size else 0)
-            return _jsonable(info)
+    if is_label_file(path, fmt):
+        info.update(_describe_labels(path))
+        return _jsonable(info)
     obj = open_path(path)
     if fmt == "acquisition":
-        acq = obj
-        gt = acq.ground_truth
-        info.update(
-            kind="acquisition",
-            geometry=acq.geometry,
-            wavelength_um=acq.wavelength_um,
-            pixel_size_um=acq.pixel_size_um,
-            medium_index=acq.medium_index,
-            objective_na=acq.objective_na,
-            n_frames=acq.n_frames,
-            frame_shape=list(acq.frame_shape),
-            holograms=_arr(acq.holograms),
-            background=_arr(acq.background),
-            fields=_arr(acq.fields),
-            illumination_na=acq.illumination_na is not None,
-            angles=acq.angles is not None,
-            rotation_axis=acq.rotation_axis if acq.angles is not None else None,
-            ground_truth=None
-            if gt is None
-            else {
-                "shape": [int(s) for s in gt["ri"].shape],
-                "voxel_size_um": list(gt["voxel_size_um"]),
-                "medium_index": gt["medium_index"],
-                "n_cells": len(gt.get("classes", {})),
-                "classes": sorted(set(gt.get("classes", {}).values())),
-            },
-            metadata=_jsonable(acq.metadata),
-        )
-        close_acquisition(acq)
+        info.update(_describe_acquisition(obj))
+        close_acquisition(obj)
     else:
-        tomo = obj
-        info.update(
-            kind="tomogram",
-            shape=[int(s) for s in tomo.ri.shape],
-            dtype=str(tomo.ri.dtype),
-            voxel_size_um=list(tomo.voxel_size_um),
-            medium_index=tomo.medium_index,
-            wavelength_um=tomo.wavelength_um,
-            n_times=tomo.n_times,
-            time_step_s=tomo.time_step_s,
-            channels={
-                name: {
-                    **_arr(ch.data),
-                    "voxel_size_um": list(ch.voxel_size_um),
-                    "offset_z_um": ch.offset_z_um,
-                    "time_step_s": ch.time_step_s,
-                }
-                for name, ch in tomo.fluorescence.items()
-            },
-            mip=_arr(tomo.mip),
-            labels=ome_zarr_label_names(path) if fmt == "ome-zarr" else [],
-            provenance=_jsonable(tomo.provenance),
-            metadata=_jsonable(tomo.metadata),
-        )
+        info.update(_describe_tomogram(obj))
+        info["labels"] = ome_zarr_label_names(path) if fmt == "ome-zarr" else []
+        info["provenance"] = _jsonable(obj.provenance)
+        info["metadata"] = _jsonable(obj.metadata)
     return _jsonable(info)
+
+
+def _describe_labels(path) -> dict:
+    import numpy as np
+
+    from holo.io import read_labels
+
+    labs, voxel = read_labels(path)
+    (name, labels), = labs.items()
+    ids = np.unique(labels)
+    return dict(kind="labels", name=name, shape=list(labels.shape), dtype=str(labels.dtype), voxel_size_um=list(voxel),
+                n_labels=int(np.count_nonzero(ids)), max_label=int(ids.max()) if ids.size else 0)
+
+
+def _describe_ground_truth(gt: dict | None) -> dict | None:
+    if gt is None:
+        return None
+    return {
+        "shape": [int(s) for s in gt["ri"].shape],
+        "voxel_size_um": list(gt["voxel_size_um"]),
+        "medium_index": gt["medium_index"],
+        "n_cells": len(gt.get("classes", {})),
+        "classes": sorted(set(gt.get("classes", {}).values())),
+    }
+
+
+def _describe_acquisition(acq) -> dict:
+    return dict(
+        kind="acquisition",
+        geometry=acq.geometry,
+        wavelength_um=acq.wavelength_um,
+        pixel_size_um=acq.pixel_size_um,
+        medium_index=acq.medium_index,
+        objective_na=acq.objective_na,
+        n_frames=acq.n_frames,
+        frame_shape=list(acq.frame_shape),
+        holograms=_arr(acq.holograms),
+        background=_arr(acq.background),
+        fields=_arr(acq.fields),
+        illumination_na=acq.illumination_na is not None,
+        angles=acq.angles is not None,
+        rotation_axis=acq.rotation_axis if acq.angles is not None else None,
+        ground_truth=_describe_ground_truth(acq.ground_truth),
+        metadata=_jsonable(acq.metadata),
+    )
+
+
+def _describe_tomogram(tomo) -> dict:
+    """The tomogram's items of :func:`describe` up to ``mip`` (labels, provenance and
+    metadata are added by the caller, in that order)."""
+    channels = {
+        name: {**_arr(ch.data), "voxel_size_um": list(ch.voxel_size_um), "offset_z_um": ch.offset_z_um,
+               "time_step_s": ch.time_step_s}
+        for name, ch in tomo.fluorescence.items()
+    }
+    return dict(
+        kind="tomogram",
+        shape=[int(s) for s in tomo.ri.shape],
+        dtype=str(tomo.ri.dtype),
+        voxel_size_um=list(tomo.voxel_size_um),
+        medium_index=tomo.medium_index,
+        wavelength_um=tomo.wavelength_um,
+        n_times=tomo.n_times,
+        time_step_s=tomo.time_step_s,
+        channels=channels,
+        mip=_arr(tomo.mip),
+    )
 
 
 def _fmt(v) -> str:
@@ -153,15 +162,18 @@ def _print_table(info: dict) -> None:
     Console(file=sys.stdout, soft_wrap=True).print(table)
 
 
+def info_cmd(
+    file: Path = typer.Argument(..., help="Acquisition .h5, TCF, OME-TIFF or OME-Zarr."),
+    as_json: bool = typer.Option(False, "--json", help="Print plain JSON on stdout."),
+) -> None:
+    """Show what a file holds: kind, shapes, voxel/pixel size, wavelength, medium, frames, channels."""
+    info = describe(file)
+    if as_json:
+        sys.stdout.write(json.dumps(info, ensure_ascii=False) + "\n")
+    else:
+        _print_table(info)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("info")
-    def info_cmd(
-        file: Path = typer.Argument(..., help="Acquisition .h5, TCF, OME-TIFF or OME-Zarr."),
-        as_json: bool = typer.Option(False, "--json", help="Print plain JSON on stdout."),
-    ) -> None:
-        """Show what a file holds: kind, shapes, voxel/pixel size, wavelength, medium, frames, channels."""
-        info = describe(file)
-        if as_json:
-            sys.stdout.write(json.dumps(info, ensure_ascii=False) + "\n")
-        else:
-            _print_table(info)
+    """Add ``info`` to ``app``."""
+    app.command("info")(info_cmd)

@@ -14,9 +14,9 @@ from typing import Optional, Tuple
 
 import typer
 
-__all__ = ["register", "summary"]
+from holo.reconstruction.methods import METHODS
 
-_METHODS = ("rytov", "born", "gp", "tv", "bpm")
+__all__ = ["register", "reconstruct_cmd", "summary"]
 
 
 def summary(tomo, out_path, elapsed_s: float) -> dict:
@@ -49,49 +49,70 @@ def _parse_voxel(text: str | None):
     return vals[0] if len(vals) == 1 else tuple(vals)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("reconstruct")
-    def reconstruct_cmd(
-        input_path: Path = typer.Argument(..., help="Acquisition file (.h5, or any format holding holograms / fields)."),
-        out: Path = typer.Option(..., "-o", "--out", help="Output volume: .ome.tif, .ome.zarr or .tcf."),
-        method: str = typer.Option("rytov", "--method", help="rytov|born|gp|tv|bpm."),
-        iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Iterations of gp/tv/bpm."),
-        weight: Optional[float] = typer.Option(None, "--weight", min=0.0, help="Regularisation weight of tv/bpm."),
-        shape: Optional[Tuple[int, int, int]] = typer.Option(None, "--shape", min=2, help="Grid shape: --shape Z Y X."),
-        voxel: Optional[str] = typer.Option(None, "--voxel", help="Voxel size in µm: one value (isotropic) or DZ,DY,DX."),
-        compress: bool = typer.Option(False, "--compress", help="zlib-compress an OME-TIFF (about a third smaller, ~10x slower to write)."),
-        as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
-    ) -> int:
-        """Reconstruct the 3D refractive index of INPUT and write it to OUT."""
-        if method not in _METHODS:
-            raise typer.BadParameter(f"unknown method {method!r} (choose {'|'.join(_METHODS)})", param_hint="--method")
-        voxel_size = _parse_voxel(voxel)
-        from holo.cli._progress import progress_bar, stderr_console
-        from holo.io import output_format, save_tomogram
-        from holo.pipeline import reconstruct
+def _check_method(method: str) -> None:
 
-        try:
-            output_format(out)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--out") from None
-        t0 = time.perf_counter()
-        with progress_bar(f"reconstruct ({method})") as update:
-            tomo = reconstruct(
-                str(input_path), method=method, iterations=iterations, weight=weight,
-                shape_zyx=tuple(shape) if shape else None,
-                voxel_size_um=voxel_size,
-                progress=update,
-            )
-        writer_kw = {"compression": "zlib" if compress else None} if output_format(out) == "ome-tiff" else {}
-        path = save_tomogram(tomo, out, **writer_kw)
-        info = summary(tomo, path, time.perf_counter() - t0)
-        if as_json:
-            print(json.dumps(info, indent=2))
-        else:
-            stderr_console.print(
-                f"{info['output']}: {tuple(info['shape_zyx'])} voxels of {tuple(round(v, 4) for v in info['voxel_size_um'])} µm, "
-                f"mean RI {info['mean_ri']:.4f}, {info['time_s']:.2f} s"
-                + (f", excluded frames {info['excluded_frames']}" if info["excluded_frames"] else ""),
-                highlight=False,
-            )
-        return 0
+    if method not in METHODS:
+        raise typer.BadParameter(f"unknown method {method!r} (choose {'|'.join(METHODS)})", param_hint="--method")
+
+
+def _check_out(out: Path) -> str:
+    """The output format of ``out`` (:func:`holo.io.output_format`), or a usage error."""
+    from holo.io import output_format
+
+    try:
+        return output_format(out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--out") from None
+
+
+def _print_summary(info: dict) -> None:
+    from holo.cli._progress import stderr_console
+
+    stderr_console.print(
+        f"{info['output']}: {tuple(info['shape_zyx'])} voxels of {tuple(round(v, 4) for v in info['voxel_size_um'])} µm, "
+        f"mean RI {info['mean_ri']:.4f}, {info['time_s']:.2f} s"
+        + (f", excluded frames {info['excluded_frames']}" if info["excluded_frames"] else ""),
+        highlight=False,
+    )
+
+
+def reconstruct_cmd(
+    input_path: Path = typer.Argument(..., help="Acquisition file (.h5, or any format holding holograms / fields)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output volume: .ome.tif, .ome.zarr or .tcf."),
+    method: str = typer.Option("rytov", "--method", help="|".join(METHODS) + "."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Iterations of gp/tv/bpm."),
+    weight: Optional[float] = typer.Option(None, "--weight", min=0.0, help="Regularisation weight of tv/bpm."),
+    shape: Optional[Tuple[int, int, int]] = typer.Option(None, "--shape", min=2, help="Grid shape: --shape Z Y X."),
+    voxel: Optional[str] = typer.Option(None, "--voxel", help="Voxel size in µm: one value (isotropic) or DZ,DY,DX."),
+    compress: bool = typer.Option(False, "--compress", help="zlib-compress an OME-TIFF (about a third smaller, ~10x slower to write)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+) -> int:
+    """Reconstruct the 3D refractive index of INPUT and write it to OUT."""
+    _check_method(method)
+    voxel_size = _parse_voxel(voxel)
+    from holo.cli._progress import progress_bar
+    from holo.io import save_tomogram
+    from holo.pipeline import reconstruct
+
+    out_fmt = _check_out(out)
+    t0 = time.perf_counter()
+    with progress_bar(f"reconstruct ({method})") as update:
+        tomo = reconstruct(
+            str(input_path), method=method, iterations=iterations, weight=weight,
+            shape_zyx=tuple(shape) if shape else None,
+            voxel_size_um=voxel_size,
+            progress=update,
+        )
+    writer_kw = {"compression": "zlib" if compress else None} if out_fmt == "ome-tiff" else {}
+    path = save_tomogram(tomo, out, **writer_kw)
+    info = summary(tomo, path, time.perf_counter() - t0)
+    if as_json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_summary(info)
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``reconstruct`` to ``app``."""
+    app.command("reconstruct")(reconstruct_cmd)

@@ -8,54 +8,72 @@ from typing import List, Optional
 
 import typer
 
+from holo.reconstruction.methods import METHODS
+
+__all__ = ["register", "run_cmd"]
+
+
+def _sample_options(method: str, iterations: Optional[int], seg_method: str, image_format: str, model: str):
+    """The :class:`holo.sample.SampleOptions` of the command line, or a usage error."""
+    from holo.sample import SampleOptions
+
+    if method not in METHODS:
+        raise typer.BadParameter(f"unknown method {method!r}", param_hint="--method")
+    try:
+        return SampleOptions(method=method, iterations=iterations, seg_method=seg_method, image_format=image_format,
+                             unet_model=model)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _print_outcome(result, out: Path) -> None:
+    from holo.cli._progress import stderr_console
+
+    stderr_console.print(
+        f"{len(result.done)} done, {len(result.failed)} failed, {len(result.skipped)} skipped"
+        + (f", {len(result.busy)} busy in another run" if result.busy else "")
+        + f" — summary: {Path(out) / 'summary.html'}"
+    )
+
+
+def run_cmd(
+    inputs: List[str] = typer.Argument(..., help="Acquisition .h5 / TCF / OME files, folders or glob patterns."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
+    method: str = typer.Option("gp", "--method", help=f"Reconstruction: {'|'.join(METHODS)} (gp: Rytov + non-negativity, what the shipped U-Net is trained on)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Iterations of gp/tv/bpm."),
+    seg_method: str = typer.Option("unet", "--seg-method", help="Segmentation: unet|classic."),
+    model: str = typer.Option("unet", "--model", help="U-Net weights set: unet (default) or unet_fine (0.1 µm lateral, "
+                              "finer small objects such as bacteria on finely sampled tomograms, about 4x slower)."),
+    image_format: str = typer.Option("ome-tiff", "--format", help="RI/label files: ome-tiff|ome-zarr."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Start a local dask cluster with N worker processes."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Use an existing dask scheduler, tcp://HOST:PORT."),
+    force: bool = typer.Option(False, "--force", help="Redo samples already done."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+) -> int:
+    """Reconstruct, segment, classify, measure and report every input into OUT/<sample>/.
+
+    Finished samples are skipped on a rerun (--force redoes them); a bad input fails only
+    itself; the exit code is 1 when any sample failed.
+    """
+    from holo.batch import run_batch
+    from holo.cli._progress import progress_bar, stderr_console
+
+    options = _sample_options(method, iterations, seg_method, image_format, model)
+    with progress_bar("samples") as update:
+
+        def on_result(rec, n, total):
+            update(n, total, note=f"{rec['name']}: {rec['status']}")
+            if rec["status"] != "done":
+                stderr_console.print(f"[red]failed[/red] {rec['error']}", markup=True, highlight=False)
+
+        result = run_batch(inputs, out, options, workers=workers, scheduler=scheduler, force=force, on_result=on_result)
+    if as_json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        _print_outcome(result, out)
+    return 0 if result.ok else 1
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("run")
-    def run(
-        inputs: List[str] = typer.Argument(..., help="Acquisition .h5 / TCF / OME files, folders or glob patterns."),
-        out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
-        method: str = typer.Option("gp", "--method", help="Reconstruction: rytov|born|gp|tv|bpm (gp: Rytov + non-negativity, what the shipped U-Net is trained on)."),
-        iterations: Optional[int] = typer.Option(None, "--iterations", help="Iterations of gp/tv/bpm."),
-        seg_method: str = typer.Option("unet", "--seg-method", help="Segmentation: unet|classic."),
-        model: str = typer.Option("unet", "--model", help="U-Net weights set: unet (default) or unet_fine (0.1 µm lateral, "
-                                  "finer small objects such as bacteria on finely sampled tomograms, about 4x slower)."),
-        image_format: str = typer.Option("ome-tiff", "--format", help="RI/label files: ome-tiff|ome-zarr."),
-        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Start a local dask cluster with N worker processes."),
-        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Use an existing dask scheduler, tcp://HOST:PORT."),
-        force: bool = typer.Option(False, "--force", help="Redo samples already done."),
-        as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
-    ) -> int:
-        """Reconstruct, segment, classify, measure and report every input into OUT/<sample>/.
-
-        Finished samples are skipped on a rerun (--force redoes them); a bad input fails only
-        itself; the exit code is 1 when any sample failed.
-        """
-        from holo.batch import run_batch
-        from holo.cli._progress import progress_bar, stderr_console
-        from holo.sample import SampleOptions
-
-        if method not in ("rytov", "born", "gp", "tv", "bpm"):
-            raise typer.BadParameter(f"unknown method {method!r}", param_hint="--method")
-        try:
-            options = SampleOptions(method=method, iterations=iterations, seg_method=seg_method, image_format=image_format,
-                                    unet_model=model)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-        with progress_bar("samples") as update:
-
-            def on_result(rec, n, total):
-                update(n, total, note=f"{rec['name']}: {rec['status']}")
-                if rec["status"] != "done":
-                    stderr_console.print(f"[red]failed[/red] {rec['error']}", markup=True, highlight=False)
-
-            result = run_batch(inputs, out, options, workers=workers, scheduler=scheduler, force=force, on_result=on_result)
-        summary = result.summary()
-        if as_json:
-            print(json.dumps(summary, indent=2))
-        else:
-            stderr_console.print(
-                f"{len(result.done)} done, {len(result.failed)} failed, {len(result.skipped)} skipped"
-                + (f", {len(result.busy)} busy in another run" if result.busy else "")
-                + f" — summary: {Path(out) / 'summary.html'}"
-            )
-        return 0 if result.ok else 1
+    """Add ``run`` to ``app``."""
+    app.command("run")(run_cmd)

@@ -17,6 +17,13 @@ from typing import Optional
 import typer
 
 from holo.errors import FormatError
+from holo.labels import SEMANTIC_NAMES
+
+__all__ = ["register", "read_label_pair", "write_label_pair", "segment_cmd", "classify_cmd", "measure_cmd",
+           "report_cmd", "train_cmd"]
+
+#: Largest semantic label value: a label TIFF holding more is taken for cell instances.
+_MAX_SEMANTIC = len(SEMANTIC_NAMES) - 1
 
 
 def _tomogram(path: Path):
@@ -32,8 +39,10 @@ def _tomogram(path: Path):
 
 
 def _instances_path(path: Path) -> Path:
+    from holo.io import FORMAT_SUFFIXES
+
     name = path.name
-    for suf in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+    for suf in FORMAT_SUFFIXES["ome-tiff"]:
         if name.lower().endswith(suf):
             return path.with_name(name[: -len(suf)] + "_instances" + suf)
     return path.with_name(name + "_instances.ome.tif")
@@ -86,7 +95,7 @@ def read_label_pair(path: Path, shape_zyx):
         other = next((c for c in cand if c.exists()), None)
         if other is not None:
             sem, inst = first, read_labels_tiff(other)[0]
-        elif path.name.lower().split(".")[0].endswith("instances") or int(first.max(initial=0)) > 4:
+        elif path.name.lower().split(".")[0].endswith("instances") or int(first.max(initial=0)) > _MAX_SEMANTIC:
             inst = first
         else:
             sem = first
@@ -124,118 +133,133 @@ def _write_csv(df, out: Path) -> None:
         df.to_csv(tmp, index=False)
 
 
+
+
+def _check_segment_options(method: str, model: str, weights: Optional[Path]) -> None:
+    from holo.segmentation import METHODS
+    from holo.segmentation.infer import check_unet_name
+
+    if method not in METHODS:
+        raise typer.BadParameter(f"must be {' or '.join(METHODS)}, got {method!r}", param_hint="--method")
+    if method == "unet":
+        try:
+            check_unet_name(model, weights)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--model") from None
+
+
+def segment_cmd(
+    tomo_path: Path = typer.Argument(..., help="Tomogram (TCF, OME-TIFF, OME-Zarr)."),
+    out: Path = typer.Option(..., "-o", "--out", help="LABELS.ome.tif or LABELS.ome.zarr."),
+    method: str = typer.Option("unet", "--method", help="unet (shipped 3D U-Net) or classic (threshold + watershed)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Folder with unet.pt/unet.json (default: shipped)."),
+    model: str = typer.Option("unet", "--model", help="U-Net weights set of the folder: unet (default, 0.2 µm lateral "
+                              "training voxel) or unet_fine (shipped, 0.1 µm: finer small objects such as bacteria, "
+                              "about 4x slower)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
+) -> int:
+    """3D semantic + instance segmentation of a tomogram."""
+    from holo.segmentation import segment
+
+    _check_segment_options(method, model, weights)
+    tomo = _tomogram(tomo_path)
+    seg = segment(tomo, method=method, name=model, weights_dir=weights)
+    paths = write_label_pair(out, tomo, seg.semantic, seg.instance)
+    summary = {"cells": seg.n_cells, "method": method, **({"model": model} if method == "unet" else {}),
+               "outputs": [str(p) for p in paths]}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        typer.echo(f"{seg.n_cells} cells ({method}) -> {', '.join(str(p) for p in paths)}", err=True)
+    return 0
+
+
+def classify_cmd(
+    tomo_path: Path = typer.Argument(..., help="Tomogram."),
+    labels: Path = typer.Option(..., "--labels", help="Labels written by holo segment."),
+    out: Path = typer.Option(..., "-o", "--out", help="cells.csv"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Folder with classifier.pt/.json (default: shipped)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Confidence below which a cell is 'uncertain' (default 0.6)."),
+) -> int:
+    """Classify every cell (calibrated probabilities; low confidence -> 'uncertain')."""
+    from holo.segmentation import classify
+
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise typer.BadParameter(f"must be in [0, 1], got {threshold}", param_hint="--threshold")
+    tomo = _tomogram(tomo_path)
+    _, inst = read_label_pair(labels, tomo.shape_zyx)
+    df = classify(tomo, inst, weights_dir=weights, threshold=threshold)
+    _write_csv(df, out)
+    counts = df["class"].value_counts().to_dict() if len(df) else {}
+    typer.echo(f"{len(df)} cells classified: {counts} -> {out}", err=True)
+    return 0
+
+
+def measure_cmd(
+    tomo_path: Path = typer.Argument(..., help="Tomogram."),
+    labels: Path = typer.Option(..., "--labels", help="Labels written by holo segment."),
+    out: Path = typer.Option(..., "-o", "--out", help="cells.csv"),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="cells.csv of holo classify, joined on cell_id."),
+) -> int:
+    """Per-cell morphometrics (volume, area, sphericity, RI, dry mass, organelles) as CSV."""
+    from holo.segmentation import measure
+
+    tomo = _tomogram(tomo_path)
+    sem, inst = read_label_pair(labels, tomo.shape_zyx)
+    cls = _read_cells(classes) if classes is not None else None
+    df = measure(tomo, sem, inst, classes=cls)
+    _write_csv(df, out)
+    typer.echo(f"{len(df)} cells measured -> {out}", err=True)
+    return 0
+
+
+def report_cmd(
+    tomo_path: Path = typer.Argument(..., help="Tomogram."),
+    labels: Path = typer.Option(..., "--labels", help="Labels written by holo segment."),
+    cells: Path = typer.Option(..., "--cells", help="cells.csv of holo measure (or classify)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (report.html + report.json)."),
+) -> int:
+    """HTML diagnostic report (MIPs, label overlays, class counts, histograms) + JSON."""
+    from holo.segmentation import Segmentation, write_report
+
+    tomo = _tomogram(tomo_path)
+    sem, inst = read_label_pair(labels, tomo.shape_zyx)
+    df = _read_cells(cells)
+    html = write_report(out, tomo, Segmentation(sem, inst, method="file"), df)
+    typer.echo(f"report -> {html}", err=True)
+    return 0
+
+
+def train_cmd(
+    data: Path = typer.Option(..., "--data", help="Folder of annotated volumes (layout: holo.segmentation.data.load_user_folder)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Folder for the new weights (use with --weights)."),
+    init: str = typer.Option("shipped", "--init", help="shipped (fine-tune) or scratch."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Maximum epochs (early stopping on validation)."),
+    val_fraction: float = typer.Option(0.25, "--val-fraction", help="Fraction of volumes kept for validation."),
+    steps: int = typer.Option(30, "--steps", min=1, help="Optimiser steps per U-Net epoch."),
+    seed: int = typer.Option(0, "--seed"),
+) -> int:
+    """Fine-tune (or train) the U-Net and classifier on your annotated volumes.
+
+    DATA holds NAME.tcf|.ome.tif|.ome.zarr with NAME_semantic.ome.tif and/or
+    NAME_instance.ome.tif (same shape), and optionally NAME_cells.csv (cell_id,class).
+    """
+    from holo.segmentation.train import finetune
+
+    if init not in ("shipped", "scratch"):
+        raise typer.BadParameter(f"must be shipped or scratch, got {init!r}", param_hint="--init")
+    if not 0 < val_fraction < 1:
+        raise typer.BadParameter(f"must be in (0, 1), got {val_fraction}", param_hint="--val-fraction")
+    result = finetune(data, out, init=init, epochs=epochs, val_fraction=val_fraction, steps_per_epoch=steps,
+                      seed=seed, log=lambda s: typer.echo(s, err=True))
+    typer.echo(json.dumps(result["metrics"]))
+    return 0
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("segment")
-    def segment_cmd(
-        tomo_path: Path = typer.Argument(..., help="Tomogram (TCF, OME-TIFF, OME-Zarr)."),
-        out: Path = typer.Option(..., "-o", "--out", help="LABELS.ome.tif or LABELS.ome.zarr."),
-        method: str = typer.Option("unet", "--method", help="unet (shipped 3D U-Net) or classic (threshold + watershed)."),
-        weights: Optional[Path] = typer.Option(None, "--weights", help="Folder with unet.pt/unet.json (default: shipped)."),
-        model: str = typer.Option("unet", "--model", help="U-Net weights set of the folder: unet (default, 0.2 µm lateral "
-                                  "training voxel) or unet_fine (shipped, 0.1 µm: finer small objects such as bacteria, "
-                                  "about 4x slower)."),
-        as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
-    ) -> int:
-        """3D semantic + instance segmentation of a tomogram."""
-        from holo.segmentation import segment
-        from holo.segmentation.infer import check_unet_name
-
-        if method not in ("unet", "classic"):
-            raise typer.BadParameter(f"must be unet or classic, got {method!r}", param_hint="--method")
-        if method == "unet":
-            try:
-                check_unet_name(model, weights)
-            except ValueError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--model") from None
-        tomo = _tomogram(tomo_path)
-        seg = segment(tomo, method=method, name=model, weights_dir=weights)
-        paths = write_label_pair(out, tomo, seg.semantic, seg.instance)
-        summary = {"cells": seg.n_cells, "method": method, **({"model": model} if method == "unet" else {}),
-                   "outputs": [str(p) for p in paths]}
-        if as_json:
-            print(json.dumps(summary))
-        else:
-            typer.echo(f"{seg.n_cells} cells ({method}) -> {', '.join(str(p) for p in paths)}", err=True)
-        return 0
-
-    @app.command("classify")
-    def classify_cmd(
-        tomo_path: Path = typer.Argument(..., help="Tomogram."),
-        labels: Path = typer.Option(..., "--labels", help="Labels written by holo segment."),
-        out: Path = typer.Option(..., "-o", "--out", help="cells.csv"),
-        weights: Optional[Path] = typer.Option(None, "--weights", help="Folder with classifier.pt/.json (default: shipped)."),
-        threshold: Optional[float] = typer.Option(None, "--threshold", help="Confidence below which a cell is 'uncertain' (default 0.6)."),
-    ) -> int:
-        """Classify every cell (calibrated probabilities; low confidence -> 'uncertain')."""
-        from holo.segmentation import classify
-
-        if threshold is not None and not 0 <= threshold <= 1:
-            raise typer.BadParameter(f"must be in [0, 1], got {threshold}", param_hint="--threshold")
-        tomo = _tomogram(tomo_path)
-        _, inst = read_label_pair(labels, tomo.shape_zyx)
-        df = classify(tomo, inst, weights_dir=weights, threshold=threshold)
-        _write_csv(df, out)
-        counts = df["class"].value_counts().to_dict() if len(df) else {}
-        typer.echo(f"{len(df)} cells classified: {counts} -> {out}", err=True)
-        return 0
-
-    @app.command("measure")
-    def measure_cmd(
-        tomo_path: Path = typer.Argument(..., help="Tomogram."),
-        labels: Path = typer.Option(..., "--labels", help="Labels written by holo segment."),
-        out: Path = typer.Option(..., "-o", "--out", help="cells.csv"),
-        classes: Optional[Path] = typer.Option(None, "--classes", help="cells.csv of holo classify, joined on cell_id."),
-    ) -> int:
-        """Per-cell morphometrics (volume, area, sphericity, RI, dry mass, organelles) as CSV."""
-        from holo.segmentation import measure
-
-        tomo = _tomogram(tomo_path)
-        sem, inst = read_label_pair(labels, tomo.shape_zyx)
-        cls = _read_cells(classes) if classes is not None else None
-        df = measure(tomo, sem, inst, classes=cls)
-        _write_csv(df, out)
-        typer.echo(f"{len(df)} cells measured -> {out}", err=True)
-        return 0
-
-    @app.command("report")
-    def report_cmd(
-        tomo_path: Path = typer.Argument(..., help="Tomogram."),
-        labels: Path = typer.Option(..., "--labels", help="Labels written by holo segment."),
-        cells: Path = typer.Option(..., "--cells", help="cells.csv of holo measure (or classify)."),
-        out: Path = typer.Option(..., "-o", "--out", help="Output folder (report.html + report.json)."),
-    ) -> int:
-        """HTML diagnostic report (MIPs, label overlays, class counts, histograms) + JSON."""
-        from holo.segmentation import Segmentation, write_report
-
-        tomo = _tomogram(tomo_path)
-        sem, inst = read_label_pair(labels, tomo.shape_zyx)
-        df = _read_cells(cells)
-        html = write_report(out, tomo, Segmentation(sem, inst, method="file"), df)
-        typer.echo(f"report -> {html}", err=True)
-        return 0
-
-    @app.command("train")
-    def train_cmd(
-        data: Path = typer.Option(..., "--data", help="Folder of annotated volumes (layout: holo.segmentation.data.load_user_folder)."),
-        out: Path = typer.Option(..., "-o", "--out", help="Folder for the new weights (use with --weights)."),
-        init: str = typer.Option("shipped", "--init", help="shipped (fine-tune) or scratch."),
-        epochs: int = typer.Option(10, "--epochs", min=1, help="Maximum epochs (early stopping on validation)."),
-        val_fraction: float = typer.Option(0.25, "--val-fraction", help="Fraction of volumes kept for validation."),
-        steps: int = typer.Option(30, "--steps", min=1, help="Optimiser steps per U-Net epoch."),
-        seed: int = typer.Option(0, "--seed"),
-    ) -> int:
-        """Fine-tune (or train) the U-Net and classifier on your annotated volumes.
-
-        DATA holds NAME.tcf|.ome.tif|.ome.zarr with NAME_semantic.ome.tif and/or
-        NAME_instance.ome.tif (same shape), and optionally NAME_cells.csv (cell_id,class).
-        """
-        from holo.segmentation.train import finetune
-
-        if init not in ("shipped", "scratch"):
-            raise typer.BadParameter(f"must be shipped or scratch, got {init!r}", param_hint="--init")
-        if not 0 < val_fraction < 1:
-            raise typer.BadParameter(f"must be in (0, 1), got {val_fraction}", param_hint="--val-fraction")
-        result = finetune(data, out, init=init, epochs=epochs, val_fraction=val_fraction, steps_per_epoch=steps,
-                          seed=seed, log=lambda s: typer.echo(s, err=True))
-        typer.echo(json.dumps(result["metrics"]))
-        return 0
+    """Add ``segment``, ``classify``, ``measure``, ``report`` and ``train`` to ``app``."""
+    app.command("segment")(segment_cmd)
+    app.command("classify")(classify_cmd)
+    app.command("measure")(measure_cmd)
+    app.command("report")(report_cmd)
+    app.command("train")(train_cmd)

@@ -27,6 +27,7 @@ __all__ = [
     "save_tomogram",
     "save_labels",
     "read_labels",
+    "is_label_file",
     "output_format",
     "read_acquisition",
     "write_acquisition",
@@ -204,6 +205,21 @@ def save_labels(labels, path: str | Path, voxel_size_um) -> Path:
             return write_labels_zarr(p, arr, voxel_size_um, name=str(name))
         return write_labels_zarr(p, labels, voxel_size_um)
     raise ValueError(f"path: labels are written as .ome.tif or .ome.zarr, not {Path(path).name!r}")
+
+
+def is_label_file(path: str | Path, fmt: str | None = None) -> bool:
+    """Whether ``path`` holds labels only: a label OME-TIFF (:func:`write_labels_tiff`) or a
+    label-only OME-Zarr store (:func:`write_labels_zarr`). ``fmt`` is its
+    :func:`detect_format` when the caller knows it already."""
+    from holo.io.ometiff import ome_tiff_kind
+    from holo.io.omezarr import ome_zarr_kind
+
+    fmt = detect_format(path) if fmt is None else fmt
+    if fmt == "ome-tiff":
+        return ome_tiff_kind(path) == "labels"
+    if fmt == "ome-zarr":
+        return ome_zarr_kind(path) == "labels"
+    return False
 
 
 def read_labels(path: str | Path) -> tuple[dict[str, np.ndarray], tuple[float, float, float]]:

@@ -477,6 +477,26 @@ def write_tcf(
     """
     import h5py
 
+    frame_kw = dict(mode=_frame_mode(format_version, ldm, scalar_type), ldm=ldm, scalar_type=scalar_type,
+                    tile_shape=tile_shape, comp=_compression_kwargs(compression))
+    path = Path(path)
+    meta = dict(tomo.metadata or {})
+    device = dict(meta.pop("Device", {}) or {})
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            _write_root_attrs(f, meta, format_version)
+            _write_ri(f, tomo, frame_kw, progress)
+            if tomo.mip is not None:
+                _write_mip(f, tomo, frame_kw)
+            if tomo.fluorescence:
+                _write_fluorescence(f, tomo, ldm=ldm, tile_shape=tile_shape, comp=frame_kw["comp"])
+            _write_device(f, tomo, device)
+    return path
+
+
+def _frame_mode(format_version: str, ldm: bool, scalar_type: int) -> str:
+    """``"float"`` (FormatVersion < 1.3) or ``"uint16"`` frames; a ValueError for a variant
+    that does not exist."""
     if scalar_type not in (0, 1):
         raise ValueError(f"scalar_type: must be 0 or 1, got {scalar_type!r}")
     if scalar_type == 1 and not ldm:
@@ -487,106 +507,115 @@ def write_tcf(
         raise ValueError(f"format_version: cannot parse {format_version!r}") from None
     if ldm and float_frames:
         raise ValueError("format_version: LDM files need FormatVersion >= 1.3")
-    mode = "float" if float_frames else "uint16"
-    comp = _compression_kwargs(compression)
-    path = Path(path)
-    n_t = tomo.n_times
-    dz, dy, dx = tomo.voxel_size_um
-    meta = dict(tomo.metadata or {})
-    device = dict(meta.pop("Device", {}) or {})
+    return "float" if float_frames else "uint16"
+
+
+def _write_root_attrs(f, meta: dict, format_version: str) -> None:
+    """The tomogram's scalar metadata, then the TCF root attributes it lacks, then FormatVersion."""
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for k, v in meta.items():
-                if isinstance(v, (str, int, float, np.integer, np.floating)):
-                    _set(f, k, v)
-            defaults = {
-                "SoftwareVersion": f"holo {software_version()}",
-                "CreateDate": now,
-                "RecordingTime": now,
-                "Title": "",
-                "Description": "",
-                "DataID": "",
-                "UniqueID": "",
-                "UserID": "",
-                "DeviceHost": "",
-                "DeviceSerial": "",
-                "DeviceModelType": "",
-            }
-            for k, v in defaults.items():
-                if k not in meta:
-                    _set(f, k, v)
-            _set(f, "FormatVersion", str(format_version))
+    for k, v in meta.items():
+        if isinstance(v, (str, int, float, np.integer, np.floating)):
+            _set(f, k, v)
+    defaults = {
+        "SoftwareVersion": f"holo {software_version()}",
+        "CreateDate": now,
+        "RecordingTime": now,
+        "Title": "",
+        "Description": "",
+        "DataID": "",
+        "UniqueID": "",
+        "UserID": "",
+        "DeviceHost": "",
+        "DeviceSerial": "",
+        "DeviceModelType": "",
+    }
+    for k, v in defaults.items():
+        if k not in meta:
+            _set(f, k, v)
+    _set(f, "FormatVersion", str(format_version))
 
-            g3 = f.create_group("Data/3D")
-            Z, Y, X = tomo.shape_zyx
-            ri_lo, ri_hi = np.inf, -np.inf
-            for t in range(n_t):
-                vol = tomo.frame(t)
-                if not np.all(np.isfinite(vol)):
-                    raise ValidationError(f"frame {t} contains non-finite values", path=tomo.source, item="ri")
-                lo, hi = float(vol.min()), float(vol.max())
-                ri_lo, ri_hi = min(ri_lo, lo), max(ri_hi, hi)
-                ri_min = np.floor(lo * 1e3) / 1e3
-                _write_frame(g3, f"{t:06d}", vol, mode=mode, ldm=ldm, scalar_type=scalar_type, tile_shape=tile_shape, ri_min=ri_min, comp=comp)
-                fr = g3[f"{t:06d}"]
-                if not ldm:
-                    _set(fr, "RIMin", lo)
-                    _set(fr, "RIMax", hi)
-                _set(fr, "Time", float(t * (tomo.time_step_s or 0.0)))
-                for a in "XYZC":
-                    _set(fr, f"Position{a}", 0.0)
-                if progress is not None:
-                    progress(t + 1, n_t)
-            _write_group_attrs(g3, n_t, (Z, Y, X), (dz, dy, dx), tomo.time_step_s)
-            _set(g3, "RIMin", ri_lo)
-            _set(g3, "RIMax", ri_hi)
 
-            if tomo.mip is not None:
-                mip = np.asarray(tomo.mip, dtype=np.float32)
-                mips = mip[None] if mip.ndim == 2 else mip
-                g2 = f.create_group("Data/2DMIP")
-                for t, m in enumerate(mips):
-                    _write_frame(g2, f"{t:06d}", m, mode=mode, ldm=ldm, scalar_type=scalar_type, tile_shape=tile_shape, ri_min=np.floor(float(m.min()) * 1e3) / 1e3, comp=comp)
-                _write_group_attrs(g2, len(mips), (1, Y, X), (dz, dy, dx), tomo.time_step_s)
-                _set(g2, "RIMin", float(mips.min()))
-                _set(g2, "RIMax", float(mips.max()))
+def _write_ri(f, tomo: Tomogram, frame_kw: dict, progress) -> None:
+    """``Data/3D``: one frame per time point, with its RI range, time and position."""
+    g3 = f.create_group("Data/3D")
+    n_t = tomo.n_times
+    ri_lo, ri_hi = np.inf, -np.inf
+    for t in range(n_t):
+        vol = tomo.frame(t)
+        if not np.all(np.isfinite(vol)):
+            raise ValidationError(f"frame {t} contains non-finite values", path=tomo.source, item="ri")
+        lo, hi = float(vol.min()), float(vol.max())
+        ri_lo, ri_hi = min(ri_lo, lo), max(ri_hi, hi)
+        _write_frame(g3, f"{t:06d}", vol, ri_min=np.floor(lo * 1e3) / 1e3, **frame_kw)
+        fr = g3[f"{t:06d}"]
+        if not frame_kw["ldm"]:
+            _set(fr, "RIMin", lo)
+            _set(fr, "RIMax", hi)
+        _set(fr, "Time", float(t * (tomo.time_step_s or 0.0)))
+        for a in "XYZC":
+            _set(fr, f"Position{a}", 0.0)
+        if progress is not None:
+            progress(t + 1, n_t)
+    _write_group_attrs(g3, n_t, tomo.shape_zyx, tomo.voxel_size_um, tomo.time_step_s)
+    _set(g3, "RIMin", ri_lo)
+    _set(g3, "RIMax", ri_hi)
 
-            if tomo.fluorescence:
-                gfl = f.create_group("Data/3DFL")
-                first = None
-                for i, (name, ch) in enumerate(tomo.fluorescence.items()):
-                    m = re.fullmatch(r"CH(\d+)", str(name))
-                    gname = str(name) if m else f"CH{i}"
-                    data = ch.data
-                    gch = gfl.create_group(gname)
-                    n_fl = int(data.shape[0]) if len(data.shape) == 4 else 1
-                    for t in range(n_fl):
-                        vol = data[t] if len(data.shape) == 4 else data
-                        vol = np.asarray(vol.compute() if hasattr(vol, "compute") else vol)
-                        if vol.dtype not in (np.uint8, np.uint16):
-                            if vol.min() < 0 or vol.max() > 65535:
-                                raise ValueError(f"tomo.fluorescence[{name!r}]: values outside uint16")
-                            vol = np.rint(vol).astype(np.uint16)
-                        _write_frame(gch, f"{t:06d}", vol, mode="raw", ldm=ldm, scalar_type=0, tile_shape=tile_shape, ri_min=0.0, comp=comp)
-                    _set(gch, "OffsetZ", float(ch.offset_z_um))
-                    _write_group_attrs(gch, n_fl, tuple(data.shape[-3:]), ch.voxel_size_um, ch.time_step_s)
-                    if first is None:
-                        first = (n_fl, tuple(data.shape[-3:]), ch.voxel_size_um, ch.time_step_s)
-                _write_group_attrs(gfl, *first)
-                _set(gfl, "Channels", len(tomo.fluorescence))
 
-            gd = f.create_group("Info/Device")
-            device.update({"RI": float(tomo.medium_index)})
-            if tomo.wavelength_um is not None:
-                device["Wavelength"] = float(tomo.wavelength_um)
-            device.setdefault("Wavelength", 0.0)
-            device.setdefault("NA", 0.0)
-            device.setdefault("Magnification", 0.0)
-            for k, v in device.items():
-                if isinstance(v, (str, int, float, np.integer, np.floating)):
-                    _set(gd, k, v)
-    return path
+def _write_mip(f, tomo: Tomogram, frame_kw: dict) -> None:
+    """``Data/2DMIP``: the 2D maximum-intensity projection(s)."""
+    mip = np.asarray(tomo.mip, dtype=np.float32)
+    mips = mip[None] if mip.ndim == 2 else mip
+    g2 = f.create_group("Data/2DMIP")
+    for t, m in enumerate(mips):
+        _write_frame(g2, f"{t:06d}", m, ri_min=np.floor(float(m.min()) * 1e3) / 1e3, **frame_kw)
+    _, Y, X = tomo.shape_zyx
+    _write_group_attrs(g2, len(mips), (1, Y, X), tomo.voxel_size_um, tomo.time_step_s)
+    _set(g2, "RIMin", float(mips.min()))
+    _set(g2, "RIMax", float(mips.max()))
+
+
+def _fluorescence_frame(vol, name: str) -> np.ndarray:
+    """One fluorescence volume as uint8/uint16 (other dtypes rounded; must fit uint16)."""
+    vol = np.asarray(vol.compute() if hasattr(vol, "compute") else vol)
+    if vol.dtype not in (np.uint8, np.uint16):
+        if vol.min() < 0 or vol.max() > 65535:
+            raise ValueError(f"tomo.fluorescence[{name!r}]: values outside uint16")
+        vol = np.rint(vol).astype(np.uint16)
+    return vol
+
+
+def _write_fluorescence(f, tomo: Tomogram, *, ldm: bool, tile_shape, comp: dict) -> None:
+    """``Data/3DFL/CHn``: each channel (named CHn when its name is not of that form)."""
+    gfl = f.create_group("Data/3DFL")
+    first = None
+    for i, (name, ch) in enumerate(tomo.fluorescence.items()):
+        gname = str(name) if re.fullmatch(r"CH(\d+)", str(name)) else f"CH{i}"
+        data = ch.data
+        gch = gfl.create_group(gname)
+        n_fl = int(data.shape[0]) if len(data.shape) == 4 else 1
+        for t in range(n_fl):
+            vol = _fluorescence_frame(data[t] if len(data.shape) == 4 else data, name)
+            _write_frame(gch, f"{t:06d}", vol, mode="raw", ldm=ldm, scalar_type=0, tile_shape=tile_shape, ri_min=0.0, comp=comp)
+        _set(gch, "OffsetZ", float(ch.offset_z_um))
+        _write_group_attrs(gch, n_fl, tuple(data.shape[-3:]), ch.voxel_size_um, ch.time_step_s)
+        if first is None:
+            first = (n_fl, tuple(data.shape[-3:]), ch.voxel_size_um, ch.time_step_s)
+    _write_group_attrs(gfl, *first)
+    _set(gfl, "Channels", len(tomo.fluorescence))
+
+
+def _write_device(f, tomo: Tomogram, device: dict) -> None:
+    """``Info/Device``: the tomogram's device metadata with its medium index and wavelength."""
+    gd = f.create_group("Info/Device")
+    device = dict(device, RI=float(tomo.medium_index))
+    if tomo.wavelength_um is not None:
+        device["Wavelength"] = float(tomo.wavelength_um)
+    device.setdefault("Wavelength", 0.0)
+    device.setdefault("NA", 0.0)
+    device.setdefault("Magnification", 0.0)
+    for k, v in device.items():
+        if isinstance(v, (str, int, float, np.integer, np.floating)):
+            _set(gd, k, v)
 
 
 def _write_group_attrs(g, n_frames: int, shape_zyx, voxel_zyx, time_step_s) -> None:

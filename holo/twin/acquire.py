@@ -19,10 +19,11 @@ u is band-limited to the pupil disc of radius ρ = NA/λ (cycles/µm), and the i
 NA is snapped to the phantom grid's frequencies, so u is periodic and band-limited on the
 phantom grid and its Fourier zero-padding onto the finer camera grid of the same field of view
 is exact. The camera records I = |u + r|² with the off-axis reference
-r = a·exp(i 2π (f_x x + f_y y)): I holds the autocorrelation |u|² + a² (disc of radius 2ρ
-at the origin) and the sidebands u·r* and u*·r (discs of radius ρ at ∓f). They are
-separated when |f| ≥ 3ρ and unaliased when each sideband disc fits inside the Nyquist square,
-max(|f_x|, |f_y|) + ρ ≤ 1/(2p) for a camera pixel p (:func:`check_carrier`). The default
+r = a·exp(i 2π (f_y y + f_x x)) of carrier (f_y, f_x) in cycles/µm (Y before X, as everywhere
+in holo): I holds the autocorrelation |u|² + a² (disc of radius 2ρ at the origin) and the
+sidebands u·r* and u*·r (discs of radius ρ at ∓f). They are separated when |f| ≥ 3ρ and
+unaliased when each sideband disc fits inside the Nyquist square, max(|f_y|, |f_x|) + ρ ≤
+1/(2p) for a camera pixel p (``pixel_size_um``, in the sample plane; :func:`check_carrier`). The default
 carrier lies on the diagonal; the default pixel is the largest that satisfies both with a
 guard band of 5 % of ρ (≈ 0.069 µm at NA 1.2, λ 0.532 µm).
 
@@ -38,16 +39,17 @@ from typing import Callable
 import numpy as np
 import scipy.fft as sfft
 
-from holo.conventions import GEOMETRIES, medium_wavenumber
+from holo.conventions import GEOMETRIES
 from holo.model import Acquisition, software_version
-from holo.reconstruction.forward.propagation import angular_spectrum_propagate, frequency_grid, pupil_mask
+from holo.reconstruction.forward import born_fields, bpm_fields, rytov_fields
+from holo.reconstruction.forward.propagation import angular_spectrum_propagate, frequency_grid, pupil_mask, snap_illumination_na
 from holo.threads import fft_workers
 from holo.twin.camera import CameraModel, expose
 from holo.twin.illumination import illumination_pattern, rotation_angles
 
 __all__ = [
     "simulate_acquisition",
-    "default_camera_pixel_um",
+    "default_pixel_size_um",
     "default_carrier",
     "check_carrier",
     "camera_grid",
@@ -100,7 +102,7 @@ def _pupil_radius(objective_na: float, wavelength_um: float) -> float:
     return float(objective_na) / float(wavelength_um)
 
 
-def default_camera_pixel_um(objective_na: float = 1.2, wavelength_um: float = 0.532, *, guard: float = GUARD_FRACTION) -> float:
+def default_pixel_size_um(objective_na: float = 1.2, wavelength_um: float = 0.532, *, guard: float = GUARD_FRACTION) -> float:
     """Largest camera pixel (sample plane, µm) for a diagonal carrier with a guard band.
 
     With ρ = NA/λ and a guard g = ``guard``·ρ, the carrier |f| = 3ρ + g clears the
@@ -115,19 +117,20 @@ def default_camera_pixel_um(objective_na: float = 1.2, wavelength_um: float = 0.
     return 1.0 / (2.0 * (fc / np.sqrt(2.0) + rho + g))
 
 
-def check_carrier(carrier, *, objective_na: float, wavelength_um: float, camera_pixel_um: float) -> None:
-    """Raise ``ValueError`` unless the sidebands of carrier (f_x, f_y) are clean.
+def check_carrier(carrier_cycles_per_um, *, objective_na: float, wavelength_um: float, pixel_size_um: float) -> None:
+    """Raise ``ValueError`` unless the sidebands of the carrier (f_y, f_x) are clean.
 
-    Conditions (ρ = NA/λ, cycles/µm; p the camera pixel): |f| ≥ 3ρ so that the sideband disc
-    (radius ρ at f) does not touch the autocorrelation disc (radius 2ρ at 0); and
-    max(|f_x|, |f_y|) + ρ ≤ 1/(2p) so that both sideband discs lie inside the Nyquist square
-    (no aliasing onto each other or onto the autocorrelation).
+    Conditions (ρ = NA/λ, cycles/µm; p = ``pixel_size_um`` the camera pixel in the sample
+    plane): |f| ≥ 3ρ so that the sideband disc (radius ρ at f) does not touch the
+    autocorrelation disc (radius 2ρ at 0); and max(|f_y|, |f_x|) + ρ ≤ 1/(2p) so that both
+    sideband discs lie inside the Nyquist square (no aliasing onto each other or onto the
+    autocorrelation).
     """
-    f = np.asarray(carrier, dtype=np.float64).reshape(-1)
+    f = np.asarray(carrier_cycles_per_um, dtype=np.float64).reshape(-1)
     if f.size != 2 or not np.all(np.isfinite(f)):
-        raise ValueError(f"carrier must be (f_x, f_y) in cycles/µm, got {carrier!r}")
+        raise ValueError(f"carrier_cycles_per_um must be (f_y, f_x) in cycles/µm, got {carrier_cycles_per_um!r}")
     rho = _pupil_radius(objective_na, wavelength_um)
-    nyq = 0.5 / float(camera_pixel_um)
+    nyq = 0.5 / float(pixel_size_um)
     mag = float(np.hypot(*f))
     tol = 1e-9 * rho
     if mag < 3.0 * rho - tol:
@@ -138,19 +141,20 @@ def check_carrier(carrier, *, objective_na: float, wavelength_um: float, camera_
     edge = float(np.max(np.abs(f))) + rho
     if edge > nyq + tol:
         raise ValueError(
-            f"carrier {tuple(round(v, 4) for v in f)} cycles/µm with pupil radius NA/λ = {rho:.4g} reaches "
-            f"{edge:.4g} cycles/µm, beyond the camera Nyquist 1/(2·{camera_pixel_um:.4g} µm) = {nyq:.4g}: "
-            f"the sideband would alias; use a smaller camera_pixel_um (≤ {default_camera_pixel_um(objective_na, wavelength_um, guard=0):.4g} µm "
+            f"carrier (f_y, f_x) = {tuple(round(v, 4) for v in f)} cycles/µm with pupil radius NA/λ = {rho:.4g} reaches "
+            f"{edge:.4g} cycles/µm, beyond the camera Nyquist 1/(2·{pixel_size_um:.4g} µm) = {nyq:.4g}: "
+            f"the sideband would alias; use a smaller pixel_size_um (≤ {default_pixel_size_um(objective_na, wavelength_um, guard=0):.4g} µm "
             f"for a diagonal carrier)"
         )
 
 
-def default_carrier(objective_na: float, wavelength_um: float, camera_pixel_um: float, frame_shape_yx=None, *, guard: float = GUARD_FRACTION) -> tuple[float, float]:
-    """Diagonal carrier (f_x, f_y) in cycles/µm, midway in its allowed range.
+def default_carrier(objective_na: float, wavelength_um: float, pixel_size_um: float, frame_shape_yx=None, *, guard: float = GUARD_FRACTION) -> tuple[float, float]:
+    """Diagonal carrier (f_y, f_x) in cycles/µm, midway in its allowed range.
 
-    The allowed magnitudes along the diagonal are [3ρ + g, √2 (1/(2p) − ρ − g)]; the middle is
-    taken, then, when ``frame_shape_yx`` is given, each component is rounded to the nearest
-    frequency of the camera's FFT grid (k / (N p)), so the reference is periodic on the frame.
+    The allowed magnitudes along the diagonal are [3ρ + g, √2 (1/(2p) − ρ − g)] (p =
+    ``pixel_size_um``); the middle is taken, then, when ``frame_shape_yx`` is given, each
+    component is rounded to the nearest frequency of the camera's FFT grid (k / (N p)), so
+    the reference is periodic on the frame.
 
     Raises
     ------
@@ -159,81 +163,83 @@ def default_carrier(objective_na: float, wavelength_um: float, camera_pixel_um: 
     """
     rho = _pupil_radius(objective_na, wavelength_um)
     g = guard * rho
-    nyq = 0.5 / float(camera_pixel_um)
+    p = float(pixel_size_um)
+    nyq = 0.5 / p
     lo, hi = 3.0 * rho + g, np.sqrt(2.0) * (nyq - rho - g)
     if hi < lo:
         lo, hi = 3.0 * rho, np.sqrt(2.0) * (nyq - rho)
     if hi < lo:
         raise ValueError(
-            f"camera_pixel_um {camera_pixel_um:.4g} µm is too coarse for an off-axis hologram at NA {objective_na}, "
+            f"pixel_size_um {p:.4g} µm is too coarse for an off-axis hologram at NA {objective_na}, "
             f"λ {wavelength_um} µm: any carrier clear of the autocorrelation would alias; use ≤ "
-            f"{default_camera_pixel_um(objective_na, wavelength_um, guard=0):.4g} µm"
+            f"{default_pixel_size_um(objective_na, wavelength_um, guard=0):.4g} µm"
         )
     comp = 0.5 * (lo + hi) / np.sqrt(2.0)
     f = np.array([comp, comp])
     if frame_shape_yx is not None:
         ny, nx = (int(s) for s in frame_shape_yx)
-        f = np.array([np.round(comp * nx * camera_pixel_um) / (nx * camera_pixel_um), np.round(comp * ny * camera_pixel_um) / (ny * camera_pixel_um)])
-    check_carrier(f, objective_na=objective_na, wavelength_um=wavelength_um, camera_pixel_um=camera_pixel_um)
+        f = np.array([np.round(comp * ny * pixel_size_um) / (ny * pixel_size_um), np.round(comp * nx * pixel_size_um) / (nx * pixel_size_um)])
+    check_carrier(f, objective_na=objective_na, wavelength_um=wavelength_um, pixel_size_um=pixel_size_um)
     return float(f[0]), float(f[1])
 
 
-def camera_grid(fov_yx_um, camera_pixel_um: float | None = None, *, objective_na: float = 1.2, wavelength_um: float = 0.532) -> tuple[tuple[int, int], float]:
+def camera_grid(fov_yx_um, pixel_size_um: float | None = None, *, objective_na: float = 1.2, wavelength_um: float = 0.532) -> tuple[tuple[int, int], float]:
     """Camera frame shape and pixel that tile a field of view exactly.
 
     Parameters
     ----------
     fov_yx_um : (float, float)
         Field of view (Y, X) in µm (the phantom's lateral extent N·d).
-    camera_pixel_um : float, optional
-        Requested pixel; must divide both extents. ``None`` takes the largest pixel
-        ≤ :func:`default_camera_pixel_um` that divides both.
+    pixel_size_um : float, optional
+        Requested camera pixel in the sample plane; must divide both extents. ``None`` takes
+        the largest pixel ≤ :func:`default_pixel_size_um` that divides both.
 
     Returns
     -------
-    ((M_y, M_x), pixel_um)
+    ((M_y, M_x), pixel_size_um)
     """
     fy_um, fx_um = _pair(fov_yx_um, "fov_yx_um")
-    if camera_pixel_um is not None:
-        p = float(camera_pixel_um)
+    if pixel_size_um is not None:
+        p = float(pixel_size_um)
         if not (np.isfinite(p) and p > 0):
-            raise ValueError(f"camera_pixel_um must be positive, got {camera_pixel_um}")
+            raise ValueError(f"pixel_size_um must be positive, got {pixel_size_um}")
         my, mx = fy_um / p, fx_um / p
         if abs(my - round(my)) > 1e-6 * my or abs(mx - round(mx)) > 1e-6 * mx:
             raise ValueError(
-                f"camera_pixel_um {p} µm does not tile the field of view {fy_um:.6g} × {fx_um:.6g} µm "
+                f"pixel_size_um {p} µm does not tile the field of view {fy_um:.6g} × {fx_um:.6g} µm "
                 f"({my:.4f} × {mx:.4f} pixels); choose it so both are integers"
             )
         return (int(round(my)), int(round(mx))), p
-    target = default_camera_pixel_um(objective_na, wavelength_um)
+    target = default_pixel_size_um(objective_na, wavelength_um)
     start = int(np.ceil(fx_um / target - 1e-9))
     ratio = fy_um / fx_um
     for mx in range(start, 8 * start + 8):
         my = ratio * mx
         if abs(my - round(my)) <= 1e-6 * max(my, 1.0):
             return (int(round(my)), mx), fx_um / mx
-    raise ValueError(f"no camera pixel ≤ {target:.4g} µm tiles the field of view {fy_um:.6g} × {fx_um:.6g} µm; pass camera_pixel_um")
+    raise ValueError(f"no camera pixel ≤ {target:.4g} µm tiles the field of view {fy_um:.6g} × {fx_um:.6g} µm; pass pixel_size_um")
 
 
-def phantom_grid_for_frame(frame_shape_yx, *, voxel_um: float = 0.2, camera_pixel_um: float | None = None, objective_na: float = 1.2, wavelength_um: float = 0.532) -> tuple[tuple[int, int], float, float]:
+def phantom_grid_for_frame(frame_shape_yx, *, voxel_size_um: float = 0.2, pixel_size_um: float | None = None, objective_na: float = 1.2, wavelength_um: float = 0.532) -> tuple[tuple[int, int], float, float]:
     """Phantom lateral grid (N_y, N_x) and voxel that image onto a camera frame of given shape.
 
-    The field of view is M·p (p = ``camera_pixel_um`` or :func:`default_camera_pixel_um`).
-    With g = gcd(M_y, M_x), lateral grids N = (M/g)·t for an integer t share the isotropic
-    voxel p·g/t; t is the smallest value giving a voxel ≤ ``voxel_um`` and FFT-friendly N.
+    The field of view is M·p (p = ``pixel_size_um``, the camera pixel in the sample plane, or
+    :func:`default_pixel_size_um`). With g = gcd(M_y, M_x), lateral grids N = (M/g)·t for an
+    integer t share the isotropic voxel p·g/t; t is the smallest value giving a voxel
+    ≤ ``voxel_size_um`` (the largest voxel allowed) and FFT-friendly N.
 
     Returns
     -------
-    ((N_y, N_x), lateral_voxel_um, camera_pixel_um)
+    ((N_y, N_x), lateral voxel_size_um, pixel_size_um)
     """
     my, mx = (int(s) for s in frame_shape_yx)
     if my < 8 or mx < 8:
         raise ValueError(f"frame shape must be at least 8 × 8 pixels, got {frame_shape_yx}")
-    if not voxel_um > 0:
-        raise ValueError(f"voxel_um must be positive, got {voxel_um}")
-    p = default_camera_pixel_um(objective_na, wavelength_um) if camera_pixel_um is None else float(camera_pixel_um)
+    if not voxel_size_um > 0:
+        raise ValueError(f"voxel_size_um must be positive, got {voxel_size_um}")
+    p = default_pixel_size_um(objective_na, wavelength_um) if pixel_size_um is None else float(pixel_size_um)
     g = int(np.gcd(my, mx))
-    t = max(1, int(np.ceil(p * g / voxel_um - 1e-9)))
+    t = max(1, int(np.ceil(p * g / voxel_size_um - 1e-9)))
     for tt in range(t, 2 * t + 2):
         ny, nx = (my // g) * tt, (mx // g) * tt
         if sfft.next_fast_len(ny) == ny and sfft.next_fast_len(nx) == nx:
@@ -318,10 +324,10 @@ def fourier_resample(field, shape_yx) -> np.ndarray:
     return out.astype(np.complex64, copy=False)
 
 
-def reference_wave(shape_yx, pixel_size_um: float, carrier, amplitude: float = 1.0) -> np.ndarray:
-    """Off-axis reference r = a·exp(i 2π (f_x x + f_y y)) with carrier (f_x, f_y) in cycles/µm."""
+def reference_wave(shape_yx, pixel_size_um: float, carrier_cycles_per_um, amplitude: float = 1.0) -> np.ndarray:
+    """Off-axis reference r = a·exp(i 2π (f_y y + f_x x)) with carrier (f_y, f_x) in cycles/µm."""
     y, x = _coords(shape_yx, pixel_size_um)
-    f_x, f_y = (float(v) for v in np.asarray(carrier, dtype=np.float64).reshape(2))
+    f_y, f_x = (float(v) for v in np.asarray(carrier_cycles_per_um, dtype=np.float64).reshape(2))
     r = float(amplitude) * np.exp(2j * np.pi * f_y * y) * np.exp(2j * np.pi * f_x * x)
     return r.astype(np.complex64)
 
@@ -384,39 +390,20 @@ def drift_shifts(n_frames: int, drift_um: float, rng) -> np.ndarray:
 
 
 # -- the acquisition ---------------------------------------------------------------------------
-def _forward(name: str):
-    import holo.reconstruction.forward as fwd
-
-    return {"bpm": fwd.bpm_fields, "born": fwd.born_fields, "rytov": fwd.rytov_fields}[name]
+_FORWARD_MODELS = {"bpm": bpm_fields, "born": born_fields, "rytov": rytov_fields}
 
 
-def _snap_na(illumination_na, shape_yx, voxel_yx, *, wavelength_um):
-    from holo.reconstruction.forward.bpm import snap_illumination_na
-
-    return snap_illumination_na(illumination_na, shape_yx, voxel_yx, wavelength_um)
+def _forward(name: str) -> Callable:
+    """The forward model ``name`` of :mod:`holo.reconstruction.forward`."""
+    return _FORWARD_MODELS[name]
 
 
 def simulate_acquisition(
-    phantom,
-    *,
-    geometry: str = "illumination-scan",
-    n_angles: int | None = None,
-    condenser_na: float = 1.1,
-    objective_na: float = 1.2,
-    wavelength_um: float = 0.532,
-    camera_pixel_um: float | None = None,
-    carrier=None,
-    reference_ratio: float = 1.0,
-    camera: CameraModel | None = None,
-    drift_um: float = 0.0,
-    defocus_um: float = 0.0,
-    fringes: float = 0.0,
-    pattern: str = "spiral",
-    rotation_span_rad: float = np.pi,
-    rotation_axis: str = "y",
-    forward: str = "bpm",
-    seed: int = 0,
-    progress: Callable | None = None,
+    phantom, *, geometry: str = "illumination-scan", n_angles: int | None = None, condenser_na: float = 1.1,
+    objective_na: float = 1.2, wavelength_um: float = 0.532, pixel_size_um: float | None = None, carrier_cycles_per_um=None,
+    reference_ratio: float = 1.0, camera: CameraModel | None = None, drift_um: float = 0.0, defocus_um: float = 0.0,
+    fringes: float = 0.0, pattern: str = "spiral", rotation_span_rad: float = np.pi, rotation_axis: str = "y",
+    forward: str = "bpm", seed: int = 0, progress: Callable | None = None,
 ) -> Acquisition:
     """Simulate the raw holograms and backgrounds of a phantom, as an instrument would record them.
 
@@ -428,26 +415,23 @@ def simulate_acquisition(
     geometry : {"illumination-scan", "sample-rotation"}
     n_angles : int, optional
         Frames; 49 for illumination scan, 60 for sample rotation when ``None``.
-    condenser_na : float
-        Largest illumination NA (illumination scan), < ``objective_na``.
-    objective_na : float
-        Detection NA (< medium index).
+    condenser_na, objective_na : float
+        Largest illumination NA (illumination scan) < detection NA < medium index.
     wavelength_um : float
         Vacuum wavelength λ.
-    camera_pixel_um : float, optional
-        Camera pixel in the sample plane; must tile the phantom's field of view (see
-        :func:`camera_grid`). ``None``: the largest allowed by the optics.
-    carrier : (f_x, f_y) cycles/µm, optional
-        Reference carrier; ``None``: :func:`default_carrier` on the camera grid.
-        Checked with :func:`check_carrier`.
+    pixel_size_um : float, optional
+        Camera pixel in the sample plane (the acquisition's ``pixel_size_um``); must tile the
+        phantom's field of view (:func:`camera_grid`). ``None``: the largest the optics allow.
+    carrier_cycles_per_um : (f_y, f_x) cycles/µm, optional
+        Reference carrier; ``None``: :func:`default_carrier` on the camera grid. Checked with
+        :func:`check_carrier`.
     reference_ratio : float
         Reference amplitude over illumination amplitude, a = |r|/|u_in|.
     camera : CameraModel, optional
         Sensor; ``CameraModel()`` when ``None``.
-    drift_um : float
-        RMS lateral sample displacement between consecutive frames (random walk), µm.
-    defocus_um : float
-        Camera focal plane offset Δz (µm, +z downstream): the field is propagated by Δz.
+    drift_um, defocus_um : float
+        RMS lateral sample displacement between consecutive frames (random walk), µm; camera
+        focal plane offset Δz (µm, +z downstream): the field is propagated by Δz.
     fringes : float
         Amplitude ε of the fixed parasitic pattern (:func:`parasitic_transmittance`), 0 = off.
     pattern : {"spiral", "rings"}
@@ -465,26 +449,57 @@ def simulate_acquisition(
     -------
     Acquisition
         ``holograms`` and ``background`` (A, M_y, M_x) in the camera's dtype, the snapped
-        ``illumination_na`` (or ``angles``), simulation parameters in ``metadata`` and
-        ``ground_truth = phantom.ground_truth()``.
+        ``illumination_na`` (or ``angles``), simulation parameters in ``metadata`` (among them
+        ``carrier_cycles_per_um`` = [f_y, f_x]) and ``ground_truth = phantom.ground_truth()``.
 
     Raises
     ------
     ValueError
         Inconsistent optics (NA order, carrier, pixel, phantom sampling) or arguments.
     """
+    ri, vs, n_m = _checked_phantom(phantom, geometry=geometry, forward=forward)
+    optics = {"objective_na": float(objective_na), "wavelength_um": float(wavelength_um), "medium_index": n_m}
+    _check_optics(vs, geometry=geometry, condenser_na=condenser_na, reference_ratio=reference_ratio, defocus_um=defocus_um, **optics)
+    camera = CameraModel() if camera is None else camera
+    n_angles = int((49 if geometry == "illumination-scan" else 60) if n_angles is None else n_angles)
+    # detection geometry (validated before the expensive forward model)
+    shape_c, pix, carrier = _detection(ri.shape[1:], vs, pixel_size_um, carrier_cycles_per_um, objective_na=optics["objective_na"],
+                                       wavelength_um=optics["wavelength_um"])
+    na, angles = _views(geometry, n_angles, ri.shape[1:], vs, condenser_na=condenser_na, pattern=pattern,
+                        rotation_span_rad=rotation_span_rad, **optics)
+    fields = _object_fields(ri, vs, forward, na, angles, rotation_axis=rotation_axis, progress=progress, **optics)
+    holograms, background, shifts = _record(fields, na, vs, shape_c, pix, carrier, optics, reference_ratio=reference_ratio,
+                                            camera=camera, drift_um=drift_um, defocus_um=defocus_um, fringes=fringes,
+                                            seed=seed, progress=progress)
+    metadata = _metadata(phantom, ri, vs, carrier, camera, shifts, geometry=geometry, forward=forward, seed=seed,
+                         reference_ratio=reference_ratio, drift_um=drift_um, defocus_um=defocus_um, fringes=fringes,
+                         condenser_na=condenser_na, pattern=pattern, rotation_span_rad=rotation_span_rad)
+    return Acquisition(
+        geometry=geometry, pixel_size_um=pix, holograms=holograms, background=background, illumination_na=na,
+        angles=angles, rotation_axis=rotation_axis, metadata=metadata, ground_truth=phantom.ground_truth(), **optics,
+    )
+
+
+def _checked_phantom(phantom, *, geometry: str, forward: str) -> tuple[np.ndarray, tuple[float, float, float], float]:
+    """(ri float32 (Z, Y, X), voxel_size_um (dz, dy, dx), medium_index) of a phantom, with the
+    geometry and forward-model names checked."""
     if geometry not in GEOMETRIES:
         raise ValueError(f"geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
-    if forward not in ("bpm", "born", "rytov"):
+    if forward not in _FORWARD_MODELS:
         raise ValueError(f"forward must be 'bpm', 'born' or 'rytov', got {forward!r}")
     ri = np.asarray(phantom.ri, dtype=np.float32)
     if ri.ndim != 3:
         raise ValueError(f"phantom.ri must be (Z, Y, X), got shape {ri.shape}")
     vs = tuple(float(v) for v in phantom.voxel_size_um)
-    n_m = float(phantom.medium_index)
-    objective_na, wavelength_um = float(objective_na), float(wavelength_um)
-    if not (0 < objective_na < n_m):
-        raise ValueError(f"objective_na must be in (0, medium index {n_m}), got {objective_na}")
+    return ri, vs, float(phantom.medium_index)
+
+
+def _check_optics(voxel_size_um, *, geometry: str, condenser_na: float, objective_na: float, wavelength_um: float,
+                  medium_index: float, reference_ratio: float, defocus_um: float) -> None:
+    """Raise ``ValueError`` unless NA_condenser < NA_objective < n_m, λ is a vacuum wavelength
+    in µm, a > 0, Δz is finite and the phantom's lateral voxel d ≤ λ/(2 NA) samples the pupil."""
+    if not (0 < objective_na < medium_index):
+        raise ValueError(f"objective_na must be in (0, medium index {medium_index}), got {objective_na}")
     if not (0.1 < wavelength_um < 20):
         raise ValueError(f"wavelength_um must be a vacuum wavelength in µm, got {wavelength_um}")
     if geometry == "illumination-scan" and not (0 < condenser_na < objective_na):
@@ -496,82 +511,110 @@ def simulate_acquisition(
     if not np.isfinite(defocus_um):
         raise ValueError(f"defocus_um must be finite, got {defocus_um}")
     rho = _pupil_radius(objective_na, wavelength_um)
-    shape_p = ri.shape[1:]
-    vox_yx = (vs[1], vs[2])
-    if max(vox_yx) > 0.5 / rho:
+    d = max(voxel_size_um[1], voxel_size_um[2])
+    if d > 0.5 / rho:
+        raise ValueError(f"phantom lateral voxel {d:.4g} µm is too coarse to sample the pupil: needs ≤ λ/(2·NA) = {0.5 / rho:.4g} µm")
+
+
+def _detection(shape_yx, voxel_size_um, pixel_size_um, carrier_cycles_per_um, *, objective_na: float, wavelength_um: float):
+    """Camera frame (M_y, M_x), pixel p and carrier (f_y, f_x) for the phantom's field of view
+    N·d: the carrier is :func:`default_carrier` when ``None``, else checked."""
+    fov = (shape_yx[0] * voxel_size_um[1], shape_yx[1] * voxel_size_um[2])
+    shape_c, pix = camera_grid(fov, pixel_size_um, objective_na=objective_na, wavelength_um=wavelength_um)
+    if carrier_cycles_per_um is None:
+        carrier_cycles_per_um = default_carrier(objective_na, wavelength_um, pix, shape_c)
+    else:
+        check_carrier(carrier_cycles_per_um, objective_na=objective_na, wavelength_um=wavelength_um, pixel_size_um=pix)
+    carrier = tuple(float(v) for v in np.asarray(carrier_cycles_per_um, dtype=np.float64).reshape(2))
+    return shape_c, pix, carrier
+
+
+def _views(geometry: str, n_angles: int, shape_yx, voxel_size_um, *, condenser_na: float, pattern: str, medium_index: float,
+           objective_na: float, wavelength_um: float, rotation_span_rad: float):
+    """(illumination_na (A, 2) snapped to the phantom grid, None) for an illumination scan,
+    (None, angles (A,)) for sample rotation."""
+    if geometry != "illumination-scan":
+        return None, rotation_angles(n_angles, rotation_span_rad)
+    vox_yx = (voxel_size_um[1], voxel_size_um[2])
+    na = illumination_pattern(n_angles, condenser_na, pattern, medium_index)
+    na = np.asarray(snap_illumination_na(na, shape_yx, vox_yx, wavelength_um), dtype=np.float64)
+    if np.hypot(na[:, 0], na[:, 1]).max() >= objective_na:
+        fov = (shape_yx[0] * vox_yx[0], shape_yx[1] * vox_yx[1])
         raise ValueError(
-            f"phantom lateral voxel {max(vox_yx):.4g} µm is too coarse to sample the pupil: needs ≤ λ/(2·NA) = {0.5 / rho:.4g} µm"
+            f"condenser_na {condenser_na} snapped to the phantom grid (NA step λ/FOV = {wavelength_um / min(fov):.3g}) "
+            f"reaches the objective NA {objective_na}: lower condenser_na or enlarge the phantom's field of view"
         )
-    camera = CameraModel() if camera is None else camera
-    if n_angles is None:
-        n_angles = 49 if geometry == "illumination-scan" else 60
-    n_angles = int(n_angles)
+    return na, None
 
-    # detection geometry (validated before the expensive forward model)
-    fov = (shape_p[0] * vox_yx[0], shape_p[1] * vox_yx[1])
-    shape_c, pix = camera_grid(fov, camera_pixel_um, objective_na=objective_na, wavelength_um=wavelength_um)
-    if carrier is None:
-        carrier = default_carrier(objective_na, wavelength_um, pix, shape_c)
-    else:
-        check_carrier(carrier, objective_na=objective_na, wavelength_um=wavelength_um, camera_pixel_um=pix)
-    carrier = tuple(float(v) for v in np.asarray(carrier, dtype=np.float64).reshape(2))
 
-    if geometry == "illumination-scan":
-        na = illumination_pattern(n_angles, condenser_na, pattern, n_m)
-        na = np.asarray(_snap_na(na, shape_p, vox_yx, wavelength_um=wavelength_um), dtype=np.float64)
-        if np.hypot(na[:, 0], na[:, 1]).max() >= objective_na:
-            raise ValueError(
-                f"condenser_na {condenser_na} snapped to the phantom grid (NA step λ/FOV = {wavelength_um / min(fov):.3g}) "
-                f"reaches the objective NA {objective_na}: lower condenser_na or enlarge the phantom's field of view"
-            )
-        angles = None
-    else:
-        na = None
-        angles = rotation_angles(n_angles, rotation_span_rad)
-
-    total = 2 * n_angles
+def _object_fields(ri, voxel_size_um, forward: str, na, angles, *, medium_index: float, objective_na: float, wavelength_um: float,
+                   rotation_axis: str, progress: Callable | None) -> np.ndarray:
+    """u/u0 (A, N_y, N_x) in the focal plane from the forward model; its progress counts the
+    first A of the 2A steps of the acquisition."""
+    n_angles = len(na) if na is not None else len(angles)
 
     def fwd_progress(*args, **kwargs):
         if progress is not None and args:
-            progress(min(int(args[0]), n_angles), total, note="forward model")
+            progress(min(int(args[0]), n_angles), 2 * n_angles, note="forward model")
 
     fields = _forward(forward)(
-        ri, vs, wavelength_um=wavelength_um, medium_index=n_m, objective_na=objective_na,
+        ri, voxel_size_um, wavelength_um=wavelength_um, medium_index=medium_index, objective_na=objective_na,
         illumination_na=na, angles=angles, rotation_axis=rotation_axis, progress=fwd_progress,
     )
     fields = np.asarray(fields)
-    if fields.shape != (n_angles, *shape_p):
-        raise ValueError(f"forward model returned shape {fields.shape}, expected {(n_angles, *shape_p)}")
+    if fields.shape != (n_angles, *ri.shape[1:]):
+        raise ValueError(f"forward model returned shape {fields.shape}, expected {(n_angles, *ri.shape[1:])}")
+    return fields
 
-    ss = np.random.SeedSequence(int(seed))
-    rng_drift, rng_fringe, rng_sample, rng_bg = (np.random.default_rng(s) for s in ss.spawn(4))
+
+def _record(fields, na, voxel_size_um, shape_c, pixel_size_um: float, carrier, optics: dict, *, reference_ratio: float,
+            camera: CameraModel, drift_um: float, defocus_um: float, fringes: float, seed: int, progress: Callable | None):
+    """Holograms and backgrounds (A, M_y, M_x) of the fields u/u0, with the drift shifts (A, 2).
+
+    The seed spawns four streams: drift, parasitic pattern, sample-frame and background-frame
+    camera noise. Each frame is :func:`_camera_pair` then :func:`holo.twin.camera.expose` of
+    I·1/(1 + a²) (sample-free hologram mean → 1)."""
+    n_angles, shape_p = fields.shape[0], fields.shape[1:]
+    vox_yx = (voxel_size_um[1], voxel_size_um[2])
+    rng_drift, rng_fringe, rng_sample, rng_bg = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4))
     shifts = drift_shifts(n_angles, drift_um, rng_drift) if drift_um > 0 else np.zeros((n_angles, 2))
-    t = parasitic_transmittance(shape_p, vox_yx, fringes, rng_fringe, objective_na=objective_na, wavelength_um=wavelength_um) if fringes > 0 else None
-    ref = reference_wave(shape_c, pix, carrier, reference_ratio)
-    pupil = _pupil_mask(shape_p, vox_yx, objective_na, wavelength_um)
-    scale = np.float32((shape_c[0] * shape_c[1]) / (shape_p[0] * shape_p[1]))
+    t = parasitic_transmittance(shape_p, vox_yx, fringes, rng_fringe, objective_na=optics["objective_na"], wavelength_um=optics["wavelength_um"]) if fringes > 0 else None
+    ref = reference_wave(shape_c, pixel_size_um, carrier, reference_ratio)
+    pupil = _pupil_mask(shape_p, vox_yx, optics["objective_na"], optics["wavelength_um"])
     norm = np.float32(1.0 / (1.0 + reference_ratio**2))  # sample-free hologram mean → 1
-
     holograms = np.empty((n_angles, *shape_c), dtype=camera.dtype)
     background = np.empty_like(holograms)
     for a in range(n_angles):
-        uu0 = fields[a].astype(np.complex64)
-        if drift_um > 0:
-            uu0 = fourier_shift(uu0, shifts[a], vox_yx)
-        u_in = plane_wave(shape_p, vox_yx, na[a], wavelength_um) if na is not None else np.ones(shape_p, np.complex64)
-        pair = np.stack([uu0 * u_in, u_in])
-        if defocus_um != 0:
-            pair = angular_spectrum_propagate(pair, defocus_um, vox_yx, wavelength_um, n_m)
-        if t is not None:
-            pair *= t
-        spec = sfft.fft2(pair, workers=fft_workers()) * pupil
-        cam = sfft.ifft2(_resample_spectrum(spec, shape_c), workers=fft_workers()).astype(np.complex64, copy=False)
-        cam *= scale
+        uu0 = fourier_shift(fields[a].astype(np.complex64), shifts[a], vox_yx) if drift_um > 0 else fields[a].astype(np.complex64)
+        u_in = plane_wave(shape_p, vox_yx, na[a], optics["wavelength_um"]) if na is not None else np.ones(shape_p, np.complex64)
+        cam = _camera_pair(uu0, u_in, vox_yx, shape_c, t, pupil, defocus_um=defocus_um, wavelength_um=optics["wavelength_um"],
+                           medium_index=optics["medium_index"])
         holograms[a] = expose(hologram_intensity(cam[0], ref) * norm, camera, rng_sample)
         background[a] = expose(hologram_intensity(cam[1], ref) * norm, camera, rng_bg)
         if progress is not None:
-            progress(n_angles + a + 1, total, note="holograms")
+            progress(n_angles + a + 1, 2 * n_angles, note="holograms")
+    return holograms, background, shifts
 
+
+def _camera_pair(uu0, u_in, voxel_yx, shape_c, transmittance, pupil, *, defocus_um: float, wavelength_um: float, medium_index: float) -> np.ndarray:
+    """The sample and sample-free fields (2, M_y, M_x) on the camera grid:
+    P{ t · D_Δz{ (u/u0)·u_in, u_in } } resampled from the phantom grid (N_y, N_x) onto
+    the camera grid with the amplitude kept (factor M_y M_x / (N_y N_x)); complex64."""
+    pair = np.stack([uu0 * u_in, u_in])
+    if defocus_um != 0:
+        pair = angular_spectrum_propagate(pair, defocus_um, voxel_yx, wavelength_um, medium_index)
+    if transmittance is not None:
+        pair *= transmittance
+    spec = sfft.fft2(pair, workers=fft_workers()) * pupil
+    cam = sfft.ifft2(_resample_spectrum(spec, shape_c), workers=fft_workers()).astype(np.complex64, copy=False)
+    cam *= np.float32((shape_c[0] * shape_c[1]) / (uu0.shape[-2] * uu0.shape[-1]))
+    return cam
+
+
+def _metadata(phantom, ri, voxel_size_um, carrier, camera: CameraModel, shifts, *, geometry: str, forward: str, seed: int,
+              reference_ratio: float, drift_um: float, defocus_um: float, fringes: float, condenser_na: float, pattern: str,
+              rotation_span_rad: float) -> dict:
+    """Simulation parameters recorded in ``Acquisition.metadata``."""
     metadata = {
         "simulated": True,
         "simulator": "holo.twin.acquire.simulate_acquisition",
@@ -580,8 +623,8 @@ def simulate_acquisition(
         "seed": int(seed),
         "phantom_kind": str(getattr(phantom, "kind", "") or ""),
         "phantom_shape_zyx": [int(s) for s in ri.shape],
-        "phantom_voxel_size_um": [float(v) for v in vs],
-        "carrier_cpum": [carrier[0], carrier[1]],
+        "phantom_voxel_size_um": [float(v) for v in voxel_size_um],
+        "carrier_cycles_per_um": [carrier[0], carrier[1]],
         "reference_ratio": float(reference_ratio),
         "camera": json.dumps(camera.to_dict()),
         "drift_um": float(drift_um),
@@ -593,17 +636,4 @@ def simulate_acquisition(
         metadata.update({"condenser_na": float(condenser_na), "illumination_pattern": pattern})
     else:
         metadata["rotation_span_rad"] = float(rotation_span_rad)
-    return Acquisition(
-        geometry=geometry,
-        wavelength_um=wavelength_um,
-        pixel_size_um=pix,
-        medium_index=n_m,
-        objective_na=objective_na,
-        holograms=holograms,
-        background=background,
-        illumination_na=na,
-        angles=angles,
-        rotation_axis=rotation_axis,
-        metadata=metadata,
-        ground_truth=phantom.ground_truth(),
-    )
+    return metadata

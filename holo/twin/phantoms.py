@@ -1004,6 +1004,37 @@ def _default_n_cells(kind: str, grid: _Grid) -> int:
     return max(1, int(round(_COVERAGE[kind] * area / _FOOTPRINT_UM2[kind])))
 
 
+def _class_weights(kind: str, classes) -> tuple[tuple[str, ...], np.ndarray]:
+    """Classes a phantom of ``kind`` draws from and their (unnormalised) probabilities:
+    ``classes`` equally likely when given (checked against ``kind``), else the family's
+    classes equally likely, or for ``"mixed"`` each family's weight shared among its classes."""
+    if classes is not None:
+        allowed = tuple(dict.fromkeys(str(c) for c in ([classes] if isinstance(classes, str) else classes)))
+        if not allowed:
+            raise ValueError("classes: must name at least one class")
+        for c in allowed:
+            if c not in CELL_CLASSES:
+                raise ValueError(f"classes: {c!r} is not one of {', '.join(CELL_CLASSES)}")
+            if kind != "mixed" and FAMILY_OF[c] != kind:
+                raise ValueError(f"classes: {c!r} is not a {kind!r} class")
+        return allowed, np.full(len(allowed), 1.0 / len(allowed))
+    if kind == "mixed":
+        return CELL_CLASSES, np.array([_MIXED_WEIGHTS[FAMILY_OF[c]] / len(_FAMILIES[FAMILY_OF[c]]) for c in CELL_CLASSES])
+    allowed = _FAMILIES[kind]
+    return allowed, np.full(len(allowed), 1.0 / len(allowed))
+
+
+def _cell_count(kind: str, grid: _Grid, n_cells) -> tuple[int, bool]:
+    """(number of cells, whether it was given explicitly): :func:`_default_n_cells` when
+    ``n_cells`` is None."""
+    if n_cells is None:
+        return _default_n_cells(kind, grid), False
+    n = int(n_cells)
+    if n < 0:
+        raise ValueError(f"n_cells: must be >= 0, got {n_cells!r}")
+    return n, True
+
+
 # ----------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------
@@ -1057,30 +1088,8 @@ def make_phantom(
         seed_seq = np.random.SeedSequence(int(seed))
     except (TypeError, ValueError):
         raise ValueError(f"seed: must be a non-negative integer, got {seed!r}") from None
-    if classes is not None:
-        allowed = tuple(dict.fromkeys(str(c) for c in ([classes] if isinstance(classes, str) else classes)))
-        if not allowed:
-            raise ValueError("classes: must name at least one class")
-        for c in allowed:
-            if c not in CELL_CLASSES:
-                raise ValueError(f"classes: {c!r} is not one of {', '.join(CELL_CLASSES)}")
-            if kind != "mixed" and FAMILY_OF[c] != kind:
-                raise ValueError(f"classes: {c!r} is not a {kind!r} class")
-        weights = np.full(len(allowed), 1.0 / len(allowed))
-    elif kind == "mixed":
-        allowed = CELL_CLASSES
-        weights = np.array([_MIXED_WEIGHTS[FAMILY_OF[c]] / len(_FAMILIES[FAMILY_OF[c]]) for c in allowed])
-    else:
-        allowed = _FAMILIES[kind]
-        weights = np.full(len(allowed), 1.0 / len(allowed))
-    if n_cells is None:
-        n = _default_n_cells(kind, grid)
-        explicit = False
-    else:
-        n = int(n_cells)
-        if n < 0:
-            raise ValueError(f"n_cells: must be >= 0, got {n_cells!r}")
-        explicit = True
+    allowed, weights = _class_weights(kind, classes)
+    n, explicit = _cell_count(kind, grid, n_cells)
 
     rng_main, rng_cells, rng_tex = (np.random.default_rng(s) for s in seed_seq.spawn(3))
     names = _draw_classes(rng_main, allowed, weights / weights.sum(), n)

@@ -7,8 +7,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLi
 from holo.napari._layers import tomogram_layers
 from holo.napari._widgets._common import LayerCombo, holo_kind
 from holo.napari._widgets._task import attach_task_layout
-
-METHODS = ("rytov", "born", "gp", "tv", "bpm")
+from holo.reconstruction.methods import METHODS
 
 
 class ReconstructWidget(QWidget):
@@ -26,6 +25,7 @@ class ReconstructWidget(QWidget):
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit)
         path_row.addWidget(browse)
+
         self.method = QComboBox()
         self.method.addItems(METHODS)
         self.method.setCurrentText("gp")  # what the shipped U-Net is trained on

@@ -7,6 +7,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
 from holo.napari._layers import image_layer_to_tomogram, labels_layer
 from holo.napari._widgets._common import LayerCombo, is_ri_image
 from holo.napari._widgets._task import attach_task_layout
+from holo.segmentation import METHODS
 
 
 class SegmentWidget(QWidget):
@@ -22,7 +23,7 @@ class SegmentWidget(QWidget):
         from holo.segmentation.infer import unet_names
 
         self.method = QComboBox()
-        self.method.addItems(unet_names() + ["classic"])
+        self.method.addItems(unet_names() + [m for m in METHODS if m != "unet"])
         self.method.setCurrentText("unet")
         form = QFormLayout()
         form.addRow("RI layer", self.layer_combo)
@@ -38,20 +39,14 @@ class SegmentWidget(QWidget):
         if tomo.has_time:
             t = int(self.viewer.dims.current_step[0])
             tomo = tomo.replace(ri=tomo.frame(t), time_step_s=None)
-        choice = self.method.currentText()
-        method = "classic" if choice == "classic" else "unet"
+        choice = self.method.currentText()  # a U-Net weights set of the shipped folder, or another method
+        method = choice if choice in METHODS and choice != "unet" else "unet"
         base = layer.name
 
         def work(progress):
-            from holo.segmentation import classify, measure, segment
+            from holo.segmentation import diagnose
 
-            progress(0, 3, "segmenting")
-            seg = segment(tomo, method=method, name=choice)
-            progress(1, 3, "classifying")
-            classes = classify(tomo, seg.instance)
-            progress(2, 3, "measuring")
-            cells = measure(tomo, seg.semantic, seg.instance, classes=classes)
-            progress(3, 3, f"{len(cells)} cells")
+            seg, cells, _ = diagnose(tomo, method=method, name=choice, progress=progress)
             return seg, cells
 
         def done(result):

@@ -207,37 +207,16 @@ def remove_background(
         raise ValueError(f"unwrapped shape {phi.shape} differs from fields {u.shape}")
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
-    a, ny, nx = u.shape
+    opts = dict(
+        degree=degree, iterations=iterations, threshold_sigma=threshold_sigma, dilate_px=dilate_px,
+        normalize_amplitude=normalize_amplitude, min_tilt_fraction=min_tilt_fraction,
+    )
     finite = np.isfinite(u).all(axis=(1, 2)) & np.isfinite(phi).all(axis=(1, 2))
     if not finite.all():
-        # Frames with non-finite values are left as they are (QC rejects them).
-        out = np.array(u, dtype=np.complex64)
-        phi_out = np.array(phi, dtype=np.float32)
-        info = {
-            "mask": np.ones(u.shape, bool),
-            "offset_rad": np.full(a, np.nan),
-            "slope_rad_per_px": np.full((a, 2), np.nan),
-            "amplitude_scale": np.full(a, np.nan),
-            "background_fraction": np.zeros(a),
-            "offset_only": np.zeros(a, bool),
-        }
-        if finite.any():
-            fo, po, io = remove_background(
-                u[finite], phi[finite], degree=degree, iterations=iterations,
-                threshold_sigma=threshold_sigma, dilate_px=dilate_px, normalize_amplitude=normalize_amplitude,
-                min_tilt_fraction=min_tilt_fraction,
-            )
-            out[finite], phi_out[finite] = fo, po
-            for key, val in io.items():
-                info[key][finite] = val
-        return out, phi_out, info
+        return _remove_background_of_finite_frames(u, phi, finite, opts)
+    a, ny, nx = u.shape
     logamp = np.log(np.maximum(np.abs(u), 1e-30)).astype(np.float32)
-    # first fit: a plane on the frame border (objects rarely cover most of it)
-    fit = fit_polynomial(phi, np.broadcast_to(border_ring((ny, nx)), phi.shape), degree=1)
-    mask = np.zeros(u.shape, bool)
-    for _ in range(iterations):
-        mask = object_mask(phi - fit, logamp, threshold_sigma=threshold_sigma, dilate_px=dilate_px)
-        fit = fit_polynomial(phi, ~mask, degree=degree)
+    fit, mask = _fit_phase_background(phi, logamp, degree, iterations, threshold_sigma, dilate_px)
     keep = ~mask & np.isfinite(logamp)
     # A tilt fitted on a few background pixels in the corners of a crowded frame is poorly
     # conditioned (a slope error × the frame size can reach radians): below
@@ -247,29 +226,73 @@ def remove_background(
     for i in np.flatnonzero(few):
         sel = phi[i][keep[i]]
         fit[i] = np.median(sel) if sel.size else np.median(phi[i])
-    scale = np.ones(a)
-    if normalize_amplitude:
-        amp = np.abs(u).reshape(a, -1)
-        for i in range(a):
-            sel = amp[i][keep[i].reshape(-1)]
-            scale[i] = np.median(sel) if sel.size else np.nanmedian(amp[i])
+    scale = _amplitude_scale(u, keep) if normalize_amplitude else np.ones(a)
     corr = np.exp(-1j * fit.astype(np.float32)) / scale.astype(np.float32)[:, None, None]
     out = (u * corr).astype(np.complex64, copy=False)
     phi_out = (phi - fit).astype(np.float32)
+    info = {
+        "mask": mask,
+        "offset_rad": fit[:, ny // 2, nx // 2].astype(np.float64),
+        "slope_rad_per_px": _centre_slope(fit),
+        "amplitude_scale": scale,
+        "background_fraction": frac,
+        "offset_only": few,
+    }
+    return out, phi_out, info
+
+
+def _remove_background_of_finite_frames(u, phi, finite, opts: dict):
+    """:func:`remove_background` of the all-finite frames; frames with non-finite values are
+    left as they are (QC rejects them), with NaN fit values and an all-object mask."""
+    a = u.shape[0]
+    out = np.array(u, dtype=np.complex64)
+    phi_out = np.array(phi, dtype=np.float32)
+    info = {
+        "mask": np.ones(u.shape, bool),
+        "offset_rad": np.full(a, np.nan),
+        "slope_rad_per_px": np.full((a, 2), np.nan),
+        "amplitude_scale": np.full(a, np.nan),
+        "background_fraction": np.zeros(a),
+        "offset_only": np.zeros(a, bool),
+    }
+    if finite.any():
+        fo, po, io = remove_background(u[finite], phi[finite], **opts)
+        out[finite], phi_out[finite] = fo, po
+        for key, val in io.items():
+            info[key][finite] = val
+    return out, phi_out, info
+
+
+def _fit_phase_background(phi, logamp, degree: int, iterations: int, threshold_sigma: float, dilate_px: int):
+    """Steps 1–3 of the module docstring: (fitted surface (A, Y, X) float32, object mask)."""
+    # first fit: a plane on the frame border (objects rarely cover most of it)
+    fit = fit_polynomial(phi, np.broadcast_to(border_ring(phi.shape[1:]), phi.shape), degree=1)
+    mask = np.zeros(phi.shape, bool)
+    for _ in range(iterations):
+        mask = object_mask(phi - fit, logamp, threshold_sigma=threshold_sigma, dilate_px=dilate_px)
+        fit = fit_polynomial(phi, ~mask, degree=degree)
+    return fit, mask
+
+
+def _amplitude_scale(u, keep) -> np.ndarray:
+    """Median amplitude of each frame over its ``keep`` pixels (all pixels when none), (A,)."""
+    a = u.shape[0]
+    scale = np.ones(a)
+    amp = np.abs(u).reshape(a, -1)
+    for i in range(a):
+        sel = amp[i][keep[i].reshape(-1)]
+        scale[i] = np.median(sel) if sel.size else np.nanmedian(amp[i])
+    return scale
+
+
+def _centre_slope(fit) -> np.ndarray:
+    """(d/dy, d/dx) per pixel of the fitted surfaces at the frame centre, float64 (A, 2)."""
+    _, ny, nx = fit.shape
     cy, cx = ny // 2, nx // 2
-    slope = np.stack(
+    return np.stack(
         [
             fit[:, min(cy + 1, ny - 1), cx] - fit[:, cy, cx],
             fit[:, cy, min(cx + 1, nx - 1)] - fit[:, cy, cx],
         ],
         axis=1,
     ).astype(np.float64)
-    info = {
-        "mask": mask,
-        "offset_rad": fit[:, cy, cx].astype(np.float64),
-        "slope_rad_per_px": slope,
-        "amplitude_scale": scale,
-        "background_fraction": frac,
-        "offset_only": few,
-    }
-    return out, phi_out, info

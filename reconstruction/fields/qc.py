@@ -130,29 +130,14 @@ def frame_qc(
     nonfinite = (~np.isfinite(u)).sum(axis=(1, 2)) + (~np.isfinite(phi)).sum(axis=(1, 2))
     residues = phase_residues(u)
     disc = phase_discontinuities(phi)
-    n_loops = max((ny - 1) * (nx - 1), 1)
-    n_pairs = max(ny * (nx - 1) + nx * (ny - 1), 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         mabs_phi = np.abs(phi).reshape(a, -1).mean(axis=1).astype(np.float64)
         mabs_la = np.abs(np.log(np.maximum(np.abs(u), 1e-30))).reshape(a, -1).mean(axis=1).astype(np.float64)
-    reasons: list[list[str]] = [[] for _ in range(a)]
-    for i in range(a):
-        if nonfinite[i]:
-            reasons[i].append(f"non-finite values ({int(nonfinite[i])} pixels)")
-            continue
-        if residues[i] > max_residue_fraction * n_loops:
-            reasons[i].append(f"unwrap failure: {int(residues[i])} phase residues")
-        elif disc[i] > max_residue_fraction * n_pairs:
-            reasons[i].append(f"unwrap failure: {int(disc[i])} phase discontinuities")
+    reasons = _unwrap_failures(nonfinite, residues, disc, (ny, nx), max_residue_fraction)
     usable = np.array([not r for r in reasons]) & np.isfinite(mabs_phi) & np.isfinite(mabs_la)
     z_phi = _robust_log_z(np.where(np.isfinite(mabs_phi), mabs_phi * cos_theta, 0.0), usable)
     z_la = _robust_log_z(np.where(np.isfinite(mabs_la), mabs_la, 0.0), usable)
-    for i in range(a):
-        if reasons[i]:
-            continue
-        if abs(z_phi[i]) > z_threshold:
-            corrected = "" if cos_theta[i] == 1.0 else f" (× cosθ: {mabs_phi[i] * cos_theta[i]:.3g})"
-            reasons[i].append(f"outlier: mean |phase| {mabs_phi[i]:.3g} rad{corrected}, robust z = {z_phi[i]:.1f}")
+    _add_outliers(reasons, z_phi, mabs_phi, cos_theta, z_threshold)
     valid = np.array([not r for r in reasons], bool)
     reports = [
         {
@@ -171,6 +156,34 @@ def frame_qc(
         for i in range(a)
     ]
     return valid, reports
+
+
+def _unwrap_failures(nonfinite, residues, disc, shape_yx, max_residue_fraction: float) -> list[list[str]]:
+    """Reasons (per frame) for non-finite values and unwrap failures (too many residues or
+    discontinuities per loop / pixel pair)."""
+    ny, nx = shape_yx
+    n_loops = max((ny - 1) * (nx - 1), 1)
+    n_pairs = max(ny * (nx - 1) + nx * (ny - 1), 1)
+    reasons: list[list[str]] = [[] for _ in range(len(nonfinite))]
+    for i in range(len(nonfinite)):
+        if nonfinite[i]:
+            reasons[i].append(f"non-finite values ({int(nonfinite[i])} pixels)")
+            continue
+        if residues[i] > max_residue_fraction * n_loops:
+            reasons[i].append(f"unwrap failure: {int(residues[i])} phase residues")
+        elif disc[i] > max_residue_fraction * n_pairs:
+            reasons[i].append(f"unwrap failure: {int(disc[i])} phase discontinuities")
+    return reasons
+
+
+def _add_outliers(reasons, z_phi, mabs_phi, cos_theta, z_threshold: float) -> None:
+    """Append the outlier reason to the frames not yet rejected whose |z_phase| > z_threshold."""
+    for i in range(len(reasons)):
+        if reasons[i]:
+            continue
+        if abs(z_phi[i]) > z_threshold:
+            corrected = "" if cos_theta[i] == 1.0 else f" (× cosθ: {mabs_phi[i] * cos_theta[i]:.3g})"
+            reasons[i].append(f"outlier: mean |phase| {mabs_phi[i]:.3g} rad{corrected}, robust z = {z_phi[i]:.1f}")
 
 
 def excluded_list(reports: list[dict]) -> list[tuple[int, str]]:

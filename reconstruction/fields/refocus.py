@@ -14,9 +14,11 @@ and propagates with
 
     H(f) = exp(i2π d [η(f + ν) − η(ν)]).
 
-On a cropped grid the spectrum of u/u0 (the pupil disc centred on −ν) may wrap around the grid
-edge; each grid frequency is therefore taken as the alias closest to −ν (per axis) before H
-is evaluated.
+This is the envelope propagator (1) of :mod:`holo.reconstruction.forward.propagation`
+(:func:`~holo.reconstruction.forward.propagation.envelope_kz`, with q = 2πf and k_in⊥ = 2πν),
+which is used here. On a cropped grid the spectrum of u/u0 (the pupil disc centred on −ν) may
+wrap around the grid edge; each grid frequency is therefore taken as the alias closest to −ν
+(per axis) before H is evaluated.
 
 Autofocus: for a transparent (phase) object the amplitude |u| is most uniform in focus, and
 defocus by d turns phase into amplitude contrast ∝ sin(π λ d |f|²/n_m) (weak-object limit),
@@ -33,6 +35,8 @@ from typing import Callable
 import numpy as np
 import scipy.fft
 
+from holo.conventions import medium_wavenumber
+from holo.reconstruction.forward.propagation import envelope_kz, envelope_propagator, pupil_mask
 from holo.threads import fft_workers
 
 __all__ = ["refocus", "autofocus", "depth_of_field_um", "amplitude_variance"]
@@ -57,31 +61,27 @@ def _as_stack(fields) -> tuple[np.ndarray, bool]:
     return u, False
 
 
-def _eta(fy, fx, kmax2):
-    """η = √((n_m/λ)² − |f|²) and the propagating mask."""
-    s = kmax2 - (fy * fy + fx * fx)
-    prop = s > 0
-    return np.sqrt(np.where(prop, s, 0.0)), prop
-
-
 def _phase_rate(shape_yx, pixel_size_um, wavelength_um, medium_index, na_xy, objective_na):
     """g(f) = 2π [η(f + ν) − η(ν)] (rad/µm) of u/u0 on the grid, and the kept components.
 
-    Each grid frequency is first taken as its alias closest to −ν (module docstring).
+    This is Δk_z of the envelope propagator,
+    :func:`holo.reconstruction.forward.propagation.envelope_kz` with q = 2πf and
+    k_in⊥ = 2πν (and its :func:`~holo.reconstruction.forward.propagation.pupil_mask` when
+    ``objective_na`` is given); each grid frequency is first taken as its alias closest to
+    −ν (module docstring).
     """
     ny, nx = shape_yx
     fy = np.fft.fftfreq(ny, d=pixel_size_um)
     fx = np.fft.fftfreq(nx, d=pixel_size_um)
     span = 1.0 / pixel_size_um  # frequency span of the grid, cycles/µm
-    kmax2 = (medium_index / wavelength_um) ** 2
     nax, nay = na_xy
     vy, vx = nay / wavelength_um, nax / wavelength_um
-    gy = (fy + span * np.round((-vy - fy) / span) + vy)[:, None]
-    gx = (fx + span * np.round((-vx - fx) / span) + vx)[None, :]
-    eta, prop = _eta(gy, gx, kmax2)
+    qy = (2.0 * np.pi * (fy + span * np.round((-vy - fy) / span)))[:, None]
+    qx = (2.0 * np.pi * (fx + span * np.round((-vx - fx) / span)))[None, :]
+    kin_y, kin_x = 2.0 * np.pi * vy, 2.0 * np.pi * vx
+    rate, prop = envelope_kz(qy, qx, kin_x, kin_y, medium_wavenumber(wavelength_um, medium_index))
     if objective_na is not None:
-        prop &= (gy * gy + gx * gx) <= (objective_na / wavelength_um) ** 2 * (1 + 1e-9)
-    rate = 2.0 * np.pi * (eta - math.sqrt(kmax2 - vy * vy - vx * vx))
+        prop &= pupil_mask(qy, qx, kin_x, kin_y, wavelength_um, objective_na)
     return rate, prop
 
 
@@ -90,7 +90,7 @@ def _transfer(shape_yx, pixel_size_um, wavelength_um, medium_index, distance_um,
     out = np.empty((len(distance_um),) + tuple(shape_yx), np.complex64)
     for b, (d, na) in enumerate(zip(distance_um, na_xy)):
         rate, prop = _phase_rate(shape_yx, pixel_size_um, wavelength_um, medium_index, na, objective_na)
-        out[b] = np.where(prop, np.exp(1j * d * rate), 0.0)
+        out[b] = envelope_propagator(rate, prop, d)
     return out
 
 
@@ -236,7 +236,12 @@ def autofocus(
         h = np.exp(1j * d * phases).astype(np.complex64)
         return float(fmetric(scipy.fft.ifft2(spec * h, workers=fft_workers())))
 
-    step = dof / 2.0
+    return _minimise_scan_then_golden(cost, z0, z1, dof / 2.0, tol)
+
+
+def _minimise_scan_then_golden(cost: Callable[[float], float], z0: float, z1: float, step: float, tol: float) -> float:
+    """Minimum of ``cost`` on [z0, z1]: a scan with steps ≤ ``step``, then golden-section
+    search in the bracket around the best scanned point until it is narrower than ``tol``."""
     n = max(3, int(math.ceil((z1 - z0) / step)) + 1)
     zs = np.linspace(z0, z1, n)
     costs = np.array([cost(z) for z in zs])

@@ -176,6 +176,14 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return (num / den).astype(np.complex64, copy=False)
 
 
+def _decisive_sign(r_pos: float, r_neg: float) -> int | None:
+    """+1 (the + half-plane holds u) or −1 (it holds u*) when that hypothesis leaves less than
+    half the spread of the other, else None (undecided)."""
+    if min(r_pos, r_neg) < 0.5 * max(r_pos, r_neg):
+        return 1 if r_pos <= r_neg else -1
+    return None
+
+
 def _choose_carrier(peaks: np.ndarray, nu_given: np.ndarray | None, dfreq: float, geometry: str):
     """Carrier (+ half-plane), sideband sign s (or None) and how they were found.
 
@@ -194,10 +202,9 @@ def _choose_carrier(peaks: np.ndarray, nu_given: np.ndarray | None, dfreq: float
             c_neg = np.median(p + nu, axis=0)
             r_pos = np.median(np.hypot(*(p - nu - c_pos).T))
             r_neg = np.median(np.hypot(*(p + nu - c_neg).T))
-            if min(r_pos, r_neg) < 0.5 * max(r_pos, r_neg):
-                if r_pos <= r_neg:
-                    return c_pos, 1, "illumination_na"
-                return c_neg, -1, "illumination_na"
+            sign = _decisive_sign(r_pos, r_neg)
+            if sign is not None:
+                return (c_pos if sign > 0 else c_neg), sign, "illumination_na"
         # Undecided: the frame closest to normal incidence peaks (nearly) at the carrier.
         j = int(np.argmin(np.hypot(nu[:, 0], nu[:, 1])))
         return p[j], None, None
@@ -277,132 +284,94 @@ def retrieve_fields(
     ValidationError
         Bad parameters or data that give no field (no carrier found).
     """
+    _check_arguments(acq, sideband, background_degree)
+    report = _reporter(progress)
+    meta: dict[str, Any] = {"sideband": sideband}
+    illum = None if acq.illumination_na is None else np.asarray(acq.illumination_na, np.float64)
+    if acq.fields is not None:
+        fields, pixel = _read_fields(acq, report), acq.pixel_size_um
+        meta["input"] = "fields"
+        phase = fit_info = None
+    else:
+        fields, phase, fit_info, illum, pixel = _fields_from_holograms(
+            acq, illum, meta, report, sideband=sideband, sideband_edge=sideband_edge,
+            carrier_cycles_per_um=carrier_cycles_per_um, background_degree=background_degree,
+        )
+    # 5. refocus
+    if refocus_um is not None or autofocus:
+        fields, phase, fit_info, dist = _refocus_stage(
+            fields, pixel, acq, illum, refocus_um, autofocus, autofocus_range_um, background_degree
+        )
+        meta["refocus_um"] = dist
+    if phase is None:
+        phase = unwrap_about_border(fields)
+    return _finish(acq, fields, phase, pixel, illum, fit_info, qc, meta)
+
+
+def _check_arguments(acq, sideband: str, background_degree: int) -> None:
     if not isinstance(acq, Acquisition):
         raise ValidationError(f"must be an Acquisition, got {type(acq).__name__}", item="acq")
-    src = acq.source
     if sideband not in SIDEBAND_SHAPES:
-        raise ValidationError(f"must be one of {SIDEBAND_SHAPES}, got {sideband!r}", path=src, item="sideband")
+        raise ValidationError(f"must be one of {SIDEBAND_SHAPES}, got {sideband!r}", path=acq.source, item="sideband")
     if background_degree not in (1, 2):
-        raise ValidationError(f"must be 1 or 2, got {background_degree}", path=src, item="background_degree")
-    lam, na_obj = acq.wavelength_um, acq.objective_na
+        raise ValidationError(f"must be 1 or 2, got {background_degree}", path=acq.source, item="background_degree")
+
+
+def _reporter(progress: Callable | None) -> Callable:
+    """``report(done, total, note="")`` calling ``progress`` when there is one."""
 
     def report(done, total, note=""):
         if progress is not None:
             progress(done, total, note=note)
 
-    meta: dict[str, Any] = {"sideband": sideband}
-    illum = None if acq.illumination_na is None else np.asarray(acq.illumination_na, np.float64)
+    return report
 
-    if acq.fields is not None:
-        a = acq.n_frames
-        fields = np.empty((a,) + acq.frame_shape, np.complex64)
-        step = _batch_size(acq.frame_shape, 2)
-        for i0 in range(0, a, step):
-            i1 = min(i0 + step, a)
-            fields[i0:i1] = np.asarray(acq.fields[i0:i1], dtype=np.complex64)
-            report(i1, a, "reading fields")
-        pixel = acq.pixel_size_um
-        meta["input"] = "fields"
-        phase = None
-        fit_info = None
-        if refocus_um is not None or autofocus:
-            fields, phase, fit_info, dist = _refocus_stage(
-                fields, pixel, acq, illum, refocus_um, autofocus, autofocus_range_um, background_degree
-            )
-            meta["refocus_um"] = dist
-        if phase is None:
-            phase = unwrap_about_border(fields)
-        return _finish(acq, fields, phase, pixel, illum, fit_info, qc, meta)
 
-    # -- holograms -----------------------------------------------------------------------
-    holo_ds, bg_ds = acq.holograms, acq.background
+def _read_fields(acq: Acquisition, report) -> np.ndarray:
+    """The acquisition's fields u/u0 as complex64 (A, Y, X), read in batches."""
+    a = acq.n_frames
+    fields = np.empty((a,) + acq.frame_shape, np.complex64)
+    step = _batch_size(acq.frame_shape, 2)
+    for i0 in range(0, a, step):
+        i1 = min(i0 + step, a)
+        fields[i0:i1] = np.asarray(acq.fields[i0:i1], dtype=np.complex64)
+        report(i1, a, "reading fields")
+    return fields
+
+
+def _fields_from_holograms(acq, illum, meta, report, *, sideband, sideband_edge, carrier_cycles_per_um, background_degree):
+    """Steps 1–4 of the module docstring: (fields, phase, fit_info, illumination_na, pixel).
+
+    ``meta`` is updated with how the fields were retrieved; ``illumination_na`` is ``illum``
+    or, for an illumination scan without it, the estimate.
+    """
+    lam, na_obj = acq.wavelength_um, acq.objective_na
     a = acq.n_frames
     ny, nx = acq.frame_shape
-    per_frame_bg = len(bg_ds.shape) == 3
     scan = acq.geometry == "illumination-scan"
     dfreq = 1.0 / (max(ny, nx) * acq.pixel_size_um)
     nu_given = None if illum is None else illum[:, ::-1] / lam  # (fy, fx)
     step = _batch_size((ny, nx), 4)
 
     # 1. carrier and (when decidable) the sideband
-    sign = None
-    sign_from = None
-    if carrier_cycles_per_um is not None:
-        c = np.asarray(carrier_cycles_per_um, np.float64).reshape(2)
-        if not np.all(np.isfinite(c)):
-            raise ValidationError(f"must be finite, got {carrier_cycles_per_um!r}", path=src, item="carrier_cycles_per_um")
-        sign = 1 if in_positive_half_plane(c[0], c[1]) else -1
-        c_plus = sign * c
-        sign_from = "given"
-        bg_peaks = None
-        if scan and illum is None and per_frame_bg:
-            bg_peaks = spectral_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=na_obj / lam, batch=step)
-    else:
-        report(0, a, "locating the carrier")
-        radius = na_obj / lam
-        if per_frame_bg:
-            bg_peaks = spectral_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=radius, batch=step)
-            c_plus, sign, sign_from = _choose_carrier(bg_peaks, nu_given, dfreq, acq.geometry)
-        else:
-            bg_peaks = spectral_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=radius)
-            if not np.all(np.isfinite(bg_peaks)):
-                raise ValidationError("no off-axis sideband peak found", path=src, item="background")
-            c_plus = bg_peaks[0]
-    c_plus = np.asarray(c_plus, np.float64)
+    c_plus, sign, sign_from, bg_peaks = _locate_carrier(acq, illum, nu_given, carrier_cycles_per_um, dfreq, step, report)
     (my, mx), pixel = output_grid((ny, nx), acq.pixel_size_um, lam, na_obj, shape=sideband, edge=sideband_edge)
 
     # 2. demodulate, crop, divide by the background field (in the + half-plane frame)
-    fields = np.empty((a, my, mx), np.complex64)
     dem = dict(pixel_size_um=acq.pixel_size_um, wavelength_um=lam, objective_na=na_obj, shape=sideband, edge=sideband_edge)
-    if not per_frame_bg:
-        bg_field, _ = demodulate(np.asarray(bg_ds, np.float32), tuple(c_plus), **dem)
-    for i0 in range(0, a, step):
-        i1 = min(i0 + step, a)
-        h, _ = demodulate(_read(holo_ds, i0, i1), tuple(c_plus), **dem)
-        b = demodulate(_read(bg_ds, i0, i1), tuple(c_plus), **dem)[0] if per_frame_bg else bg_field[None]
-        fields[i0:i1] = _divide(h, b)
-        report(i1, a, "demodulating")
-
-    # illumination frequencies in the + frame: ν⁺ = s·ν
-    nu_plus = None
-    if scan:
-        if per_frame_bg:
-            if illum is None:
-                nu_plus = bg_peaks - c_plus[None, :]
-        else:
-            # one normal-incidence background for all: the illumination ramp remains
-            measured = spectral_peaks(fields, pixel, max_radius_cycles_per_um=na_obj / lam)
-            if nu_given is None:
-                nu_plus = measured
-            else:
-                if sign is None and np.max(np.hypot(*nu_given.T)) > 2.0 * dfreq:
-                    okm = np.all(np.isfinite(measured), axis=1)
-                    r_pos = np.median(np.hypot(*(measured[okm] - nu_given[okm]).T))
-                    r_neg = np.median(np.hypot(*(measured[okm] + nu_given[okm]).T))
-                    if min(r_pos, r_neg) < 0.5 * max(r_pos, r_neg):
-                        sign, sign_from = (1 if r_pos <= r_neg else -1), "illumination_na"
-                nu_plus = None if sign is None else sign * nu_given
-                if nu_plus is None:
-                    nu_plus = measured
-            fields *= _ramp((my, mx), pixel, np.nan_to_num(nu_plus))
+    fields = _demodulate_frames(acq, c_plus, (my, mx), dem, step, report)
+    nu_plus, sign, sign_from = _illumination_plus(fields, pixel, acq, illum, nu_given, bg_peaks, c_plus, sign, sign_from, dfreq)
 
     # 3. unwrap, tilt/offset, amplitude
     report(a, a, "unwrapping")
     fields, phase, fit_info = _correct(fields, degree=background_degree, wavelength_um=lam, objective_na=na_obj, pixel_size_um=pixel)
 
     # 4. which sideband holds u
-    if sign is None:
-        sign = _object_phase_sign(phase, fit_info["mask"])
-        sign_from = "positive object phase"
-    if sign < 0:
-        np.conjugate(fields, out=fields)
-        np.negative(phase, out=phase)
-        fit_info["offset_rad"] = -fit_info["offset_rad"]
-        fit_info["slope_rad_per_px"] = -fit_info["slope_rad_per_px"]
+    sign, sign_from = _choose_sideband(fields, phase, fit_info, sign, sign_from)
     carrier = sign * c_plus
     if scan and illum is None:
         if nu_plus is None:
-            raise ValidationError("cannot be estimated from this background", path=src, item="illumination_na")
+            raise ValidationError("cannot be estimated from this background", path=acq.source, item="illumination_na")
         illum = lam * (sign * nu_plus)[:, ::-1]
         meta["illumination_na_estimated"] = True
     meta.update(
@@ -413,14 +382,96 @@ def retrieve_fields(
         camera_pixel_size_um=float(acq.pixel_size_um),
         background_degree=background_degree,
     )
+    return fields, phase, fit_info, illum, pixel
 
-    # 5. refocus
-    if refocus_um is not None or autofocus:
-        fields, phase, fit_info, dist = _refocus_stage(
-            fields, pixel, acq, illum, refocus_um, autofocus, autofocus_range_um, background_degree
-        )
-        meta["refocus_um"] = dist
-    return _finish(acq, fields, phase, pixel, illum, fit_info, qc, meta)
+
+def _locate_carrier(acq, illum, nu_given, carrier_cycles_per_um, dfreq: float, step: int, report):
+    """Step 1: (c⁺, s, origin of s, background peaks).
+
+    c⁺ (fy, fx) is the carrier in the + half-plane (:func:`.carrier.in_positive_half_plane`),
+    s the sideband sign (+1: c⁺ carries u, −1: its twin does; None when undecided) and the
+    background peaks (A, 2) those of one background per frame (else of the single background,
+    or None when not needed).
+    """
+    src, bg_ds = acq.source, acq.background
+    radius = acq.objective_na / acq.wavelength_um
+    per_frame_bg = len(bg_ds.shape) == 3
+    if carrier_cycles_per_um is not None:
+        c = np.asarray(carrier_cycles_per_um, np.float64).reshape(2)
+        if not np.all(np.isfinite(c)):
+            raise ValidationError(f"must be finite, got {carrier_cycles_per_um!r}", path=src, item="carrier_cycles_per_um")
+        sign = 1 if in_positive_half_plane(c[0], c[1]) else -1
+        bg_peaks = None
+        if acq.geometry == "illumination-scan" and illum is None and per_frame_bg:
+            bg_peaks = spectral_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=radius, batch=step)
+        return np.asarray(sign * c, np.float64), sign, "given", bg_peaks
+    report(0, acq.n_frames, "locating the carrier")
+    if per_frame_bg:
+        bg_peaks = spectral_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=radius, batch=step)
+        c_plus, sign, sign_from = _choose_carrier(bg_peaks, nu_given, dfreq, acq.geometry)
+        return np.asarray(c_plus, np.float64), sign, sign_from, bg_peaks
+    bg_peaks = spectral_peaks(bg_ds, acq.pixel_size_um, min_radius_cycles_per_um=radius)
+    if not np.all(np.isfinite(bg_peaks)):
+        raise ValidationError("no off-axis sideband peak found", path=src, item="background")
+    return np.asarray(bg_peaks[0], np.float64), None, None, bg_peaks
+
+
+def _demodulate_frames(acq, c_plus, shape_yx, dem: dict, step: int, report) -> np.ndarray:
+    """Step 2: u/u0 (A, Y', X') complex64 of the sideband at ``c_plus``, streamed in batches."""
+    holo_ds, bg_ds = acq.holograms, acq.background
+    a = acq.n_frames
+    per_frame_bg = len(bg_ds.shape) == 3
+    fields = np.empty((a,) + tuple(shape_yx), np.complex64)
+    if not per_frame_bg:
+        bg_field, _ = demodulate(np.asarray(bg_ds, np.float32), tuple(c_plus), **dem)
+    for i0 in range(0, a, step):
+        i1 = min(i0 + step, a)
+        h, _ = demodulate(_read(holo_ds, i0, i1), tuple(c_plus), **dem)
+        b = demodulate(_read(bg_ds, i0, i1), tuple(c_plus), **dem)[0] if per_frame_bg else bg_field[None]
+        fields[i0:i1] = _divide(h, b)
+        report(i1, a, "demodulating")
+    return fields
+
+
+def _illumination_plus(fields, pixel, acq, illum, nu_given, bg_peaks, c_plus, sign, sign_from, dfreq):
+    """Illumination frequencies ν⁺ = s·ν (A, 2) in the + frame (or None), and (s, its origin).
+
+    With one normal-incidence background for all frames the illumination ramp remains in
+    ``fields``: it is divided out here, in place, and may decide the sideband.
+    """
+    if acq.geometry != "illumination-scan":
+        return None, sign, sign_from
+    if len(acq.background.shape) == 3:
+        return (bg_peaks - c_plus[None, :] if illum is None else None), sign, sign_from
+    lam = acq.wavelength_um
+    measured = spectral_peaks(fields, pixel, max_radius_cycles_per_um=acq.objective_na / lam)
+    if nu_given is None:
+        nu_plus = measured
+    else:
+        if sign is None and np.max(np.hypot(*nu_given.T)) > 2.0 * dfreq:
+            okm = np.all(np.isfinite(measured), axis=1)
+            r_pos = np.median(np.hypot(*(measured[okm] - nu_given[okm]).T))
+            r_neg = np.median(np.hypot(*(measured[okm] + nu_given[okm]).T))
+            decided = _decisive_sign(r_pos, r_neg)
+            if decided is not None:
+                sign, sign_from = decided, "illumination_na"
+        nu_plus = measured if sign is None else sign * nu_given
+    fields *= _ramp(fields.shape[1:], pixel, np.nan_to_num(nu_plus))
+    return nu_plus, sign, sign_from
+
+
+def _choose_sideband(fields, phase, fit_info, sign, sign_from):
+    """Step 4: the sideband sign (decided by the object phase when still None) and its origin;
+    for s = −1 the fields, phase and fitted background are conjugated in place."""
+    if sign is None:
+        sign = _object_phase_sign(phase, fit_info["mask"])
+        sign_from = "positive object phase"
+    if sign < 0:
+        np.conjugate(fields, out=fields)
+        np.negative(phase, out=phase)
+        fit_info["offset_rad"] = -fit_info["offset_rad"]
+        fit_info["slope_rad_per_px"] = -fit_info["slope_rad_per_px"]
+    return sign, sign_from
 
 
 def _refocus_stage(fields, pixel, acq, illum, refocus_um, autofocus, z_range, degree):

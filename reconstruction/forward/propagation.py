@@ -475,39 +475,49 @@ def prepare_forward(
         raise ValueError(f"rotation_axis must be 'y' or 'x', got {rotation_axis!r}")
     if illumination_na is not None and angles is not None:
         raise ValueError("give either illumination_na (illumination scan) or angles (sample rotation), not both")
-
-    ang = None
-    na_used = None
     if angles is not None:
-        ang = np.asarray(angles, dtype=np.float64).reshape(-1)
-        if ang.size == 0 or not np.all(np.isfinite(ang)):
-            raise ValueError("angles must be a non-empty array of finite rotation angles in radians")
-        if np.max(np.abs(ang)) > 8 * np.pi:
-            raise ValueError("angles look like degrees; pass radians")
+        ang = _check_angles(angles)
+        na_used = None
         kin = np.tile(illumination_wavevectors(np.zeros((1, 2)), lam, nm), (ang.size, 1))
     else:
-        na = np.zeros((1, 2)) if illumination_na is None else _as_na_array(illumination_na)
-        illumination_wavevectors(na, lam, nm)  # validates |NA| < n_m before snapping
-        if snap:
-            na = snap_illumination_na(na, arr.shape[1:], voxel[1:], lam)
-            if np.any(np.hypot(na[:, 0], na[:, 1]) >= nm):
-                raise ValueError(
-                    f"illumination_na: snapped to the grid an illumination NA reaches the medium index {nm}; "
-                    "use a larger lateral grid or a smaller NA"
-                )
-        na_used = na
-        kin = illumination_wavevectors(na, lam, nm)
-
-    if pad_px is None:
-        pads = (_auto_pad(arr.shape[1]), _auto_pad(arr.shape[2]))
-    else:
-        p = np.atleast_1d(np.asarray(pad_px, dtype=np.int64)).reshape(-1)
-        if p.size == 1:
-            p = np.repeat(p, 2)
-        if p.size != 2 or np.any(p < 0):
-            raise ValueError(f"pad_px must be a non-negative int or (py, px), got {pad_px!r}")
-        pads = (int(p[0]), int(p[1]))
+        ang = None
+        na_used = _illumination_used(illumination_na, arr.shape[1:], voxel[1:], lam, nm, snap)
+        kin = illumination_wavevectors(na_used, lam, nm)
+    pads = (_auto_pad(arr.shape[1]), _auto_pad(arr.shape[2])) if pad_px is None else _check_pads(pad_px)
     return ForwardSetup(arr, voxel, lam, nm, na_obj, kin, ang, rotation_axis, na_used, pads)
+
+
+def _check_angles(angles) -> np.ndarray:
+    """Rotation angles as a float64 (A,) array of radians."""
+    ang = np.asarray(angles, dtype=np.float64).reshape(-1)
+    if ang.size == 0 or not np.all(np.isfinite(ang)):
+        raise ValueError("angles must be a non-empty array of finite rotation angles in radians")
+    if np.max(np.abs(ang)) > 8 * np.pi:
+        raise ValueError("angles look like degrees; pass radians")
+    return ang
+
+
+def _illumination_used(illumination_na, shape_yx, pixel_size_um, wavelength_um: float, medium_index: float, snap: bool) -> np.ndarray:
+    """The (A, 2) NAs the models use: normal incidence when None, snapped when ``snap``."""
+    na = np.zeros((1, 2)) if illumination_na is None else _as_na_array(illumination_na)
+    illumination_wavevectors(na, wavelength_um, medium_index)  # validates |NA| < n_m before snapping
+    if snap:
+        na = snap_illumination_na(na, shape_yx, pixel_size_um, wavelength_um)
+        if np.any(np.hypot(na[:, 0], na[:, 1]) >= medium_index):
+            raise ValueError(
+                f"illumination_na: snapped to the grid an illumination NA reaches the medium index {medium_index}; "
+                "use a larger lateral grid or a smaller NA"
+            )
+    return na
+
+
+def _check_pads(pad_px) -> tuple[int, int]:
+    p = np.atleast_1d(np.asarray(pad_px, dtype=np.int64)).reshape(-1)
+    if p.size == 1:
+        p = np.repeat(p, 2)
+    if p.size != 2 or np.any(p < 0):
+        raise ValueError(f"pad_px must be a non-negative int or (py, px), got {pad_px!r}")
+    return (int(p[0]), int(p[1]))
 
 
 def frame_batches(setup: ForwardSetup, batch_size: int) -> Iterator[np.ndarray]:

@@ -6,6 +6,6 @@ is :class:`._torch_bpm.TorchBPM`. torch runs on CUDA when available, else on the
 
 from __future__ import annotations
 
-from .bpm_inverse import DEFAULT_BPM_ITERATIONS, DEFAULT_BPM_WEIGHT, bpm_lipschitz, reconstruct_bpm, resample_volume
+from .bpm_inverse import DEFAULT_BPM_ITERATIONS, DEFAULT_BPM_WEIGHT, METHODS, bpm_lipschitz, reconstruct_bpm, resample_volume
 
-__all__ = ["reconstruct_bpm", "resample_volume", "bpm_lipschitz", "DEFAULT_BPM_ITERATIONS", "DEFAULT_BPM_WEIGHT"]
+__all__ = ["METHODS", "reconstruct_bpm", "resample_volume", "bpm_lipschitz", "DEFAULT_BPM_ITERATIONS", "DEFAULT_BPM_WEIGHT"]

@@ -44,19 +44,20 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from holo.conventions import medium_wavenumber, vacuum_wavenumber
+from holo.conventions import GEOMETRIES, medium_wavenumber, vacuum_wavenumber
 from holo.errors import ValidationError
 from holo.model import Tomogram
+from holo.reconstruction.forward.propagation import grid_coordinates
+from holo.reconstruction.methods import MODEL_BASED_METHODS
 
-__all__ = ["DEFAULT_BPM_ITERATIONS", "DEFAULT_BPM_WEIGHT", "reconstruct_bpm", "resample_volume", "bpm_lipschitz"]
+__all__ = ["METHODS", "DEFAULT_BPM_ITERATIONS", "DEFAULT_BPM_WEIGHT", "reconstruct_bpm", "resample_volume", "bpm_lipschitz"]
+
+#: Name of the method of this module (its part of the reconstruction method names).
+METHODS = MODEL_BASED_METHODS
 
 #: Default FISTA iterations and relative TV weight of the BPM inversion.
 DEFAULT_BPM_ITERATIONS = 30
 DEFAULT_BPM_WEIGHT = 0.002
-
-
-def _axis(n: int, d: float) -> np.ndarray:
-    return (np.arange(int(n)) - int(n) // 2) * float(d)
 
 
 def resample_volume(vol, voxel_size_um, shape_zyx, new_voxel_size_um, *, cval: float) -> np.ndarray:
@@ -73,7 +74,7 @@ def resample_volume(vol, voxel_size_um, shape_zyx, new_voxel_size_um, *, cval: f
     if vol.shape == shape and np.allclose(old, new, rtol=1e-9):
         return vol.copy()
     # index_in = (x_new)/d_old + N_old//2 with x_new = (i − N_new//2) d_new
-    coords = [(_axis(n, dn) / do + no // 2) for n, dn, do, no in zip(shape, new, old, vol.shape)]
+    coords = [(grid_coordinates(n, dn) / do + no // 2) for n, dn, do, no in zip(shape, new, old, vol.shape)]
     zz, yy, xx = np.meshgrid(*coords, indexing="ij", sparse=True)
     grid = np.broadcast_arrays(zz, yy, xx)
     return ndimage.map_coordinates(vol, grid, order=1, mode="constant", cval=float(cval), prefilter=False).astype(np.float32)
@@ -117,7 +118,7 @@ def _fieldset_arrays(fieldset):
         if ang.shape != (n,):
             raise ValidationError(f"shape {ang.shape} != ({n},)", path=src, item="angles")
     else:
-        raise ValidationError(f"must be 'illumination-scan' or 'sample-rotation', got {geometry!r}", path=src, item="geometry")
+        raise ValidationError(f"must be one of {', '.join(GEOMETRIES)}, got {geometry!r}", path=src, item="geometry")
     valid = getattr(fieldset, "valid", None)
     valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool).reshape(-1)
     if valid.shape != (n,) or not valid.any():
@@ -195,10 +196,60 @@ def reconstruct_bpm(
     import torch
 
     from holo.reconstruction.model_based._torch_bpm import TorchBPM
-    from holo.reconstruction.regularization.gp import _TorchBackend
-    from holo.reconstruction.regularization.tv import TVProx
 
     t0 = time.perf_counter()
+    it_max, w = _check_options(iterations, weight, dtype, init)
+    meas, na, angles, used = _fieldset_arrays(fieldset)
+    lam = float(fieldset.wavelength_um)
+    nm = float(fieldset.medium_index)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    tdtype = torch.float64 if dtype == "float64" else torch.float32
+
+    n0, voxel, sub = _model_grid_volume(init, meas.shape[1:], float(fieldset.pixel_size_um), lam, nm, max_slice_um)
+    shape = n0.shape
+    model = TorchBPM(
+        shape, voxel, wavelength_um=lam, medium_index=nm, objective_na=float(fieldset.objective_na), illumination_na=na,
+        angles=angles, rotation_axis=getattr(fieldset, "rotation_axis", "y") or "y", device=device, dtype=tdtype,
+        wide_angle=wide_angle,
+    )
+    batch_size = max(1, int(_default_batch_size(model, angles is not None, device) if batch_size is None else batch_size))
+    L = bpm_lipschitz(lam, nm, voxel[0], shape[0], model.kin[:, 2])
+    lam_tv = w * max(float(np.percentile(n0 - nm, 99.9)), 1e-4)
+
+    m_t = torch.from_numpy(meas).to(device=device, dtype=model.cdtype)
+    m_norm = float(((m_t - 1).abs() ** 2).sum()) / model.n_frames
+    project = _constraint_prox(shape, voxel, nm, lam_tv, inner_iterations, device, tdtype)
+    n = torch.from_numpy(n0).to(device=device, dtype=tdtype)
+    n, hist, converged = _fista(n, _data_gradient(model, m_t, batch_size), project, L, it_max, tol, m_norm, progress)
+
+    ri = n.detach().to("cpu").numpy().astype(np.float32)
+    params = dict(
+        iterations=it_max, weight=w, lambda_abs=lam_tv, tol=float(tol), batch_size=batch_size,
+        inner_iterations=int(inner_iterations), z_subdivision=sub, slab_um=voxel[0], lipschitz=L,
+        nonnegativity="n >= medium_index", device=str(device), dtype=dtype, wide_angle=bool(wide_angle),
+        geometry="sample-rotation" if angles is not None else "illumination-scan",
+    )
+    prov = _provenance(fieldset, init, used, params, hist, converged, m_norm, t0)
+    return Tomogram(ri=ri, voxel_size_um=voxel, medium_index=nm, wavelength_um=lam, provenance=prov, source=getattr(fieldset, "source", None))
+
+
+def _provenance(fieldset, init: Tomogram, used, params: dict, hist: list, converged: bool, m_norm: float, t0: float) -> dict:
+    """Provenance of the BPM tomogram (``reconstruct_bpm`` Returns)."""
+    return {
+        "method": METHODS[0],
+        "init_method": init.provenance.get("method"),
+        "parameters": params,
+        "iterations_run": len(hist),
+        "converged": converged,
+        "data_residual": math.sqrt(hist[-1] / m_norm) if hist and m_norm > 0 else None,
+        "excluded_frames": [int(i) for i in np.setdiff1d(np.arange(len(getattr(fieldset, "fields"))), used)],
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _check_options(iterations, weight, dtype: str, init) -> tuple[int, float]:
+    """Validated (maximum iterations, relative TV weight) of :func:`reconstruct_bpm`."""
     it_max = DEFAULT_BPM_ITERATIONS if iterations is None else int(iterations)
     if it_max < 0:
         raise ValueError(f"iterations must be ≥ 0, got {iterations}")
@@ -209,59 +260,61 @@ def reconstruct_bpm(
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     if not isinstance(init, Tomogram):
         raise ValueError("init must be a Tomogram (e.g. the Rytov reconstruction)")
-    meas, na, angles, used = _fieldset_arrays(fieldset)
-    rotation_axis = getattr(fieldset, "rotation_axis", "y") or "y"
-    lam = float(fieldset.wavelength_um)
-    nm = float(fieldset.medium_index)
-    px = float(fieldset.pixel_size_um)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    tdtype = torch.float64 if dtype == "float64" else torch.float32
+    return it_max, w
 
-    # -- grid: the fields' lateral grid, init's Z extent with slabs ≤ max_slice_um ---------
+
+def _model_grid_volume(init: Tomogram, shape_yx, pixel_size_um: float, wavelength_um: float, medium_index: float, max_slice_um):
+    """The initial volume on the model grid: (n0 ≥ n_m float32 (Z, Y, X), voxel (dz, px, px), s).
+
+    The grid is the fields' lateral grid and ``init``'s Z extent in slabs of at most
+    ``max_slice_um`` (default λ/n_m): each init voxel is cut into s slabs of dz = dz_init/s.
+    """
     dz0 = float(init.voxel_size_um[0])
-    max_slice = lam / nm if max_slice_um is None else float(max_slice_um)
+    max_slice = wavelength_um / medium_index if max_slice_um is None else float(max_slice_um)
     if not max_slice > 0:
         raise ValueError(f"max_slice_um must be positive, got {max_slice_um}")
     sub = max(1, int(math.ceil(dz0 / max_slice - 1e-9)))
     dz = dz0 / sub
-    Z = int(init.shape_zyx[0]) * sub
-    shape = (Z,) + tuple(int(s) for s in meas.shape[1:])
-    voxel = (dz, px, px)
-    n0 = resample_volume(init.frame(), init.voxel_size_um, shape, voxel, cval=nm)
-    np.maximum(n0, np.float32(nm), out=n0)
+    shape = (int(init.shape_zyx[0]) * sub,) + tuple(int(s) for s in shape_yx)
+    voxel = (dz, pixel_size_um, pixel_size_um)
+    n0 = resample_volume(init.frame(), init.voxel_size_um, shape, voxel, cval=medium_index)
+    np.maximum(n0, np.float32(medium_index), out=n0)
+    return n0, voxel, sub
 
-    model = TorchBPM(
-        shape, voxel, wavelength_um=lam, medium_index=nm, objective_na=float(fieldset.objective_na), illumination_na=na,
-        angles=angles, rotation_axis=rotation_axis, device=device, dtype=tdtype, wide_angle=wide_angle,
-    )
-    A = model.n_frames
-    if batch_size is None:
-        # autograd keeps ≈ 6 complex (Yp, Xp) arrays per slab and frame; budget 1 GiB on the
-        # CPU, a quarter of the free memory on a GPU
-        ny, nx = model.setup.padded_shape_yx
-        per_frame = Z * ny * nx * (16 if tdtype == torch.float64 else 8) * 6
-        if angles is not None:  # rotated volume, its sampling grid and gradient
-            per_frame += Z * ny * nx * (8 if tdtype == torch.float64 else 4) * 6
-        budget = 1 << 30
-        if torch.device(device).type == "cuda":
-            budget = max(budget, torch.cuda.mem_get_info(torch.device(device))[0] // 4)
-        batch_size = int(max(1, min(A, budget // max(per_frame, 1))))
-    batch_size = max(1, int(batch_size))
-    L = bpm_lipschitz(lam, nm, dz, Z, model.kin[:, 2])
-    scale = float(np.percentile(n0 - nm, 99.9))
-    lam_tv = w * max(scale, 1e-4)
 
-    m_t = torch.from_numpy(meas).to(device=device, dtype=model.cdtype)
-    m_norm = float(((m_t - 1).abs() ** 2).sum()) / A
+def _default_batch_size(model, rotation: bool, device: str) -> int:
+    """Frames per autograd pass: autograd keeps ≈ 6 complex (Yp, Xp) arrays per slab and
+    frame (sample rotation adds the rotated volume, its sampling grid and gradient); the
+    budget is 1 GiB on the CPU, a quarter of the free memory on a GPU."""
+    import torch
+
+    double = model.dtype == torch.float64
+    nz = int(model.shape[0])
+    ny, nx = model.setup.padded_shape_yx
+    per_frame = nz * ny * nx * (16 if double else 8) * 6
+    if rotation:
+        per_frame += nz * ny * nx * (8 if double else 4) * 6
+    budget = 1 << 30
+    if torch.device(device).type == "cuda":
+        budget = max(budget, torch.cuda.mem_get_info(torch.device(device))[0] // 4)
+    return int(max(1, min(model.n_frames, budget // max(per_frame, 1))))
+
+
+def _constraint_prox(shape, voxel, medium_index: float, lam_tv: float, inner_iterations: int, device, tdtype):
+    """prox of λ TV_h + ι{n ≥ n_m} as a function of the torch volume n (acts on x = n_m − n ≤ 0)."""
+    import torch
+
+    from holo.reconstruction.regularization.gp import _TorchBackend
+    from holo.reconstruction.regularization.tv import TVProx
+
+    nm = medium_index
     on_cuda = torch.device(device).type == "cuda"
-    if on_cuda:
-        prox = TVProx(shape, voxel, lam_tv, iterations=inner_iterations, nonpositive=True, backend=_TorchBackend(shape, device)) if lam_tv > 0 else None
-    else:
-        prox = TVProx(shape, voxel, lam_tv, iterations=inner_iterations, nonpositive=True) if lam_tv > 0 else None
+    prox = None
+    if lam_tv > 0:
+        backend = _TorchBackend(shape, device) if on_cuda else None
+        prox = TVProx(shape, voxel, lam_tv, iterations=inner_iterations, nonpositive=True, backend=backend)
 
     def project(n_t):
-        """prox of λ TV_h + ι{n ≥ n_m} at n (acts on x = n_m − n ≤ 0)."""
         if prox is None:
             return n_t.clamp_(min=nm)
         x = (nm - n_t).contiguous()
@@ -270,6 +323,14 @@ def reconstruct_bpm(
         else:
             x = torch.from_numpy(prox(x.detach().numpy().astype(np.float32)))
         return (nm - x.to(dtype=tdtype, device=device)).contiguous()
+
+    return project
+
+
+def _data_gradient(model, m_t, batch_size: int):
+    """y ↦ (data term, its gradient): (1/A) Σ_a Σ |BPM_a(y) − m_a|², accumulated exactly over
+    mini-batches of ``batch_size`` frames."""
+    A = model.n_frames
 
     def loss_and_grad(y):
         y = y.detach().requires_grad_(True)
@@ -282,59 +343,33 @@ def reconstruct_bpm(
             total += float(lb.detach())
         return total, y.grad.detach()
 
-    n = torch.from_numpy(n0).to(device=device, dtype=tdtype)
+    return loss_and_grad
+
+
+def _fista(n, loss_and_grad, project, lipschitz: float, it_max: int, tol: float, m_norm: float, progress):
+    """FISTA with gradient restart from ``n`` (module docstring): (n, data-term history, converged)."""
+    from holo.reconstruction.regularization.gp import fista_momentum
+
     n_prev = None
     t = 1.0
-    hist, converged, k_done = [], False, 0
+    hist, converged = [], False
     for k in range(it_max):
         beta = 0.0
         if n_prev is not None:
-            t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-            beta = (t - 1.0) / t_next
-            t = t_next
+            t, beta = fista_momentum(t)
             y = n + beta * (n - n_prev)
         else:
             y = n
         loss, grad = loss_and_grad(y)
-        n_new = project(y - grad / L)
+        n_new = project(y - grad / lipschitz)
         delta = n_new - n
         if beta > 0 and float((beta * (n - n_prev) * delta).sum()) > float((delta * delta).sum()):
             t = 1.0  # gradient restart (see holo.reconstruction.regularization.gp.solve_fista)
         n_prev, n = n, n_new
-        res = math.sqrt(loss / m_norm) if m_norm > 0 else 0.0
         hist.append(loss)
-        k_done = k + 1
         if progress is not None:
-            progress(k_done, it_max, res)
+            progress(k + 1, it_max, math.sqrt(loss / m_norm) if m_norm > 0 else 0.0)
         if k >= 2 and abs(hist[-2] - hist[-1]) <= tol * hist[-2]:
             converged = True
             break
-
-    ri = n.detach().to("cpu").numpy().astype(np.float32)
-    final_res = math.sqrt(hist[-1] / m_norm) if hist and m_norm > 0 else None
-    prov = {
-        "method": "bpm",
-        "init_method": init.provenance.get("method"),
-        "parameters": {
-            "iterations": it_max,
-            "weight": w,
-            "lambda_abs": lam_tv,
-            "tol": float(tol),
-            "batch_size": batch_size,
-            "inner_iterations": int(inner_iterations),
-            "z_subdivision": sub,
-            "slab_um": dz,
-            "lipschitz": L,
-            "nonnegativity": "n >= medium_index",
-            "device": str(device),
-            "dtype": dtype,
-            "wide_angle": bool(wide_angle),
-            "geometry": "sample-rotation" if angles is not None else "illumination-scan",
-        },
-        "iterations_run": k_done,
-        "converged": converged,
-        "data_residual": final_res,
-        "excluded_frames": [int(i) for i in np.setdiff1d(np.arange(len(getattr(fieldset, "fields"))), used)],
-        "elapsed_s": round(time.perf_counter() - t0, 3),
-    }
-    return Tomogram(ri=ri, voxel_size_um=voxel, medium_index=nm, wavelength_um=lam, provenance=prov, source=getattr(fieldset, "source", None))
+    return n, hist, converged

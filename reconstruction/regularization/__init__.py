@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 
-from holo.conventions import medium_wavenumber
+from holo.conventions import potential_to_ri
 from holo.model import Tomogram
+from holo.reconstruction.methods import REGULARIZED_METHODS
 
 from .gp import DEFAULT_GP_ITERATIONS, RealData, SolveInfo, gerchberg_papoulis, hermitian_half_data, select_backend, solve_fista
 from .tv import DEFAULT_TV_INNER, DEFAULT_TV_ITERATIONS, DEFAULT_TV_WEIGHT, TVProx, tv_fista, tv_prox, tv_value
@@ -41,22 +42,7 @@ __all__ = [
     "DEFAULT_TV_INNER",
 ]
 
-METHODS = ("gp", "tv")
-
-
-def _potential_to_ri_nonpositive(f: np.ndarray, wavelength_um: float, medium_index: float) -> np.ndarray:
-    """:func:`holo.conventions.potential_to_ri` for a real f ≤ 0, in float32 and in place.
-
-    With f ≤ 0 the square root's argument 1 − f/k_m² is ≥ 1, so the real float32 formula
-    gives the same n without the complex128 temporaries of the general function.
-    """
-    km = medium_wavenumber(wavelength_um, medium_index)
-    ri = np.asarray(f, dtype=np.float32)
-    ri *= np.float32(-1.0 / (km * km))
-    ri += np.float32(1.0)
-    np.sqrt(ri, out=ri)
-    ri *= np.float32(medium_index)
-    return ri
+METHODS = REGULARIZED_METHODS
 
 
 def regularize_potential(
@@ -113,15 +99,12 @@ def regularize_potential(
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if iterations is not None and int(iterations) < 0:
         raise ValueError(f"iterations must be ≥ 0, got {iterations}")
-    if data_weighting == "auto":
-        data_weighting = "gridding" if weight_map is not None and np.any(np.asarray(weight_map) > 0) else "support"
-    rd = hermitian_half_data(spectrum, support, weight_map, data_weighting=data_weighting)
+    rd = hermitian_half_data(spectrum, support, weight_map, data_weighting=_data_weighting(data_weighting, weight_map))
+    it = _iterations(method, iterations)
     if method == "gp":
         if weight not in (None, 0, 0.0):
             raise ValueError(f"weight is the TV weight and does not apply to method 'gp' (got {weight})")
-        it = DEFAULT_GP_ITERATIONS if iterations is None else int(iterations)
         return gerchberg_papoulis(rd, iterations=it, tol=tol, progress=progress, device=device)
-    it = DEFAULT_TV_ITERATIONS if iterations is None else int(iterations)
     w = DEFAULT_TV_WEIGHT if weight is None else float(weight)
     return tv_fista(rd, voxel_size_um, weight=w, iterations=it, inner_iterations=inner_iterations, tol=tol, progress=progress, device=device)
 
@@ -163,8 +146,7 @@ def reconstruct_regularized(
             raise ValueError(f"fourier_data has no attribute {name!r} (expected a FourierData)")
     t0 = time.perf_counter()
     wmap = getattr(fourier_data, "weight", None)
-    if data_weighting == "auto":
-        data_weighting = "gridding" if wmap is not None and np.any(np.asarray(wmap) > 0) else "support"
+    data_weighting = _data_weighting(data_weighting, wmap)
     f, info = regularize_potential(
         fourier_data.spectrum,
         fourier_data.support,
@@ -179,10 +161,11 @@ def reconstruct_regularized(
         progress=progress,
         device=device,
     )
-    ri = _potential_to_ri_nonpositive(f, fourier_data.wavelength_um, fourier_data.medium_index)
+    # f ≤ 0 and float32: converted in place, without a second volume
+    ri = potential_to_ri(f, fourier_data.wavelength_um, fourier_data.medium_index, dtype=np.float32, copy=False)
     del f
     params = {
-        "iterations": DEFAULT_GP_ITERATIONS if (iterations is None and method == "gp") else (DEFAULT_TV_ITERATIONS if iterations is None else int(iterations)),
+        "iterations": _iterations(method, iterations),
         "tol": float(tol),
         "data_weighting": data_weighting,
         "nonnegativity": "n >= medium_index",
@@ -195,12 +178,38 @@ def reconstruct_regularized(
             inner_iterations=int(inner_iterations),
             tv="isotropic, voxel-size weighted",
         )
-    prov = dict(
-        fourier_map=dict(getattr(fourier_data, "provenance", None) or {}),
+    return Tomogram(
+        ri=ri,
+        voxel_size_um=tuple(float(v) for v in fourier_data.voxel_size_um),
+        medium_index=float(fourier_data.medium_index),
+        wavelength_um=float(fourier_data.wavelength_um),
+        provenance=_provenance(fourier_data, method, params, info, t0),
+    )
+
+
+def _data_weighting(data_weighting: str, weight_map) -> str:
+    """``"auto"`` resolved: "gridding" when a non-zero gridding weight is given, else "support"."""
+    if data_weighting == "auto":
+        return "gridding" if weight_map is not None and np.any(np.asarray(weight_map) > 0) else "support"
+    return data_weighting
+
+
+def _iterations(method: str, iterations: int | None) -> int:
+    """Maximum iterations: the given number or the method's default."""
+    if iterations is not None:
+        return int(iterations)
+    return DEFAULT_GP_ITERATIONS if method == "gp" else DEFAULT_TV_ITERATIONS
+
+
+def _provenance(fourier_data, method: str, params: dict, info, t0: float) -> dict:
+    """Provenance of the regularised tomogram (``reconstruct_regularized`` Returns)."""
+    fd_prov = getattr(fourier_data, "provenance", None) or {}
+    return dict(
+        fourier_map=dict(fd_prov),
         direct_method=getattr(fourier_data, "method", None),
         excluded_frames=list(getattr(fourier_data, "excluded_frames", []) or []),
         source_file=getattr(fourier_data, "source", None),
-        geometry=(getattr(fourier_data, "provenance", None) or {}).get("geometry"),
+        geometry=fd_prov.get("geometry"),
         method=method,
         parameters=params,
         iterations_run=info.iterations,
@@ -209,11 +218,4 @@ def reconstruct_regularized(
         data_residual=info.data_residual[-1] if info.data_residual else None,
         backend=info.backend,
         elapsed_s=round(time.perf_counter() - t0, 3),
-    )
-    return Tomogram(
-        ri=ri,
-        voxel_size_um=tuple(float(v) for v in fourier_data.voxel_size_um),
-        medium_index=float(fourier_data.medium_index),
-        wavelength_um=float(fourier_data.wavelength_um),
-        provenance=prov,
     )

@@ -57,6 +57,7 @@ __all__ = [
     "hermitian_half_data",
     "gerchberg_papoulis",
     "solve_fista",
+    "fista_momentum",
     "select_backend",
 ]
 
@@ -81,11 +82,6 @@ class RealData:
     data: np.ndarray
     confidence: np.ndarray
     shape_zyx: tuple[int, int, int]
-
-    @property
-    def support_fraction(self) -> float:
-        """Fraction of the full 3D spectrum that is measured (after Hermitian pairing)."""
-        return float(np.count_nonzero(self.confidence)) / float(self.confidence.size)
 
 
 @dataclass
@@ -380,32 +376,8 @@ def solve_fista(
     f_prev = None
     t = 1.0
     for k in range(iterations):
-        beta = 0.0
-        if momentum and f_prev is not None:
-            t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-            beta = (t - 1.0) / t_next
-            t = t_next
-            y = f + np.float32(beta) * (f - f_prev)
-        else:
-            y = f
-        Fy = be.rfftn(y)
-        del y
-        r2, d2 = be.masked_residual(Fy, data, conf)
-        Fy = be.data_step(Fy, data, conf)
-        b = be.irfftn(Fy)
-        del Fy
-        f_new = prox(b)
-        delta = f_new - f
-        step2 = be.dot(delta, delta)
-        if beta > 0 and beta * be.dot(f - f_prev, delta) > step2:
-            # Gradient restart (O'Donoghue & Candès 2015): <y − f_new, f_new − f> > 0 with
-            # y − f_new = −delta + β (f − f_prev); the momentum points uphill, drop it.
-            t = 1.0
-        del delta
-        fn = be.norm(f_new)
-        rel = math.sqrt(step2) / fn if fn > 0 else 0.0
+        f_new, t, rel, res = _fista_iteration(f, f_prev, t, momentum, data, conf, prox, be)
         f_prev, f = f, f_new
-        res = math.sqrt(r2 / d2) if d2 > 0 else 0.0
         info.relative_change.append(float(rel))
         info.data_residual.append(float(res))
         info.iterations = k + 1
@@ -415,6 +387,42 @@ def solve_fista(
             info.converged = True
             break
     return be.to_numpy(f), info
+
+
+def fista_momentum(t: float) -> tuple[float, float]:
+    """FISTA step-size sequence: t_{k+1} = (1 + √(1 + 4 t_k²))/2 and the momentum
+    β = (t_k − 1)/t_{k+1} (Beck & Teboulle 2009); returns (t_{k+1}, β)."""
+    t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+    return t_next, (t - 1.0) / t_next
+
+
+def _fista_iteration(f, f_prev, t: float, momentum: bool, data, conf, prox: Prox, be):
+    """One iteration of :func:`solve_fista`: (f_{k+1}, t, relative change, data residual)."""
+    beta = 0.0
+    if momentum and f_prev is not None:
+        t, beta = fista_momentum(t)
+        y = f + np.float32(beta) * (f - f_prev)
+    else:
+        y = f
+    Fy = be.rfftn(y)
+    del y
+    r2, d2 = be.masked_residual(Fy, data, conf)
+    Fy = be.data_step(Fy, data, conf)
+    b = be.irfftn(Fy)
+    del Fy
+    f_new = prox(b)
+    del b
+    delta = f_new - f
+    step2 = be.dot(delta, delta)
+    if beta > 0 and beta * be.dot(f - f_prev, delta) > step2:
+        # Gradient restart (O'Donoghue & Candès 2015): <y − f_new, f_new − f> > 0 with
+        # y − f_new = −delta + β (f − f_prev); the momentum points uphill, drop it.
+        t = 1.0
+    del delta
+    fn = be.norm(f_new)
+    rel = math.sqrt(step2) / fn if fn > 0 else 0.0
+    res = math.sqrt(r2 / d2) if d2 > 0 else 0.0
+    return f_new, t, rel, res
 
 
 def gerchberg_papoulis(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from holo.reconstruction.regularization import _tv_kernels as _k
-from holo.reconstruction.regularization.gp import RealData, select_backend, solve_fista
+from holo.reconstruction.regularization.gp import RealData, fista_momentum, select_backend, solve_fista
 
 __all__ = ["DEFAULT_TV_ITERATIONS", "DEFAULT_TV_WEIGHT", "DEFAULT_TV_INNER", "tv_weights", "tv_value", "tv_prox", "TVProx", "tv_fista"]
 
@@ -115,9 +115,8 @@ class TVProx:
         t = 1.0
         for _ in range(self.iterations):
             _k.primal_from_dual(b, r, lam, cz, cy, cx, up, x)
-            t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-            beta = np.float32((t - 1.0) / t_next)
-            t = t_next
+            t, beta = fista_momentum(t)
+            beta = np.float32(beta)
             _k.dual_step(x, self.p, r, tau, beta, cz, cy, cx)
         _k.primal_from_dual(b, self.p, lam, cz, cy, cx, up, x)
         return x
@@ -155,9 +154,7 @@ class TVProx:
             q[0, -1] = 0
             q[1, :, -1] = 0
             q[2, :, :, -1] = 0
-            t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-            beta = (t - 1.0) / t_next
-            t = t_next
+            t, beta = fista_momentum(t)
             r = q + beta * (q - self.p)
             self.p = q
         return (b - self.lam * self._adj(self.p)).clamp_(max=self.upper)

@@ -60,16 +60,17 @@ from types import SimpleNamespace
 import numpy as np
 import scipy.fft
 
-from holo.conventions import GEOMETRIES, medium_wavenumber, vacuum_wavenumber
+from holo.conventions import GEOMETRIES, medium_wavenumber, potential_to_ri, vacuum_wavenumber
 from holo.errors import ValidationError
 from holo.model import Tomogram
+from holo.reconstruction.methods import DIRECT_METHODS
 from holo.threads import fft_workers
 
 from .grid import Grid, default_grid
 
 __all__ = ["FourierData", "fourier_map", "reconstruct_fdt", "rytov_field", "born_field", "spectrum_to_ri", "cap_rotation"]
 
-METHODS = ("rytov", "born")
+METHODS = DIRECT_METHODS
 #: K-space oversampling of the gridding per geometry (measured: for an illumination scan
 #: the fine-grid estimates lower the RMSE against phantoms by ~10 %; for sample rotation,
 #: whose caps cross the fine grid at all angles, mixing fine and coarse estimates raised it,
@@ -395,23 +396,11 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
 def spectrum_to_ri(spectrum, wavelength_um: float, medium_index: float) -> np.ndarray:
     """Inverse FFT of the f spectrum and n = n_m √(1 − f/k_m²) (float32, clipped at 0 under the root).
 
-    The formula is that of :func:`holo.conventions.potential_to_ri`, evaluated in float32
-    in place to keep memory at one complex volume.
+    The conversion is :func:`holo.conventions.potential_to_ri` in its float32 form, which
+    keeps memory at one complex volume.
     """
     f = scipy.fft.ifftn(spectrum, workers=fft_workers())
-    return potential_to_ri_f32(f.real, wavelength_um, medium_index)
-
-
-def potential_to_ri_f32(f_real, wavelength_um: float, medium_index: float) -> np.ndarray:
-    """n = n_m √(1 − f/k_m²) of a real potential volume, float32 (root clipped at 0)."""
-    km = medium_wavenumber(wavelength_um, medium_index)
-    n = np.array(f_real, dtype=np.float32, order="C")
-    n *= np.float32(-1.0 / (km * km))
-    n += np.float32(1.0)
-    np.maximum(n, np.float32(0.0), out=n)
-    np.sqrt(n, out=n)
-    n *= np.float32(medium_index)
-    return n
+    return potential_to_ri(f.real, wavelength_um, medium_index, dtype=np.float32)
 
 
 def reconstruct_fdt(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_um=None, hermitian: bool = True,

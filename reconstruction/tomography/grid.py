@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from holo.conventions import GEOMETRIES
+
 __all__ = ["Grid", "default_grid", "lateral_voxel_limit_um", "axial_voxel_limit_um", "illumination_scan_support"]
 
 
@@ -122,17 +124,16 @@ def default_grid(
     px = float(pixel_size_um)
     if not (px > 0 and np.isfinite(px)):
         raise ValueError(f"pixel_size_um must be a positive number, got {pixel_size_um!r}")
-    if geometry not in ("illumination-scan", "sample-rotation"):
-        raise ValueError(f"geometry must be 'illumination-scan' or 'sample-rotation', got {geometry!r}")
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
     if rotation_axis not in ("y", "x"):
         raise ValueError(f"rotation_axis must be 'y' or 'x', got {rotation_axis!r}")
-    fov_y, fov_x = ny * px, nx * px
+    fov_yx = (ny * px, nx * px)
     if shape_zyx is not None:
         shp = tuple(int(v) for v in np.asarray(shape_zyx).reshape(-1))
         if len(shp) != 3 or min(shp) < 2:
             raise ValueError(f"shape_zyx must be three sizes ≥ 2, got {shape_zyx!r}")
         shape_zyx = shp
-
     if voxel_size_um is not None:
         vs = np.asarray(voxel_size_um, dtype=float).reshape(-1)
         if vs.size == 1:
@@ -141,29 +142,41 @@ def default_grid(
             raise ValueError(f"voxel_size_um must be a positive number or (dz, dy, dx), got {voxel_size_um!r}")
         dz, dy, dx = (float(v) for v in vs)
     else:
-        dx_lim = lateral_voxel_limit_um(wavelength_um, objective_na)
-        if shape_zyx is not None:
-            dy, dx = fov_y / int(shape_zyx[1]), fov_x / int(shape_zyx[2])
-        else:
-            d = min(px, dx_lim)
-            dy, dx = fov_y / _fast_even(fov_y / d), fov_x / _fast_even(fov_x / d)
-        if geometry == "sample-rotation":
-            dz = dx if rotation_axis == "y" else dy
-        else:
-            dz = min(axial_voxel_limit_um(wavelength_um, medium_index, objective_na), 2.0 * max(dy, dx))
-            dz = max(dz, min(dy, dx))
-
-    if shape_zyx is not None:
-        shape = shape_zyx
-    else:
-        nyv = _fast_even(fov_y / dy - 1e-6)
-        nxv = _fast_even(fov_x / dx - 1e-6)
-        if geometry == "sample-rotation":
-            nzv = _fast_even((fov_x if rotation_axis == "y" else fov_y) / dz - 1e-6)
-        else:
-            nzv = _fast_even(max(fov_y, fov_x) / dz - 1e-6)
-        shape = (nzv, nyv, nxv)
+        dz, dy, dx = _default_voxel(fov_yx, px, shape_zyx, wavelength_um, medium_index, objective_na, geometry, rotation_axis)
+    shape = shape_zyx if shape_zyx is not None else _default_shape(fov_yx, (dz, dy, dx), geometry, rotation_axis)
     return Grid(shape_zyx=shape, voxel_size_um=(float(dz), float(dy), float(dx)))
+
+
+def _default_voxel(fov_yx, pixel_size_um, shape_zyx, wavelength_um, medium_index, objective_na, geometry, rotation_axis):
+    """(dz, dy, dx) of the default rule (:func:`default_grid` Notes) for a field of view
+    (µm) and, when given, the shape whose lateral sizes fix dy, dx."""
+    fov_y, fov_x = fov_yx
+    dx_lim = lateral_voxel_limit_um(wavelength_um, objective_na)
+    if shape_zyx is not None:
+        dy, dx = fov_y / int(shape_zyx[1]), fov_x / int(shape_zyx[2])
+    else:
+        d = min(pixel_size_um, dx_lim)
+        dy, dx = fov_y / _fast_even(fov_y / d), fov_x / _fast_even(fov_x / d)
+    if geometry == "sample-rotation":
+        dz = dx if rotation_axis == "y" else dy
+    else:
+        dz = min(axial_voxel_limit_um(wavelength_um, medium_index, objective_na), 2.0 * max(dy, dx))
+        dz = max(dz, min(dy, dx))
+    return dz, dy, dx
+
+
+def _default_shape(fov_yx, voxel_zyx, geometry: str, rotation_axis: str) -> tuple[int, int, int]:
+    """(Z, Y, X) covering the field of view (µm) laterally and, along Z, the lateral field of
+    view (illumination scan) or the extent across the rotation axis (sample rotation)."""
+    fov_y, fov_x = fov_yx
+    dz, dy, dx = voxel_zyx
+    nyv = _fast_even(fov_y / dy - 1e-6)
+    nxv = _fast_even(fov_x / dx - 1e-6)
+    if geometry == "sample-rotation":
+        nzv = _fast_even((fov_x if rotation_axis == "y" else fov_y) / dz - 1e-6)
+    else:
+        nzv = _fast_even(max(fov_y, fov_x) / dz - 1e-6)
+    return (nzv, nyv, nxv)
 
 
 def illumination_scan_support(
