@@ -27,8 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def make_volume(kind: str, seed: int, shape_zyx=(96, 256, 256), voxel_size_um=(0.3, 0.11, 0.11)):
     """(Tomogram, semantic truth, instance truth) of one twin volume through the OTF."""
