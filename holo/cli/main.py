@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "segment",
     "run",
     "demo",
+    "importing",
 )
 
 app = typer.Typer(

@@ -1,7 +1,8 @@
-"""File formats of holo: acquisition HDF5, Tomocube TCF, OME-TIFF, OME-Zarr.
+"""File formats of holo: acquisition HDF5, Tomocube TCF, OME-TIFF, OME-Zarr, camera frames.
 
 ``detect_format`` looks at the content (HDF5 signature and root attributes, TIFF magic and
-OME-XML, zarr folder with NGFF multiscales), not only at the extension; ``open_path`` reads
+OME-XML, zarr folder with NGFF multiscales, a folder or plain TIFF stack of camera frames with
+an optics sidecar — :mod:`holo.io.camera`), not only at the extension; ``open_path`` reads
 any of them; ``save_tomogram`` / ``save_labels`` dispatch on the output extension.
 """
 
@@ -12,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from holo.errors import FormatError
+from holo.io._hdf5_safety import check_hdf5_file
 from holo.io.acquisition import HDF5_SIGNATURE, read_acquisition, write_acquisition
+from holo.io.camera import is_camera_input, read_camera
 from holo.io.ometiff import read_labels_tiff, read_ome_tiff, write_labels_tiff, write_ome_tiff
 from holo.io.omezarr import is_ome_zarr, read_ome_zarr, read_ome_zarr_labels, write_labels_zarr, write_ome_zarr
 from holo.io.tcf import read_tcf, write_tcf
@@ -41,9 +44,11 @@ __all__ = [
     "write_ome_zarr",
     "read_ome_zarr_labels",
     "write_labels_zarr",
+    "read_camera",
+    "is_camera_input",
 ]
 
-FORMATS = ("acquisition", "tcf", "ome-tiff", "ome-zarr")
+FORMATS = ("acquisition", "tcf", "ome-tiff", "ome-zarr", "camera")
 #: File-name suffixes of each format (lower case, longer first), the one table that output
 #: formats and sample names go by.
 FORMAT_SUFFIXES = {
@@ -63,7 +68,9 @@ def detect_format(path: str | Path) -> str:
 
     Returns
     -------
-    {"acquisition", "tcf", "ome-tiff", "ome-zarr"}
+    {"acquisition", "tcf", "ome-tiff", "ome-zarr", "camera"}
+        "camera": a folder of frames or a plain TIFF stack with its optics sidecar
+        (:func:`holo.io.camera.is_camera_input`), opened as an acquisition.
 
     Raises
     ------
@@ -78,7 +85,13 @@ def detect_format(path: str | Path) -> str:
     if path.is_dir():
         if is_ome_zarr(path):
             return "ome-zarr"
-        raise FormatError("folder is not an OME-Zarr store (no NGFF multiscales metadata)", path=path, item="format")
+        if is_camera_input(path):
+            return "camera"
+        raise FormatError(
+            "folder is neither an OME-Zarr store (NGFF multiscales) nor camera frames with an optics.json/yaml sidecar",
+            path=path,
+            item="format",
+        )
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -87,6 +100,7 @@ def detect_format(path: str | Path) -> str:
     if head == HDF5_SIGNATURE:
         try:
             with h5py.File(path, "r") as f:
+                check_hdf5_file(f, path)  # nothing outside the file is followed, here or later
                 fmt = f.attrs.get("format")
                 if isinstance(fmt, bytes):
                     fmt = fmt.decode("utf-8", "replace")
@@ -112,7 +126,13 @@ def detect_format(path: str | Path) -> str:
                     return "ome-tiff"
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
             raise FormatError(f"not a readable TIFF file ({' '.join(str(exc).split())})", path=path, item="file") from None
-        raise FormatError("TIFF without OME-XML metadata", path=path, item="format")
+        if is_camera_input(path):
+            return "camera"
+        raise FormatError(
+            "TIFF without OME-XML metadata (camera frames: put <name>.json/.yaml optics beside it, or run holo import)",
+            path=path,
+            item="format",
+        )
     raise FormatError("unknown content (not HDF5, OME-TIFF or OME-Zarr)", path=path, item="format")
 
 
@@ -127,7 +147,9 @@ def open_path(path: str | Path, **kwargs):
     Acquisition or Tomogram
     """
     fmt = detect_format(path)
-    reader = {"acquisition": read_acquisition, "tcf": read_tcf, "ome-tiff": read_ome_tiff, "ome-zarr": read_ome_zarr}[fmt]
+    reader = {
+        "acquisition": read_acquisition, "tcf": read_tcf, "ome-tiff": read_ome_tiff, "ome-zarr": read_ome_zarr, "camera": read_camera,
+    }[fmt]
     return reader(path, **kwargs)
 
 
