@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from holo.errors import HoloError
-from holo.io import INPUT_SUFFIXES
+from holo.io import INPUT_SUFFIXES, is_camera_input
 from holo.io._atomic import atomic_path
 from holo.sample import SampleOptions, process_sample, sample_name
 
@@ -50,7 +50,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         s = str(item)
         p = Path(s)
-        if p.is_dir() and not s.lower().rstrip("/").endswith(".zarr"):
+        if p.is_dir() and not s.lower().rstrip("/").endswith(".zarr") and not is_camera_input(p):
             hits = sorted(q for q in p.rglob("*") if _is_input_file(q) and (q.is_file() or q.suffix == ".zarr"))
             hits = [q for q in hits if not any(part.endswith(".zarr") for part in q.relative_to(p).parts[:-1])]
         elif p.exists():

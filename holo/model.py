@@ -48,7 +48,7 @@ def _is_real_dtype(dtype) -> bool:
 
 @dataclass
 class Acquisition:
-    """One holotomography acquisition (see shared spec ``acquisition-format.md``).
+    """One holotomography acquisition (layout on disk: ``docs/acquisition-format.md``).
 
     Parameters
     ----------

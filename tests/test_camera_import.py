@@ -163,3 +163,13 @@ def test_natural_order_of_frames(tmp_path):
     for i in (10, 2, 1, 9, 3, 4, 5, 6, 7, 8):
         tifffile.imwrite(tmp_path / f"img_{i}.tif", np.full((4, 4), i, np.uint16))
     assert [p.name for p in list_frames(tmp_path)] == [f"img_{i}.tif" for i in range(1, 11)]
+
+
+def test_info_and_batch_take_a_camera_folder(tmp_path, twin_acq):
+    from holo.batch import expand_inputs
+    from holo.cli.info import describe
+
+    d = _camera_folder(tmp_path, twin_acq)
+    info = describe(d)
+    assert info["format"] == "camera" and info["kind"] == "acquisition" and info["n_frames"] == 5
+    assert expand_inputs([d]) == [d]  # `holo run FOLDER`: the folder is one sample

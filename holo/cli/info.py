@@ -48,7 +48,7 @@ def describe(path: str | Path) -> dict:
         info.update(_describe_labels(path))
         return _jsonable(info)
     obj = open_path(path)
-    if fmt == "acquisition":
+    if fmt in ("acquisition", "camera"):
         info.update(_describe_acquisition(obj))
         close_acquisition(obj)
     else:

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "run",
     "demo",
     "importing",
+    "phase",
 )
 
 app = typer.Typer(

@@ -1,4 +1,4 @@
-"""Acquisition HDF5 files (layout version 1 of the shared spec ``acquisition-format.md``).
+"""Acquisition HDF5 files (layout version 1 of ``docs/acquisition-format.md``).
 
 Layout (exactly as the spec): root attributes ``format`` = ``"holo-acquisition"``,
 ``format_version`` = 1, ``geometry``, ``wavelength_um``, ``pixel_size_um``, ``medium_index``,
@@ -246,7 +246,7 @@ def read_acquisition(path: str | Path, lazy: bool = True, *, check_frames: bool 
     Parameters
     ----------
     path : str or Path
-        File in the layout of ``acquisition-format.md`` (version 1).
+        File in the layout of ``docs/acquisition-format.md`` (version 1).
     lazy : bool
         Keep ``holograms``, ``background`` and ``fields`` as ``h5py.Dataset`` (read on
         slicing; see the module docstring for when the file closes). ``False`` loads them.
@@ -373,7 +373,7 @@ def _write_big(f, name: str, arr, *, compression=None) -> None:
 
 
 def write_acquisition(path: str | Path, acq: Acquisition, *, compression: str | None = None) -> Path:
-    """Write ``acq`` in the layout of ``acquisition-format.md`` (version 1), atomically.
+    """Write ``acq`` in the layout of ``docs/acquisition-format.md`` (version 1), atomically.
 
     The file is written under a temporary name beside ``path`` and renamed on success, so
     rewriting the file an acquisition was lazily read from is safe. ``acq.metadata`` becomes
