@@ -6,6 +6,12 @@ with a lock file (so two runs into the same folder never work on the same sample
 worker dies), streams results into ``manifest.json`` as they complete, and writes the run's
 ``all_cells.csv``, ``summary.json`` and ``summary.html``.
 
+Nothing is lost: sample names are never a run file, hidden, ``.`` or ``..``
+(:func:`holo.sample.sample_name`); inputs whose names collide are told apart
+deterministically (:func:`assign_names`); a sample counts as done only for the same input
+(resolved path, size and modification time, :func:`input_identity`); a sample folder is
+replaced only if holo wrote it; temporaries of a killed run are removed at the next start.
+
 Output folder layout::
 
     OUT/manifest.json         status of every sample seen so far (done | failed + error)
@@ -13,6 +19,7 @@ Output folder layout::
     OUT/all_cells.csv         all cells of all finished samples
     OUT/summary.json|html     run summary, failures listed
     OUT/.locks/<sample>.lock  claim of a sample by a running process (removed when done)
+    OUT/.<name>.tmp-XXXXXXXX  a sample or run file being written (removed on failure)
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import hashlib
 import html
 import json
 import os
-import shutil
+import pickle
+import select
+import signal
 import socket
 import time
 import uuid
@@ -33,7 +43,7 @@ from typing import Callable, Iterable
 
 from holo.errors import HoloError
 from holo.io import INPUT_SUFFIXES, is_camera_input
-from holo.io._atomic import atomic_path
+from holo.io._atomic import atomic_path, remove_temporaries
 from holo.sample import SampleOptions, process_sample, sample_name
 
 
@@ -99,6 +109,62 @@ def _update_manifest(out_dir: Path, name: str, record: dict) -> None:
             tmp.write_text(json.dumps(manifest, indent=2, default=str))
 
 
+def input_identity(path: Path) -> dict:
+    """What tells one input from another: ``{"input": resolved path, "input_size": bytes,
+    "input_mtime_ns": int}``; for a folder (an OME-Zarr store) the total size and the latest
+    modification time of its files."""
+    path = Path(path)
+    st = path.stat()
+    size, mtime = st.st_size, st.st_mtime_ns
+    if path.is_dir():
+        size = 0
+        for root, _, files in os.walk(path):
+            for fn in files:
+                with contextlib.suppress(OSError):
+                    fst = os.stat(os.path.join(root, fn))
+                    size += fst.st_size
+                    mtime = max(mtime, fst.st_mtime_ns)
+    return {"input": str(path.resolve()), "input_size": int(size), "input_mtime_ns": int(mtime)}
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+def assign_names(paths: list[Path], manifest: dict) -> list[str]:
+    """Sample names of ``paths`` (in order), unique in the run and in the folder.
+
+    An input the manifest already knows (same resolved path) keeps its name. Others take
+    :func:`holo.sample.sample_name`; names shared by several inputs (compared ignoring case,
+    so that case-insensitive file systems are safe) or held by a different input in the
+    manifest become ``<parent folder>_<name>``, and if that is still not unique
+    ``<name>-<8 hex of the resolved path>``. The result depends only on the inputs and the
+    manifest, never on their order.
+    """
+    by_input = {rec.get("input"): name for name, rec in manifest.get("samples", {}).items()}
+    keys = [str(Path(p).resolve()) for p in paths]
+    names: list[str | None] = [by_input.get(k) for k in keys]
+    taken = {n.casefold() for n in manifest.get("samples", {})}
+    base = [sample_name(p) for p in paths]
+    groups: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        if n is None:
+            groups.setdefault(base[i].casefold(), []).append(i)
+    for key, idx in sorted(groups.items()):
+        if len(idx) == 1 and key not in taken:
+            names[idx[0]] = base[idx[0]]
+            taken.add(key)
+            continue
+        parent = [sample_name(Path(paths[i]).resolve().parent.name + ".h5") + "_" + base[i] for i in idx]
+        for j, i in enumerate(idx):
+            cand = parent[j]
+            if [c.casefold() for c in parent].count(cand.casefold()) > 1 or cand.casefold() in taken:
+                cand = f"{base[i]}-{_short_hash(keys[i])}"
+            names[i] = cand
+            taken.add(cand.casefold())
+    return [str(n) for n in names]
+
+
 # -- claims -----------------------------------------------------------------------------
 def _pid_alive(pid: int) -> bool:
     try:
@@ -142,28 +208,126 @@ def _release(out_dir: Path, name: str) -> None:
 
 
 def _remove_temporaries(out_dir: Path, name: str) -> None:
-    for tmp in out_dir.glob(f".{name}.tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+    remove_temporaries(out_dir, keep=lambda target: target != name)
 
 
-def is_done(out_dir: Path, name: str, manifest: dict) -> bool:
+def _claimed_elsewhere(out_dir: Path, name: str) -> bool:
+    """True while ``.locks/<name>.lock`` belongs to a live process (or one on another host)."""
+    try:
+        owner = json.loads((out_dir / ".locks" / f"{name}.lock").read_text() or "{}")
+    except FileNotFoundError:
+        return False
+    except (OSError, json.JSONDecodeError):
+        return True
+    if owner.get("host") != socket.gethostname() or not owner.get("pid"):
+        return True
+    return _pid_alive(int(owner["pid"]))
+
+
+def _clean_leftovers(out_dir: Path) -> None:
+    """Remove the temporaries of killed runs: every ``.X.tmp-*`` whose sample X no live run
+    claims (run files' temporaries are written under the manifest lock, held here)."""
+    with _manifest_lock(out_dir):
+        remove_temporaries(out_dir, keep=lambda target: _claimed_elsewhere(out_dir, target))
+
+
+def is_done(out_dir: Path, name: str, manifest: dict, identity: dict | None = None) -> bool:
+    """Whether sample ``name`` is finished in ``out_dir``; with ``identity``
+    (:func:`input_identity`) only if it was made from that same input."""
     rec = manifest["samples"].get(name)
-    return bool(rec and rec.get("status") == "done" and (out_dir / name / "provenance.json").exists())
+    if not (rec and rec.get("status") == "done" and (out_dir / name / "provenance.json").exists()):
+        return False
+    return identity is None or all(rec.get(k) == v for k, v in identity.items())
 
 
 # -- the task run on workers -------------------------------------------------------------
-def _task(input_path: str, out_dir: str, options: dict, process_fn: Callable = process_sample) -> dict:
-    """Worker-side wrapper: bad data becomes a 'failed' record instead of an exception, so one
-    bad input fails only itself; a dying worker raises on the client and dask retries it."""
-    t0 = time.perf_counter()
+class SampleTimeout(HoloError):
+    """A sample ran longer than the batch's per-sample timeout."""
+
+
+def _read_all(fd: int, deadline: float) -> bytes | None:
+    """Bytes of ``fd`` until EOF, or None when ``deadline`` (time.monotonic) passes first."""
+    chunks = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        data = os.read(fd, 1 << 16)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def run_with_timeout(fn: Callable, timeout_s: float, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a forked child process, killed after ``timeout_s`` seconds.
+
+    The child's return value (or its exception) comes back pickled through a pipe. A hang
+    inside compiled code (where no signal reaches Python) is ended by SIGKILL.
+    os.fork is used rather than multiprocessing so that it also works inside daemonic dask
+    worker processes, and nothing is pickled on the way in.
+
+    Raises
+    ------
+    SampleTimeout
+        The child did not finish in time (it is killed before this returns).
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        try:
+            payload = ("ok", fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - sent to the parent
+            payload = ("err", exc)
+        try:
+            data = pickle.dumps(payload)
+        except Exception as exc:  # an unpicklable result or exception
+            data = pickle.dumps(("err", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        with os.fdopen(w, "wb") as fh:
+            fh.write(data)
+        os._exit(0)
+    os.close(w)
+    data = None
     try:
-        return process_fn(input_path, out_dir, SampleOptions(**options))
+        data = _read_all(r, time.monotonic() + float(timeout_s))
+    finally:
+        os.close(r)
+        if data is None:  # too late, or interrupted: the child must not outlive us
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    if data is None:
+        raise SampleTimeout(f"did not finish within {timeout_s:g} s (killed)", item="timeout")
+    if not data:
+        raise RuntimeError("the sample's process died without a result")
+    status, value = pickle.loads(data)
+    if status == "err":
+        raise value
+    return value
+
+
+def _task(input_path: str, out_dir: str, options: dict, process_fn: Callable = process_sample, name: str | None = None,
+          timeout_s: float | None = None) -> dict:
+    """Worker-side wrapper: bad data becomes a 'failed' record instead of an exception, so one
+    bad input fails only itself; a dying worker raises on the client and dask retries it.
+    With ``timeout_s`` the sample runs in a child process killed when the time is up (its
+    temporaries are removed, the record says so)."""
+    t0 = time.perf_counter()
+    name = name or sample_name(input_path)
+    args = (input_path, out_dir, SampleOptions(**options))
+    try:
+        if timeout_s:
+            return run_with_timeout(process_fn, timeout_s, *args, name=name)
+        return process_fn(*args, name=name)
+    except SampleTimeout as exc:
+        _remove_temporaries(Path(out_dir), name)
+        err = f"{input_path}: {exc}"
     except HoloError as exc:
         err = str(exc)
     except Exception as exc:  # any other failure is reported, not fatal to the batch
         err = f"{input_path}: {type(exc).__name__}: {' '.join(str(exc).split())}"
     return {
-        "name": sample_name(input_path),
+        "name": name,
         "input": str(Path(input_path).resolve()),
         "status": "failed",
         "error": err,
@@ -220,6 +384,7 @@ def run_batch(
     scheduler: str | None = None,
     force: bool = False,
     retries: int = 2,
+    timeout_s: float | None = None,
     on_result: Callable[[dict, int, int], None] | None = None,
     process_fn: Callable = process_sample,
 ) -> BatchResult:
@@ -236,20 +401,26 @@ def run_batch(
         Redo samples already marked done.
     retries : int
         How often dask reruns a task whose worker died.
+    timeout_s : float, optional
+        Per-sample time limit: each sample runs in a child process killed after this many
+        seconds (the sample is then recorded as failed, its temporaries removed).
     on_result : callable(record, n_finished, n_total), optional
         Called as each sample completes (progress bars).
     """
     options = options or SampleOptions()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    named = _named_inputs(inputs, out)  # before creating OUT: a bad input leaves no folder
+    _make_out(out)
+    _clean_leftovers(out)
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     result = BatchResult(out_dir=out)
-    todo = _claim_samples(out, _named_inputs(inputs), run_id, force, result)
-    claimed = {sample_name(p) for p in todo}
+    todo = _claim_samples(out, named, run_id, force, result)
+    claimed = {name for _, name, _ in todo}
+    identity = {name: ident for _, name, ident in todo}
 
     def record(rec: dict) -> None:
-        rec = dict(rec, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"), run=run_id)
+        rec = dict(rec, **identity.get(rec["name"], {}), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"), run=run_id)
         _update_manifest(out, rec["name"], rec)
         _release(out, rec["name"])
         claimed.discard(rec["name"])
@@ -260,48 +431,62 @@ def run_batch(
     opts = asdict(options)
     try:
         if todo and (workers or scheduler):
-            _run_on_dask(todo, out, opts, process_fn, run_id, workers, scheduler, retries, record)
+            _run_on_dask(todo, out, opts, process_fn, run_id, workers, scheduler, retries, record, timeout_s)
         else:
-            for p in todo:
-                record(_task(str(p), str(out), opts, process_fn))
+            for p, name, _ in todo:
+                record(_task(str(p), str(out), opts, process_fn, name, timeout_s))
     finally:
         for name in list(claimed):  # interrupted: no partial outputs, no stale claims
             _remove_temporaries(out, name)
             _release(out, name)
         result.seconds = time.perf_counter() - t0
-    write_run_summary(out, result)
+    with _manifest_lock(out):
+        write_run_summary(out, result)
     return result
 
 
-def _named_inputs(inputs: Iterable[str | Path]) -> list[tuple[Path, str]]:
-    """(path, sample name) of every input (:func:`expand_inputs`); two inputs with one
-    sample name are an error."""
-    paths = expand_inputs(inputs)
-    names = [sample_name(p) for p in paths]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise HoloError(f"several inputs map to the same sample name(s): {', '.join(sorted(dup))}", item="input")
+def _make_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise HoloError("exists and is not a folder", path=out, item="output")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HoloError(f"cannot create the output folder ({exc.strerror or exc})", path=out, item="output") from None
+
+
+def _named_inputs(inputs: Iterable[str | Path], out: Path) -> list[tuple[Path, str]]:
+    """(path, sample name) of every input (:func:`expand_inputs`), names from
+    :func:`assign_names`; files inside the output folder (earlier outputs) are left out."""
+    out_key = str(out.resolve())
+    paths = [p for p in expand_inputs(inputs) if not (str(p.resolve()) + os.sep).startswith(out_key + os.sep)]
+    if not paths:
+        raise HoloError("every input lies inside the output folder", path=out, item="input")
+    names = assign_names(paths, read_manifest(out) if out.is_dir() else {"samples": {}})
     return list(zip(paths, names))
 
 
-def _claim_samples(out: Path, named: list[tuple[Path, str]], run_id: str, force: bool, result: BatchResult) -> list[Path]:
-    """The inputs this run claims; the others go to ``result.skipped`` (done before) or
-    ``result.busy`` (claimed by another run)."""
+def _claim_samples(out: Path, named: list[tuple[Path, str]], run_id: str, force: bool,
+                   result: BatchResult) -> list[tuple[Path, str, dict]]:
+    """(path, name, :func:`input_identity`) of the inputs this run claims; the others go to
+    ``result.skipped`` (done before from the same input) or ``result.busy`` (claimed by
+    another run)."""
     manifest = read_manifest(out)
-    todo: list[Path] = []
+    todo = []
     for p, name in named:
-        if not force and is_done(out, name, manifest):
+        ident = input_identity(p)
+        if not force and is_done(out, name, manifest, ident):
             result.skipped.append(name)
         elif _claim(out, name, run_id):
             _remove_temporaries(out, name)
-            todo.append(p)
+            todo.append((p, name, ident))
         else:
             result.busy.append(name)
     return todo
 
 
-def _run_on_dask(todo: list[Path], out: Path, opts: dict, process_fn: Callable, run_id: str, workers: int | None,
-                 scheduler: str | None, retries: int, record: Callable[[dict], None]) -> None:
+def _run_on_dask(todo: list[tuple[Path, str, dict]], out: Path, opts: dict, process_fn: Callable, run_id: str,
+                 workers: int | None, scheduler: str | None, retries: int, record: Callable[[dict], None],
+                 timeout_s: float | None = None) -> None:
     """Run every claimed input as a dask task, passing each record to ``record`` as it
     completes; the client and the cluster are closed before returning (also on error), so
     no worker is still writing when the caller removes its temporaries."""
@@ -311,16 +496,17 @@ def _run_on_dask(todo: list[Path], out: Path, opts: dict, process_fn: Callable, 
     try:
         client, cluster = _start_client(workers, scheduler)
         futures = {
-            client.submit(_task, str(p), str(out), opts, process_fn, key=f"holo-{sample_name(p)}-{run_id}", retries=retries, pure=False): p
-            for p in todo
+            client.submit(_task, str(p), str(out), opts, process_fn, name, timeout_s, key=f"holo-{name}-{run_id}",
+                          retries=retries, pure=False): (p, name)
+            for p, name, _ in todo
         }
         for fut in as_completed(futures):
-            p = futures[fut]
+            p, name = futures[fut]
             try:
                 rec = fut.result()
             except Exception as exc:  # e.g. KilledWorker after all retries
                 rec = {
-                    "name": sample_name(p),
+                    "name": name,
                     "input": str(p.resolve()),
                     "status": "failed",
                     "error": f"{p}: worker failed: {type(exc).__name__}: {' '.join(str(exc).split())}",

@@ -29,3 +29,7 @@ class FormatError(HoloError):
 
 class ValidationError(HoloError, ValueError):
     """Values are inconsistent or unphysical (shapes, NA > n_m, NaN, units)."""
+
+
+class ResourceError(HoloError):
+    """The work would need more memory (or another resource) than is available."""

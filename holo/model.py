@@ -266,9 +266,16 @@ class Tomogram:
         return tuple(int(s) for s in self.ri.shape[-3:])
 
     def frame(self, t: int = 0) -> np.ndarray:
-        """The RI volume at time index ``t`` as a float32 NumPy array."""
+        """The RI volume at time index ``t`` as a float32 NumPy array.
+
+        A lazy volume is computed only after :func:`holo.memory.check_memory` found room
+        for it (float32 result plus one stored copy, 8 bytes per voxel)."""
         vol = self.ri[t] if self.has_time else self.ri
         if hasattr(vol, "compute"):
+            from holo.memory import check_memory
+
+            check_memory(8.0 * float(np.prod(self.shape_zyx, dtype=np.float64)), path=self.source, item="ri",
+                         what="loading one RI volume")
             vol = vol.compute()
         return np.asarray(vol, dtype=np.float32)
 

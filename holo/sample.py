@@ -54,12 +54,24 @@ class SampleOptions:
                 raise ValueError(f"unet_model: {exc}") from None
 
 
+#: Names of the run's own files and folders in OUT (lower case); no sample is named so.
+RUN_FILES = frozenset({"manifest.json", "summary.json", "summary.html", "all_cells.csv", "locks"})
+
+
 def sample_name(path: str | Path) -> str:
-    """Sample name from the file name: the stem without the format's suffixes, made file-safe."""
+    """Sample name from the file name: the stem without the format's suffixes, made file-safe.
+
+    Characters other than ``A-Za-z0-9._-`` become ``_``; leading and trailing dots go, so a
+    name is never ``.``, ``..`` or hidden; an empty name becomes ``sample``; a name of one of
+    the run's files (:data:`RUN_FILES`, any case) gets the suffix ``_sample``.
+    """
     from holo.io import strip_format_suffix
 
     name = strip_format_suffix(Path(str(path).rstrip("/")).name)
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "sample"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "sample"
+    if name.lower() in RUN_FILES:
+        name += "_sample"
+    return name
 
 
 def _load_tomogram(path: Path, options: SampleOptions, progress):
@@ -85,8 +97,14 @@ def process_sample(
     out_dir: str | Path,
     options: SampleOptions | None = None,
     progress: Callable | None = None,
+    *,
+    name: str | None = None,
 ) -> dict:
     """Run the whole pipeline on one input and write its outputs atomically.
+
+    The outputs go to ``out_dir/<name>`` (``name`` default :func:`sample_name` of the input;
+    the batch passes its disambiguated name). An existing folder there is replaced only if
+    holo wrote it (:func:`holo.io._atomic.atomic_path`).
 
     Returns a JSON-able summary: ``name, input, status ("done"), outputs, n_cells,
     class_counts, seconds``. Raises :class:`HoloError` for bad input (nothing is written).
@@ -96,7 +114,9 @@ def process_sample(
 
     options = options or SampleOptions()
     input_path = Path(input_path)
-    name = sample_name(input_path)
+    name = name or sample_name(input_path)
+    if name != sample_name(name + ".h5") or name.lower() in RUN_FILES:
+        raise ValueError(f"name: {name!r} is not a safe sample folder name")
     final = Path(out_dir) / name
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

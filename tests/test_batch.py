@@ -91,11 +91,11 @@ def test_interrupted_run_resumes(inputs, tmp_path):
     out = tmp_path / "out"
     calls = []
 
-    def interrupt_on_second(path, out_dir, options):
+    def interrupt_on_second(path, out_dir, options, name=None):
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return process_sample(path, out_dir, options)
+        return process_sample(path, out_dir, options, name=name)
 
     with pytest.raises(KeyboardInterrupt):
         run_batch(sorted(inputs.glob("good*.ome.tif")), out, OPTIONS, process_fn=interrupt_on_second)
@@ -104,13 +104,13 @@ def test_interrupted_run_resumes(inputs, tmp_path):
     assert res.skipped == ["good0"] and sorted(r["name"] for r in res.done) == ["good1", "good2"]
 
 
-def _kill_worker_once(path, out_dir, options):
+def _kill_worker_once(path, out_dir, options, name=None):
     """Kill the worker process the first time a sample is tried (marker file beside it)."""
     marker = Path(out_dir) / f".killed-{Path(path).name}"
     if not marker.exists():
         marker.write_text("x")
         os._exit(1)
-    return process_sample(path, out_dir, options)
+    return process_sample(path, out_dir, options, name=name)
 
 
 def test_killed_worker_is_retried(inputs, tmp_path):

@@ -189,7 +189,7 @@ def test_broken_files(tmp_path, make_tomogram):
     with h5py.File(p2, "a") as f:
         del f["Data/3D/000000/TILE_00"]
     tomo = read_tcf(p2)  # lazy: the damage shows when the frame is read
-    with pytest.raises(FormatError, match="tiles cover"):
+    with pytest.raises(FormatError, match="uncovered"):
         tomo.frame(0)
     with pytest.raises(ValueError, match="scalar_type"):
         write_tcf(tmp_path / "u.tcf", make_tomogram(), scalar_type=1)

@@ -48,6 +48,9 @@ def run_cmd(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Start a local dask cluster with N worker processes."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Use an existing dask scheduler, tcp://HOST:PORT."),
     force: bool = typer.Option(False, "--force", help="Redo samples already done."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=1.0, help="Per-sample time limit in seconds: a sample "
+                                            "running longer is killed and recorded as failed (each sample then runs in "
+                                            "its own process)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
 ) -> int:
     """Reconstruct, segment, classify, measure and report every input into OUT/<sample>/.
@@ -66,7 +69,8 @@ def run_cmd(
             if rec["status"] != "done":
                 stderr_console.print(f"[red]failed[/red] {rec['error']}", markup=True, highlight=False)
 
-        result = run_batch(inputs, out, options, workers=workers, scheduler=scheduler, force=force, on_result=on_result)
+        result = run_batch(inputs, out, options, workers=workers, scheduler=scheduler, force=force,
+                           timeout_s=timeout, on_result=on_result)
     if as_json:
         print(json.dumps(result.summary(), indent=2))
     else:

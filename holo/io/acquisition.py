@@ -29,6 +29,8 @@ import numpy as np
 
 from holo.errors import FormatError, ValidationError
 from holo.io._atomic import atomic_path
+from holo.io._hdf5_safety import check_hdf5_file
+from holo.memory import check_memory
 from holo.model import Acquisition
 
 __all__ = [
@@ -108,9 +110,15 @@ def _open_h5(path: Path):
     if path.is_dir():
         raise FormatError("is a folder, expected an HDF5 file", path=path, item="file")
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError as exc:
         raise FormatError(f"not a readable HDF5 file ({' '.join(str(exc).split())})", path=path, item="file") from None
+    try:
+        check_hdf5_file(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
 def _root_attr(f, name: str, path: Path) -> Any:
@@ -273,6 +281,9 @@ def read_acquisition(path: str | Path, lazy: bool = True, *, check_frames: bool 
     try:
         acq = _read_open_file(f, path, check_frames=check_frames)
         if not lazy:
+            loaded = [getattr(acq, k) for k in ("holograms", "background", "fields")]
+            check_memory(sum(float(np.prod(a.shape, dtype=np.float64)) * a.dtype.itemsize for a in loaded if a is not None),
+                         path=path, item="holograms" if acq.holograms is not None else "fields", what="loading the frames")
             for key in ("holograms", "background", "fields"):
                 val = getattr(acq, key)
                 if val is not None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from holo.errors import FormatError, ValidationError
 from holo.io._atomic import atomic_path
+from holo.memory import check_memory
 from holo.model import FluorescenceChannel, Tomogram
 
 __all__ = ["write_ome_tiff", "read_ome_tiff", "write_labels_tiff", "read_labels_tiff", "is_ome_tiff", "ome_tiff_kind"]
@@ -44,6 +45,17 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
+
+
+def check_finite(arr: np.ndarray, path, item: str) -> np.ndarray:
+    """``arr`` unchanged, or :class:`ValidationError` naming ``item`` when it holds NaN or inf
+    (a count and the first (T,) Z, Y, X index)."""
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr)
+        first = tuple(int(v) for v in np.argwhere(bad)[0])
+        raise ValidationError(f"contains {int(np.count_nonzero(bad))} non-finite value(s) (NaN or inf), first at index {first}",
+                              path=path, item=item)
+    return arr
 
 
 def is_ome_tiff(path: str | Path) -> bool:
@@ -192,11 +204,20 @@ def _parse_ome(xml: str, path) -> list[dict]:
                         unit = child.get(f"PhysicalSize{a}Unit", "µm")
                         if unit not in _UNIT_TO_UM:
                             raise FormatError(f"unsupported unit {unit!r}", path=path, item=f"PhysicalSize{a}Unit")
-                        info[a] = float(v) * _UNIT_TO_UM[unit]
+                        try:
+                            size = float(v)
+                        except ValueError:
+                            raise FormatError(f"must be a number, got {v!r}", path=path, item=f"PhysicalSize{a}") from None
+                        if not (np.isfinite(size) and size > 0):
+                            raise ValidationError(f"must be positive and finite, got {v!r}", path=path, item=f"PhysicalSize{a}")
+                        info[a] = size * _UNIT_TO_UM[unit]
                 ti = child.get("TimeIncrement")
                 if ti is not None:
                     scale = {"s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}.get(child.get("TimeIncrementUnit", "s"), 1.0)
-                    info["T"] = float(ti) * scale
+                    try:
+                        info["T"] = float(ti) * scale
+                    except ValueError:
+                        raise FormatError(f"must be a number, got {ti!r}", path=path, item="TimeIncrement") from None
         out.append(info)
     return out
 
@@ -217,6 +238,10 @@ def _open_tiff(path: Path):
 
 
 def _series_array(s, path, item: str) -> np.ndarray:
+    """The image data of series ``s``, after checking that it fits in memory (declared shape:
+    the stored array plus its float32 copy)."""
+    n = float(np.prod(s.shape, dtype=np.float64))
+    check_memory(n * (np.dtype(s.dtype).itemsize + 4), path=path, item=item, what="reading this image")
     try:
         return s.asarray()
     except (OSError, ValueError, IndexError) as exc:
@@ -288,6 +313,7 @@ def read_ome_tiff(path: str | Path, *, medium_index: float | None = None) -> Tom
             ri = (arr.astype(np.float32) / np.float32(1e4)).astype(np.float32)
         elif arr.dtype.kind == "f":
             ri = arr.astype(np.float32, copy=False)
+            check_finite(ri, path, "ri")
         else:
             raise ValidationError(f"must be real, got dtype {arr.dtype}", path=path, item="ri")
         n_m = holo.get("medium_index", medium_index)

@@ -187,6 +187,27 @@ def _open_root(path: Path):
         raise FormatError(f"unreadable zarr store ({' '.join(str(exc).split())})", path=path, item="file") from None
 
 
+class _CheckedChunks:
+    """A zarr array whose reads raise :class:`FormatError` naming the store and the array
+    (a corrupt or missing chunk) and :class:`ValidationError` on NaN or inf in float data."""
+
+    def __init__(self, arr, path: str, item: str):
+        self.arr, self.path, self.item = arr, path, item
+        self.shape, self.dtype, self.ndim = tuple(arr.shape), np.dtype(arr.dtype), len(arr.shape)
+
+    def __getitem__(self, key):
+        try:
+            block = np.asarray(self.arr[key])
+        except Exception as exc:  # noqa: BLE001 - codec, shape and IO errors of a broken chunk
+            where = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k) for k in (key if isinstance(key, tuple) else (key,)))
+            raise FormatError(f"unreadable chunk data at [{where}] ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
+                              path=self.path, item=self.item) from None
+        if block.dtype.kind == "f" and not np.isfinite(block).all():
+            raise ValidationError(f"contains {int(np.count_nonzero(~np.isfinite(block)))} non-finite value(s) (NaN or inf)",
+                                  path=self.path, item=self.item)
+        return block
+
+
 def _read_multiscale(group, path: Path, item: str):
     """First resolution level of a multiscale group -> (dask array, axis names, scale per axis)."""
     import dask.array as da
@@ -203,6 +224,9 @@ def _read_multiscale(group, path: Path, item: str):
         arr = group[ds0["path"]]
     except KeyError:
         raise FormatError(f"missing array {ds0['path']!r}", path=path, item=item) from None
+    except Exception as exc:  # noqa: BLE001 - zarr raises JSON, value and type errors on broken metadata
+        raise FormatError(f"broken array metadata ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
+                          path=path, item=f"{item}/{ds0['path']}") from None
     if not axes:
         axes = list("tczyx"[-len(arr.shape) :])
         units = [None] * len(axes)
@@ -217,7 +241,8 @@ def _read_multiscale(group, path: Path, item: str):
             if u is not None and u not in _UNIT_TO_UM:
                 raise FormatError(f"unsupported unit {u!r} on axis {ax}", path=path, item=item)
             scale[i] *= _UNIT_TO_UM.get(u, 1.0) if u else 1.0
-    data = da.from_zarr(arr)
+    data = da.from_array(_CheckedChunks(arr, str(path), f"{item}/{ds0['path']}".lstrip("/")), chunks=arr.chunks,
+                         asarray=False, fancy=False, inline_array=True)
     # drop singleton channel axes, keep t z y x
     keep = []
     for i, ax in enumerate(axes):

@@ -35,6 +35,8 @@ import numpy as np
 
 from holo.errors import FormatError, ValidationError
 from holo.io._atomic import atomic_path
+from holo.io._hdf5_safety import check_hdf5_file
+from holo.memory import check_memory
 from holo.model import FluorescenceChannel, Tomogram, software_version
 
 __all__ = ["read_tcf", "write_tcf", "tcf_version", "is_tcf_file"]
@@ -137,11 +139,13 @@ def _assemble_ldm(g, path, ndim: int) -> tuple[np.ndarray, int, float | None]:
     """Assemble the full-resolution tiles of an LDM frame group into one array."""
     axes = "ZYX"[3 - ndim :]
     size = tuple(int(_num(g, f"DataSize{a}", path)) for a in axes)
+    if min(size) < 1:
+        raise FormatError(f"frame size {size} must be positive", path=path, item=f"{g.name}/DataSize{axes}")
     scalar_type = int(_num(g, "ScalarType", path, default=0))
     if scalar_type not in (0, 1):
         raise FormatError(f"unknown ScalarType {scalar_type}", path=path, item=f"{g.name}/ScalarType")
     out = None
-    covered = 0
+    covered = np.zeros(size, dtype=bool)  # which voxels a full-resolution tile has filled
     for key in g:
         if not _TILE_RE.match(key):
             continue
@@ -155,14 +159,19 @@ def _assemble_ldm(g, path, ndim: int) -> tuple[np.ndarray, int, float | None]:
             v > s for v, s in zip(n, t.shape)
         ):
             raise FormatError(f"index range {lo}..{hi} does not fit the tile {t.shape} or frame {size}", path=path, item=t.name)
+        region = tuple(slice(l_, h + 1) for l_, h in zip(lo, hi))
+        if covered[region].any():
+            raise FormatError(f"index range {lo}..{hi} overlaps another tile", path=path, item=t.name)
         if out is None:
             out = np.zeros(size, dtype=t.dtype)
-        out[tuple(slice(l_, h + 1) for l_, h in zip(lo, hi))] = t[tuple(slice(0, v) for v in n)]
-        covered += int(np.prod(n))
+        out[region] = t[tuple(slice(0, v) for v in n)]
+        covered[region] = True
     if out is None:
         raise FormatError("no full-resolution tile (SamplingStep 1)", path=path, item=g.name)
-    if covered < int(np.prod(size)):
-        raise FormatError(f"tiles cover {covered} of {int(np.prod(size))} voxels", path=path, item=g.name)
+    if not covered.all():
+        first = tuple(int(v) for v in np.argwhere(~covered)[0])
+        raise FormatError(f"tiles leave {int(np.count_nonzero(~covered))} of {covered.size} voxels uncovered "
+                          f"(first at index {first})", path=path, item=g.name)
     ri_min = None
     if scalar_type == 1:
         holder = g if "RIMin" in g.attrs else g.parent
@@ -176,13 +185,21 @@ def _read_frame(path: str, name: str, kind: str, ndim: int) -> np.ndarray:
 
     with h5py.File(path, "r") as f:
         obj = f[name]
+        shape, dtype = _frame_info(obj, path, ndim)
+        # stored values, float32 RI and (LDM) the coverage mask, all at once
+        check_memory(float(np.prod(shape, dtype=np.float64)) * (dtype.itemsize + 4 + 1), path=path, item=name,
+                     what="reading this frame")
         if isinstance(obj, h5py.Group):
             raw, scalar_type, ri_min = _assemble_ldm(obj, path, ndim)
         else:
             raw, scalar_type, ri_min = obj[()], None, None
             if raw.ndim != ndim:
                 raise FormatError(f"must be {ndim}D, got shape {raw.shape}", path=path, item=name)
-    return _decode_values(raw, kind=kind, scalar_type=scalar_type, ri_min=ri_min)
+    out = _decode_values(raw, kind=kind, scalar_type=scalar_type, ri_min=ri_min)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        raise ValidationError(f"contains {bad} non-finite value(s) (NaN or inf)", path=path, item=name)
+    return out
 
 
 def _frame_info(obj, path, ndim: int) -> tuple[tuple[int, ...], np.dtype]:
@@ -278,6 +295,7 @@ def read_tcf(path: str | Path, *, medium_index: float | None = None) -> Tomogram
         raise FormatError(f"not a readable HDF5 file ({' '.join(str(exc).split())})", path=path, item="file") from None
     try:
         with f:
+            check_hdf5_file(f, spath)
             return _read_tcf_open(f, spath, medium_index)
     except OSError as exc:
         raise FormatError(f"unreadable HDF5 content ({' '.join(str(exc).split())})", path=path, item="file") from None
