@@ -1,10 +1,24 @@
 """Diagnostic report: one self-contained HTML page (figures as embedded PNG) and a JSON beside it.
 
-Contents: maximum-intensity projections of the RI along Z, Y and X (drawn with the physical
-aspect ratio of the voxels), the same with the instance outlines and the semantic labels
-overlaid, the counts per cell class, histograms of volume, dry mass, concentration,
-sphericity and lipid droplets per cell per class, and the table of cells. The JSON holds the summary (counts, means per
-class, tomogram metadata) and the per-cell rows.
+Contents, in the order a biologist reads them:
+
+1. what was measured (shape, voxel size, medium) and how the RI was reconstructed (method,
+   iterations, convergence, data-consistency residual when the tomogram's provenance has one);
+2. maximum-intensity projections of the RI along Z, Y and X, drawn in µm with the physical
+   aspect ratio of the voxels, a grey RI colour bar and a scale bar; the second row with the
+   semantic labels and the cell outlines overlaid. The grey scale runs from the medium index
+   to the 99.9th percentile of the projections themselves (not of the volume, which is mostly
+   medium), so dense cells are not clipped to white discs;
+3. counts per cell class, and step histograms per class (outlines, no translucent fills, so
+   no blended colours) of volume, dry mass, concentration, sphericity and lipid droplets with
+   "cells" on the y axis and integer count ticks;
+4. the table of cells: identity, class and confidence first, then the measurements grouped
+   (position, size and shape, RI and mass, nucleus, organelles, class probabilities), units
+   in the headers.
+
+``report.json`` holds real JSON (``allow_nan=False``; NaN becomes ``null``): the summary
+(counts, per-class means, reconstruction facts, the tomogram's provenance as nested JSON) and
+the per-cell rows.
 """
 
 from __future__ import annotations
@@ -13,6 +27,7 @@ import base64
 import html
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +35,10 @@ import numpy as np
 from holo.io._atomic import atomic_path
 from holo.labels import SEMANTIC_NAMES
 
-__all__ = ["write_report", "report_summary"]
+__all__ = ["write_report", "report_summary", "reconstruction_facts", "to_json", "column_groups", "column_header",
+           "class_names", "UNCLASSIFIED"]
 
+UNCLASSIFIED = "unclassified"
 _HIST_FEATURES = (
     ("volume_um3", "volume (µm³)"),
     ("dry_mass_pg", "dry mass (pg)"),
@@ -34,24 +51,107 @@ _SEM_COLOR_OF = {"background": (0, 0, 0, 0), "cytoplasm": (0.2, 0.8, 0.2, 0.35),
                  "nucleolus": (1.0, 0.9, 0.1, 0.7), "lipid_droplet": (1.0, 0.2, 0.2, 0.7)}
 #: The same indexed by label value (:data:`holo.labels.SEMANTIC_NAMES` order).
 _SEM_COLORS = np.array([_SEM_COLOR_OF[n] for n in SEMANTIC_NAMES], float)
+#: Column groups of the cells table, in display order: (group title, column-name predicate).
+_GROUPS = (
+    ("cell", lambda c: c in ("sample", "cell_id", "class", "confidence")),
+    ("position", lambda c: c.startswith("centroid_")),
+    ("size and shape", lambda c: c in ("volume_um3", "surface_area_um2", "sphericity")),
+    ("refractive index and mass", lambda c: c in ("mean_ri", "max_ri", "dry_mass_pg") or c.startswith("concentration_")),
+    ("nucleus", lambda c: c.startswith("nucleus_")),
+    ("organelles", lambda c: c.startswith(("nucleolus_", "lipid_droplet_"))),
+    ("class probabilities", lambda c: c.startswith("p_")),
+)
+_IDENTITY_ORDER = ("sample", "cell_id", "class", "confidence")
+#: Unit suffixes of column names (longest first) and how a header shows them.
+_UNIT_SUFFIXES = (("_pg_per_um3", "pg/µm³"), ("_g_per_dl", "g/dL"), ("_um3", "µm³"), ("_um2", "µm²"), ("_um", "µm"),
+                  ("_pg", "pg"))
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _json_safe(v):
-    if isinstance(v, (np.integer,)):
+# -- JSON --------------------------------------------------------------------------------
+def to_json(v):
+    """``v`` as plain JSON types, recursively: NumPy scalars and arrays become numbers and
+    lists, tuples lists, non-finite floats ``None``; anything else unknown its ``str``."""
+    if isinstance(v, dict):
+        return {str(k): to_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set)):
+        return [to_json(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return to_json(v.tolist())
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
         return int(v)
-    if isinstance(v, (np.floating, float)):
-        return None if not np.isfinite(v) else float(v)
-    return v
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(float(v)) else None
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, Path):
+        return str(v)
+    return str(v)
+
+
+def class_names(cells):
+    """The ``class`` column as strings, :data:`UNCLASSIFIED` where it is empty or missing
+    (works on an all-NaN float column without pandas' dtype warnings)."""
+    import pandas as pd
+
+    if "class" not in cells.columns:
+        return pd.Series([UNCLASSIFIED] * len(cells), index=cells.index, dtype=object)
+    return cells["class"].map(lambda v: v if isinstance(v, str) and v else UNCLASSIFIED).astype(object)
+
+
+# -- facts -------------------------------------------------------------------------------
+def reconstruction_facts(provenance: dict) -> list[tuple[str, str]]:
+    """(label, text) pairs a person reads about how a tomogram was reconstructed: method,
+    iterations (run / maximum), convergence (relative change against the tolerance), the
+    solver's data residual, and the data-consistency check (RMS phase residual of the
+    re-simulated holograms in rad, dry-mass ratio, flagged frames) when present."""
+    p = dict(provenance or {})
+    params = p.get("parameters") or {}
+    facts = []
+    method = p.get("method")
+    if method:
+        direct = p.get("direct_method")
+        facts.append(("method", f"{method}" + (f" (started from {direct})" if direct and direct != method else "")))
+    if p.get("iterations_run") is not None:
+        facts.append(("iterations", f"{p['iterations_run']}" + (f" of at most {params['iterations']}" if params.get("iterations") else "")))
+    if p.get("converged") is not None:
+        change = p.get("relative_change")
+        tol = params.get("tol")
+        detail = f"relative change {change:.2g}" + (f", tolerance {tol:.2g}" if isinstance(tol, (int, float)) else "") \
+            if isinstance(change, (int, float)) else ""
+        word = "yes" if p["converged"] else "no: stopped at the iteration limit"
+        facts.append(("converged", word + (f" ({detail})" if detail else "")))
+    if isinstance(p.get("data_residual"), (int, float)):
+        facts.append(("solver data residual", f"{p['data_residual']:.3g} (relative)"))
+    dc = p.get("data_consistency")
+    if isinstance(dc, dict):
+        facts.extend(_data_consistency_facts(dc))
+    excluded = p.get("excluded_frames")
+    if excluded:
+        facts.append(("excluded frames", ", ".join(str(i) for i in excluded)))
+    return facts
+
+
+def _data_consistency_facts(dc: dict) -> list[tuple[str, str]]:
+    facts = []
+    rms = dc.get("rms_phase_residual_rad")
+    if isinstance(rms, (int, float)):
+        facts.append(("data consistency", f"RMS phase residual {rms:.3g} rad"
+                      + (f" (forward model: {dc['model']})" if dc.get("model") else "")))
+    ratio = dc.get("dry_mass_ratio")
+    if isinstance(ratio, (int, float)):
+        facts.append(("dry-mass ratio (reconstructed / measured)", f"{ratio:.3f}"))
+    flagged = dc.get("flagged_frames")
+    if flagged is not None:
+        frames = list(flagged)
+        facts.append(("frames flagged as inconsistent", ", ".join(str(i) for i in frames) if frames else "none"))
+    return facts
 
 
 def report_summary(tomo, seg, cells) -> dict:
-    """JSON-able summary: shape, voxel size, n_cells, class counts, per-class feature means."""
+    """JSON-able summary: shape, voxel size, n_cells, class counts, per-class feature means,
+    the reconstruction facts and the tomogram's provenance (as nested JSON)."""
     summary = {
         "shape_zyx": list(tomo.shape_zyx),
         "voxel_size_um": list(tomo.voxel_size_um),
@@ -61,92 +161,291 @@ def report_summary(tomo, seg, cells) -> dict:
         "n_cells": int(len(cells)),
         "class_counts": {},
         "class_means": {},
-        "provenance": {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v))
-                       for k, v in dict(tomo.provenance).items()},
+        "reconstruction": dict(reconstruction_facts(tomo.provenance)),
+        "provenance": to_json(dict(tomo.provenance)),
     }
-    if len(cells) and "class" in cells.columns:
-        summary["class_counts"] = {str(k): int(v) for k, v in cells["class"].fillna("").value_counts().items()}
+    if len(cells):
+        names = class_names(cells)
+        summary["class_counts"] = {str(k): int(v) for k, v in names.value_counts().items()}
         feats = [f for f, _ in _HIST_FEATURES if f in cells.columns]
-        for k, g in cells.groupby(cells["class"].fillna("")):
-            summary["class_means"][str(k)] = {f: _json_safe(float(np.nanmean(g[f]))) if g[f].notna().any() else None
+        for k, g in cells.groupby(names):
+            summary["class_means"][str(k)] = {f: to_json(float(np.nanmean(g[f]))) if g[f].notna().any() else None
                                               for f in feats}
-    return summary
+    return to_json(summary)
+
+
+# -- figures -----------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def mip_contrast_limits(mips, medium_index: float) -> tuple[float, float]:
+    """Grey-scale limits of the projections.
+
+    The low end is the medium index (or the 0.5th percentile of the projected values when
+    lower); the high end the brightest 3 × 3 median of the projections, i.e. the densest
+    object's own peak with isolated hot pixels ignored. A percentile of all pixels would not
+    do: a small dense cell (a spherocyte) covers well under 1 % of the field and would clip to a
+    white disc. At least 0.005 above the medium, so a field of plain medium shows as such.
+    """
+    from scipy.ndimage import median_filter
+
+    mips = [np.nan_to_num(np.asarray(m, float), nan=medium_index) for m in mips if np.size(m)]
+    if not mips:
+        return medium_index - 0.005, medium_index + 0.005
+    vals = np.concatenate([m.ravel() for m in mips])
+    lo = min(float(medium_index), float(np.percentile(vals, 0.5)))
+    peak = max(float(median_filter(m, size=3, mode="nearest").max()) for m in mips)
+    return lo, max(peak, float(medium_index) + 0.005)
+
+
+def nice_length(span: float, fraction: float = 0.2) -> float:
+    """The largest 1-2-5 × 10ᵏ length not above ``fraction`` of ``span`` (for a scale bar)."""
+    target = max(span * fraction, 1e-12)
+    k = math.floor(math.log10(target))
+    return next(m * 10.0**k for m in (5, 2, 1) if m * 10.0**k <= target)
+
+
+def _scale_bar(ax, width_um: float, height_um: float) -> None:
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    length = nice_length(width_um)
+    label = f"{length:g} µm"
+    bar = AnchoredSizeBar(ax.transData, length, label, "lower right", pad=0.3, borderpad=0.4, color="white",
+                          frameon=True, size_vertical=max(height_um * 0.012, 1e-6), label_top=True)
+    bar.patch.set(facecolor="black", alpha=0.55, edgecolor="none")
+    ax.add_artist(bar)
 
 
 def _mip_figures(ri, seg, voxel_size_um, medium_index):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     from skimage.segmentation import find_boundaries
 
     dz, dy, dx = voxel_size_um
-    figs = {}
-    views = ((0, "Z (XY view)", dy, dx), (1, "Y (XZ view)", dz, dx), (2, "X (YZ view)", dz, dy))
-    lo = float(medium_index)
-    hi = float(np.percentile(ri, 99.9)) if ri.size else lo + 0.01
-    hi = max(hi, lo + 1e-3)
-    fig, axes = plt.subplots(2, 3, figsize=(13, 8))
-    for col, (ax_i, name, d_row, d_col) in enumerate(views):
-        mip = ri.max(axis=ax_i)
+    views = ((0, "Z (XY view)", dy, dx, "x", "y"), (1, "Y (XZ view)", dz, dx, "x", "z"),
+             (2, "X (YZ view)", dz, dy, "y", "z"))
+    mips = [ri.max(axis=v[0]) for v in views]
+    lo, hi = mip_contrast_limits(mips, medium_index)
+    fig, axes = plt.subplots(2, 3, figsize=(14, 8.5), layout="constrained")
+    im = None
+    for col, ((ax_i, name, d_row, d_col, xl, yl), mip) in enumerate(zip(views, mips)):
         inst = seg.instance.max(axis=ax_i)
         sem = seg.semantic.max(axis=ax_i)
+        extent = (0, mip.shape[1] * d_col, mip.shape[0] * d_row, 0)
         for row in range(2):
             a = axes[row, col]
-            a.imshow(mip, cmap="gray", vmin=lo, vmax=hi, aspect=d_row / d_col, interpolation="nearest")
+            im = a.imshow(mip, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
             if row == 1:
-                a.imshow(_SEM_COLORS[np.clip(sem, 0, len(_SEM_COLORS) - 1)], aspect=d_row / d_col, interpolation="nearest")
+                a.imshow(_SEM_COLORS[np.clip(sem, 0, len(_SEM_COLORS) - 1)], extent=extent, interpolation="nearest")
                 b = find_boundaries(inst, mode="outer")
                 over = np.zeros(b.shape + (4,))
                 over[b] = (1, 0.5, 0, 1)
-                a.imshow(over, aspect=d_row / d_col, interpolation="nearest")
-            a.set_title(f"MIP along {name}" + (" + labels" if row else ""))
-            a.axis("off")
-    figs["mips"] = _png(fig)
+                a.imshow(over, extent=extent, interpolation="nearest")
+            a.set_title(f"MIP along {name}" + (" + labels" if row else ""), fontsize=10)
+            a.set_xticks([])
+            a.set_yticks([])
+            a.set_xlabel(xl, fontsize=9)
+            a.set_ylabel(yl, fontsize=9)
+            _scale_bar(a, extent[1], extent[2])
+    cbar = fig.colorbar(im, ax=axes, shrink=0.6, pad=0.01)
+    cbar.set_label("refractive index")
+    png = _png(fig)
     plt.close(fig)
-    return figs
+    return {"mips": png}, (lo, hi)
+
+
+def class_colors(names) -> dict[str, tuple]:
+    """One colour per class name (sorted, tab10 then tab20), unclassified in grey."""
+    plt = _pyplot()
+    names = sorted(set(names) - {UNCLASSIFIED})
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    colors = {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+    colors[UNCLASSIFIED] = (0.5, 0.5, 0.5, 1.0)
+    return colors
+
+
+def histogram_bins(values: np.ndarray, integer: bool = False, max_bins: int = 40) -> np.ndarray:
+    """Bin edges for 1 to 10⁴+ values: numpy's "auto" rule capped at ``max_bins``; unit bins
+    centred on the integers for counts; a unit-wide bin around a single repeated value."""
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return np.array([0.0, 1.0])
+    if integer:
+        lo, hi = math.floor(v.min()), math.ceil(v.max())
+        step = max(1, math.ceil((hi - lo + 1) / max_bins))
+        return np.arange(lo - 0.5, hi + 0.5 + step, step, dtype=float)
+    if v.min() == v.max():
+        half = 0.5 * max(abs(float(v[0])) * 0.05, 1e-6)
+        return np.array([v[0] - half, v[0] + half])
+    edges = np.histogram_bin_edges(v, bins="auto")
+    return edges if len(edges) - 1 <= max_bins else np.histogram_bin_edges(v, bins=max_bins)
+
+
+def _count_axis(ax, label: str = "cells") -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_ylabel(label)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _cell_figures(cells):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     figs = {}
     if not len(cells):
         return figs
-    classes = cells["class"].fillna("").astype(str) if "class" in cells.columns else None
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    counts = classes.replace("", "unclassified").value_counts() if classes is not None else None
-    if counts is not None and len(counts):
-        ax.bar(range(len(counts)), counts.values, color="tab:blue")
-        ax.set_xticks(range(len(counts)), counts.index, rotation=40, ha="right")
-        ax.set_ylabel("cells")
-        ax.set_title("cells per class")
-        figs["class_counts"] = _png(fig)
+    names = class_names(cells)
+    colors = class_colors(names)
+    counts = names.value_counts()
+    fig, ax = plt.subplots(figsize=(min(3 + 0.6 * len(counts), 9), 3.5), layout="constrained")
+    ax.bar(range(len(counts)), counts.values, width=0.6, color=[colors[n] for n in counts.index])
+    ax.set_xlim(-0.7, len(counts) - 0.3)
+    ax.set_xticks(range(len(counts)), counts.index, rotation=40, ha="right")
+    _count_axis(ax)
+    ax.set_title("cells per class")
+    figs["class_counts"] = _png(fig)
     plt.close(fig)
     feats = [(f, lab) for f, lab in _HIST_FEATURES if f in cells.columns]
-    fig, axes = plt.subplots(1, len(feats), figsize=(4 * len(feats), 3.2))
-    axes = np.atleast_1d(axes)
-    groups = list(cells.groupby(classes.replace("", "unclassified"))) if classes is not None else [("all", cells)]
-    for a, (f, lab) in zip(axes, feats):
+    if not feats:
+        return figs
+    fig, axes = plt.subplots(1, len(feats), figsize=(3.6 * len(feats), 3.2), layout="constrained", squeeze=False)
+    groups = list(cells.groupby(names))
+    for a, (f, lab) in zip(axes[0], feats):
         vals_all = cells[f].to_numpy(float)
-        vals_all = vals_all[np.isfinite(vals_all)]
-        if vals_all.size == 0:
-            a.set_title(lab)
-            continue
-        bins = np.histogram_bin_edges(vals_all, bins=min(20, max(5, vals_all.size)))
+        bins = histogram_bins(vals_all, integer=f.endswith("_count"))
         for name, g in groups:
             v = g[f].to_numpy(float)
             v = v[np.isfinite(v)]
             if v.size:
-                a.hist(v, bins=bins, alpha=0.6, label=str(name))
-        a.set_title(lab)
-    axes[0].legend(fontsize=7)
+                a.hist(v, bins=bins, histtype="step", linewidth=1.6, color=colors[name], label=str(name))
+        a.set_xlabel(lab)
+        _count_axis(a)
+        if f.endswith("_count"):
+            from matplotlib.ticker import MultipleLocator
+
+            a.xaxis.set_major_locator(MultipleLocator(max(1.0, float(np.ceil((bins[-1] - bins[0]) / 8)))))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        from matplotlib.lines import Line2D
+
+        fig.legend([Line2D([], [], color=colors[n], lw=2) for n in labels], labels, loc="outside upper center",
+                   ncols=min(len(labels), 6), fontsize=10, frameon=False)
     figs["histograms"] = _png(fig)
     plt.close(fig)
     return figs
+
+
+# -- cells table -------------------------------------------------------------------------
+def column_header(col: str) -> str:
+    """Header text of a cells column: its name without the unit suffix, then the unit in
+    parentheses (``volume_um3`` → ``volume (µm³)``, ``p_monocyte`` → ``monocyte``)."""
+    if col.startswith("p_"):
+        return col[2:].replace("_", " ")
+    if col.startswith("centroid_") and col.endswith("_um"):
+        return f"{col[len('centroid_')]} (µm)"
+    for suffix, unit in _UNIT_SUFFIXES:
+        if col.endswith(suffix):
+            return f"{col[: -len(suffix)].replace('_', ' ')} ({unit})"
+    return col.replace("_", " ").replace(" ri", " RI")
+
+
+def column_groups(columns) -> list[tuple[str, list[str]]]:
+    """The cells columns in display order, grouped: identity (sample, cell id, class,
+    confidence) first, then each group of :data:`_GROUPS`, then anything else."""
+    cols = [c for c in columns if c != "index"]
+    done: set[str] = set()
+    out = []
+    for title, pred in _GROUPS:
+        members = [c for c in cols if c not in done and pred(c)]
+        if title == "cell":
+            members = [c for c in _IDENTITY_ORDER if c in members]
+        if members:
+            out.append((title, members))
+            done.update(members)
+    rest = [c for c in cols if c not in done]
+    if rest:
+        out.append(("other", rest))
+    return out
+
+
+def _cell_text(v) -> str:
+    if v is None or (isinstance(v, (float, np.floating)) and not np.isfinite(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def cells_table_html(cells) -> str:
+    """The cells table as HTML: a row of column groups, then headers with units; the first
+    identity column stays in view when the table scrolls sideways."""
+    groups = column_groups(cells.columns)
+    ordered = [c for _, cols in groups for c in cols]
+    n_sticky = 1  # the first identity column (sample or cell id) stays in view
+    head1 = "".join(f"<th colspan='{len(cols)}' class='grp'>{html.escape(t)}</th>" for t, cols in groups)
+    head2 = "".join(f"<th{' class=sticky' if i < n_sticky else ''}>{html.escape(column_header(c))}</th>"
+                    for i, c in enumerate(ordered))
+    body = []
+    for rec in cells[ordered].itertuples(index=False):
+        tds = "".join(f"<td{' class=sticky' if i < n_sticky else ''}>{_cell_text(v)}</td>" for i, v in enumerate(rec))
+        body.append(f"<tr>{tds}</tr>")
+    return (f"<div class='scroll'><table class='cells'><thead><tr>{head1}</tr><tr>{head2}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+# -- page --------------------------------------------------------------------------------
+_CSS = ("body{font-family:sans-serif;margin:1.5em;color:#222}img{max-width:100%}"
+        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "td{text-align:right}th{background:#f3f3f3}th.grp{background:#e4e9f2;text-align:center}"
+        "table.facts td{text-align:left}.scroll{overflow-x:auto;max-width:100%}"
+        "table.cells .sticky{position:sticky;left:0;background:#fff}table.cells th.sticky{background:#f3f3f3}")
+
+
+def _facts_html(rows) -> str:
+    return "<table class='facts'>" + "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _page(title, tomo, seg, summary, figs, limits, cells) -> str:
+    vs = tuple(round(v, 4) for v in tomo.voxel_size_um)
+    acquired = [("shape (Z, Y, X)", f"{tuple(summary['shape_zyx'])} voxels"), ("voxel (dz, dy, dx)", f"{vs} µm"),
+                ("medium index", f"{tomo.medium_index:.4f}"), ("segmentation", seg.method),
+                ("cells", summary["n_cells"])]
+    if tomo.wavelength_um:
+        acquired.insert(3, ("wavelength", f"{tomo.wavelength_um * 1000:.0f} nm"))
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+        "<h2>Sample</h2>", _facts_html(acquired),
+    ]
+    facts = reconstruction_facts(tomo.provenance)
+    if facts:
+        parts += ["<h2>Reconstruction</h2>", _facts_html(facts)]
+    parts += [
+        "<h2>Maximum-intensity projections</h2>",
+        f"<img alt='MIPs' src='data:image/png;base64,{figs['mips']}'>",
+        f"<p>Grey scale: refractive index {limits[0]:.4f} to {limits[1]:.4f}. Overlay: cytoplasm green, "
+        "nucleus blue, nucleolus yellow, lipid droplets red, cell outlines orange.</p>",
+    ]
+    if "class_counts" in figs:
+        parts += ["<h2>Cell classes</h2>", f"<img alt='class counts' src='data:image/png;base64,{figs['class_counts']}'>"]
+        parts.append("<ul>" + "".join(f"<li>{html.escape(k)}: {v}</li>" for k, v in summary["class_counts"].items()) + "</ul>")
+    if "histograms" in figs:
+        parts += ["<h2>Features</h2>", f"<img alt='histograms' src='data:image/png;base64,{figs['histograms']}'>"]
+    if len(cells):
+        parts += ["<h2>Cells</h2>", cells_table_html(cells)]
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
 
 def write_report(out_dir, tomo, seg, cells, *, title: str | None = None) -> Path:
@@ -157,37 +456,13 @@ def write_report(out_dir, tomo, seg, cells, *, title: str | None = None) -> Path
     if seg.instance.shape != ri.shape or seg.semantic.shape != ri.shape:
         raise ValueError(f"segmentation shape {seg.instance.shape} differs from the tomogram {ri.shape}")
     summary = report_summary(tomo, seg, cells)
-    figs = _mip_figures(ri, seg, tomo.voxel_size_um, tomo.medium_index)
+    figs, limits = _mip_figures(ri, seg, tomo.voxel_size_um, tomo.medium_index)
     figs.update(_cell_figures(cells))
     title = title or (Path(str(tomo.source)).name if tomo.source else "holo diagnostic report")
-    rows = cells.to_dict(orient="records")
-    rows = [{k: _json_safe(v) for k, v in r.items()} for r in rows]
-    doc = {"title": title, "summary": summary, "cells": rows}
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        "<p>" + html.escape(
-            f"shape (Z,Y,X) {tuple(summary['shape_zyx'])}, voxel (dz,dy,dx) {tuple(round(v, 4) for v in tomo.voxel_size_um)} µm, "
-            f"medium n_m = {tomo.medium_index:.4f}, segmentation: {seg.method}, cells: {summary['n_cells']}") + "</p>",
-        "<h2>Maximum-intensity projections</h2>",
-        f"<img alt='MIPs' src='data:image/png;base64,{figs['mips']}'>",
-        "<p>Overlay: cytoplasm green, nucleus blue, nucleolus yellow, lipid droplets red, cell outlines orange.</p>",
-    ]
-    if "class_counts" in figs:
-        parts += ["<h2>Cell classes</h2>", f"<img alt='class counts' src='data:image/png;base64,{figs['class_counts']}'>"]
-        parts.append("<ul>" + "".join(f"<li>{html.escape(k or 'unclassified')}: {v}</li>"
-                                      for k, v in summary["class_counts"].items()) + "</ul>")
-    if "histograms" in figs:
-        parts += ["<h2>Features</h2>", f"<img alt='histograms' src='data:image/png;base64,{figs['histograms']}'>"]
-    if len(cells):
-        parts += ["<h2>Cells</h2>", cells.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")]
-    parts.append("</body></html>")
+    doc = to_json({"title": title, "summary": summary, "cells": cells.to_dict(orient="records")})
     html_path = out_dir / "report.html"
     with atomic_path(out_dir / "report.json") as tmp:
-        tmp.write_text(json.dumps(doc, indent=1, default=str))
+        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
     with atomic_path(html_path) as tmp:
-        tmp.write_text("\n".join(parts), encoding="utf-8")
+        tmp.write_text(_page(title, tomo, seg, summary, figs, limits, cells), encoding="utf-8")
     return html_path

@@ -1,0 +1,156 @@
+"""The HTML diagnostic report: real JSON, the reconstruction facts, readable figures and a
+cells table a biologist reads from the left; rendered by a real browser when one is here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from holo.model import Tomogram
+from holo.segmentation import Segmentation, measure
+from holo.segmentation.report import (
+    column_groups,
+    column_header,
+    histogram_bins,
+    mip_contrast_limits,
+    reconstruction_facts,
+    write_report,
+)
+
+N_M = 1.337
+PROVENANCE = {
+    "method": "gp", "direct_method": "rytov", "parameters": {"iterations": 40, "tol": 1e-3},
+    "iterations_run": 40, "converged": False, "relative_change": 0.0028, "data_residual": 0.041,
+    "excluded_frames": [], "fourier_map": {"shape_zyx": [12, 48, 48], "hermitian": True},
+    "data_consistency": {"rms_phase_residual_rad": 0.081, "dry_mass_ratio": 0.97,
+                         "frame_rms_phase_residual_rad": np.array([0.07, 0.2, 0.08]), "flagged_frames": [1],
+                         "model": "bpm"},
+}
+
+
+def _sample(classified=True):
+    """Two cells (a light and a dense one, the dense one as bright as a spherocyte) in medium."""
+    z, y, x = np.mgrid[:12, :48, :48].astype(np.float32)
+    ri = np.full(z.shape, N_M, np.float32)
+    inst = np.zeros(z.shape, np.int32)
+    for label, (cy, cx, n) in enumerate([(14, 14, 1.36), (32, 32, 1.41)], start=1):
+        m = (z - 6) ** 2 / 4 + (y - cy) ** 2 + (x - cx) ** 2 < 64
+        ri[m] = n + 0.002 * np.sin(x[m])  # some texture inside the cell
+        inst[m] = label
+    sem = (inst > 0).astype(np.uint8)
+    tomo = Tomogram(ri, (0.4, 0.2, 0.2), N_M, wavelength_um=0.532, provenance=PROVENANCE)
+    classes = (pd.DataFrame({"cell_id": [1, 2], "class": ["lymphocyte", "rbc_spherocyte"], "confidence": [0.9, 0.8]})
+               if classified else None)
+    return tomo, Segmentation(sem, inst, method="classic"), measure(tomo, sem, inst, classes=classes)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    tomo, seg, cells = _sample()
+    return write_report(out, tomo, seg, cells, title="two cells")
+
+
+def test_report_json_is_real_json_with_nested_provenance(report):
+    text = (report.parent / "report.json").read_text(encoding="utf-8")
+    doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    prov = doc["summary"]["provenance"]
+    assert prov["parameters"] == {"iterations": 40, "tol": 1e-3}  # a dict, not str(dict)
+    assert prov["data_consistency"]["frame_rms_phase_residual_rad"] == [0.07, 0.2, 0.08]
+    assert doc["summary"]["class_counts"] == {"lymphocyte": 1, "rbc_spherocyte": 1}
+    assert [c["class"] for c in doc["cells"]] == ["lymphocyte", "rbc_spherocyte"]
+
+
+def test_reconstruction_facts_in_the_page(report):
+    page = report.read_text(encoding="utf-8")
+    facts = dict(reconstruction_facts(PROVENANCE))
+    assert facts["method"].startswith("gp") and facts["iterations"] == "40 of at most 40"
+    assert facts["converged"].startswith("no") and "0.0028" in facts["converged"]
+    assert "0.081 rad" in facts["data consistency"] and facts["frames flagged as inconsistent"] == "1"
+    for text in facts.values():
+        assert text in page
+    assert reconstruction_facts({}) == []
+
+
+def test_cells_table_identity_class_first_units_in_headers(report):
+    tomo, seg, cells = _sample()
+    cells.insert(0, "sample", "s")
+    groups = column_groups(cells.columns)
+    assert groups[0] == ("cell", ["sample", "cell_id", "class", "confidence"])
+    assert [g for g, _ in groups[1:4]] == ["position", "size and shape", "refractive index and mass"]
+    assert sum(len(cols) for _, cols in groups) == len(cells.columns)
+    assert column_header("volume_um3") == "volume (µm³)"
+    assert column_header("concentration_pg_per_um3") == "concentration (pg/µm³)"
+    assert column_header("centroid_z_um") == "z (µm)" and column_header("p_monocyte") == "monocyte"
+    page = report.read_text(encoding="utf-8")
+    head = page[page.index("<table class='cells'>"):page.index("</thead>")]
+    assert head.index(">class<") < head.index(">volume (µm³)<") < head.index(">dry mass (pg)<")
+
+
+def test_mip_grey_scale_does_not_clip_a_small_dense_cell():
+    # a spherocyte-like bead (RI 1.41 with texture) covering ~0.2 % of a wide field, and one
+    # hot pixel: a percentile of the field would clip the bead to a white disc
+    z, y, x = np.mgrid[:16, :128, :128].astype(np.float32)
+    ri = np.full(z.shape, N_M, np.float32)
+    bead = (z - 8) ** 2 + (y - 60) ** 2 + (x - 70) ** 2 < 9
+    ri[bead] = 1.41 + 0.004 * np.cos(y[bead] + x[bead])
+    ri[2, 5, 5] = 1.6
+    mips = [ri.max(axis=a) for a in range(3)]
+    lo, hi = mip_contrast_limits(mips, N_M)
+    assert lo == pytest.approx(N_M)
+    inside = ri.max(axis=0)[bead.any(axis=0)]
+    assert np.mean(inside >= hi) < 0.25 and hi < 1.5  # the bead keeps its texture, the spike is ignored
+    assert np.percentile(ri, 99.9) < np.median(inside)  # the volume's percentile (as before) clips it
+    # plain medium: a visible window around it, no division by a zero range
+    assert mip_contrast_limits([np.full((4, 4), N_M)], N_M) == pytest.approx((N_M, N_M + 0.005))
+
+
+@pytest.mark.parametrize("n", [1, 2, 10_000])
+def test_histogram_bins_for_1_to_10000_cells(n):
+    rng = np.random.default_rng(0)
+    vals = rng.lognormal(5, 0.4, n)
+    edges = histogram_bins(vals)
+    counts, _ = np.histogram(vals, edges)
+    assert counts.sum() == n and 1 <= len(edges) - 1 <= 40
+    ints = rng.poisson(2, n).astype(float)
+    edges = histogram_bins(ints, integer=True)
+    assert np.allclose(edges % 1, 0.5) and np.histogram(ints, edges)[0].sum() == n
+
+
+def test_unclassified_cells_without_warnings(tmp_path):
+    tomo, seg, cells = _sample(classified=False)
+    cells["class"] = np.nan  # a float column, as read back from a CSV without classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_report(tmp_path, tomo, seg, cells)
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["summary"]["class_counts"] == {"unclassified": 2}
+
+
+def _browser():
+    return next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(_browser() is None, reason="no headless Chromium here (apt-get install chromium; .ci/run does)")
+def test_report_renders_in_a_browser(report, tmp_path):
+    from PIL import Image
+
+    shot = tmp_path / "report.png"
+    base = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}"]
+    proc = subprocess.run(base + ["--window-size=1400,2400", f"--screenshot={shot}", report.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.exists(), proc.stderr[-2000:]
+    rgb = np.asarray(Image.open(shot).convert("RGB"), float)
+    assert rgb.shape[:2] == (2400, 1400)
+    assert rgb.std() > 20, "blank page"
+    # the MIP figure is drawn: a block of dark (medium) pixels in the upper part of the page
+    assert (rgb[:1600].mean(axis=2) < 30).mean() > 0.02
+    dom = subprocess.run(base + ["--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<img") >= 3 and "<table class=\"cells\">" in dom and dom.count("<tr>") >= 2 + 2
