@@ -38,7 +38,8 @@ BARE_NAMES = ("reconstruction", "segmentation", "napari_plugin")
 
 GROUND = ("holo.model", "holo.conventions", "holo.errors", "holo.threads", "holo.labels", "holo.io", "holo.memory")
 STAGES = ("holo.twin", "holo.reconstruction", "holo.segmentation")
-TOP = ("holo.pipeline", "holo.sample", "holo.batch", "holo.demo", "holo.cli", "holo.napari", "holo.training", "holo.importing", "holo.phase")
+TOP = ("holo.pipeline", "holo.sample", "holo.batch", "holo.demo", "holo.cli", "holo.napari", "holo.training", "holo.importing", "holo.phase",
+       "holo.timelapse")
 #: Public forward-model modules that a stage may import from another stage.
 SHARED_PHYSICS = ("holo.reconstruction.forward",)
 #: Top-floor packages that only they themselves import.

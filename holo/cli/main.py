@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "demo",
     "importing",
     "phase",
+    "track",
 )
 
 app = typer.Typer(

@@ -1,0 +1,242 @@
+"""Linking per-frame cell instances over time: tracks, divisions, gaps (laptrack).
+
+A detection is one labelled cell in one frame: its centroid r (µm) and its dry mass m (pg;
+its volume when no RI is at hand). Frames are linked by the linear-assignment tracker of
+laptrack (Jaqaman et al. 2008, LAP with gap closing and splitting) with a cost that uses
+both, since a cell's dry mass changes by a few percent per frame while its position
+changes by a fraction of its size:
+
+* **frame to frame** (and across ``gap_frames`` missing frames):
+  C = |Δr|² + (w Δln m)², accepted while C ≤ d_max²; starting or ending a track costs
+  d_max² (not laptrack's percentile of the link costs, which with few cells in view
+  would refuse ordinary links);
+* **division** (mother M at t, daughters A, B at t + 1): both daughters within d_max of
+  M and C = |Δr_A|² + |Δr_B|² + (w ln((m_A + m_B)/m_M))², since the daughters share
+  their mother's mass;
+* w = ``mass_weight_um`` converts a factor e in mass into a distance: with w = 2 d_max a
+  mass change by e^{1/2} ≈ 1.65 alone reaches the cutoff, so neither a division (× ½) nor
+  a merge of two cells (× 2) is ever a frame-to-frame link: a merged frame is bridged by
+  gap closing, and a division is found by mass conservation (:func:`find_divisions`).
+
+A division is kept only when both daughter branches last ``min_branch_frames`` frames (or
+reach the end of the series): an over-segmented frame (one cell cut in two, which also
+halves the mass) otherwise looks like a division. The short branch of a rejected division
+becomes a track of its own and the long one continues the mother's track.
+
+Output: the detections table with ``track_id`` (one id per branch between divisions, Cell
+Tracking Challenge convention) and ``parent_id`` (the mother branch, 0 for none).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from holo.conventions import ALPHA_PROTEIN_UM3_PER_PG
+
+__all__ = ["COORDINATES", "frame_detections", "link_cells", "find_divisions", "prune_divisions", "track_graph"]
+
+#: Centroid columns of a detections table (µm, array order).
+COORDINATES = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
+_LN2 = math.log(2.0)
+
+
+def frame_detections(instance: np.ndarray, voxel_size_um, *, ri: np.ndarray | None = None,
+                     medium_index: float | None = None, frame: int = 0) -> pd.DataFrame:
+    """Detections of one labelled frame: ``frame, label, centroid_*_um, volume_um3`` and,
+    when ``ri`` is given, ``dry_mass_pg`` = (1/α) Σ (n − n_m) ΔV over the label."""
+    lab = np.asarray(instance)
+    ids = np.unique(lab[lab > 0])
+    vs = np.asarray(voxel_size_um, float)
+    dv = float(vs.prod())
+    out = {"frame": np.full(len(ids), int(frame), np.int64), "label": ids.astype(np.int64)}
+    com = np.array(ndimage.center_of_mass(np.ones_like(lab, np.float32), lab, ids)).reshape(-1, 3)
+    for i, col in enumerate(COORDINATES):
+        out[col] = com[:, i] * vs[i] if len(ids) else np.zeros(0)
+    out["volume_um3"] = np.asarray(ndimage.sum_labels(np.ones_like(lab, np.float32), lab, ids)) * dv
+    if ri is not None:
+        dn = np.asarray(ri, np.float64) - float(medium_index)
+        out["dry_mass_pg"] = np.asarray(ndimage.sum_labels(dn, lab, ids)) * dv / ALPHA_PROTEIN_UM3_PER_PG
+    return pd.DataFrame(out)
+
+
+def link_cells(det: pd.DataFrame, *, max_distance_um: float = 10.0, mass_weight_um: float | None = None,
+               gap_frames: int = 2, divisions: bool = True, min_branch_frames: int = 3,
+               field_um=None) -> pd.DataFrame:
+    """Link detections into tracks with divisions (costs in the module docstring).
+
+    Parameters
+    ----------
+    det : DataFrame
+        ``frame``, :data:`COORDINATES` and ``dry_mass_pg`` (or ``volume_um3``); other
+        columns are carried through.
+    max_distance_um
+        d_max: the farthest a cell centre moves between frames (and from mother to daughter).
+    mass_weight_um
+        w (default 2 d_max). 0 links by position only.
+    gap_frames
+        Frames a cell may be missing (segmentation dropout) and still keep its track.
+    divisions
+        Look for divisions (:func:`find_divisions`).
+    min_branch_frames
+        See :func:`prune_divisions`.
+    field_um : (Y, X) µm, optional
+        Lateral size of the field (centroids measured from its corner): a daughter branch
+        that ends within d_max of its edge left the field and counts as long.
+
+    Returns
+    -------
+    DataFrame
+        ``det`` sorted by frame with ``track_id`` (1..N) and ``parent_id`` (0 = none).
+    """
+    from laptrack import LapTrack
+
+    det = det.reset_index(drop=True).copy()
+    if det.empty:
+        return det.assign(track_id=pd.Series(dtype=np.int64), parent_id=pd.Series(dtype=np.int64))
+    w = 2.0 * max_distance_um if mass_weight_um is None else float(mass_weight_um)
+    det["_q"] = w * np.log(_size(det))
+    cut = float(max_distance_um) ** 2
+    lt = LapTrack(metric="sqeuclidean", cutoff=cut, gap_closing_metric="sqeuclidean", gap_closing_cutoff=cut,
+                  gap_closing_max_frame_count=int(gap_frames), splitting_cutoff=False, merging_cutoff=False,
+                  track_start_cost=cut, track_end_cost=cut, segment_start_cost=cut, segment_end_cost=cut)
+    det["_row"] = np.arange(len(det))
+    tdf, _, _ = lt.predict_dataframe(det, [*COORDINATES, "_q"], frame_col="frame", only_coordinate_cols=False)
+    track = tdf.sort_values("_row")["track_id"].to_numpy()
+    parents = find_divisions(det, track, max_distance_um=max_distance_um, mass_weight_um=w,
+                             gap_frames=gap_frames) if divisions else {}
+    frames = det["frame"].to_numpy()
+    if field_um is not None:
+        yx = det[list(COORDINATES[1:])].to_numpy(float)
+        edge = np.min(np.concatenate([yx, np.asarray(field_um, float)[None, :] - yx], axis=1), axis=1)
+        left = {int(t) for t in np.unique(track) if edge[track == t][np.argmax(frames[track == t])] < max_distance_um}
+    else:
+        left = set()
+    track, parents = prune_divisions(frames, track, parents, int(min_branch_frames), left=left)
+    uniq = {t: i for i, t in enumerate(sorted(set(track.tolist())), start=1)}
+    det["track_id"] = [uniq[t] for t in track]
+    det["parent_id"] = [uniq.get(parents.get(t, -1), 0) for t in track]
+    return det.drop(columns=["_q", "_row"]).sort_values(["frame", "track_id"]).reset_index(drop=True)
+
+
+def _size(det: pd.DataFrame) -> np.ndarray:
+    """Dry mass (pg), or volume (µm³) without RI, floored at 1e-6."""
+    col = "dry_mass_pg" if "dry_mass_pg" in det else "volume_um3"
+    return np.maximum(np.asarray(det[col], float), 1e-6)
+
+
+def find_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: float, mass_weight_um: float,
+                   gap_frames: int = 2) -> dict:
+    """Mothers of track starts by mass conservation: {daughter track: mother track}.
+
+    A track M ending at frame e (before the last frame) and two tracks A, B starting at the
+    same frame in (e, e + 1 + gap_frames] form a candidate division when both start within
+    d_max of M's last centroid and each holds 20–80 % of the pair's mass. Its cost is
+    |r_A − r_M|² + |r_B − r_M|² + (w ln((m_A + m_B)/m_M))²; candidates under 2 d_max² are
+    accepted greedily from the cheapest, each track used once.
+    """
+    frames = det["frame"].to_numpy()
+    r = det[list(COORDINATES)].to_numpy(float)
+    m = _size(det)
+    last_frame = int(frames.max())
+    first = {int(t): int(np.flatnonzero(track == t)[np.argmin(frames[track == t])]) for t in np.unique(track)}
+    last = {int(t): int(np.flatnonzero(track == t)[np.argmax(frames[track == t])]) for t in np.unique(track)}
+    starts: dict[int, list] = {}
+    for t, i in first.items():
+        starts.setdefault(int(frames[i]), []).append(t)
+    d2max = float(max_distance_um) ** 2
+    cands = []
+    for mom, i in last.items():
+        if frames[i] >= last_frame:
+            continue
+        for f in range(int(frames[i]) + 1, int(frames[i]) + 2 + int(gap_frames)):
+            near = [t for t in starts.get(f, []) if t != mom and np.sum((r[first[t]] - r[i]) ** 2) <= d2max]
+            for ai, a in enumerate(near):
+                for b in near[ai + 1:]:
+                    ma, mb = m[first[a]], m[first[b]]
+                    if not 0.2 <= ma / (ma + mb) <= 0.8:
+                        continue
+                    cost = (np.sum((r[first[a]] - r[i]) ** 2) + np.sum((r[first[b]] - r[i]) ** 2)
+                            + (mass_weight_um * math.log((ma + mb) / m[i])) ** 2)
+                    if cost <= 2.0 * d2max:
+                        cands.append((cost, mom, a, b))
+    parents, mothers = {}, set()
+    for cost, mom, a, b in sorted(cands):
+        if mom in mothers or a in parents or b in parents:
+            continue
+        mothers.add(mom)
+        parents[a] = parents[b] = mom
+    return parents
+
+
+def prune_divisions(frames: np.ndarray, track: np.ndarray, parents: dict, min_branch_frames: int, *, left=()):
+    """Undo divisions whose daughter branches do not both last ``min_branch_frames``.
+
+    A branch lasts from its first to its last detection (inclusive); one that reaches the
+    last frame of the series, divides again or is in ``left`` (left the field) counts as long. For a rejected division the
+    longest daughter (the most frames) takes the mother's track id and her children, the
+    other becomes a parentless track. A mother with more than two children keeps the two
+    longest.
+
+    Returns
+    -------
+    (track, parents)
+        Updated per-detection track ids and the {child: parent} map.
+    """
+    track = np.asarray(track).copy()
+    parents = dict(parents)
+    last = int(np.max(frames)) if len(frames) else 0
+    changed = True
+    while changed:
+        changed = False
+        span = {t: (int(frames[track == t].min()), int(frames[track == t].max())) for t in np.unique(track)}
+        kids: dict[int, list] = {}
+        for c, p in parents.items():
+            kids.setdefault(p, []).append(c)
+        for p, cs in sorted(kids.items()):
+            def long(c):
+                b, e = span[c]
+                return e - b + 1 >= min_branch_frames or e == last or c in kids or c in left
+            cs = sorted(cs, key=lambda c: -(span[c][1] - span[c][0]))
+            if len(cs) == 2 and all(long(c) for c in cs):
+                continue
+            keep = cs[:2] if len(cs) > 2 and all(long(c) for c in cs[:2]) else []
+            for c in cs:
+                if c in keep:
+                    continue
+                parents.pop(c)
+                if not keep and c == cs[0]:
+                    track[track == c] = p  # the longest daughter continues the mother
+                    for gc in kids.get(c, []):
+                        parents[gc] = p
+            changed = True
+            break
+    return track, parents
+
+
+def track_graph(tracks: pd.DataFrame, *, label_col: str = "label"):
+    """The lineage graph of a tracks table (networkx DiGraph): one node per detection
+    (integer id; ``t``, ``segmentation_id``, ``z``, ``y``, ``x``), edges between consecutive detections
+    of a track (across gaps) and from a mother's last detection to her daughters' first."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    first, lastnode = {}, {}
+    for tid, grp in tracks.sort_values("frame").groupby("track_id", sort=False):
+        prev = None
+        for r in grp.itertuples(index=False):
+            node = g.number_of_nodes() + 1
+            g.add_node(node, t=int(r.frame), segmentation_id=int(getattr(r, label_col)),
+                       z=float(r.centroid_z_um), y=float(r.centroid_y_um), x=float(r.centroid_x_um))
+            if prev is not None:
+                g.add_edge(prev, node)
+            prev = node
+            first.setdefault(int(tid), node)
+        lastnode[int(tid)] = prev
+    for tid, pid in tracks.groupby("track_id")["parent_id"].first().items():
+        if int(pid) and int(pid) in lastnode:
+            g.add_edge(lastnode[int(pid)], first[int(tid)])
+    return g

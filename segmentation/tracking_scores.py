@@ -1,0 +1,83 @@
+"""Cell Tracking Challenge scores of a tracking result against ground truth (traccuracy).
+
+TRA = 1 − min(AOGM, AOGM₀)/AOGM₀ and DET likewise on the vertices only, where AOGM is the
+weighted count of graph operations that turn the predicted lineage graph into the true
+one (vertex split 5, false negative 10, false positive 1, edge deletion 1, addition 1.5,
+semantic change 1) and AOGM₀ the cost of building the truth from nothing; a predicted
+cell matches a true cell when it covers more than half of its voxels (Matula et al. 2015).
+Division recall and precision count true divisions whose mother and daughters are all
+matched and linked the same way (``frame_buffer`` frames of slack on the division time), under a
+one-to-one matching of cells with IoU > 0.5.
+
+traccuracy is a test/benchmark dependency (``pip install holo[dev]``); it is imported here only.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from holo.segmentation.tracking import track_graph
+
+__all__ = ["ctc_scores", "truth_tracks_table"]
+
+
+def truth_tracks_table(instance: np.ndarray, parents: dict, voxel_size_um) -> pd.DataFrame:
+    """Tracks table of a series whose labels are track ids (``parents``: {track: parent})."""
+    from holo.segmentation.tracking import frame_detections
+
+    rows = [frame_detections(lab, voxel_size_um, frame=t) for t, lab in enumerate(np.asarray(instance))]
+    df = pd.concat(rows, ignore_index=True)
+    df["track_id"] = df["label"]
+    df["parent_id"] = [int(parents.get(int(t), 0)) for t in df["track_id"]]
+    return df
+
+
+def ctc_scores(truth_instance: np.ndarray, truth_tracks: pd.DataFrame, pred_instance: np.ndarray,
+               pred_tracks: pd.DataFrame, *, frame_buffer: int = 1) -> dict:
+    """TRA, DET, division recall/precision/F1 of ``pred`` against ``truth``.
+
+    Parameters
+    ----------
+    truth_instance, pred_instance : (T, Z, Y, X) int
+        Label series (labels unique within a frame).
+    truth_tracks, pred_tracks : DataFrame
+        ``frame``, ``label`` (the label in that frame), ``track_id``, ``parent_id`` and the
+        centroid columns.
+    frame_buffer
+        Frames of tolerance on the time of a division.
+
+    Returns
+    -------
+    dict
+        ``TRA``, ``DET``, ``division_recall``, ``division_precision``, ``division_f1``,
+        ``true_divisions``.
+    """
+    from traccuracy import TrackingGraph, run_metrics
+    from traccuracy.matchers import CTCMatcher, IOUMatcher
+    from traccuracy.metrics import CTCMetrics, DivisionMetrics
+
+    keys = ("z", "y", "x")
+    gt = TrackingGraph(track_graph(truth_tracks), np.asarray(truth_instance), location_keys=keys)
+    pred = TrackingGraph(track_graph(pred_tracks), np.asarray(pred_instance), location_keys=keys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        results, _ = run_metrics(gt, pred, matcher=CTCMatcher(), metrics=[CTCMetrics()])
+        div, _ = run_metrics(gt, pred, matcher=IOUMatcher(iou_threshold=0.5, one_to_one=True),
+                             metrics=[DivisionMetrics(max_frame_buffer=int(frame_buffer))])
+    results = results + div
+    out = {}
+    for res in results:
+        vals = res["results"]
+        if "TRA" in vals:
+            out["TRA"], out["DET"] = float(vals["TRA"]), float(vals["DET"])
+        else:
+            key = f"Frame Buffer {int(frame_buffer)}" if f"Frame Buffer {int(frame_buffer)}" in vals else next(iter(vals))
+            d = vals[key] if isinstance(vals.get(key), dict) else vals
+            out["division_recall"] = float(d.get("Division Recall", np.nan))
+            out["division_precision"] = float(d.get("Division Precision", np.nan))
+            out["division_f1"] = float(d.get("Division F1", np.nan))
+            out["true_divisions"] = int(d.get("Total GT Divisions", 0))
+    return out

@@ -1,0 +1,133 @@
+"""Linking cells over time: gaps, divisions by mass conservation, merges and cuts that
+must not become divisions, exponential growth fits, CTC scores, and ``holo track``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from holo.segmentation.growth import fit_exponential_growth, growth_table, lineage_table
+from holo.segmentation.tracking import link_cells
+
+
+def _det(rows):
+    return pd.DataFrame(rows, columns=["frame", "label", "centroid_z_um", "centroid_y_um", "centroid_x_um",
+                                       "dry_mass_pg"])
+
+
+def _series(n=8, k=0.3, dt_h=1 / 6, divide_at=4, drop=(2,), merge=(), cut=()):
+    """Cell A walks along x and divides at ``divide_at`` into A1/A2 (half mass each); cell
+    B walks along y 30 µm away. ``drop``: frames where B is missing; ``merge``: frames
+    where A and B come as one label with both masses; ``cut``: frames where B is cut in two."""
+    rows = []
+    for t in range(n):
+        ma, mb = 40 * math.exp(k * t * dt_h), 60 * math.exp(k * t * dt_h)
+        a = [(5, 20, 20 + 2 * t, ma)] if t < divide_at else [(5, 16, 20 + 2 * t, ma / 2), (5, 24, 20 + 2 * t, ma / 2)]
+        b = [(5, 50 + 1.5 * t, 30, mb)]
+        if t in merge:
+            a, b = [(5, 35, 25, a[0][3] + mb)], []
+        if t in drop:
+            b = []
+        if t in cut:
+            b = [(5, 48 + 1.5 * t, 30, mb / 2), (5, 52 + 1.5 * t, 30, mb / 2)]
+        for i, (z, y, x, m) in enumerate(a + b, start=1):
+            rows.append((t, i, z, y, x, m))
+    return _det(rows)
+
+
+def test_division_by_mass_conservation_and_one_frame_gap():
+    tr = link_cells(_series())
+    b = tr[tr["centroid_y_um"] >= 45]
+    assert b["track_id"].nunique() == 1 and len(b) == 7  # the dropped frame is bridged
+    lin = lineage_table(tr.assign(time_s=tr["frame"] * 600.0))
+    div = lin[lin["fate"] == "divided"]
+    assert len(div) == 1
+    daughters = lin[lin["parent_id"] == int(div["track_id"].iloc[0])]
+    assert len(daughters) == 2 and set(daughters["start_frame"]) == {4}
+    assert (daughters["generation"] == 1).all()
+
+
+def test_merge_and_cut_frames_are_not_divisions():
+    tr = link_cells(_series(n=10, divide_at=99, drop=(), merge=(3,), cut=(6,)))
+    assert (tr["parent_id"] == 0).all()
+    # A and B keep one track each across the merged (3) and the cut (6) frames
+    a = tr[(tr["centroid_y_um"] == 20)]
+    b = tr[(tr["centroid_y_um"] >= 45) & (tr["frame"] != 6)]
+    assert a["track_id"].nunique() == 1 and len(a) == 9
+    assert b["track_id"].nunique() == 1 and len(b) == 8
+
+
+def test_position_only_linking_uses_volume_without_mass():
+    d = _series(divide_at=99, drop=()).rename(columns={"dry_mass_pg": "volume_um3"})
+    tr = link_cells(d)
+    assert tr["track_id"].nunique() == 2
+
+
+def test_exponential_fit_is_exact_and_ignores_outliers():
+    t = np.linspace(0, 3, 13)
+    m = 25.0 * np.exp(0.231 * t)
+    k, c = fit_exponential_growth(t, m)
+    assert k == pytest.approx(0.231, rel=1e-9) and math.exp(c) == pytest.approx(25.0, rel=1e-9)
+    m_bad = m.copy()
+    m_bad[[3, 8]] *= (2.0, 0.5)  # a merged and a cut frame
+    assert fit_exponential_growth(t, m_bad)[0] == pytest.approx(0.231, rel=1e-6)
+    tracks = pd.DataFrame({"track_id": 1, "parent_id": 0, "time_s": t * 3600, "dry_mass_pg": m,
+                           "touches_border": False})
+    g = growth_table(tracks).iloc[0]
+    assert g["doubling_time_h"] == pytest.approx(math.log(2) / 0.231, rel=1e-9)
+    assert g["growth_rate_pg_per_h"] == pytest.approx((m[-1] - m[0]) / 3.0, rel=1e-9)
+
+
+@pytest.fixture(scope="module")
+def twin_series():
+    from holo.twin.timelapse import make_timelapse
+
+    return make_timelapse(8, 600.0, n_cells=4, shape_zyx=(12, 112, 112), voxel_size_um=(0.6, 0.6, 0.6),
+                          classes=("lymphocyte",), doubling_time_h=(0.8, 1.2), seed=2)
+
+
+@pytest.mark.slow
+def test_ctc_scores_on_degraded_twin_labels(twin_series):
+    pytest.importorskip("traccuracy")
+    from holo.segmentation.tracking import frame_detections
+    from holo.segmentation.tracking_scores import ctc_scores, truth_tracks_table
+    from holo.twin.timelapse import degrade_labels
+
+    tl, ri, sem, inst = twin_series
+    truth = truth_tracks_table(inst, {k: v["parent_id"] for k, v in tl.tracks.items()}, tl.voxel_size_um)
+    perfect = ctc_scores(inst, truth, inst, truth)
+    assert perfect["TRA"] == pytest.approx(1.0) and perfect["DET"] == pytest.approx(1.0)
+    lab = degrade_labels(inst, merge_rate=0.0, split_rate=0.0, dropout_rate=0.05, jitter_voxels=1, seed=1)
+    det = pd.concat([frame_detections(lab[t], tl.voxel_size_um, ri=ri[t], medium_index=tl.medium_index, frame=t)
+                     for t in range(tl.n_frames)])
+    s = ctc_scores(inst, truth, lab, link_cells(det, field_um=(112 * 0.6, 112 * 0.6)))
+    assert s["TRA"] >= 0.9 and s["DET"] >= 0.9
+    # an unlinked result (every detection its own track) scores clearly lower
+    lone = det.assign(track_id=np.arange(1, len(det) + 1), parent_id=0)
+    assert ctc_scores(inst, truth, lab, lone)["TRA"] < s["TRA"] - 0.1
+
+
+def test_cli_track_writes_tables_and_refuses_bad_input(tmp_path, capsys):
+    from holo.cli.main import main
+
+    sim = tmp_path / "sim"
+    assert main(["simulate-timelapse", "-o", str(sim), "--frames", "3", "--size", "64", "--depth", "12",
+                 "--cells", "2", "--voxel-um", "0.6"]) == 0
+    out = tmp_path / "trk"
+    assert main(["track", str(sim / "timelapse.tcf"), "-o", str(out)]) == 0
+    tracks = pd.read_csv(out / "tracks.csv")
+    for col in ("track_id", "parent_id", "frame", "time_s", "centroid_x_um", "volume_um3", "dry_mass_pg",
+                "mean_ri", "class"):
+        assert col in tracks
+    assert set(tracks["frame"]) == {0, 1, 2} and (tracks["time_s"] == tracks["frame"] * 600.0).all()
+    assert (out / "growth.csv").is_file() and (out / "lineage.csv").is_file()
+    bad = tmp_path / "bad.tcf"
+    bad.write_bytes(b"not hdf5")
+    capsys.readouterr()
+    assert main(["track", str(bad), "-o", str(tmp_path / "o2")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.tcf" in err[0]
+    assert not (tmp_path / "o2").exists()
