@@ -7,17 +7,26 @@ the memory available now (``psutil.virtual_memory().available``: free plus recla
 cache, the figure the kernel's own overcommit heuristic uses). The user overrides with the
 environment variable ``HOLO_IGNORE_MEMORY=1`` (e.g. with a large swap).
 
-Reconstruction model (measured with tracemalloc, NumPy + FFT buffers, on grids of 0.5, 1 and
-2 million voxels; see tests/test_memory.py): the peak grows linearly in the voxel count N and
-the field pixels P (A frames of Y·X):
+Reconstruction model, measured (peak RSS of a fresh process above its RSS after loading
+the frames and compiling the kernels, 12 frames of 278², grids of 0.5 to 8.4 million voxels):
 
-    peak ≈ c_method · N + 24 B · P
+    peak ≈ c_method · N + 24 B · P + 32 MiB
 
-with c = :data:`RECON_BYTES_PER_VOXEL` (rytov/born ≈ 28 MiB per million voxels, i.e. ~29 B
-per voxel: the complex128 spectrum, its weights and the FFT work copies; gp ≈ 41 MiB per
-million: one more complex volume and the support masks of the iterations; tv ≈ gp; bpm ≈ 2×
-gp) and 24 B per field pixel (complex64 fields, the float32 hologram being read, the
-complex64 spectrum of one frame).
+with N the grid voxels, P the field pixels (A frames of Y·X: complex64 fields, the float32
+hologram being read, one frame's complex64 spectrum) and c = :data:`RECON_BYTES_PER_VOXEL`:
+
+======  =======================================  ==================
+method  measured increment (MiB) at 1 / 4.2 / 8.4 M  c (MiB per M voxels)
+======  =======================================  ==================
+rytov   39 / 94 / 182                                 24 (born: same map)
+gp      51 / 186 / 332                                42
+tv      80 / 330 / —                                  80
+bpm     not measured                                  2 × tv, assumed
+======  =======================================  ==================
+
+The slopes between 4.2 and 8.4 M voxels are 21 (rytov) and 35 (gp) MiB per million; c is
+rounded up so that the estimate bounds every measurement (the small-grid points carry the
+per-frame buffers, covered by the P and constant terms).
 """
 
 from __future__ import annotations
@@ -42,8 +51,8 @@ __all__ = [
 IGNORE_ENV = "HOLO_IGNORE_MEMORY"
 MIB = 2**20
 #: Peak bytes per voxel of the reconstruction grid, by method (module docstring).
-RECON_BYTES_PER_VOXEL = {"rytov": 28 * MIB / 1e6, "born": 28 * MIB / 1e6, "gp": 41 * MIB / 1e6,
-                         "tv": 41 * MIB / 1e6, "bpm": 82 * MIB / 1e6}
+RECON_BYTES_PER_VOXEL = {"rytov": 24 * MIB / 1e6, "born": 24 * MIB / 1e6, "gp": 42 * MIB / 1e6,
+                         "tv": 80 * MIB / 1e6, "bpm": 160 * MIB / 1e6}
 #: Peak bytes per pixel of the field frames (A · Y · X) during retrieval and mapping.
 FIELD_BYTES_PER_PIXEL = 24
 
@@ -93,4 +102,5 @@ def reconstruction_bytes(shape_zyx, method: str, n_field_pixels: int = 0) -> flo
     """Peak bytes of reconstructing a grid ``shape_zyx`` by ``method`` from fields of
     ``n_field_pixels`` pixels in all (module docstring)."""
     n = float(np.prod([float(s) for s in shape_zyx]))
-    return RECON_BYTES_PER_VOXEL.get(method, max(RECON_BYTES_PER_VOXEL.values())) * n + FIELD_BYTES_PER_PIXEL * float(n_field_pixels)
+    c = RECON_BYTES_PER_VOXEL.get(method, max(RECON_BYTES_PER_VOXEL.values()))
+    return c * n + FIELD_BYTES_PER_PIXEL * float(n_field_pixels) + 32 * MIB

@@ -196,3 +196,112 @@ def test_ome_zarr_outputs(inputs, tmp_path):
     assert set(labels) == {"semantic", "instances"}
     np.testing.assert_allclose(voxel, tomo.voxel_size_um)
     assert len(np.unique(labels["instances"])) - 1 == 2  # two spheres
+
+
+# -- nothing lost: names, identity, foreign folders, leftovers, timeouts -------------------------
+def _quick_process(path, out_dir, options, name=None):
+    """A stand-in for process_sample that writes a sample folder the way it does."""
+    from holo.io._atomic import atomic_path
+    from holo.sample import sample_name
+
+    name = name or sample_name(path)
+    with atomic_path(Path(out_dir) / name) as tmp:
+        tmp.mkdir()
+        (tmp / "provenance.json").write_text(json.dumps({"input": str(path)}))
+        (tmp / "cells.csv").write_text("sample\n")
+    return {"name": name, "input": str(Path(path).resolve()), "status": "done", "n_cells": 0}
+
+
+def test_sample_names_are_never_run_files_or_hidden():
+    from holo.sample import sample_name
+
+    assert sample_name("in/..tcf") == "sample" and sample_name(".tcf") == "sample"
+    assert sample_name("in/.hidden.h5") == "hidden"
+    assert sample_name("summary.html.tcf") == "summary.html_sample"
+    assert sample_name("MANIFEST.JSON.h5") == "MANIFEST.JSON_sample"
+    assert sample_name("all_cells.csv.ome.tif") == "all_cells.csv_sample"
+    assert sample_name("my sample.h5") == "my_sample"
+
+
+def test_colliding_names_are_told_apart_deterministically(tmp_path):
+    from holo.batch import assign_names
+
+    paths = []
+    for sub in ("day1", "day2"):
+        (tmp_path / sub).mkdir()
+        paths.append(tmp_path / sub / "cell.h5")
+    paths += [tmp_path / "day1" / "my sample.h5", tmp_path / "day1" / "my_sample.h5", tmp_path / "day3" / "Cell.tcf"]
+    names = assign_names(paths, {"samples": {}})
+    assert names[:2] == ["day1_cell", "day2_cell"] and names[4] == "day3_Cell"
+    assert len({n.casefold() for n in names}) == len(names)  # unique, also on case-insensitive disks
+    assert names[2].startswith("my_sample-") and names[3].startswith("my_sample-")
+    assert assign_names(paths[::-1], {"samples": {}}) == names[::-1]  # order does not matter
+
+
+def test_a_different_input_is_processed_never_skipped(tmp_path):
+    out = tmp_path / "out"
+    for sub in ("day1", "day2"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "cell.h5").write_bytes(sub.encode())
+    first = run_batch([tmp_path / "day1" / "cell.h5"], out, OPTIONS, process_fn=_quick_process)
+    second = run_batch([tmp_path / "day2" / "cell.h5"], out, OPTIONS, process_fn=_quick_process)
+    assert [r["name"] for r in first.done] == ["cell"] and [r["name"] for r in second.done] == ["day2_cell"]
+    manifest = read_manifest(out)["samples"]
+    assert manifest["cell"]["input"].endswith("day1/cell.h5") and manifest["day2_cell"]["input"].endswith("day2/cell.h5")
+    assert run_batch([tmp_path / "day1" / "cell.h5"], out, OPTIONS, process_fn=_quick_process).skipped == ["cell"]
+    (tmp_path / "day1" / "cell.h5").write_bytes(b"new content")  # same path, new data: redone
+    assert [r["name"] for r in run_batch([tmp_path / "day1" / "cell.h5"], out, OPTIONS, process_fn=_quick_process).done] == ["cell"]
+
+
+def test_a_folder_holo_did_not_write_is_never_replaced(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "s.h5").write_bytes(b"x")
+    out = tmp_path / "out"
+    (out / "s").mkdir(parents=True)
+    (out / "s" / "thesis.tex").write_text("precious")
+    res = run_batch([tmp_path / "in" / "s.h5"], out, OPTIONS, process_fn=_quick_process)
+    assert [r["name"] for r in res.failed] == ["s"] and "did not write" in res.failed[0]["error"]
+    assert (out / "s" / "thesis.tex").read_text() == "precious"
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "s.h5").write_bytes(b"x")
+    out = tmp_path / "out"
+    (out / ".gone.tmp-0123abcd").mkdir(parents=True)  # a sample folder being built when killed
+    (out / ".manifest.json.tmp-89abcdef").write_text("{")
+    (out / ".locks").mkdir()
+    (out / ".locks" / "gone.lock").write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))
+    run_batch([tmp_path / "in" / "s.h5"], out, OPTIONS, process_fn=_quick_process)
+    assert _no_temporaries(out)
+
+
+def test_missing_input_creates_no_output_folder(tmp_path):
+    with pytest.raises(HoloError, match="matches no file"):
+        run_batch([tmp_path / "nosuch.h5"], tmp_path / "out2", OPTIONS)
+    assert not (tmp_path / "out2").exists()
+
+
+def _hang(path, out_dir, options, name=None):
+    """Starts writing its sample, then hangs (as a stuck compiled loop would)."""
+    (Path(out_dir) / f".{name}.tmp-00000000").mkdir()
+    time.sleep(600)
+
+
+def test_a_sample_over_its_time_limit_is_killed(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "s.h5").write_bytes(b"x")
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    res = run_batch([tmp_path / "in" / "s.h5"], out, OPTIONS, process_fn=_hang, timeout_s=1.0)
+    assert time.monotonic() - t0 < 60
+    assert [r["name"] for r in res.failed] == ["s"] and "did not finish within 1 s" in res.failed[0]["error"]
+    assert _no_temporaries(out) and not (out / "s").exists()
+
+
+def test_run_with_timeout_returns_and_raises():
+    from holo.batch import run_with_timeout
+
+    assert run_with_timeout(lambda a, b=0: a + b, 30, 2, b=3) == 5
+    with pytest.raises(HoloError, match="bad"):
+        run_with_timeout(lambda: (_ for _ in ()).throw(HoloError("bad", item="x")), 30)

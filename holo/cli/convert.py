@@ -82,7 +82,7 @@ def _write_tomogram(tomo, src: Path, dst: Path, out_fmt: str, frame: int | None)
             raise typer.BadParameter(str(exc), param_hint="--frame") from None
     prov = dict(tomo.provenance)
     prov.setdefault("source_file", str(src))
-    tomo = tomo.replace(provenance=prov, source=None)
+    tomo = tomo.replace(provenance=prov, source=str(src))  # errors of reading name the input
     with progress_bar(f"writing {dst.name} ({out_fmt})", total=tomo.n_times) as update:
         kw = {"progress": update} if out_fmt in ("ome-tiff", "tcf") else {}
         save_tomogram(tomo, dst, **kw)
@@ -100,7 +100,10 @@ def convert_cmd(
     from holo.io import open_path, write_acquisition
 
     err = Console(stderr=True, soft_wrap=True, highlight=False)
+    from holo.io._atomic import check_replaceable
+
     in_fmt, out_fmt = _check_formats(src, dst)
+    check_replaceable(dst)  # before the work: never replace a folder holo did not write
     err.print(f"reading {src} ({in_fmt})")
     obj = open_path(src)
     if in_fmt == "acquisition":

@@ -1,7 +1,7 @@
 """``holo info FILE [--json]``: what a file holds (any supported format).
 
-The description goes to stdout (a rich table, or plain JSON with ``--json``); nothing is
-computed from the big arrays (shapes and dtypes only), so it is fast on large files.
+The description goes to stdout (a rich table, or plain JSON with ``--json``); only metadata
+is read (shapes and dtypes; no frame is read or scanned), so it is fast on any size of file.
 """
 
 from __future__ import annotations
@@ -47,7 +47,12 @@ def describe(path: str | Path) -> dict:
     if is_label_file(path, fmt):
         info.update(_describe_labels(path))
         return _jsonable(info)
-    obj = open_path(path)
+    if fmt == "acquisition":  # metadata only: the frames are not scanned
+        from holo.io.acquisition import read_acquisition
+
+        obj = read_acquisition(path, lazy=True, check_frames=False)
+    else:
+        obj = open_path(path)
     if fmt in ("acquisition", "camera"):
         info.update(_describe_acquisition(obj))
         close_acquisition(obj)

@@ -67,7 +67,7 @@ def run_cmd(
         def on_result(rec, n, total):
             update(n, total, note=f"{rec['name']}: {rec['status']}")
             if rec["status"] != "done":
-                stderr_console.print(f"[red]failed[/red] {rec['error']}", markup=True, highlight=False)
+                stderr_console.print(f"[red]failed[/red] {rec['error']}", markup=True, highlight=False, soft_wrap=True)
 
         result = run_batch(inputs, out, options, workers=workers, scheduler=scheduler, force=force,
                            timeout_s=timeout, on_result=on_result)

@@ -40,6 +40,7 @@ __all__ = [
     "write_acquisition",
     "close_acquisition",
     "is_acquisition_file",
+    "check_acquisition_frames",
 ]
 
 FORMAT_NAME = "holo-acquisition"
@@ -163,16 +164,17 @@ def _small_float_array(ds, name: str, path: Path) -> np.ndarray:
     return arr
 
 
-def scan_frames_finite(ds, name: str, path: Path | str | None = None) -> None:
-    """Raise :class:`ValidationError` if a frame of ``ds`` (A, Y, X) holds NaN or inf.
+def scan_frames_finite(ds, name: str, path: Path | str | None = None, *, constant: bool = False) -> None:
+    """Raise :class:`ValidationError` if a frame of ``ds`` (A, Y, X) holds NaN or inf, or,
+    with ``constant``, if a frame is constant (e.g. all zero: no hologram was recorded).
 
     Frames are read in blocks of about 64 MiB and reduced to one sum per frame
     (a sum is non-finite exactly when a term is non-finite, barring float64 overflow of
     finite data, which needs values near 1e300), so memory stays bounded. Integer data
-    cannot be non-finite and is skipped.
+    cannot be non-finite; it is read only for the ``constant`` check.
     """
     kind = np.dtype(ds.dtype).kind
-    if kind not in "fc":
+    if kind not in "fc" and not constant:
         return
     shape = tuple(ds.shape)
     if len(shape) == 2:
@@ -199,6 +201,12 @@ def scan_frames_finite(ds, name: str, path: Path | str | None = None) -> None:
             raise ValidationError(
                 f"frame {a + int(bad[0])} contains non-finite values (NaN or inf)", path=path, item=name
             )
+        if constant:
+            flat = np.flatnonzero(block.max(axis=(1, 2)) == block.min(axis=(1, 2)))
+            if flat.size:
+                i = int(flat[0])
+                raise ValidationError(f"frame {a + i} is constant (every pixel {block[i].flat[0]!r}): no hologram recorded",
+                                      path=path, item=name)
 
 
 def _read_ground_truth(g, path: Path) -> dict:
@@ -359,10 +367,17 @@ def _read_open_file(f, path: Path, *, check_frames: bool) -> Acquisition:
         **numbers,
     )
     if check_frames:
-        used = ("fields",) if ds["fields"] is not None else ("holograms", "background")
-        for key in used:
-            scan_frames_finite(ds[key], key, path)
+        check_acquisition_frames(acq)
     return acq
+
+
+def check_acquisition_frames(acq: Acquisition) -> None:
+    """Scan the frames a reconstruction uses (``fields``, else ``holograms`` and
+    ``background``) for NaN/inf and constant hologram frames (:func:`scan_frames_finite`),
+    block-wise. :func:`read_acquisition` calls it unless ``check_frames=False``."""
+    used = ("fields",) if acq.fields is not None else ("holograms", "background")
+    for key in used:
+        scan_frames_finite(getattr(acq, key), key, acq.source, constant=key in ("holograms", "background"))
 
 
 def _write_big(f, name: str, arr, *, compression=None) -> None:

@@ -209,6 +209,8 @@ def _frame_info(obj, path, ndim: int) -> tuple[tuple[int, ...], np.dtype]:
     if isinstance(obj, h5py.Group):
         axes = "ZYX"[3 - ndim :]
         shape = tuple(int(_num(obj, f"DataSize{a}", path)) for a in axes)
+        if min(shape) < 1:
+            raise FormatError(f"frame size {shape} must be positive", path=path, item=f"{obj.name}/DataSize{axes}")
         st = int(_num(obj, "ScalarType", path, default=0))
         return shape, np.dtype(np.uint8 if st == 1 else np.uint16)
     if len(obj.shape) != ndim:

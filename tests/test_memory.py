@@ -1,0 +1,38 @@
+"""The memory model: estimates from declared shapes, refusal with one line, the override."""
+
+from __future__ import annotations
+
+import pytest
+
+from holo.errors import ResourceError
+from holo.memory import IGNORE_ENV, RECON_BYTES_PER_VOXEL, check_memory, format_bytes, reconstruction_bytes
+
+MIB = 2**20
+
+
+def test_reconstruction_model_bounds_the_measurements():
+    """The measured peaks written in holo.memory (12 frames of 278²) are below the model."""
+    pixels = 12 * 278 * 278
+    measured = {("rytov", 1048576): 39, ("rytov", 4194304): 94, ("rytov", 8388608): 182,
+                ("gp", 1048576): 51, ("gp", 4194304): 186, ("gp", 8388608): 332,
+                ("tv", 1048576): 80, ("tv", 4194304): 330}
+    for (method, n), mib in measured.items():
+        est = reconstruction_bytes((n, 1, 1), method, pixels) / MIB
+        assert mib <= est <= 2.5 * mib + 64, (method, n, est)
+    assert RECON_BYTES_PER_VOXEL["gp"] > RECON_BYTES_PER_VOXEL["rytov"]
+
+
+def test_refusal_names_file_item_estimate_and_available(monkeypatch):
+    monkeypatch.delenv(IGNORE_ENV, raising=False)
+    monkeypatch.setattr("holo.memory.available_bytes", lambda: 2**30)
+    with pytest.raises(ResourceError) as info:
+        check_memory(6 * 2**30, path="a.h5", item="holograms")
+    msg = str(info.value)
+    assert msg.startswith("a.h5: holograms: ") and "6.0 GiB" in msg and "1.0 GiB available" in msg and IGNORE_ENV in msg
+    check_memory(2**29, path="a.h5", item="holograms")  # fits
+    monkeypatch.setenv(IGNORE_ENV, "1")
+    check_memory(6 * 2**30, path="a.h5", item="holograms")  # the user's override
+
+
+def test_format_bytes():
+    assert format_bytes(512) == "512 B" and format_bytes(1536) == "1.5 KiB" and format_bytes(3 * 2**40) == "3.0 TiB"
