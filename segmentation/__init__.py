@@ -48,6 +48,11 @@ def _frame(tomo) -> np.ndarray:
     ri = tomo.frame(0) if hasattr(tomo, "frame") else np.asarray(tomo, np.float32)
     if ri.ndim != 3:
         raise ValueError(f"tomogram RI must be 3D (Z, Y, X), got shape {ri.shape}")
+    if not np.isfinite(ri).all():  # NaN would hang the watershed seeds (h-maxima)
+        from holo.errors import ValidationError
+
+        raise ValidationError(f"contains {int(np.count_nonzero(~np.isfinite(ri)))} non-finite value(s) (NaN or inf)",
+                              path=getattr(tomo, "source", None), item="ri")
     return ri
 
 
@@ -121,7 +126,7 @@ def classify(tomo, instance, *, weights_dir=None, device=None, threshold: float 
     return df
 
 
-def measure(tomo, semantic, instance, classes=None):
+def measure(tomo, semantic, instance, classes=None, **options):
     """Per-cell morphometrics (see :mod:`holo.segmentation.morphometrics`), joined with ``classes``.
 
     Parameters
@@ -129,17 +134,27 @@ def measure(tomo, semantic, instance, classes=None):
     tomo : holo.Tomogram
     semantic, instance : (Z, Y, X) label volumes on the tomogram's grid
     classes : DataFrame with ``cell_id, class, confidence`` (e.g. from :func:`classify`), optional
+    **options
+        Passed to :func:`holo.segmentation.morphometrics.measure_cells`: ``mass_region``
+        ("share" default: the dry mass of each cell's share of the volume, blur included;
+        "mask": its tight mask), ``medium`` ("metadata" default, or "estimate": n_m from the
+        background), the optics of the blur margins (``wavelength_um`` defaults to the
+        tomogram's).
 
     Returns
     -------
     pandas.DataFrame
         One row per cell; ``class`` and ``confidence`` columns always present (empty / NaN
-        when no classes are given).
+        when no classes are given); ``attrs["medium"]`` and ``attrs["warnings"]`` as
+        ``measure_cells`` sets them.
     """
     from holo.segmentation.morphometrics import measure_cells
 
     ri = _frame(tomo)
-    df = measure_cells(ri, semantic, instance, tomo.voxel_size_um, tomo.medium_index)
+    if tomo.wavelength_um:
+        options.setdefault("wavelength_um", tomo.wavelength_um)
+    df = measure_cells(ri, semantic, instance, tomo.voxel_size_um, tomo.medium_index, **options)
+    attrs = dict(df.attrs)
     if classes is not None and len(classes.columns):
         if "cell_id" not in classes.columns:
             raise ValueError("classes needs a 'cell_id' column")
@@ -149,6 +164,7 @@ def measure(tomo, semantic, instance, classes=None):
         df["class"] = ""
     if "confidence" not in df.columns:
         df["confidence"] = np.nan
+    df.attrs.update(attrs)
     return df
 
 

@@ -10,9 +10,25 @@ For every instance (cell) the table holds, with the voxel size (dz, dy, dx) in �
   then ``skimage.measure.marching_cubes`` at level ½ with ``spacing`` = voxel size, and the
   mesh areas are summed;
 * sphericity Ψ = π^{1/3} (6V)^{2/3} / A (1 for a sphere, < 1 otherwise);
-* mean and max RI; dry mass m = (1/α) ∭ (n − n_m) dV with α =
-  :data:`holo.conventions.ALPHA_PROTEIN_UM3_PER_PG` (pg); concentration c = (⟨n⟩ − n_m)/α in
-  pg/µm³ and in g/dL (1 pg/µm³ = 100 g/dL);
+* mean and max RI over the tight mask;
+* dry mass m = (1/α) ∭ (n − n_m) dV (pg) with α = :data:`holo.conventions.ALPHA_PROTEIN_UM3_PER_PG`,
+  integrated by default over the cell's **share** of the volume, not its tight mask
+  (``mass_region="share"``, :mod:`holo.segmentation.drymass`): the transfer function blurs part
+  of every cell's excess RI outside its boundary (laterally by ≈ λ/(NA_obj + NA_ill), axially
+  by the missing cone), and the OTF keeps K = 0, so the integral over a region that holds the
+  blur is the true mass. The share of cell k is every voxel within its blur margin (m_⊥ = c δ_⊥
+  laterally, m_z = m_⊥ + κ a_k cot θ_ill axially) that is nearer to k than to any other cell in
+  the normalised metric of each cell's margins: a partition, so no mass is counted twice.
+  ``dry_mass_mask_pg`` is the same integral over the tight mask (what ``mass_region="mask"``
+  reports as ``dry_mass_pg``); the volume always comes from the tight mask;
+* concentration c = m / V in pg/µm³ and in g/dL (1 pg/µm³ = 100 g/dL), the dry mass over the
+  tight-mask volume (for a uniform cell without blur, (⟨n⟩ − n_m)/α);
+* the medium index used (``medium_index``) and whether the background of the tomogram
+  disagrees with the metadata value (``medium_mismatch``, :mod:`holo.segmentation.medium`:
+  robust mode of the voxels outside every share, tolerance from the noise); with
+  ``medium="estimate"`` the estimated n_m is used for every RI difference, otherwise
+  (default) the metadata's. The table's ``attrs["medium"]`` holds the estimate and
+  ``attrs["warnings"]`` a sentence when they disagree;
 * nucleus volume, area, sphericity, mean RI and dry mass; nucleolus count and volume; lipid
   droplet count (26-connected components) and volume; nucleus/cytoplasm volume ratio
   V_nucleus / (V_cell − V_nucleus);
@@ -27,6 +43,8 @@ from scipy import ndimage as ndi
 
 from holo.conventions import ALPHA_PROTEIN_UM3_PER_PG
 from holo.labels import LIPID_DROPLET, NUCLEOLUS, NUCLEUS
+from holo.segmentation import drymass
+from holo.segmentation.medium import estimate_medium_index
 
 __all__ = [
     "surface_area_um2",
@@ -34,6 +52,8 @@ __all__ = [
     "dry_mass_pg",
     "measure_cells",
     "CELL_COLUMNS",
+    "MASS_REGIONS",
+    "MEDIUM_CHOICES",
     "PG_PER_UM3_TO_G_PER_DL",
 ]
 
@@ -51,6 +71,7 @@ CELL_COLUMNS = (
     "mean_ri",
     "max_ri",
     "dry_mass_pg",
+    "dry_mass_mask_pg",
     "concentration_pg_per_um3",
     "concentration_g_per_dl",
     "nucleus_volume_um3",
@@ -63,7 +84,13 @@ CELL_COLUMNS = (
     "lipid_droplet_count",
     "lipid_droplet_volume_um3",
     "nucleus_cytoplasm_ratio",
+    "medium_index",
+    "medium_mismatch",
 )
+#: Where the dry mass is integrated: the cell's share of the volume, or its tight mask.
+MASS_REGIONS = ("share", "mask")
+#: Which n_m the RI differences use: the tomogram's metadata, or the background's estimate.
+MEDIUM_CHOICES = ("metadata", "estimate")
 
 
 def _voxel(voxel_size_um) -> tuple[float, float, float]:
@@ -146,7 +173,7 @@ def _cell_features(m: np.ndarray, r: np.ndarray, offset, vs, medium_index: float
     area = surface_area_um2(m, vs)
     coords = np.argwhere(m).mean(axis=0) + np.asarray(offset)
     mean_ri = float(vals.mean())
-    conc = (mean_ri - medium_index) / ALPHA_PROTEIN_UM3_PER_PG
+    mass = dry_mass_pg(vals, medium_index, dv)
     return {
         "centroid_z_um": float(coords[0] * vs[0]),
         "centroid_y_um": float(coords[1] * vs[1]),
@@ -156,9 +183,8 @@ def _cell_features(m: np.ndarray, r: np.ndarray, offset, vs, medium_index: float
         "sphericity": sphericity(vol, area),
         "mean_ri": mean_ri,
         "max_ri": float(vals.max()),
-        "dry_mass_pg": dry_mass_pg(vals, medium_index, dv),
-        "concentration_pg_per_um3": conc,
-        "concentration_g_per_dl": conc * PG_PER_UM3_TO_G_PER_DL,
+        "dry_mass_pg": mass,
+        "dry_mass_mask_pg": mass,
     }
 
 
@@ -195,8 +221,36 @@ def _organelle_features(m: np.ndarray, s: np.ndarray | None, r: np.ndarray, vol:
     }
 
 
+def _check_inputs(ri, semantic, instance):
+    ri = np.asarray(ri, dtype=np.float32)
+    instance = np.asarray(instance)
+    if ri.ndim != 3:
+        raise ValueError(f"ri must be 3D (Z, Y, X), got shape {ri.shape}")
+    if instance.shape != ri.shape:
+        raise ValueError(f"instance shape {instance.shape} differs from ri shape {ri.shape}")
+    if semantic is not None:
+        semantic = np.asarray(semantic)
+        if semantic.shape != ri.shape:
+            raise ValueError(f"semantic shape {semantic.shape} differs from ri shape {ri.shape}")
+    return ri, semantic, instance
+
+
+def _share_and_medium(ri, inst, vs, medium_index, medium, optics, margin):
+    """(owner labels of the shares, MediumEstimate, the n_m to use)."""
+    margins = drymass.cell_margins_um(inst, vs, optics["wavelength_um"], medium_index,
+                                      objective_na=optics["objective_na"],
+                                      illumination_na=optics["illumination_na"], **margin)
+    owner = drymass.mass_partition(inst, vs, margins)
+    est = estimate_medium_index(ri, owner == 0, vs, medium_index, **optics)
+    return owner, est, (est.medium_index if medium == "estimate" else float(medium_index))
+
+
 def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndarray,
-                  voxel_size_um, medium_index: float) -> pd.DataFrame:
+                  voxel_size_um, medium_index: float, *, mass_region: str = "share", medium: str = "metadata",
+                  wavelength_um: float = 0.532, objective_na: float = drymass.DEFAULT_OBJECTIVE_NA,
+                  illumination_na: float = drymass.DEFAULT_ILLUMINATION_NA,
+                  margin_resolutions: float = drymass.MARGIN_RESOLUTIONS,
+                  cone_fraction: float = drymass.CONE_FRACTION) -> pd.DataFrame:
     """Morphometrics of every instance (cell) of a labelled RI volume.
 
     Parameters
@@ -210,32 +264,53 @@ def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndar
         0 background, k > 0 the cell with id k.
     voxel_size_um : (dz, dy, dx)
     medium_index : float
-        n_m, the RI of the medium.
+        n_m of the metadata.
+    mass_region : {"share", "mask"}
+        Integrate ``dry_mass_pg`` over each cell's share of the volume (default) or its tight
+        mask (module docstring).
+    medium : {"metadata", "estimate"}
+        The n_m of every RI difference: ``medium_index`` (default) or the robust mode of the
+        background (:func:`holo.segmentation.medium.estimate_medium_index`); the estimate is
+        made and compared either way.
+    wavelength_um, objective_na, illumination_na
+        Optics of the blur margins (:func:`holo.segmentation.drymass.cell_margins_um`).
+    margin_resolutions, cone_fraction
+        c and κ of the margins.
 
     Returns
     -------
     pandas.DataFrame
-        One row per cell id (ascending) with the columns :data:`CELL_COLUMNS`.
+        One row per cell id (ascending) with the columns :data:`CELL_COLUMNS`;
+        ``attrs["medium"]`` (estimate, metadata value, tolerance, noise) and
+        ``attrs["warnings"]`` (list of sentences).
     """
+    if mass_region not in MASS_REGIONS:
+        raise ValueError(f"mass_region must be one of {MASS_REGIONS}, got {mass_region!r}")
+    if medium not in MEDIUM_CHOICES:
+        raise ValueError(f"medium must be one of {MEDIUM_CHOICES}, got {medium!r}")
     vs = _voxel(voxel_size_um)
-    ri = np.asarray(ri, dtype=np.float32)
-    instance = np.asarray(instance)
-    if ri.ndim != 3:
-        raise ValueError(f"ri must be 3D (Z, Y, X), got shape {ri.shape}")
-    if instance.shape != ri.shape:
-        raise ValueError(f"instance shape {instance.shape} differs from ri shape {ri.shape}")
-    if semantic is not None:
-        semantic = np.asarray(semantic)
-        if semantic.shape != ri.shape:
-            raise ValueError(f"semantic shape {semantic.shape} differs from ri shape {ri.shape}")
-    rows = []
+    ri, semantic, instance = _check_inputs(ri, semantic, instance)
     inst = instance.astype(np.int64, copy=False)
+    optics = {"wavelength_um": wavelength_um, "objective_na": objective_na, "illumination_na": illumination_na}
+    owner, est, n_m = _share_and_medium(ri, inst, vs, medium_index, medium, optics,
+                                        {"resolutions": margin_resolutions, "cone_fraction": cone_fraction})
+    share = drymass.partition_dry_mass_pg(ri, owner, n_m, vs)
+    rows = []
     for idx, sl in enumerate(ndi.find_objects(inst)):
         if sl is None:
             continue
         m = inst[sl] == idx + 1
-        row = {"cell_id": idx + 1, **_cell_features(m, ri[sl], [s.start for s in sl], vs, medium_index)}
+        row = {"cell_id": idx + 1, **_cell_features(m, ri[sl], [s.start for s in sl], vs, n_m)}
+        if mass_region == "share":
+            row["dry_mass_pg"] = share.get(idx + 1, row["dry_mass_mask_pg"])
+        conc = row["dry_mass_pg"] / row["volume_um3"]
+        row.update(concentration_pg_per_um3=conc, concentration_g_per_dl=conc * PG_PER_UM3_TO_G_PER_DL,
+                   medium_index=n_m, medium_mismatch=est.differs)
         s = None if semantic is None else semantic[sl]
-        row.update(_organelle_features(m, s, ri[sl], row["volume_um3"], vs, medium_index))
+        row.update(_organelle_features(m, s, ri[sl], row["volume_um3"], vs, n_m))
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(CELL_COLUMNS))
+    df = pd.DataFrame(rows, columns=list(CELL_COLUMNS))
+    df.attrs["medium"] = {"estimated": est.medium_index, "metadata": est.metadata_index, "tolerance": est.tolerance,
+                          "noise_std": est.noise_std, "used": n_m, "mismatch": est.differs}
+    df.attrs["warnings"] = [w for w in (est.warning(),) if w]
+    return df

@@ -163,6 +163,9 @@ def report_summary(tomo, seg, cells) -> dict:
         "class_means": {},
         "reconstruction": dict(reconstruction_facts(tomo.provenance)),
         "provenance": to_json(dict(tomo.provenance)),
+        # set by holo.segmentation.measure (medium index from the background, its warnings)
+        "medium_estimate": to_json(dict(getattr(cells, "attrs", {}).get("medium", {}))),
+        "warnings": list(getattr(cells, "attrs", {}).get("warnings", [])),
     }
     if len(cells):
         names = class_names(cells)
