@@ -6,10 +6,28 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from holo.reconstruction.methods import DEFAULT_METHOD
 from holo.sample import SampleOptions, process_sample
 
 #: Phantom voxel (µm) used by the demo; the twin's BPM runs on this grid.
 DEMO_VOXEL_SIZE_UM = 0.2
+
+
+#: Notes of :func:`holo.segmentation.diagnose`'s progress (the stage after reconstruction).
+_DIAGNOSIS_NOTES = ("segmenting", "classifying", "measuring")
+_DEMO_STAGES = ("phantom", "simulation", "reconstruction", "segmentation and measurement", "report")
+
+
+def _stage_reporter(progress: Callable | None) -> Callable:
+    """``show(i, note)``: the bar at stage ``i`` of :data:`_DEMO_STAGES` with the stage's
+    name and what runs inside it (so the bar never sits still on a finished stage)."""
+
+    def show(i: int, note: str) -> None:
+        if progress:
+            label = _DEMO_STAGES[min(i, len(_DEMO_STAGES) - 1)]
+            progress(i, len(_DEMO_STAGES) - 1, note=f"{label}: {note}" if note != "done" else "done")
+
+    return show
 
 
 def run_demo(
@@ -18,7 +36,7 @@ def run_demo(
     seed: int = 0,
     size: int = 384,
     n_angles: int = 49,
-    method: str = "gp",
+    method: str = DEFAULT_METHOD,
     progress: Callable | None = None,
 ) -> dict:
     """Simulate, write and process a small mixed-cell acquisition.
@@ -33,17 +51,13 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stages: list[str] = []
-    step = [0]
-
-    def tick(note):
-        step[0] += 1
-        if progress:
-            progress(step[0], 4, note=note)
+    show = _stage_reporter(progress)
 
     t0 = time.perf_counter()
+    show(0, "phantom")
     (ny, nx), voxel_size_um, _ = phantom_grid_for_frame((size, size), voxel_size_um=DEMO_VOXEL_SIZE_UM)
     phantom = make_phantom("mixed", shape_zyx=(64, ny, nx), voxel_size_um=(voxel_size_um,) * 3, seed=seed)
-    tick("phantom")
+    show(1, f"simulating {n_angles} holograms")
     acq = simulate_acquisition(phantom, n_angles=n_angles, seed=seed)
     acq_path = out / "demo_acquisition.h5"
     write_acquisition(acq_path, acq)
@@ -52,13 +66,17 @@ def run_demo(
         f"simulated {acq.n_frames} holograms of {acq.frame_shape[0]}×{acq.frame_shape[1]} px "
         f"({len(phantom.classes)} cells: {', '.join(sorted(set(phantom.classes.values())))}) in {t1 - t0:.1f} s"
     )
-    tick("simulated")
-    summary = process_sample(acq_path, out, SampleOptions(method=method), progress=None)
-    tick("processed")
+    show(2, f"reconstructing ({method})")
+
+    def inner(done, total, note=""):
+        diagnosis = str(note).split(" ")[0] in _DIAGNOSIS_NOTES or str(note).endswith(" cells")
+        show(3 if diagnosis else 2, f"{note} ({done}/{total})" if total else str(note))
+
+    summary = process_sample(acq_path, out, SampleOptions(method=method), progress=inner)
+    show(4, "done")
     for stage, secs in summary.get("timings_s", {}).items():
         stages.append(f"{stage}: {secs:.1f} s")
     stages.append(f"{summary['n_cells']} cells found: {summary['class_counts']}")
-    tick("done")
     return {
         "acquisition": str(acq_path),
         "sample_dir": summary["dir"],

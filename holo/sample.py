@@ -130,7 +130,7 @@ def process_sample(
         t = time.perf_counter()
         tomo = _load_tomogram(input_path, options, progress)
         t = _step("reconstruction", t)
-        seg, cells, chain_timings = diagnose(tomo, method=options.seg_method, name=options.unet_model)
+        seg, cells, chain_timings = diagnose(tomo, method=options.seg_method, name=options.unet_model, progress=progress)
         timings.update(chain_timings)
         cells.insert(0, "sample", name)
         t = time.perf_counter()

@@ -16,6 +16,8 @@ RI_COLORMAP = "turbo"
 META_KEY = "holo"
 #: Medium index assumed for an image layer whose metadata does not name one.
 DEFAULT_MEDIUM_INDEX = 1.337
+#: Axis names of a volume (and of a time series of volumes).
+ZYX = ("z", "y", "x")
 
 
 def ri_contrast_limits(tomo: Tomogram) -> tuple[float, float]:
@@ -56,6 +58,7 @@ def tomogram_layers(tomo: Tomogram, name: str = "RI") -> list[tuple]:
                 "name": name,
                 "scale": t_scale + scale,
                 "units": t_units + _units(3),
+                "axis_labels": (("t",) if tomo.has_time else ()) + ZYX,
                 "colormap": RI_COLORMAP,
                 "contrast_limits": ri_contrast_limits(tomo),
                 "metadata": meta,
@@ -75,6 +78,7 @@ def tomogram_layers(tomo: Tomogram, name: str = "RI") -> list[tuple]:
                     "scale": ch_t_scale + tuple(ch.voxel_size_um),
                     "translate": ((0.0,) if has_t else ()) + (float(ch.offset_z_um), 0.0, 0.0),
                     "units": (("s",) if has_t else ()) + _units(3),
+                    "axis_labels": (("t",) if has_t else ()) + ZYX,
                     "colormap": "green",
                     "blending": "additive",
                     "metadata": {META_KEY: {"kind": "fluorescence", "channel": ch_name}},
@@ -118,21 +122,58 @@ def acquisition_layers(acq: Acquisition, name: str = "acquisition") -> list[tupl
         }
     }
     px = acq.pixel_size_um
-    common = {"scale": (1.0, px, px), "units": ("", "µm", "µm"), "axis_labels": ("frame", "y", "x"), "metadata": meta}
+    # (frame, z, y, x) with a single z plane: the illumination frames get their own slider
+    # ("frame", no unit) instead of sharing (and mislabelling) the z axis of a tomogram
+    # opened beside them; z, y, x in µm like every other layer.
+    common = {"scale": (1.0, px, px, px), "units": ("", "µm", "µm", "µm"), "axis_labels": ("frame",) + ZYX,
+              "metadata": meta}
     if acq.fields is not None:
-        f = da.from_array(acq.fields, chunks=(1,) + tuple(acq.frame_shape))
+        f = da.from_array(acq.fields, chunks=(1,) + tuple(acq.frame_shape))[:, None]
         return [
             (da.angle(f), {**common, "name": f"{name} phase", "colormap": "twilight"}, "image"),
             (da.absolute(f), {**common, "name": f"{name} amplitude", "colormap": "gray", "visible": False}, "image"),
         ]
-    h = da.from_array(acq.holograms, chunks=(1,) + tuple(acq.frame_shape))
+    h = da.from_array(acq.holograms, chunks=(1,) + tuple(acq.frame_shape))[:, None]
     first = np.asarray(acq.holograms[0], dtype=np.float32)
     lims = tuple(float(v) for v in np.percentile(first, [0.5, 99.5]))
     return [(h, {**common, "name": f"{name} holograms", "colormap": "gray", "contrast_limits": lims}, "image")]
 
 
+def cells_features(cells):
+    """A cells table (one row per cell, ``cell_id``) as napari Labels ``features``: a copy
+    with the label value in an ``index`` column first."""
+    features = cells.copy()
+    id_col = "cell_id" if "cell_id" in features.columns else features.columns[0]
+    if "index" in features.columns:
+        features = features.drop(columns="index")
+    features.insert(0, "index", features[id_col].astype(int))
+    return features
+
+
+def cells_table_beside(path, labels: np.ndarray):
+    """Features from the ``cells.csv`` that ``holo run`` / ``holo demo`` write next to an
+    instance-label file, or None when there is none or its ``cell_id`` do not cover the
+    labels (a semantic file, or a table of another segmentation)."""
+    import pandas as pd
+
+    csv = Path(str(path)).parent / "cells.csv"
+    if not csv.is_file():
+        return None
+    try:
+        cells = pd.read_csv(csv)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    if "cell_id" not in cells.columns or cells.empty:
+        return None
+    ids = np.unique(np.asarray(labels))
+    if not set(int(i) for i in ids[ids > 0]) <= set(cells["cell_id"].astype(int)):
+        return None
+    return cells_features(cells)
+
+
 def labels_layer(labels: np.ndarray, voxel_size_um, name: str, features=None) -> tuple:
-    kw = {"name": name, "scale": tuple(voxel_size_um), "units": _units(3), "metadata": {META_KEY: {"kind": "labels"}}}
+    kw = {"name": name, "scale": tuple(voxel_size_um), "units": _units(3), "axis_labels": ZYX,
+          "metadata": {META_KEY: {"kind": "labels"}}}
     if features is not None:
         kw["features"] = features
     return (labels, kw, "labels")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from holo.errors import HoloError
-from holo.napari._layers import acquisition_layers, default_name, labels_layer, tomogram_layers
+from holo.napari._layers import acquisition_layers, cells_table_beside, default_name, labels_layer, tomogram_layers
 
 
 def get_reader(path):
@@ -34,7 +34,9 @@ def read_layers(path) -> list[tuple]:
     fmt = detect_format(path)
     if is_label_file(path, fmt):
         labels, voxel = read_labels(path)
-        return [labels_layer(lab, voxel, name if len(labels) == 1 else f"{name} {lab_name}") for lab_name, lab in labels.items()]
+        return [labels_layer(lab, voxel, name if len(labels) == 1 else f"{name} {lab_name}",
+                             features=_instance_features(path, lab_name, lab))
+                for lab_name, lab in labels.items()]
     obj = holo.open(path)
     if isinstance(obj, Acquisition):
         return acquisition_layers(obj, name)
@@ -43,8 +45,17 @@ def read_layers(path) -> list[tuple]:
         from holo.io.omezarr import read_ome_zarr_labels
 
         for lab_name, lab in read_ome_zarr_labels(path).items():
-            layers.append(labels_layer(lab, obj.voxel_size_um, f"{name} {lab_name}"))
+            layers.append(labels_layer(lab, obj.voxel_size_um, f"{name} {lab_name}",
+                                       features=_instance_features(path, lab_name, lab)))
     return layers
+
+
+def _instance_features(path, label_name: str, labels):
+    """The cells table written beside an instance-label image by ``holo run`` / ``holo demo``
+    (``instances.ome.tif``, or the ``instances`` labels of ``ri.ome.zarr``), else None."""
+    if "instance" not in f"{default_name(path)} {label_name}".lower():
+        return None
+    return cells_table_beside(path, labels)
 
 
 __all__ = ["get_reader", "read_layers"]

@@ -18,3 +18,6 @@ DIRECT_METHODS = ("rytov", "born")
 REGULARIZED_METHODS = ("gp", "tv")
 MODEL_BASED_METHODS = ("bpm",)
 METHODS = DIRECT_METHODS + REGULARIZED_METHODS + MODEL_BASED_METHODS
+#: The default of every face (holo reconstruct/run/demo, the napari widget): Rytov +
+#: Gerchberg–Papoulis non-negativity, what the shipped U-Net is trained on.
+DEFAULT_METHOD = "gp"

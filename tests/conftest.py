@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.abc import MetaPathFinder
 
@@ -26,6 +27,20 @@ class _RefuseBareFolderNames(MetaPathFinder):
 
 
 sys.meta_path.insert(0, _RefuseBareFolderNames())
+
+#: Environment variable that runs the ``slow`` end-to-end tests (set by .ci/run).
+RUN_SLOW = "HOLO_RUN_SLOW"
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow`` tests (end-to-end physics and training, a minute or more each on 2 cores) are
+    skipped unless ``HOLO_RUN_SLOW=1`` (CI) or they are asked for with ``-m slow``."""
+    if os.environ.get(RUN_SLOW) == "1" or "slow" in (config.getoption("markexpr", "") or ""):
+        return
+    skip = pytest.mark.skip(reason=f"slow end-to-end check: set {RUN_SLOW}=1 to run it (CI does)")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
 
 
 def sphere_ri(shape_zyx=(8, 12, 10), *, medium_index=1.337, inside=1.37, radius_vox=3.0) -> np.ndarray:

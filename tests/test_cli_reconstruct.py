@@ -47,7 +47,8 @@ def _excluded_by_qc(path):
 
 def test_cli_writes_tomogram_and_json_summary(acq_path, tmp_path, capsys):
     out = tmp_path / "ri.ome.tif"
-    rc = main(["reconstruct", str(acq_path), "-o", str(out), "--json", "--shape", "24", "48", "48", "--voxel", "0.2,0.1,0.1"])
+    rc = main(["reconstruct", str(acq_path), "-o", str(out), "--json", "--shape", "24", "48", "48", "--voxel", "0.2,0.1,0.1",
+               "--method", "rytov"])
     assert rc == 0
     info = json.loads(capsys.readouterr().out)
     assert info["output"] == str(out) and out.exists()

@@ -108,6 +108,7 @@ def test_bad_inputs_exit_1(workdir, capsys):
     assert "unet_huge" in capsys.readouterr().err and not (d / "runout").exists()
 
 
+@pytest.mark.slow
 def test_train_from_scratch_on_a_user_folder(tmp_path):
     """The documented folder layout, two volumes, one epoch: weights are written and load."""
     import torch

@@ -132,6 +132,7 @@ def high_contrast_bead():
     return types.SimpleNamespace(truth=truth, fs=fs, rytov=rytov, core=core, vox=vox)
 
 
+@pytest.mark.slow
 def test_bpm_inverse_recovers_the_ri_that_rytov_underestimates(high_contrast_bead):
     # Rytov linearises the phase of a 3.5 rad bead and, with the missing cone, underestimates
     # the mean RI inside the bead by ≈ 20 % of Δn. The multiple-scattering fit must at least

@@ -152,6 +152,7 @@ def test_resampling_roundtrip_keeps_shape_and_labels():
     assert dice(back == 3, lab == 3) > 0.9
 
 
+@pytest.mark.slow
 def test_small_unet_training_loss_falls():
     vs = (0.4, 0.2, 0.2)
     rng = np.random.default_rng(0)

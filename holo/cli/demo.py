@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from holo.reconstruction.methods import METHODS
+from holo.reconstruction.methods import DEFAULT_METHOD, METHODS
 
 __all__ = ["register", "demo_cmd"]
 
@@ -17,11 +17,13 @@ def demo_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the simulated sample."),
     size: int = typer.Option(384, "--size", help="Camera frame size in pixels."),
     angles: int = typer.Option(49, "--angles", help="Number of illuminations."),
-    method: str = typer.Option("gp", "--method", help=f"Reconstruction method: {'|'.join(METHODS)}."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", help=f"Reconstruction method: {'|'.join(METHODS)}."),
     napari: bool = typer.Option(False, "--napari", help="Open the result in napari."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> int:
     """Simulate → reconstruct → segment → classify → measure → report, and say where the report is."""
+    if method not in METHODS:
+        raise typer.BadParameter(f"unknown method {method!r} (choose {'|'.join(METHODS)})", param_hint="--method")
     from holo.cli._progress import progress_bar, stderr_console
     from holo.demo import run_demo
 

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 import typer
 
-from holo.reconstruction.methods import METHODS
+from holo.reconstruction.methods import DEFAULT_METHOD, METHODS
 
 __all__ = ["register", "reconstruct_cmd", "summary"]
 
@@ -50,7 +50,6 @@ def _parse_voxel(text: str | None):
 
 
 def _check_method(method: str) -> None:
-
     if method not in METHODS:
         raise typer.BadParameter(f"unknown method {method!r} (choose {'|'.join(METHODS)})", param_hint="--method")
 
@@ -79,7 +78,7 @@ def _print_summary(info: dict) -> None:
 def reconstruct_cmd(
     input_path: Path = typer.Argument(..., help="Acquisition file (.h5, or any format holding holograms / fields)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output volume: .ome.tif, .ome.zarr or .tcf."),
-    method: str = typer.Option("rytov", "--method", help="|".join(METHODS) + "."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", help="|".join(METHODS) + f" (default {DEFAULT_METHOD}: what the U-Net is trained on)."),
     iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Iterations of gp/tv/bpm."),
     weight: Optional[float] = typer.Option(None, "--weight", min=0.0, help="Regularisation weight of tv/bpm."),
     shape: Optional[Tuple[int, int, int]] = typer.Option(None, "--shape", min=2, help="Grid shape: --shape Z Y X."),
@@ -95,6 +94,9 @@ def reconstruct_cmd(
     from holo.pipeline import reconstruct
 
     out_fmt = _check_out(out)
+    from holo.io._atomic import check_replaceable
+
+    check_replaceable(out)  # before the work: never replace a folder holo did not write
     t0 = time.perf_counter()
     with progress_bar(f"reconstruct ({method})") as update:
         tomo = reconstruct(

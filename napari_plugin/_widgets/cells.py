@@ -127,8 +127,9 @@ class CellsTableWidget(QWidget):
 
             idx = ndimage.center_of_mass(np.asarray(layer.data) == label)
             world = tuple(float(layer.data_to_world(idx)[d]) for d in range(-3, 0))
-        self.viewer.camera.center = world
         self.viewer.dims.set_point(self.viewer.dims.ndim - 3, world[0])
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari >= 0.9
+        camera.center = world[-self.viewer.dims.ndisplay:]
         layer.selected_label = int(label)
         return world
 
@@ -152,13 +153,21 @@ class CellsTableWidget(QWidget):
         x = self.x_feature.currentText()
         y = self.y_feature.currentText()
         if df is not None and x in df.columns:
-            groups = df.groupby("class") if "class" in df.columns else [("cells", df)]
-            for name, g in groups:
+            from matplotlib.ticker import MaxNLocator
+
+            from holo.segmentation.report import class_colors, class_names, histogram_bins
+
+            names = class_names(df)
+            colors = class_colors(names)
+            for name, g in df.groupby(names):
                 if y in df.columns:
-                    ax.scatter(g[x], g[y], s=14, label=str(name))
+                    ax.scatter(g[x], g[y], s=14 if len(df) < 2000 else 3, color=colors[name], label=str(name))
                 else:
-                    ax.hist(g[x].dropna(), bins=15, alpha=0.6, label=str(name))
+                    bins = histogram_bins(df[x].to_numpy(float), integer=x.endswith("_count"))
+                    ax.hist(g[x].dropna(), bins=bins, histtype="step", linewidth=1.6, color=colors[name], label=str(name))
             ax.set_xlabel(x)
             ax.set_ylabel(y if y in df.columns else "cells")
+            if y not in df.columns:
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(fontsize=7)
         self.canvas.draw()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QWidget
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QWidget
 
 from holo.napari._layers import tomogram_layers
 from holo.napari._widgets._common import LayerCombo, holo_kind
 from holo.napari._widgets._task import attach_task_layout
-from holo.reconstruction.methods import METHODS
+from holo.reconstruction.methods import DEFAULT_METHOD, METHODS
 
 
 class ReconstructWidget(QWidget):
@@ -28,7 +28,7 @@ class ReconstructWidget(QWidget):
 
         self.method = QComboBox()
         self.method.addItems(METHODS)
-        self.method.setCurrentText("gp")  # what the shipped U-Net is trained on
+        self.method.setCurrentText(DEFAULT_METHOD)  # what the shipped U-Net is trained on
         self.iterations = QSpinBox()
         self.iterations.setRange(0, 10000)
         self.iterations.setSpecialValueText("default")
@@ -37,6 +37,9 @@ class ReconstructWidget(QWidget):
         form.addRow("file", path_row)
         form.addRow("method", self.method)
         form.addRow("iterations", self.iterations)
+        self.facts = QLabel("")
+        self.facts.setWordWrap(True)
+        form.addRow(self.facts)
         self.runner = attach_task_layout(self, form, "Reconstruct", self.run)
 
     def _browse(self):  # pragma: no cover - interactive dialog
@@ -68,8 +71,11 @@ class ReconstructWidget(QWidget):
 
         def done(tomo):
             from holo.sample import sample_name
+            from holo.segmentation.report import reconstruction_facts
 
             for data, kw, kind in tomogram_layers(tomo, f"{sample_name(path)} RI ({method})"):
                 getattr(self.viewer, f"add_{kind}")(data, **kw)
+            # method, iterations, convergence and the data-consistency residual when present
+            self.facts.setText("\n".join(f"{k}: {v}" for k, v in reconstruction_facts(tomo.provenance)))
 
         self.runner.start(work, done)

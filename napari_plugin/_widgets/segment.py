@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
 
-from holo.napari._layers import image_layer_to_tomogram, labels_layer
+from holo.napari._layers import cells_features, image_layer_to_tomogram, labels_layer
 from holo.napari._widgets._common import LayerCombo, is_ri_image
 from holo.napari._widgets._task import attach_task_layout
 from holo.segmentation import METHODS
@@ -51,9 +51,7 @@ class SegmentWidget(QWidget):
 
         def done(result):
             seg, cells = result
-            features = cells.copy()
-            id_col = "cell_id" if "cell_id" in features.columns else features.columns[0]
-            features.insert(0, "index", features[id_col].astype(int))
+            features = cells_features(cells)
             sem_data, sem_kw, _ = labels_layer(seg.semantic, tomo.voxel_size_um, f"{base} semantic")
             self.viewer.add_labels(sem_data, **sem_kw)
             inst_data, inst_kw, _ = labels_layer(seg.instance, tomo.voxel_size_um, f"{base} cells", features=features)

@@ -78,7 +78,7 @@ def test_acquisition_reader_and_reconstruct_widget(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     path = _sample_acquisition_path()
     (holograms,) = viewer.open(str(path), plugin="holo")
-    assert holograms.metadata["holo"]["kind"] == "acquisition" and holograms.data.ndim == 3
+    assert holograms.metadata["holo"]["kind"] == "acquisition" and holograms.data.ndim == 4 and holograms.data.shape[1] == 1
     _, widget = viewer.window.add_plugin_dock_widget("holo", "Reconstruct")
     assert widget.layer_combo.currentText() == holograms.name
     widget.method.setCurrentText("rytov")
@@ -88,6 +88,9 @@ def test_acquisition_reader_and_reconstruct_widget(make_napari_viewer, qtbot):
     ri = [layer for layer in viewer.layers if "RI" in layer.name][0]
     assert ri.data.ndim == 3 and ri.data.dtype == np.float32
     assert ri.metadata["holo"]["provenance"]["method"] == "rytov"
+    assert "method: rytov" in widget.facts.text()
+    # the acquisition's frames and the tomogram's z have separate, named sliders, one unit each
+    assert viewer.dims.axis_labels[-4:] == ("frame", "z", "y", "x")
     # lateral voxel from the optics is finer than the axial one
     assert ri.scale[1] == pytest.approx(ri.scale[2]) and ri.scale[0] > ri.scale[1]
     # the sample cell is denser than the medium
@@ -134,7 +137,8 @@ def test_segment_table_report_and_screenshot(make_napari_viewer, qtbot, tmp_path
     table.refresh()
     assert table.table.rowCount() == len(feats)
     world = table.center_on_row(0)
-    np.testing.assert_allclose(viewer.camera.center[-2:], world[-2:], atol=1e-6)
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    np.testing.assert_allclose(camera.center[-2:], world[-2:], atol=1e-6)
     csv = tmp_path / "cells.csv"
     table.export_csv(str(csv))
     import pandas as pd
@@ -183,3 +187,35 @@ def test_readers_ome_tiff_zarr_and_labels(make_napari_viewer, tmp_path):
     assert kinds == ["Image", "Labels"]
     np.testing.assert_array_equal(np.asarray(lab.data), labels)
     assert ri.colormap.name == "turbo"
+
+
+def test_file_open_prefers_holo_and_reads_cells_table(make_napari_viewer, tmp_path):
+    """File → Open (``viewer.open(path, plugin=None)``) picks holo once the plugin is active,
+    without a dialog; labels written by holo run / demo come with their cells table."""
+    import pandas as pd
+
+    from holo.io import save_labels, save_tomogram
+    from holo.napari._preferences import HOLO_PATTERNS, prefer_holo_reader
+    from napari.settings import get_settings
+
+    viewer = make_napari_viewer(show=False)
+    settings = get_settings()
+    settings.plugins.extension2reader = {"*.tcf": "napari"}  # a user's own choice stays
+    assert set(prefer_holo_reader()) == set(HOLO_PATTERNS) - {"*.tcf"}
+    assert settings.plugins.extension2reader["*.tcf"] == "napari"
+    tomo = _tomogram()
+    instances = np.zeros(tomo.ri.shape, np.int32)
+    instances[tomo.ri > 1.35] = 3
+    folder = tmp_path / "sample"
+    folder.mkdir()
+    save_tomogram(tomo, folder / "ri.ome.tif")
+    save_labels(instances, folder / "instances.ome.tif", tomo.voxel_size_um)
+    save_labels((instances > 0).astype(np.uint8), folder / "labels.ome.tif", tomo.voxel_size_um)
+    pd.DataFrame({"cell_id": [3], "volume_um3": [12.5], "class": ["lymphocyte"]}).to_csv(folder / "cells.csv", index=False)
+    (ri,) = viewer.open(str(folder / "ri.ome.tif"), plugin=None)
+    (cells,) = viewer.open(str(folder / "instances.ome.tif"), plugin=None)
+    (semantic,) = viewer.open(str(folder / "labels.ome.tif"), plugin=None)
+    np.testing.assert_allclose(ri.scale, tomo.voxel_size_um, rtol=1e-6)
+    assert list(cells.features["index"]) == [3] and cells.features["class"].iloc[0] == "lymphocyte"
+    assert len(semantic.features) == 0  # the semantic file is not given the cells table
+    assert viewer.dims.axis_labels == ("z", "y", "x")
