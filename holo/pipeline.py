@@ -31,7 +31,11 @@ def _open_acquisition(acq_or_path) -> Acquisition:
         return acq_or_path
     if isinstance(acq_or_path, (str, Path)):
         import holo
+        from holo.io import detect_format
+        from holo.io.acquisition import read_acquisition
 
+        if detect_format(acq_or_path) == "acquisition":  # frames scanned after the memory check
+            return read_acquisition(acq_or_path, check_frames=False)
         obj = holo.open(acq_or_path)
         if not isinstance(obj, Acquisition):
             raise HoloError("holds a reconstructed volume, not an acquisition", path=acq_or_path)
@@ -94,7 +98,10 @@ def reconstruct(
     -------
     Tomogram
         float32 absolute RI with provenance: ``method``, ``parameters``,
-        ``excluded_frames``, ``source_file``, ``elapsed_s``.
+        ``excluded_frames``, ``source_file``, ``elapsed_s`` (the reconstruction) and
+        ``data_consistency`` (re-projection RMS phase residual in rad, dry-mass ratio,
+        per-frame residuals and flagged frames, see
+        :mod:`holo.reconstruction.consistency`).
 
     Raises
     ------
@@ -105,12 +112,47 @@ def reconstruct(
     t0 = time.perf_counter()
     acq = _open_acquisition(acq_or_path)
     source = getattr(acq, "source", None) or (str(acq_or_path) if isinstance(acq_or_path, (str, Path)) else None)
+    _check_memory(acq, method, shape_zyx, voxel_size_um, source)
+    if isinstance(acq, Acquisition) and isinstance(acq_or_path, (str, Path)):
+        from holo.io.acquisition import check_acquisition_frames
+
+        check_acquisition_frames(acq)
     fs = retrieve(acq, progress=_stage_progress(progress, "fields"))
     tomo = _run_method(fs, method, iterations, weight, dict(shape_zyx=shape_zyx, voxel_size_um=voxel_size_um), progress)
     if tomo.ri.dtype.kind != "f":
         raise ValidationError(f"the {method} reconstruction returned {tomo.ri.dtype}, not float RI", item="ri")
     prov = _final_provenance(tomo.provenance, method, iterations, weight, source, time.perf_counter() - t0)
+    prov["data_consistency"] = _data_consistency(tomo, fs, method)
     return tomo.replace(provenance=prov, source=source)
+
+
+def _data_consistency(tomo: Tomogram, fs, method: str) -> dict:
+    """Re-projection residual and dry-mass ratio of the volume against the measured phase
+    (:func:`holo.reconstruction.consistency.data_consistency`; BPM for ``bpm``, Rytov otherwise)."""
+    from holo.reconstruction.consistency import data_consistency
+
+    return data_consistency(tomo.ri, tomo.voxel_size_um, fs, model="bpm" if method == "bpm" else "rytov")
+
+
+def _check_memory(acq, method: str, shape_zyx, voxel_size_um, source) -> None:
+    """Refuse, before any frame is read, a reconstruction whose estimated peak
+    (:func:`holo.memory.reconstruction_bytes` of the grid and the frames) exceeds the
+    available memory."""
+    from holo.memory import check_memory, reconstruction_bytes
+    from holo.reconstruction.tomography.grid import default_grid
+
+    frames = getattr(acq, "fields", None)
+    frames = frames if frames is not None else getattr(acq, "holograms", None)
+    if frames is None:
+        return
+    grid = default_grid(tuple(frames.shape[-2:]), acq.pixel_size_um, wavelength_um=acq.wavelength_um,
+                        medium_index=acq.medium_index, objective_na=acq.objective_na, geometry=acq.geometry,
+                        rotation_axis=getattr(acq, "rotation_axis", "y"), shape_zyx=shape_zyx, voxel_size_um=voxel_size_um)
+    n_pixels = 1
+    for s in frames.shape:
+        n_pixels *= int(s)
+    check_memory(reconstruction_bytes(grid.shape_zyx, method, n_pixels), path=source, item=f"{method} grid {tuple(grid.shape_zyx)}",
+                 what="reconstructing it")
 
 
 def _check_arguments(method: str, iterations, weight) -> None:
@@ -140,7 +182,10 @@ def _run_regularized(fs, method: str, iterations, weight, grid_kw: dict, map_pro
     from holo.reconstruction.regularization import reconstruct_regularized
     from holo.reconstruction.tomography import fourier_map
 
-    fd = fourier_map(fs, method="rytov", progress=map_progress, **grid_kw)
+    from holo.reconstruction.tomography.fdt import REGULARIZED_AXIAL_HALFWIDTH
+
+    # accurate samples on a sparser support: with n ≥ n_m, gridding errors would add mass
+    fd = fourier_map(fs, method="rytov", axial_halfwidth=REGULARIZED_AXIAL_HALFWIDTH, progress=map_progress, **grid_kw)
     tomo = reconstruct_regularized(fd, method=method, iterations=iterations, weight=weight, progress=solve_progress)
     prov = dict(tomo.provenance)
     prov.setdefault("excluded_frames", list(fd.excluded_frames))

@@ -63,6 +63,24 @@ def _corners(f, n):
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
+def _corners_narrow(f, n, scale):
+    """As :func:`_corners` with a tent of half-width 1/scale steps: w = max(0, 1 − scale·|f − i|).
+
+    ``scale`` = 1 is the linear interpolation weight; ``scale`` > 1 keeps only samples
+    within 1/scale of a grid point, whose value differs from the one at the grid point by
+    at most |∂F/∂K|·ΔK/scale (the first-order error of plain trilinear averaging)."""
+    if scale == 1.0:
+        return _corners(f, n)
+    j0 = math.floor(f)
+    t = f - j0
+    i0 = _wrap(j0, n)
+    i1 = _wrap(j0 + 1, n)
+    w0 = 1.0 - scale * t if i0 >= 0 else 0.0
+    w1 = 1.0 - scale * (1.0 - t) if i1 >= 0 else 0.0
+    return i0, max(w0, 0.0), i1, max(w1, 0.0)
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
 def _add_row(num, den, iz, iy, w, ix0, wx0, ix1, wx1, vr, vi):
     """Add w·wx·(vr + i·vi) and w·wx to voxels (iz, iy, ix0) and (iz, iy, ix1)."""
     if w <= 0.0:
@@ -78,14 +96,15 @@ def _add_row(num, den, iz, iy, w, ix0, wx0, ix1, wx1, vr, vi):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi):
+def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi, z_scale):
     """Add w·(vr + i·vi) and w to the 8 voxels around the fractional index (fz, fy, fx).
 
-    w = Π_axis (1 − |f − i|) (trilinear). Only voxels with z index in [z_lo, z_hi) are
+    w = Π_axis (1 − |f − i|) (trilinear; along Z the tent is 1/``z_scale`` steps wide,
+    see :func:`_corners_narrow`). Only voxels with z index in [z_lo, z_hi) are
     written (this thread's slab); indices beyond the grid's Nyquist range are dropped.
     """
     nz, ny, nx = num.shape
-    iz0, wz0, iz1, wz1 = _corners(fz, nz)
+    iz0, wz0, iz1, wz1 = _corners_narrow(fz, nz, z_scale)
     if iz0 < z_lo or iz0 >= z_hi:
         wz0 = 0.0
     if iz1 < z_lo or iz1 >= z_hi:
@@ -101,7 +120,7 @@ def _spread_one(num, den, fz, fy, fx, vr, vi, z_lo, z_hi):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def spread_frames(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, hermitian, num, den, n_threads):
+def spread_frames(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, inv_dk_zyx, hermitian, num, den, n_threads, z_scale=1.0):
     """Spread the Ewald caps of a batch of frames into the accumulators ``num`` (complex64)
     and ``den``.
 
@@ -131,6 +150,9 @@ def spread_frames(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, i
         Accumulators, updated in place.
     n_threads : int
         Number of Z slabs processed in parallel (``numba.get_num_threads()``).
+    z_scale : float
+        1 (default): trilinear. > 1: along Z only samples within 1/z_scale of a grid plane
+        count (accurate values on a sparser support, see :func:`_corners_narrow`).
 
     Notes
     -----
@@ -171,9 +193,9 @@ def spread_frames(spec, qy, qx, period_y, period_x, kin_zyx, km, k_pupil, rot, i
                     # F = 2i k_z Û  ->  (re, im) = 2 k_z (−Im Û, Re Û)
                     vr = -2.0 * kz * s.imag
                     vi = 2.0 * kz * s.real
-                    _spread_one(num, den, oz, oy, ox, vr, vi, z_lo, z_hi)
+                    _spread_one(num, den, oz, oy, ox, vr, vi, z_lo, z_hi, z_scale)
                     if hermitian:
-                        _spread_one(num, den, -oz, -oy, -ox, vr, -vi, z_lo, z_hi)
+                        _spread_one(num, den, -oz, -oy, -ox, vr, -vi, z_lo, z_hi, z_scale)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)

@@ -76,6 +76,8 @@ METHODS = DIRECT_METHODS
 #: whose caps cross the fine grid at all angles, mixing fine and coarse estimates raised it,
 #: so it grids directly). See docs/tomography.md.
 DEFAULT_OVERSAMPLING = {"illumination-scan": 2, "sample-rotation": 1}
+#: Axial half-width of the gridding tent for the regularised methods (see :func:`fourier_map`).
+REGULARIZED_AXIAL_HALFWIDTH = 0.125
 
 
 @dataclass
@@ -243,7 +245,7 @@ def _frame_batch(ny: int, nx: int) -> int:
     return int(max(1, min(64, _BATCH_BYTES // (8 * ny * nx))))
 
 
-def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress):
+def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress, axial_halfwidth: float = 1.0):
     """Spread all valid frames onto ``grid``; return (spectrum, weight, support)."""
     from . import _gridding
 
@@ -284,7 +286,7 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
         kin = np.stack([_kin_zyx(fs, a, km, k0) for a in idx])
         rot = np.stack([cap_rotation(float(fs.angles[a]), fs.rotation_axis) if rotation else np.eye(3) for a in idx])
         _gridding.spread_frames(
-            spec, qy, qx, 2 * np.pi / px, 2 * np.pi / px, kin, km, k_pupil, rot, inv_dk, bool(hermitian), num, den, n_threads,
+            spec, qy, qx, 2 * np.pi / px, 2 * np.pi / px, kin, km, k_pupil, rot, inv_dk, bool(hermitian), num, den, n_threads, float(1.0 / axial_halfwidth),
         )
         if progress is not None:
             progress(min(b0 + batch, use.size), int(use.size))
@@ -308,7 +310,11 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
     return num, den, support
 
 
-def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling):
+def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth=1.0):
+    if not (0.0 < float(axial_halfwidth) <= 1.0):
+        raise ValueError(f"axial_halfwidth must be in (0, 1] grid steps, got {axial_halfwidth!r}")
+    if float(axial_halfwidth) < 1.0:
+        oversampling = 1
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     fs = _as_fieldset(fieldset)
@@ -327,8 +333,9 @@ def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling):
     return fs, grid, int(oversampling)
 
 
-def _provenance(fs, method, grid, hermitian, oversampling):
+def _provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth=1.0):
     return {
+        "axial_halfwidth": float(axial_halfwidth),
         "method": method,
         "geometry": fs.geometry,
         "frames_used": int(np.count_nonzero(fs.valid)),
@@ -341,7 +348,7 @@ def _provenance(fs, method, grid, hermitian, oversampling):
 
 
 def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_um=None, hermitian: bool = True,
-                oversampling: int | None = None, progress=None) -> FourierData:
+                oversampling: int | None = None, axial_halfwidth: float = 1.0, progress=None) -> FourierData:
     """Map every valid frame's Rytov/Born field onto its Ewald cap in the 3D spectrum of f.
 
     Parameters
@@ -384,12 +391,13 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
     frames are streamed in batches (fields → batched 2D FFT → one parallel spreading call
     per batch), never stacked whole.
     """
-    fs, grid, oversampling = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling)
-    spectrum, weight, support = _grid_caps(fs, method, grid, oversampling, hermitian, progress)
+    fs, grid, oversampling = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth)
+    spectrum, weight, support = _grid_caps(fs, method, grid, oversampling, hermitian, progress, axial_halfwidth)
     return FourierData(
         spectrum=spectrum.astype(np.complex64, copy=False), weight=weight, support=support, voxel_size_um=grid.voxel_size_um,
         shape_zyx=grid.shape_zyx, wavelength_um=fs.wavelength_um, medium_index=fs.medium_index, method=method,
-        excluded_frames=excluded_frames(fs), provenance=_provenance(fs, method, grid, hermitian, oversampling), source=fs.source,
+        excluded_frames=excluded_frames(fs), provenance=_provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth),
+        source=fs.source,
     )
 
 

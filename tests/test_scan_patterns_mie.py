@@ -1,0 +1,123 @@
+"""Any illumination pattern, against exact Mie fields (holo.twin.mie, miepython).
+
+A sphere of diameter 6 µm, n 1.36 in 1.337 (Δn = 0.023, peak phase 1.6 rad), λ 0.532 µm,
+objective NA 1.2, 64² frames at 0.2 µm, seen through the scan patterns instruments use: a
+single ring at NA 0.8 (+ normal incidence, a galvo/DMD circle), concentric rings, a Fermat
+spiral, random directions, a sparse 25-frame spiral and a one-sided half disc. The default
+chain (gp) must give the mean RI inside 0.6 R within 1e-3, the volume above half contrast
+within 5 % and z/x ≤ 1.15 on every pattern; the direct Rytov inverse the mean within 2e-3.
+Those bounds are the issue's targets; the measured values (docs/tomography.md) are 2–5× inside.
+
+Each pipeline result also carries the data-consistency check; on exact data its dry-mass
+ratio is near one and no frame is flagged.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+
+import numpy as np
+import pytest
+
+pytest.importorskip("miepython")
+
+from holo.pipeline import reconstruct  # noqa: E402
+
+LAM, NM, NA = 0.532, 1.337, 1.2
+RADIUS, N_IN = 3.0, 1.36
+N, PX = 64, 0.2
+GOLDEN = np.pi * (3 - np.sqrt(5))
+
+
+def _spiral(n, na):
+    k = np.arange(1, n + 1)
+    r, p = na * np.sqrt(k / n), k * GOLDEN
+    return np.c_[r * np.cos(p), r * np.sin(p)]
+
+
+def _ring(n, na):
+    t = 2 * np.pi * np.arange(n) / n
+    return np.c_[na * np.cos(t), na * np.sin(t)]
+
+
+def _pattern(name):
+    centre = np.zeros((1, 2))
+    if name == "ring":
+        return np.r_[centre, _ring(36, 0.8)]
+    if name == "rings":
+        return np.r_[centre, _ring(6, 0.37), _ring(12, 0.73), _ring(18, 1.1)]
+    if name == "sparse":
+        return np.r_[centre, _spiral(24, 1.1)]
+    if name == "random":
+        rng = np.random.default_rng(1)
+        r, t = 1.1 * np.sqrt(rng.random(36)), 2 * np.pi * rng.random(36)
+        return np.r_[centre, np.c_[r * np.cos(t), r * np.sin(t)]]
+    if name == "one-sided":
+        g = _spiral(72, 1.1)
+        return np.r_[centre, g[g[:, 0] >= 0][:36]]
+    raise ValueError(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _fields(name):
+    from holo.twin.mie import mie_sphere_field
+
+    na = _pattern(name)
+    u = np.stack([mie_sphere_field(RADIUS, N_IN, NM, LAM, (N, N), PX, illumination_na=tuple(a), objective_na=NA) for a in na])
+    return types.SimpleNamespace(
+        fields=u.astype(np.complex64), geometry="illumination-scan", wavelength_um=LAM, pixel_size_um=PX, medium_index=NM,
+        objective_na=NA, illumination_na=na, valid=np.ones(len(na), bool), source=None,
+    )
+
+
+def _figures(tomo):
+    ri, (dz, dy, dx) = tomo.ri, tomo.voxel_size_um
+    z, y, x = (np.arange(n) - n // 2 for n in ri.shape)
+    r = np.sqrt((z[:, None, None] * dz) ** 2 + (y[None, :, None] * dy) ** 2 + (x[None, None, :] * dx) ** 2)
+    half = NM + (N_IN - NM) / 2
+    mean_err = float(ri[r < 0.6 * RADIUS].mean() - N_IN)
+    vol_err = np.count_nonzero(ri > half) * dz * dy * dx / (4 / 3 * np.pi * RADIUS**3) - 1
+    c = [s // 2 for s in ri.shape]
+    zl, xl = np.flatnonzero(ri[:, c[1], c[2]] > half), np.flatnonzero(ri[c[0], c[1], :] > half)
+    return mean_err, vol_err, (np.ptp(zl) + 1) * dz / ((np.ptp(xl) + 1) * dx)
+
+
+def _check(name):
+    fs = _fields(name)
+    gp = reconstruct(fs, method="gp")
+    mean_err, vol_err, zx = _figures(gp)
+    assert abs(mean_err) < 1e-3, (name, mean_err)
+    assert abs(vol_err) < 0.05, (name, vol_err)
+    assert zx <= 1.15, (name, zx)
+    assert gp.ri.min() >= NM - 1e-6
+    dc = gp.provenance["data_consistency"]
+    assert dc["model"] == "rytov" and dc["flagged_frames"] == []
+    assert len(dc["frame_rms_phase_residual_rad"]) == len(fs.fields)
+    assert 0.9 < dc["dry_mass_ratio"] < 1.1 and dc["rms_phase_residual_rad"] < 0.1
+    rytov = reconstruct(fs, method="rytov")
+    assert abs(_figures(rytov)[0]) < 2e-3, (name, _figures(rytov)[0])
+
+
+@pytest.mark.parametrize("name", ["sparse"])
+def test_default_chain_holds_on_scan_pattern(name):
+    _check(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ring", "rings", "random", "one-sided"])
+def test_default_chain_holds_on_more_scan_patterns(name):
+    _check(name)
+
+
+def test_data_consistency_flags_a_corrupted_frame():
+    """A 0.5 rad phase ramp added to one frame (a drift, a bad retrieval): that frame, and
+    only that one, is flagged, and its residual stands far above the others."""
+    fs = _fields("sparse")
+    u = fs.fields.copy()
+    u[7] *= np.exp(0.5j * np.linspace(-1, 1, N, dtype=np.float32))[None, :]
+    tomo = reconstruct(types.SimpleNamespace(**{**vars(fs), "fields": u}), method="rytov")
+    dc = tomo.provenance["data_consistency"]
+    assert dc["flagged_frames"] == [7]
+    r = np.asarray(dc["frame_rms_phase_residual_rad"])
+    assert r[7] > 3 * max(r[5], r[6], r[8], r[9])
