@@ -13,9 +13,17 @@ made from a phantom seen through the instrument's transfer function
 and score them against the ground truth (Dice of the cell mask and of the nucleus ∪ nucleolus,
 instance AP@0.5).
 
+``--field Z Y X`` instead times a Tomocube-sized field (default sampling of an HT-2,
+0.839 × 0.196 × 0.196 µm, ``--voxel`` to change it) through the whole chain, segment →
+classify → measure (:func:`holo.segmentation.diagnose`), once per mode — ``default`` (the
+shipped test-time augmentation) and ``fast`` (none) — each in its own process so that its
+peak resident memory (``ru_maxrss``) is its own; the ratio fast / default is the number to
+compare across machines.
+
 Usage::
 
     python benchmarks/bench_segmentation.py [--threads N] [--kind mixed] [--repeat 2] [--json]
+    python benchmarks/bench_segmentation.py --field 96 512 512 [--modes fast default]
 """
 
 from __future__ import annotations
@@ -42,6 +50,43 @@ def make_volume(kind: str, seed: int, shape_zyx=(96, 256, 256), voxel_size_um=(0
     return tomo, np.asarray(ph.semantic), np.asarray(ph.instance)
 
 
+def field_child(shape_zyx, voxel_size_um, mode: str, seed: int) -> dict:
+    """Time diagnose() on one field in this process; returns seconds, peak RSS and counts."""
+    import resource
+
+    from holo.segmentation import diagnose
+
+    t0 = time.perf_counter()
+    tomo, _, inst_true = make_volume("mixed", seed, shape_zyx=tuple(shape_zyx), voxel_size_um=tuple(voxel_size_um))
+    t_make = time.perf_counter() - t0
+    rss_make = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    t0 = time.perf_counter()
+    seg, cells, timings = diagnose(tomo, fast=(mode == "fast"))
+    total = time.perf_counter() - t0
+    return {"mode": mode, "shape_zyx": list(shape_zyx), "voxel_size_um": list(voxel_size_um),
+            "seconds_total": round(total, 1), "timings_s": timings, "seconds_make_volume": round(t_make, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 0),
+            "peak_rss_mb_after_making_volume": round(rss_make, 0),
+            "n_cells": int(len(cells)), "n_true_cells": int(len(set(inst_true.ravel().tolist())) - 1)}
+
+
+def field_benchmark(a) -> dict:
+    """Each mode of ``a.modes`` in a child process (own peak memory); returns their results."""
+    import subprocess
+
+    out = {}
+    for mode in a.modes:
+        cmd = [sys.executable, __file__, "--field-child", mode, "--field", *map(str, a.field),
+               "--voxel", *map(str, a.voxel), "--seed", str(a.seed)]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        if r.returncode:
+            raise RuntimeError(f"{mode}: {r.stderr[-2000:]}")
+        out[mode] = json.loads(r.stdout.strip().splitlines()[-1])
+    if "default" in out and "fast" in out:
+        out["fast_over_default_time"] = round(out["fast"]["seconds_total"] / out["default"]["seconds_total"], 3)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all allowed CPUs)")
@@ -49,9 +94,20 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=777777)
     ap.add_argument("--repeat", type=int, default=2, help="timed repetitions (the best is reported)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--field", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                    help="time the whole chain on a field of this shape instead (modes in child processes)")
+    ap.add_argument("--voxel", type=float, nargs=3, default=(0.839, 0.196, 0.196), help="voxel of --field (µm)")
+    ap.add_argument("--modes", nargs="+", default=["fast", "default"], choices=["fast", "default"])
+    ap.add_argument("--field-child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.threads:
         os.environ["HOLO_THREADS"] = str(a.threads)
+    if a.field_child:
+        print(json.dumps(field_child(a.field, a.voxel, a.field_child, a.seed)))
+        return 0
+    if a.field:
+        print(json.dumps(field_benchmark(a), indent=2))
+        return 0
     import numpy as np
     import torch
 

@@ -24,6 +24,7 @@ __all__ = [
     "BACTERIA_CLASSES",
     "CELL_CLASSES",
     "UNCERTAIN",
+    "UNKNOWN",
 ]
 
 #: Semantic label names; the label value is the index.
@@ -39,3 +40,5 @@ BACTERIA_CLASSES = ("bacteria_rod", "bacteria_coccus", "bacteria_chain")
 CELL_CLASSES = NUCLEATED_CLASSES + RBC_CLASSES + BACTERIA_CLASSES
 #: Class name given to cells whose calibrated top probability is below the threshold.
 UNCERTAIN = "uncertain"
+#: Class name given to cells unlike the training distribution (out of distribution).
+UNKNOWN = "unknown"

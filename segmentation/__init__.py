@@ -21,10 +21,14 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from holo.labels import SEMANTIC_NAMES, UNCERTAIN
+from holo.labels import SEMANTIC_NAMES, UNCERTAIN, UNKNOWN
 
-__all__ = ["METHODS", "Segmentation", "Diagnosis", "segment", "classify", "measure", "diagnose", "write_report",
-           "SEMANTIC_NAMES", "UNCERTAIN"]
+__all__ = ["METHODS", "Segmentation", "Diagnosis", "segment", "classify", "measure", "abstain", "diagnose",
+           "write_report", "SEMANTIC_NAMES", "UNCERTAIN", "UNKNOWN"]
+
+#: χ² quantile of the out-of-distribution threshold of :func:`abstain` (None in
+#: :func:`diagnose` turns abstention off).
+NOVELTY_QUANTILE = 0.999
 
 #: Segmentation methods of :func:`segment`: the 3D U-Net and the classical RI-threshold baseline.
 METHODS = ("unet", "classic")
@@ -168,6 +172,23 @@ def measure(tomo, semantic, instance, classes=None, **options):
     return df
 
 
+def abstain(cells, *, weights_dir=None, quantile: float = NOVELTY_QUANTILE):
+    """Cells unlike the training distribution of their predicted class become :data:`UNKNOWN`.
+
+    The measured features (volume, concentration, sphericity, nucleus fraction, RI texture)
+    are compared with per-class Gaussians fitted on twin cells as the chain sees them
+    (``novelty.json`` of the weights folder; :mod:`holo.segmentation.novelty`); a squared
+    Mahalanobis distance above the χ² ``quantile`` (5 degrees of freedom; 0.999 → 20.5) makes
+    the cell ``unknown``. Adds ``novelty_d2`` and ``reason`` (why a cell is unknown or
+    uncertain). Without ``novelty.json`` only the columns are added.
+    """
+    from holo.segmentation.novelty import abstain as _abstain, load_novelty
+
+    out = _abstain(cells, load_novelty(weights_dir), quantile=quantile)
+    out.attrs.update(cells.attrs)
+    return out
+
+
 def write_report(out_dir, tomo, seg: Segmentation, cells, *, title: str | None = None):
     """Write ``report.html`` (MIPs, overlays, class counts, histograms) and ``report.json``; returns the HTML path."""
     from holo.segmentation.report import write_report as _write
@@ -184,7 +205,8 @@ class Diagnosis(NamedTuple):
 
 
 def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None, device=None,
-             progress: Callable | None = None) -> Diagnosis:
+             progress: Callable | None = None, fast: bool = False,
+             novelty_quantile: float | None = NOVELTY_QUANTILE, **measure_options) -> Diagnosis:
     """segment → classify → measure for one tomogram (the chain of ``holo run`` and the napari widget).
 
     Parameters
@@ -194,6 +216,13 @@ def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None
         As in :func:`segment` (``weights_dir`` and ``device`` also go to :func:`classify`).
     progress : callable(done, total, note=""), optional
         Called before each of the three steps and once at the end.
+    fast : bool
+        U-Net without test-time augmentation (:func:`holo.segmentation.infer.unet_segment`).
+    novelty_quantile : float or None
+        Threshold of :func:`abstain` (cells unlike the training distribution become
+        ``unknown``); None keeps the classifier's answer.
+    **measure_options
+        Passed to :func:`measure` (``mass_region``, ``medium``, optics).
 
     Returns
     -------
@@ -214,13 +243,16 @@ def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None
         t = now
 
     report(0, 3, note="segmenting")
-    seg = segment(tomo, method=method, name=name, weights_dir=weights_dir, device=device)
+    seg_kw = {"fast": True} if fast and method == "unet" else {}
+    seg = segment(tomo, method=method, name=name, weights_dir=weights_dir, device=device, **seg_kw)
     lap("segmentation")
     report(1, 3, note="classifying")
     classes = classify(tomo, seg.instance, weights_dir=weights_dir, device=device)
     lap("classification")
     report(2, 3, note="measuring")
-    cells = measure(tomo, seg.semantic, seg.instance, classes=classes)
+    cells = measure(tomo, seg.semantic, seg.instance, classes=classes, **measure_options)
+    if novelty_quantile is not None:
+        cells = abstain(cells, weights_dir=weights_dir, quantile=novelty_quantile)
     lap("measurement")
     report(3, 3, note=f"{len(cells)} cells")
     return Diagnosis(seg, cells, timings)

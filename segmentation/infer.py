@@ -298,7 +298,7 @@ def instances_from_prediction(semantic: np.ndarray, dist: np.ndarray, voxel_size
 
 def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=None, cfg=None,
                  weights_dir=None, name: str = "unet", device=None, tile_zyx=None,
-                 overlap: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+                 overlap: float = 0.25, fast: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Semantic (uint8) and instance (int32) labels of an RI volume with the U-Net.
 
     The volume is resampled to the training voxel size, normalised as (n − n_m)·s, predicted
@@ -309,7 +309,11 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     droplets are taken from the network ``cfg["organelle_model"]`` of ``weights_dir`` (default:
     the shipped folder) when the config names one (:func:`with_organelles`), and the labels
     are resized back (nearest neighbour). ``name`` selects the weights set of ``weights_dir``
-    (:func:`unet_names`) when no ``model`` is given.
+    (:func:`unet_names`) when no ``model`` is given. ``fast``: no test-time augmentation for
+    either network (one forward pass per tile instead of ``tta``; the model card gives the
+    accuracy it costs). Memory: the first network's probabilities are freed before the
+    organelle network runs, so the peak holds one (C + 1)-channel float32 volume on the
+    training grid (≈ 24 bytes per training voxel) besides the input.
     """
     if model is None:
         model, cfg = load_unet(weights_dir, name)
@@ -320,15 +324,18 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     x = (resample_volume(ri, voxel_size_um, train_vs, order=1) - np.float32(medium_index)) * np.float32(cfg["ri_scale"])
     x = x.astype(np.float32)
     tile = tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128)))
-    probs, dist = predict_tiled(model, x, tile_zyx=tile, overlap=overlap, device=device, tta=int(cfg.get("tta", 0)))
+    probs, dist = predict_tiled(model, x, tile_zyx=tile, overlap=overlap, device=device,
+                                tta=0 if fast else int(cfg.get("tta", 0)))
     sem, inst = labels_from_prediction(probs, dist, x / np.float32(cfg["ri_scale"]), cfg)
+    del probs, dist
     if cfg.get("organelle_model"):
         org_model, org_cfg = load_unet(weights_dir, cfg["organelle_model"])
         if not np.allclose(org_cfg["voxel_size_um"], train_vs) or org_cfg["ri_scale"] != cfg["ri_scale"]:
             raise HoloError("organelle model: voxel size or RI scale differs from the U-Net's", item=cfg["organelle_model"])
         org_probs, _ = predict_tiled(org_model, x, tile_zyx=tile, overlap=overlap, device=device,
-                                     tta=int(org_cfg.get("tta", 0)))
+                                     tta=0 if fast else int(org_cfg.get("tta", 0)))
         sem = with_organelles(sem, semantic_from_probabilities(org_probs, float(org_cfg.get("fg_threshold", 0.5))))
+        del org_probs
     return resize_labels(sem, ri.shape), resize_labels(inst, ri.shape)
 
 
@@ -377,14 +384,20 @@ def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index
     if len(ids) == 0:
         return np.zeros((0, 2) + tuple(crop), np.float32), ids
     centroids = ndi.center_of_mass(np.ones_like(inst, dtype=np.uint8), inst, ids)
-    x = (np.asarray(ri, np.float32) - np.float32(medium_index)) * np.float32(ri_scale)
+    ri = np.asarray(ri)
     offs = [(np.arange(n) - (n - 1) / 2.0) * c for n, c in zip(crop, cv)]
     out = np.zeros((len(ids), 2) + tuple(crop), np.float32)
     grids = np.meshgrid(*offs, indexing="ij")
+    half = [int(np.ceil(o[-1] / v)) + 2 for o, v in zip(offs, vs)]  # crop half-extent in tomogram voxels
     for k, (cid, cen) in enumerate(zip(ids, centroids)):
-        coords = np.stack([(np.asarray(cen[a]) * vs[a] + grids[a]) / vs[a] for a in range(3)])
+        # only the box the crop covers is read: no whole-volume copy per cell
+        c = [int(round(cen[a])) for a in range(3)]
+        box = tuple(slice(max(c[a] - half[a], 0), min(c[a] + half[a] + 1, inst.shape[a])) for a in range(3))
+        coords = np.stack([(np.asarray(cen[a]) * vs[a] + grids[a]) / vs[a] - box[a].start for a in range(3)])
+        x = (ri[box].astype(np.float32) - np.float32(medium_index)) * np.float32(ri_scale)
         out[k, 0] = ndi.map_coordinates(x, coords, order=1, mode="constant", cval=0.0)
-        out[k, 1] = ndi.map_coordinates((inst == cid).astype(np.float32), coords, order=0, mode="constant", cval=0.0)
+        out[k, 1] = ndi.map_coordinates((inst[box] == cid).astype(np.float32), coords, order=0, mode="constant",
+                                        cval=0.0)
     return out, ids
 
 

@@ -10,7 +10,7 @@ For every instance (cell) the table holds, with the voxel size (dz, dy, dx) in �
   then ``skimage.measure.marching_cubes`` at level ½ with ``spacing`` = voxel size, and the
   mesh areas are summed;
 * sphericity Ψ = π^{1/3} (6V)^{2/3} / A (1 for a sphere, < 1 otherwise);
-* mean and max RI over the tight mask;
+* mean, max and standard deviation (``ri_std``, the texture) of the RI over the tight mask;
 * dry mass m = (1/α) ∭ (n − n_m) dV (pg) with α = :data:`holo.conventions.ALPHA_PROTEIN_UM3_PER_PG`,
   integrated by default over the cell's **share** of the volume, not its tight mask
   (``mass_region="share"``, :mod:`holo.segmentation.drymass`): the transfer function blurs part
@@ -70,6 +70,7 @@ CELL_COLUMNS = (
     "sphericity",
     "mean_ri",
     "max_ri",
+    "ri_std",
     "dry_mass_pg",
     "dry_mass_mask_pg",
     "concentration_pg_per_um3",
@@ -183,6 +184,7 @@ def _cell_features(m: np.ndarray, r: np.ndarray, offset, vs, medium_index: float
         "sphericity": sphericity(vol, area),
         "mean_ri": mean_ri,
         "max_ri": float(vals.max()),
+        "ri_std": float(vals.std()),
         "dry_mass_pg": mass,
         "dry_mass_mask_pg": mass,
     }

@@ -443,3 +443,24 @@ def test_diagnose_without_cells_gives_the_columns_of_a_volume_with_cells():
         seg0, cells0, _ = diagnose(empty, method)
         assert seg0.n_cells == 0 and len(cells0) == 0
         assert list(cells0.columns) == list(cells.columns)
+
+
+def test_fast_mode_runs_one_forward_pass_per_tile_for_both_networks(monkeypatch):
+    # fast=True: no test-time augmentation for the U-Net nor its organelle network
+    import holo.segmentation.infer as infer
+
+    seen = []
+    real = infer.predict_tiled
+
+    def spy(model, x, **kw):
+        seen.append(kw["tta"])
+        return real(model, x, **kw)
+
+    monkeypatch.setattr(infer, "predict_tiled", spy)
+    ri = np.full((12, 40, 40), 1.337, np.float32)
+    ri[4:8, 15:25, 15:25] = 1.37
+    infer.unet_segment(ri, (0.4, 0.2, 0.2), 1.337, fast=True)
+    assert seen == [0, 0]
+    seen.clear()
+    infer.unet_segment(ri, (0.4, 0.2, 0.2), 1.337)
+    assert seen == [4, 4]  # the shipped JSONs ask for four mirror images each

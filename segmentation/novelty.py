@@ -1,0 +1,144 @@
+"""Saying "I don't know": abstention on cells unlike any the classifier was trained on.
+
+A softmax classifier spreads its probability over the classes it knows, so a cell of an
+unseen type, debris, or a tomogram with a wrong voxel size still gets a confident class (a
+homogeneous 8 µm sphere was called "lymphocyte, p 0.97"). Its confidence cannot say "none
+of these". This module checks the cell's *measured* morphology against the training
+distribution of the class the classifier chose.
+
+Features (from :func:`holo.segmentation.morphometrics.measure_cells`), chosen because they
+are physical, sampling-independent and change with every failure above:
+
+    f = (log10 V, c, Ψ, V_nucleus / V, σ_n)
+
+V the tight-mask volume (µm³), c the dry-mass concentration (pg/µm³), Ψ the sphericity, the
+nucleus volume fraction, and σ_n the standard deviation of the RI over the tight mask (texture:
+granules, nucleus–cytoplasm contrast; 0 for a homogeneous body).
+
+Density. Per class k, a Gaussian N(μ_k, Σ_k) fitted on the cells of the twin's training
+distribution as the default chain segments them (:mod:`holo.training.fit_novelty`); Σ_k is
+shrunk towards the pooled covariance, Σ_k ← (1 − λ) Σ_k + λ Σ_pooled with λ = d / (d + n_k)
+(n_k cells, d features), so that classes with few cells stay well conditioned. A cell the
+classifier calls k is reported as :data:`holo.labels.UNKNOWN` when its squared Mahalanobis
+distance
+
+    D² = (f − μ_k)ᵀ Σ_k⁻¹ (f − μ_k) > D²_max,
+
+D²_max the ``quantile`` of the χ² distribution with d degrees of freedom (default 0.999:
+one in a thousand cells of the training distribution abstains if the Gaussian model holds;
+the measured rate on held-out cells is in the model card). The ``reason`` column names the
+feature with the largest standardised deviation |f_j − μ_kj| / √Σ_kjj and its value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from holo.labels import UNCERTAIN, UNKNOWN
+
+__all__ = ["FEATURES", "DEFAULT_QUANTILE", "cell_features", "fit_class_gaussians", "novelty_scores", "abstain",
+           "load_novelty"]
+
+#: Feature names, in the order of the fitted means and covariances.
+FEATURES = ("log10_volume_um3", "concentration_pg_per_um3", "sphericity", "nucleus_fraction", "ri_std")
+_LABELS = {"log10_volume_um3": "volume", "concentration_pg_per_um3": "concentration", "sphericity": "sphericity",
+           "nucleus_fraction": "nucleus fraction", "ri_std": "RI texture σ"}
+#: χ² quantile of the abstention threshold.
+DEFAULT_QUANTILE = 0.999
+_NOVELTY_FILE = "novelty.json"
+
+
+def cell_features(cells) -> np.ndarray:
+    """(N, d) feature matrix of a cells table (columns of ``measure_cells``); NaN → 0 for the
+    nucleus fraction and Ψ (a cell without a nucleus, a mesh that failed)."""
+    vol = np.asarray(cells["volume_um3"], float)
+    nuc = np.nan_to_num(np.asarray(cells["nucleus_volume_um3"], float)) / np.maximum(vol, 1e-9)
+    return np.column_stack([
+        np.log10(np.maximum(vol, 1e-6)),
+        np.asarray(cells["concentration_pg_per_um3"], float),
+        np.nan_to_num(np.asarray(cells["sphericity"], float)),
+        nuc,
+        np.asarray(cells["ri_std"], float),
+    ])
+
+
+def fit_class_gaussians(features: np.ndarray, labels, *, min_cells: int = 3) -> dict:
+    """Per-class mean and shrunk covariance (module docstring); classes with fewer than
+    ``min_cells`` cells are left out (their cells are then never checked)."""
+    x = np.asarray(features, float)
+    labels = np.asarray(labels)
+    d = x.shape[1]
+    classes = [k for k in sorted(set(labels.tolist())) if (labels == k).sum() >= min_cells]
+    centred = np.concatenate([x[labels == k] - x[labels == k].mean(0) for k in classes])
+    pooled = np.cov(centred, rowvar=False) + 1e-9 * np.eye(d)
+    out = {}
+    for k in classes:
+        xk = x[labels == k]
+        lam = d / (d + len(xk))
+        cov = (1 - lam) * np.cov(xk, rowvar=False) + lam * pooled
+        out[str(k)] = {"mean": xk.mean(0).tolist(), "cov": cov.tolist(), "n_cells": int(len(xk))}
+    return {"features": list(FEATURES), "classes": out}
+
+
+def novelty_scores(features: np.ndarray, predicted, model: dict) -> tuple[np.ndarray, list[str]]:
+    """(D² of every cell to its predicted class's Gaussian (NaN when the class has none), the
+    most deviating feature of each as text)."""
+    x = np.asarray(features, float)
+    d2 = np.full(len(x), np.nan)
+    worst = [""] * len(x)
+    for i, (f, k) in enumerate(zip(x, predicted)):
+        g = model["classes"].get(str(k))
+        if g is None:
+            continue
+        mu, cov = np.asarray(g["mean"]), np.asarray(g["cov"])
+        diff = f - mu
+        d2[i] = float(diff @ np.linalg.solve(cov, diff))
+        z = diff / np.sqrt(np.diag(cov))
+        j = int(np.argmax(np.abs(z)))
+        name = FEATURES[j]
+        val = 10 ** f[j] if name == "log10_volume_um3" else f[j]
+        ref = 10 ** mu[j] if name == "log10_volume_um3" else mu[j]
+        worst[i] = f"{_LABELS[name]} {val:.3g} unlike {k} ({ref:.3g}, z = {z[j]:+.1f})"
+    return d2, worst
+
+
+def load_novelty(weights_dir=None) -> dict | None:
+    """The fitted class Gaussians of a weights folder (``novelty.json``), or None."""
+    from holo.segmentation.infer import WEIGHTS_DIR
+
+    p = Path(weights_dir or WEIGHTS_DIR) / _NOVELTY_FILE
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def abstain(cells, model: dict | None, *, quantile: float = DEFAULT_QUANTILE):
+    """The cells table with ``class`` set to :data:`holo.labels.UNKNOWN` where D² exceeds the
+    χ² ``quantile`` threshold, and the columns ``novelty_d2`` and ``reason`` (why a cell is
+    unknown or uncertain; empty otherwise). ``model`` None: only the columns are added."""
+    from scipy.stats import chi2
+
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    out = cells.copy()
+    out["novelty_d2"] = np.nan
+    out["reason"] = ""
+    if "class" not in out.columns or not len(out):
+        return out
+    low = out["class"] == UNCERTAIN
+    out.loc[low, "reason"] = "top class probability below the threshold"
+    if model is None:
+        return out
+    predicted = [c if c != UNCERTAIN else _top_class(row) for c, (_, row) in zip(out["class"], out.iterrows())]
+    d2, worst = novelty_scores(cell_features(out), predicted, model)
+    out["novelty_d2"] = d2
+    far = np.nan_to_num(d2, nan=0.0) > chi2.ppf(quantile, len(model["features"]))
+    out.loc[far, "class"] = UNKNOWN
+    out.loc[far, "reason"] = [f"unlike the training cells: {w}" for w in np.asarray(worst, object)[far]]
+    return out
+
+
+def _top_class(row) -> str:
+    probs = {k[2:]: v for k, v in row.items() if isinstance(k, str) and k.startswith("p_")}
+    return max(probs, key=probs.get) if probs else ""
