@@ -47,6 +47,13 @@ def describe(path: str | Path) -> dict:
     if is_label_file(path, fmt):
         info.update(_describe_labels(path))
         return _jsonable(info)
+    if fmt == "ome-tiff":  # headers only: no pixel is read
+        from holo.io.ometiff import describe_ome_tiff
+
+        d = describe_ome_tiff(path)
+        provenance, metadata = d.pop("provenance"), d.pop("metadata")
+        info.update(kind="tomogram", **d, labels=[], provenance=provenance, metadata=metadata)
+        return _jsonable(info)
     if fmt == "acquisition":  # metadata only: the frames are not scanned
         from holo.io.acquisition import read_acquisition
 

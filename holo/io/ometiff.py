@@ -26,7 +26,7 @@ from holo.io._atomic import atomic_path
 from holo.memory import check_memory
 from holo.model import FluorescenceChannel, Tomogram
 
-__all__ = ["write_ome_tiff", "read_ome_tiff", "write_labels_tiff", "read_labels_tiff", "is_ome_tiff", "ome_tiff_kind"]
+__all__ = ["write_ome_tiff", "read_ome_tiff", "describe_ome_tiff", "write_labels_tiff", "read_labels_tiff", "is_ome_tiff", "ome_tiff_kind"]
 
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3, "m": 1e6, "Å": 1e-4}
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -248,17 +248,32 @@ def _series_array(s, path, item: str) -> np.ndarray:
         raise FormatError(f"unreadable image data ({' '.join(str(exc).split())})", path=path, item=item) from None
 
 
-def _squeeze_to(arr: np.ndarray, axes: str, keep: str, path, item: str) -> np.ndarray:
-    """Drop singleton axes not in ``keep`` and reorder to ``keep`` order (present ones)."""
+def _squeezed_axes(shape, axes: str, keep: str, path, item: str) -> tuple[list[int], str]:
+    """Metadata half of :func:`_squeeze_to`: the axes of ``shape`` to drop (singletons not in
+    ``keep``) as indices, and the kept axes in ``keep`` order."""
     axes = axes.upper()
-    for i in reversed(range(len(axes))):
-        if axes[i] not in keep:
-            if arr.shape[i] != 1:
-                raise FormatError(f"axis {axes[i]} of length {arr.shape[i]} is not supported", path=path, item=item)
-            arr = np.take(arr, 0, axis=i)
-            axes = axes[:i] + axes[i + 1 :]
-    order = [axes.index(a) for a in keep if a in axes]
-    return np.transpose(arr, order), "".join(a for a in keep if a in axes)
+    drop = []
+    for i, a in enumerate(axes):
+        if a not in keep:
+            if shape[i] != 1:
+                raise FormatError(f"axis {a} of length {shape[i]} is not supported", path=path, item=item)
+            drop.append(i)
+    return drop, "".join(a for a in keep if a in axes)
+
+
+def _squeezed_shape(shape, axes: str, keep: str, path, item: str) -> tuple[tuple[int, ...], str]:
+    """The shape and axes an image of ``shape``/``axes`` has once read by :func:`_squeeze_to`."""
+    drop, out_axes = _squeezed_axes(shape, axes, keep, path, item)
+    left = {a: int(n) for i, (a, n) in enumerate(zip(axes.upper(), shape)) if i not in drop}
+    return tuple(left[a] for a in out_axes), out_axes
+
+
+def _squeeze_to(arr: np.ndarray, axes: str, keep: str, path, item: str) -> tuple[np.ndarray, str]:
+    """Drop singleton axes not in ``keep`` and reorder to ``keep`` order (present ones)."""
+    drop, out_axes = _squeezed_axes(arr.shape, axes, keep, path, item)
+    rest = [a for i, a in enumerate(axes.upper()) if i not in drop]
+    arr = np.squeeze(arr, axis=tuple(drop)) if drop else arr
+    return np.transpose(arr, [rest.index(a) for a in out_axes]), out_axes
 
 
 def _voxel(info: dict, path, item: str) -> tuple[float, float, float]:
@@ -274,6 +289,51 @@ def ome_tiff_kind(path: str | Path) -> str:
     with _open_tiff(path) as tif:
         images = _parse_ome(tif.ome_metadata, path)
     return "labels" if images and images[0]["holo"].get("kind") == "labels" else "tomogram"
+
+
+def _ome_layout(tif, path: Path, medium_index: float | None) -> dict:
+    """What an OME-TIFF tomogram holds, from its OME-XML and series headers only (no pixel is
+    read): ``ri`` (series, axes once squeezed to TZYX), ``info`` (the first image's OME
+    record), ``holo`` (its holo JSON), ``medium_index``, ``mip`` (series or None) and
+    ``fluorescence`` (list of (name, series, OME record))."""
+    images = _parse_ome(tif.ome_metadata, path)
+    series = list(tif.series)
+    if not series or not images:
+        raise FormatError("holds no image", path=path, item="OME-XML")
+    info0 = images[0]
+    holo = info0["holo"]
+    if holo.get("kind") == "labels":
+        raise FormatError("holds labels, not a tomogram (read it with read_labels_tiff)", path=path, item="image")
+    _, axes = _squeezed_shape(series[0].shape, series[0].axes, "TZYX", path, "ri")
+    if "Z" not in axes:
+        raise FormatError(f"needs a Z axis, got axes {series[0].axes}", path=path, item="ri")
+    if np.dtype(series[0].dtype).kind not in "iuf":
+        raise ValidationError(f"must be real, got dtype {series[0].dtype}", path=path, item="ri")
+    n_m = holo.get("medium_index", medium_index)
+    if n_m is None:
+        raise FormatError("medium index not recorded; pass medium_index=", path=path, item="medium_index")
+    mip, fluorescence = None, []
+    for s, info in zip(series[1:], images[1:]):
+        h = info["holo"]
+        if info["name"] == "mip" or h.get("kind") == "mip":
+            mip = s
+        elif h.get("kind") == "fluorescence" or info["name"].startswith("fluorescence:"):
+            fluorescence.append((h.get("name") or info["name"].split(":", 1)[-1], s, info))
+    return {"ri": series[0], "axes": axes, "info": info0, "holo": holo, "medium_index": float(n_m), "mip": mip,
+            "fluorescence": fluorescence}
+
+
+def _ri_from_stored(arr: np.ndarray, path) -> np.ndarray:
+    """float32 RI of a stored image: integers are RI × 10⁴, floats must be finite."""
+    if arr.dtype.kind in "iu":
+        return (arr.astype(np.float32) / np.float32(1e4)).astype(np.float32)
+    return check_finite(arr.astype(np.float32, copy=False), path, "ri")
+
+
+def _time_step_s(layout: dict) -> float | None:
+    if "T" not in layout["axes"]:
+        return None
+    return layout["holo"].get("time_step_s") or layout["info"].get("T")
 
 
 def read_ome_tiff(path: str | Path, *, medium_index: float | None = None) -> Tomogram:
@@ -298,57 +358,73 @@ def read_ome_tiff(path: str | Path, *, medium_index: float | None = None) -> Tom
     path = Path(path)
     tif = _open_tiff(path)
     with tif:
-        images = _parse_ome(tif.ome_metadata, path)
-        series = list(tif.series)
-        if not series or not images:
-            raise FormatError("holds no image", path=path, item="OME-XML")
-        info0 = images[0]
-        holo = info0["holo"]
-        if holo.get("kind") == "labels":
-            raise FormatError("holds labels, not a tomogram (read it with read_labels_tiff)", path=path, item="image")
-        arr, axes = _squeeze_to(_series_array(series[0], path, "ri"), series[0].axes, "TZYX", path, "ri")
-        if "Z" not in axes:
-            raise FormatError(f"needs a Z axis, got axes {series[0].axes}", path=path, item="ri")
-        if arr.dtype.kind in "iu":
-            ri = (arr.astype(np.float32) / np.float32(1e4)).astype(np.float32)
-        elif arr.dtype.kind == "f":
-            ri = arr.astype(np.float32, copy=False)
-            check_finite(ri, path, "ri")
-        else:
-            raise ValidationError(f"must be real, got dtype {arr.dtype}", path=path, item="ri")
-        n_m = holo.get("medium_index", medium_index)
-        if n_m is None:
-            raise FormatError("medium index not recorded; pass medium_index=", path=path, item="medium_index")
-        mip = None
+        lay = _ome_layout(tif, path, medium_index)
+        s0 = lay["ri"]
+        arr, _ = _squeeze_to(_series_array(s0, path, "ri"), s0.axes, "TZYX", path, "ri")
+        ri = _ri_from_stored(arr, path)
+        mip = None if lay["mip"] is None else np.asarray(_series_array(lay["mip"], path, "mip"), dtype=np.float32)
         fluorescence = {}
-        for s, info in zip(series[1:], images[1:]):
-            h = info["holo"]
-            if info["name"] == "mip" or h.get("kind") == "mip":
-                mip = np.asarray(_series_array(s, path, "mip"), dtype=np.float32)
-            elif h.get("kind") == "fluorescence" or info["name"].startswith("fluorescence:"):
-                name = h.get("name") or info["name"].split(":", 1)[-1]
-                data, _ = _squeeze_to(_series_array(s, path, name), s.axes, "TZYX", path, name)
-                fluorescence[name] = FluorescenceChannel(
-                    data=data,
-                    voxel_size_um=_voxel(info, path, name),
-                    offset_z_um=float(h.get("offset_z_um", 0.0) or 0.0),
-                    time_step_s=h.get("time_step_s"),
-                    name=name,
-                )
+        for name, s, info in lay["fluorescence"]:
+            data, _ = _squeeze_to(_series_array(s, path, name), s.axes, "TZYX", path, name)
+            fluorescence[name] = FluorescenceChannel(
+                data=data,
+                voxel_size_um=_voxel(info, path, name),
+                offset_z_um=float(info["holo"].get("offset_z_um", 0.0) or 0.0),
+                time_step_s=info["holo"].get("time_step_s"),
+                name=name,
+            )
+        holo = lay["holo"]
         provenance = dict(holo.get("provenance") or {})
         provenance.setdefault("source_file", str(path))
         return Tomogram(
             ri=ri,
-            voxel_size_um=_voxel(info0, path, "PhysicalSizeZ/Y/X"),
-            medium_index=float(n_m),
+            voxel_size_um=_voxel(lay["info"], path, "PhysicalSizeZ/Y/X"),
+            medium_index=lay["medium_index"],
             wavelength_um=holo.get("wavelength_um"),
-            time_step_s=(holo.get("time_step_s") or info0.get("T")) if "T" in axes else None,
+            time_step_s=_time_step_s(lay),
             fluorescence=fluorescence,
             mip=mip,
             provenance=provenance,
             metadata=dict(holo.get("metadata") or {}),
             source=str(path),
         )
+
+
+def describe_ome_tiff(path: str | Path, *, medium_index: float | None = None) -> dict:
+    """What :func:`read_ome_tiff` would return, from the OME-XML and TIFF headers only: no pixel
+    is read, so it answers at once for a file of any size.
+
+    Returns
+    -------
+    dict
+        ``shape`` and ``dtype`` of the RI as read (float32), ``stored_dtype``,
+        ``voxel_size_um``, ``medium_index``, ``wavelength_um``, ``n_times``, ``time_step_s``,
+        ``channels`` {name: shape, dtype, voxel_size_um, offset_z_um, time_step_s},
+        ``mip`` (shape, dtype) or None, ``provenance``, ``metadata``.
+    """
+    path = Path(path)
+    tif = _open_tiff(path)
+    with tif:
+        lay = _ome_layout(tif, path, medium_index)
+        s0 = lay["ri"]
+        shape, axes = _squeezed_shape(s0.shape, s0.axes, "TZYX", path, "ri")
+        channels = {}
+        for name, s, info in lay["fluorescence"]:
+            ch_shape, _ = _squeezed_shape(s.shape, s.axes, "TZYX", path, name)
+            channels[name] = {"shape": list(ch_shape), "dtype": str(np.dtype(s.dtype)), "voxel_size_um": list(_voxel(info, path, name)),
+                              "offset_z_um": float(info["holo"].get("offset_z_um", 0.0) or 0.0),
+                              "time_step_s": info["holo"].get("time_step_s")}
+        mip = lay["mip"]
+        holo = lay["holo"]
+        provenance = dict(holo.get("provenance") or {})
+        provenance.setdefault("source_file", str(path))
+        return _jsonable(dict(
+            shape=list(shape), dtype="float32", stored_dtype=str(np.dtype(s0.dtype)),
+            voxel_size_um=list(_voxel(lay["info"], path, "PhysicalSizeZ/Y/X")), medium_index=lay["medium_index"],
+            wavelength_um=holo.get("wavelength_um"), n_times=shape[0] if "T" in axes else 1, time_step_s=_time_step_s(lay),
+            channels=channels, mip=None if mip is None else {"shape": [int(n) for n in mip.shape], "dtype": "float32"},
+            provenance=provenance, metadata=dict(holo.get("metadata") or {}),
+        ))
 
 
 def write_labels_tiff(path: str | Path, labels, voxel_size_um, *, name: str = "labels") -> Path:

@@ -277,8 +277,8 @@ def read_tcf(path: str | Path, *, medium_index: float | None = None) -> Tomogram
         ``ri`` float32 dask array (Z, Y, X) or (T, Z, Y, X), one chunk per frame;
         ``voxel_size_um`` from ``ResolutionZ/Y/X``; ``time_step_s`` from ``TimeInterval``;
         ``fluorescence`` {"CHn": FluorescenceChannel(dask array, ..., offset_z_um=OffsetZ)};
-        ``mip`` (Y, X) float32 (or (T, Y, X) for a time series); ``metadata`` the root
-        attributes plus ``"Device"`` (the ``/Info/Device`` attributes).
+        ``mip`` (Y, X) float32 dask array (or (T, Y, X) for a time series), read on access;
+        ``metadata`` the root attributes plus ``"Device"`` (the ``/Info/Device`` attributes).
 
     Raises
     ------
@@ -348,7 +348,7 @@ def _read_tcf_open(f, path: str, medium_index: float | None) -> Tomogram:
 
     mip = None
     if "Data/2DMIP" in f and _frame_names(f["Data/2DMIP"]):
-        mip = np.asarray(_lazy_series(path, f["Data/2DMIP"], kind="ri", ndim=2).compute(), dtype=np.float32)
+        mip = _lazy_series(path, f["Data/2DMIP"], kind="ri", ndim=2)  # read on access, like the RI
 
     metadata = {k: _scalar(v) for k, v in f.attrs.items()}
     metadata["Device"] = device
