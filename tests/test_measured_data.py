@@ -1,0 +1,139 @@
+"""Physics on measured sample-rotation data: ODTbrain's HL60 sinogram (tests/data/README.md).
+
+``hl60_sinogram.npz``: 47 measured phase/amplitude projections of one HL60 cell turned about
+the Y axis (QLSI, λ = 647 nm, n_m = 1.335), band-limited to NA 1.0 on 60 × 60 pixels of
+0.324 µm. Independent truths used here:
+
+* the projection theorem at K = 0: for every projection a, ∭(n − n_m) dV = (1/k0) ∫φ_a dA,
+  so the dry mass of each 2D field, m_a = λ/(2πα) ∫φ_a dA, is the same for all a and equals
+  the tomographic dry mass (1/α) ∭(n − n_m) dV;
+* a straight-ray projection of the reconstructed volume (scipy.ndimage rotation + sum,
+  φ = k0 ∫(n − n_m) dz, no code of holo) against the measured phase: its RMS residual must
+  agree with the residual the reconstruction reports in ``provenance["data_consistency"]``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from holo.conventions import ALPHA_PROTEIN_UM3_PER_PG as ALPHA
+
+DATA = Path(__file__).parent / "data" / "hl60_sinogram.npz"
+
+
+@functools.lru_cache(maxsize=1)
+def sinogram():
+    """FieldSet of the fixture; each frame's phase offset (median of a 4-pixel border ring,
+    0–0.019 rad in the stored data) removed so that the background is at φ = 0."""
+    from holo.reconstruction.fields.retrieve import FieldSet
+
+    d = np.load(DATA)
+    phi = d["phase_rad"].astype(np.float32)
+    ring = np.ones(phi.shape[1:], bool)
+    ring[4:-4, 4:-4] = False
+    phi -= np.median(phi[:, ring], axis=1)[:, None, None]
+    u = np.exp(d["log_amplitude"].astype(np.float32) + 1j * phi).astype(np.complex64)
+    return FieldSet(fields=u, pixel_size_um=float(d["pixel_size_um"]), geometry="sample-rotation",
+                    wavelength_um=float(d["wavelength_um"]), medium_index=float(d["medium_index"]),
+                    objective_na=float(d["objective_na"]), angles=d["angles_rad"], rotation_axis=str(d["rotation_axis"]),
+                    phase=phi)
+
+
+def dry_mass_2d_pg(fs) -> np.ndarray:
+    """m_a = λ/(2πα) ∫φ_a dA per projection, pg."""
+    phi = fs.phase.astype(np.float64)
+    return fs.wavelength_um / (2 * np.pi * ALPHA) * phi.sum(axis=(1, 2)) * fs.pixel_size_um**2
+
+
+def dry_mass_3d_pg(ri, voxel_size_um, medium_index) -> float:
+    return float((np.asarray(ri, np.float64) - medium_index).sum() * np.prod(voxel_size_um) / ALPHA)
+
+
+@functools.lru_cache(maxsize=2)
+def reconstruction(method: str):
+    """holo's reconstruction of the fixture on the frames' own grid (60³ voxels of 0.324 µm)."""
+    from holo.pipeline import reconstruct
+
+    fs = sinogram()
+    n = fs.frame_shape[1]
+    return reconstruct(fs, method=method, shape_zyx=(n, fs.frame_shape[0], n), voxel_size_um=fs.pixel_size_um)
+
+
+def test_fixture_optics_and_rotation_invariant_2d_dry_mass():
+    fs = sinogram()
+    assert fs.fields.shape == (47, 60, 60)
+    assert fs.wavelength_um == pytest.approx(0.647) and fs.medium_index == pytest.approx(1.335)
+    assert np.ptp(fs.angles) == pytest.approx(2 * np.pi, abs=0.1)  # one full turn
+    m = dry_mass_2d_pg(fs)
+    # ∫φ dA does not depend on the viewing angle; measured spread 0.4 % (QLSI noise and
+    # residual background), a wrong background or a clipped cell would spread it by several %
+    assert m.std() / m.mean() < 0.015
+    # an HL60 cell (≈ 11 µm, 1.36–1.37 mean RI): 100–300 pg; measured 183 pg
+    assert 100 < m.mean() < 300
+
+
+@pytest.mark.parametrize("method", [
+    pytest.param("rytov", marks=pytest.mark.xfail(strict=True, reason=(
+        "measured 3D/2D = 0.951: on the frames' grid the K = 0 voxel is averaged (trilinear "
+        "gridding) with cap samples one ΔK = 2π/19.5 µm away, where the spectrum of a cell filling "
+        "60 % of the field has fallen to ≈ 0.7 of its K = 0 value"))),
+    pytest.param("gp", marks=[pytest.mark.slow, pytest.mark.xfail(strict=True, reason=(
+        "measured 3D/2D = 1.073: the n ≥ n_m completion adds mass outside the measured K = 0 value"))]),
+])
+def test_tomographic_dry_mass_equals_2d_dry_mass(method):
+    fs = sinogram()
+    tomo = reconstruction(method)
+    m3 = dry_mass_3d_pg(tomo.ri, tomo.voxel_size_um, fs.medium_index)
+    # K = 0 is measured by every projection: ∭Δn dV = (1/k0)∫φ dA up to the Rytov
+    # linearisation n − n_m ≈ (n² − n_m²)/(2n_m) (≲ Δn/(4n_m) ≈ 0.6 % at Δn = 0.03); 3 %
+    assert m3 == pytest.approx(dry_mass_2d_pg(fs).mean(), rel=0.03)
+
+
+def test_tomographic_dry_mass_equals_2d_dry_mass_on_a_finer_k_grid():
+    """Rytov with the K grid refined twice along Z (oversampling 2): samples near K = 0 no longer
+    mix one whole ΔK of a large cell's spectrum into the K = 0 voxel."""
+    from holo.reconstruction.tomography import reconstruct_fdt
+
+    fs = sinogram()
+    n = fs.frame_shape[1]
+    tomo = reconstruct_fdt(fs, method="rytov", shape_zyx=(n, fs.frame_shape[0], n), voxel_size_um=fs.pixel_size_um,
+                           oversampling=2)
+    m3 = dry_mass_3d_pg(tomo.ri, tomo.voxel_size_um, fs.medium_index)
+    assert m3 == pytest.approx(dry_mass_2d_pg(fs).mean(), rel=0.03)  # measured 0.990
+
+
+def straight_ray_phase(ri, voxel_size_um, medium_index, wavelength_um, angle_rad) -> np.ndarray:
+    """φ = k0 Σ_z (n − n_m) Δz of the volume turned by +α about Y (+Z towards +X, the sense of
+    holo.reconstruction.tomography.fdt.cap_rotation), by scipy.ndimage (no holo code)."""
+    from scipy import ndimage as ndi
+
+    d = np.asarray(ri, np.float64) - medium_index
+    turned = ndi.rotate(d, np.degrees(angle_rad), axes=(0, 2), reshape=False, order=1)
+    return 2 * np.pi / wavelength_um * turned.sum(axis=0) * voxel_size_um[0]
+
+
+@pytest.mark.parametrize("method", ["rytov", pytest.param("gp", marks=pytest.mark.slow)])
+def test_reprojection_within_reported_residual(method):
+    fs = sinogram()
+    tomo = reconstruction(method)
+    dc = tomo.provenance["data_consistency"]
+    assert dc["frames"] == list(range(fs.n_frames)) and dc["flagged_frames"] == []  # measured data, no outlier frame
+    frames = np.arange(0, fs.n_frames, 4)
+    diff = [straight_ray_phase(tomo.ri, tomo.voxel_size_um, fs.medium_index, fs.wavelength_um, fs.angles[a]) - fs.phase[a]
+            for a in frames]
+    independent = float(np.sqrt(np.mean(np.square(diff))))
+    reported = float(np.sqrt(np.mean(np.square(np.asarray(dc["frame_rms_phase_residual_rad"])[frames]))))
+    # the straight-ray model ignores diffraction inside the focal volume (the Rytov model of the
+    # report includes it), so it can only do a little worse; measured rytov 0.16 vs 0.14 rad,
+    # gp 0.17 vs 0.16 rad
+    assert independent <= 1.3 * reported
+    # the residual is small against the cell's phase (peak ≈ 3 rad): the volume explains the data
+    assert dc["rms_phase_residual_rad"] < 0.06 * float(fs.phase.max())
+    # the reported dry-mass ratio (re-projected / measured ∫φ dA) is that of the independent
+    # re-projection (both lose what the turned volume puts outside the frame's field of view)
+    ratio = float(np.sum([d + fs.phase[a] for d, a in zip(diff, frames)]) / fs.phase[frames].astype(np.float64).sum())
+    assert dc["dry_mass_ratio"] == pytest.approx(ratio, abs=0.03)
