@@ -64,7 +64,34 @@ def test_info_labels_and_zarr(tmp_path, make_tomogram):
 def test_info_human(tcf_series):
     r = holo("info", tcf_series[0])
     assert r.returncode == 0, r.stderr
-    assert "voxel_size_um" in r.stdout and "(0.8, 0.2, 0.25)" in r.stdout and "CH1" in r.stdout
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"{tcf_series[0]}: tomogram, Tomocube TCF"
+    rows = dict(ln.strip().split(": ", 1) for ln in lines[1:])
+    assert rows["voxel_size"].strip() == "0.8, 0.2, 0.25 µm" and rows["shape"].strip() == "3 × 8 × 12 × 10"
+    assert rows["channels.CH0"].strip() == "2 × 4 × 12 × 10 uint8" and rows["channels.CH1.offset_z"].strip() == "-0.5 µm"
+    assert rows["metadata.Title"].strip() == "sample A" and rows["time_step"].strip() == "2 s"
+    assert len({len(ln) - len(ln.split(": ", 1)[1].lstrip()) for ln in lines[1:]}) == 1  # values in one column
+
+
+def test_info_human_reads_nested_metadata():
+    """JSON stored in a string is flattened; a long list of pairs is summarised, not listed."""
+    from holo.cli.info import format_human
+
+    drift = [[0.1 * (i % 3), 0.0] for i in range(48)] + [[0.18, -0.24]]  # longest step: 0.3 µm
+    info = {"file": "a.h5", "format": "acquisition", "kind": "acquisition", "pixel_size_um": 0.0691266,
+            "holograms": {"shape": [49, 384, 384], "dtype": "uint16"}, "fields": None, "illumination_na": True,
+            "metadata": {"camera": json.dumps({"bit_depth": 12, "read_noise_e": 3.0, "noise": True}),
+                         "drift_shifts_yx_um": json.dumps(drift), "angles_rad": list(np.linspace(0, 3, 49))}}
+    text = format_human(info)
+    assert text.splitlines()[0] == "a.h5: acquisition, holo acquisition HDF5"
+    rows = {k.strip(): v.strip() for k, v in (ln.split(": ", 1) for ln in text.splitlines()[1:])}
+    assert rows == {
+        "pixel_size": "0.06913 µm", "holograms": "49 × 384 × 384 uint16", "fields": "—",
+        "illumination NA per frame": "recorded", "metadata.camera.bit_depth": "12", "metadata.camera.read_noise": "3 e⁻",
+        "metadata.camera.noise": "yes", "metadata.drift_shifts_yx": "49 pairs, max 0.3 µm",
+        "metadata.angles": "49 values, 0 to 3 rad",
+    }
+    assert '\\"' not in text and "[[" not in text
 
 
 @pytest.mark.parametrize("ext, reader", [(".ome.tif", read_ome_tiff), (".ome.zarr", read_ome_zarr), (".tcf", read_tcf)])

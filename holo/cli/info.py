@@ -1,6 +1,6 @@
 """``holo info FILE [--json]``: what a file holds (any supported format).
 
-The description goes to stdout (a rich table, or plain JSON with ``--json``); only metadata
+The description goes to stdout (aligned ``label: value`` lines, or plain JSON with ``--json``); only metadata
 is read (shapes and dtypes; no frame is read or scanned), so it is fast on any size of file.
 """
 
@@ -10,9 +10,10 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import typer
 
-__all__ = ["register", "info_cmd", "describe"]
+__all__ = ["register", "info_cmd", "describe", "format_human"]
 
 
 def _arr(a) -> dict | None:
@@ -72,8 +73,6 @@ def describe(path: str | Path) -> dict:
 
 
 def _describe_labels(path) -> dict:
-    import numpy as np
-
     from holo.io import read_labels
 
     labs, voxel = read_labels(path)
@@ -138,40 +137,98 @@ def _describe_tomogram(tomo) -> dict:
     )
 
 
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, (list, dict)) and not v):
+_FORMAT_NAMES = {"acquisition": "holo acquisition HDF5", "tcf": "Tomocube TCF", "ome-tiff": "OME-TIFF",
+                 "ome-zarr": "OME-Zarr", "camera": "camera frames"}
+# unit suffixes of key names (longest first) and how a person writes the unit
+_UNITS = (("_cycles_per_um", "cycles/µm"), ("_e_per_adu", "e⁻/ADU"), ("_per_um", "/µm"), ("_um", "µm"), ("_rad", "rad"), ("_s", "s"),
+          ("_e", "e⁻"), ("_adu", "ADU"))
+# items whose value says whether something is recorded
+_RECORDED = {"illumination_na": "illumination NA per frame", "angles": "rotation angles"}
+_SHORT_LIST = 6  # numeric lists up to this length are printed whole
+
+
+def _label_unit(key: str) -> tuple[str, str]:
+    """``("wavelength", "µm")`` for ``"wavelength_um"``; ``(key, "")`` without a unit suffix."""
+    for suffix, unit in _UNITS:
+        if key.endswith(suffix) and len(key) > len(suffix):
+            return key[: -len(suffix)], unit
+    return key, ""
+
+
+def _number(x) -> str:
+    """4 significant digits; a float holding a whole number below 10⁹ as that integer."""
+    if isinstance(x, float):
+        return str(int(x)) if x.is_integer() and abs(x) < 1e9 else f"{x:.4g}"
+    return str(x)
+
+
+def _decoded(v):
+    """A JSON object or array stored as a string (HDF5 attributes) as the value it holds."""
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _is_numeric_list(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+
+
+def _summary(key: str, v, unit: str) -> str:
+    """One readable value: shapes as ``9 × 64 × 64``, short lists whole, long lists summarised
+    (``49 pairs, max 0.3 µm``: the largest Euclidean length of the rows)."""
+    u = f" {unit}" if unit else ""
+    if v is None or (isinstance(v, (list, dict, str)) and not v):
         return "—"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, dict) and set(v) >= {"shape", "dtype"}:
-        extra = {k: x for k, x in v.items() if k not in ("shape", "dtype")}
-        s = f"{tuple(v['shape'])} {v['dtype']}"
-        return s + (" " + ", ".join(f"{k}={_fmt(x)}" for k, x in extra.items()) if extra else "")
-    if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
-        return "(" + ", ".join(_fmt(x) for x in v) + ")"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, ensure_ascii=False)
-    return str(v)
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if _is_numeric_list(v):
+        if "shape" in key:
+            return " × ".join(str(x) for x in v)
+        if len(v) <= _SHORT_LIST:
+            return ", ".join(_number(x) for x in v) + u
+        a = np.asarray(v, dtype=float)
+        return f"{a.size} values, {_number(float(a.min()))} to {_number(float(a.max()))}{u}"
+    if isinstance(v, list) and all(_is_numeric_list(r) for r in v) and len({len(r) for r in v}) == 1:
+        a = np.asarray(v, dtype=float)
+        rows = {2: "pairs", 3: "triples"}.get(a.shape[1], f"rows of {a.shape[1]}")
+        return f"{a.shape[0]} {rows}, max {_number(float(np.sqrt((a ** 2).sum(axis=1)).max()))}{u}"
+    if isinstance(v, list):
+        return ", ".join(str(x) for x in v)
+    return f"{_number(v)}{u}"
 
 
-def _print_table(info: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{info['file']} ({info['format']}, {info['kind']})", show_header=False)
-    table.add_column("item", style="bold")
-    table.add_column("value")
-    for key, val in info.items():
-        if key in ("file", "format", "kind"):
+def _lines(info: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """``(label, value)`` lines of a description: nested dicts flattened with dotted labels, an
+    array record ``{shape, dtype, ...}`` summarised on its own line, units moved from the key
+    names to the values."""
+    out = []
+    for key, v in info.items():
+        v = _decoded(v)
+        if key in _RECORDED and isinstance(v, bool):
+            out.append((prefix + _RECORDED[key], "recorded" if v else "—"))
             continue
-        if key == "channels":
-            if not val:
-                table.add_row("channels", "—")
-            for name, ch in val.items():
-                table.add_row(f"channel {name}", _fmt(ch))
+        label, unit = _label_unit(key)
+        if isinstance(v, dict) and v:
+            rest = dict(v)
+            if {"shape", "dtype"} <= set(v):
+                out.append((prefix + label, f"{_summary('shape', rest.pop('shape'), '')} {rest.pop('dtype')}"))
+            out.extend(_lines(rest, f"{prefix}{label}."))
             continue
-        table.add_row(key, _fmt(val))
-    Console(file=sys.stdout, soft_wrap=True).print(table)
+        out.append((prefix + label, _summary(key, v, unit)))
+    return out
+
+
+def format_human(info: dict) -> str:
+    """The description of :func:`describe` as a person reads it: a title line, then aligned
+    ``label: value`` lines (see :func:`_lines`)."""
+    kind, fmt = info.get("kind", ""), info.get("format", "")
+    title = f"{info['file']}: {kind}, {_FORMAT_NAMES.get(fmt, fmt)}"
+    lines = _lines({k: v for k, v in info.items() if k not in ("file", "format", "kind")})
+    width = max((len(k) for k, _ in lines), default=0) + 1
+    return "\n".join([title, *(f"  {k + ':':<{width}} {v}" for k, v in lines)]) + "\n"
 
 
 def info_cmd(
@@ -183,7 +240,7 @@ def info_cmd(
     if as_json:
         sys.stdout.write(json.dumps(info, ensure_ascii=False) + "\n")
     else:
-        _print_table(info)
+        sys.stdout.write(format_human(info))
 
 
 def register(app: typer.Typer) -> None:
