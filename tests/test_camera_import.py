@@ -173,3 +173,30 @@ def test_info_and_batch_take_a_camera_folder(tmp_path, twin_acq):
     info = describe(d)
     assert info["format"] == "camera" and info["kind"] == "acquisition" and info["n_frames"] == 5
     assert expand_inputs([d]) == [d]  # `holo run FOLDER`: the folder is one sample
+
+
+@pytest.mark.slow
+def test_run_on_a_camera_folder_with_sidecar(tmp_path, twin_acq):
+    """`holo run CAMERA_FOLDER -o OUT`: the folder (frames + background/ + optics.yaml) is one
+    sample, reconstructed, segmented and measured end to end; nothing is written into it."""
+    import pandas as pd
+
+    from holo.cli.main import main
+
+    d = _camera_folder(tmp_path, twin_acq)
+    before = sorted((p.relative_to(d), p.stat().st_mtime_ns) for p in d.rglob("*"))
+    out = tmp_path / "out"
+    assert main(["run", str(d), "-o", str(out), "--method", "rytov", "--seg-method", "classic"]) == 0
+    sample = out / "cam"
+    for name in ("ri.ome.tif", "labels.ome.tif", "cells.csv", "provenance.json", "report.html"):
+        assert (sample / name).is_file(), name
+    prov = json.loads((sample / "provenance.json").read_text())["tomogram"]
+    assert prov["source_file"] == str(d) and prov["geometry"] == "illumination-scan"
+    # optics came from the sidecar: camera pixel / magnification is the twin's sample pixel
+    ri = tifffile.imread(sample / "ri.ome.tif")
+    dx = json.loads((sample / "provenance.json").read_text())["voxel_size_um"][2]
+    assert ri.shape[2] * dx == pytest.approx(twin_acq.holograms.shape[2] * twin_acq.pixel_size_um, rel=0.02)
+    assert ri.max() > twin_acq.medium_index + 0.003  # the phantom cell is there (Δn ≈ 0.01–0.03)
+    cells = pd.read_csv(sample / "cells.csv")
+    assert len(cells) >= 1 and (cells["dry_mass_pg"] > 0).all()
+    assert sorted((p.relative_to(d), p.stat().st_mtime_ns) for p in d.rglob("*")) == before
