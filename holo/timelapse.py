@@ -68,7 +68,7 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
 
 
 def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, keep_labels: bool = False,
-                    max_distance_um: float = 10.0, gap_frames: int = 2, min_branch_frames: int = 3,
+                    max_distance_um: float = 10.0, gap_frames: int = 2, min_branch_frames: int = 2,
                     progress: Callable | None = None, **segment_kwargs) -> TimelapseResult:
     """Track every cell of a time-lapse tomogram and fit its growth.
 

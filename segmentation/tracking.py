@@ -18,7 +18,9 @@ changes by a fraction of its size:
   a merge of two cells (× 2) is ever a frame-to-frame link: a merged frame is bridged by
   gap closing, and a division is found by mass conservation (:func:`find_divisions`).
 
-A division is kept only when both daughter branches last ``min_branch_frames`` frames (or
+Gap closing can bridge a mother to a frame where her two daughters are merged (it carries
+her mass); :func:`cut_at_hidden_divisions` cuts such a track where two daughters live in the
+gap. A division is kept only when both daughter branches last ``min_branch_frames`` frames (or
 reach the end of the series): an over-segmented frame (one cell cut in two, which also
 halves the mass) otherwise looks like a division. The short branch of a rejected division
 becomes a track of its own and the long one continues the mother's track.
@@ -35,19 +37,32 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from holo.conventions import ALPHA_PROTEIN_UM3_PER_PG
 
-__all__ = ["COORDINATES", "frame_detections", "link_cells", "find_divisions", "prune_divisions", "track_graph"]
+__all__ = ["COORDINATES", "BOUNDARY_VOXELS", "frame_detections", "link_cells", "find_divisions", "cut_at_hidden_divisions", "prune_divisions", "track_graph"]
 
 #: Centroid columns of a detections table (µm, array order).
 COORDINATES = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
 _LN2 = math.log(2.0)
+#: Floor of the dry-mass share margins in voxels (boundary placement uncertainty of a segmenter).
+BOUNDARY_VOXELS = 2.0
 
 
 def frame_detections(instance: np.ndarray, voxel_size_um, *, ri: np.ndarray | None = None,
-                     medium_index: float | None = None, frame: int = 0) -> pd.DataFrame:
+                     medium_index: float | None = None, frame: int = 0, wavelength_um: float = 0.532,
+                     boundary_voxels: float = BOUNDARY_VOXELS) -> pd.DataFrame:
     """Detections of one labelled frame: ``frame, label, centroid_*_um, volume_um3`` and,
-    when ``ri`` is given, ``dry_mass_pg`` = (1/α) Σ (n − n_m) ΔV over the label."""
+    when ``ri`` is given, ``dry_mass_pg`` over each cell's share of the excess RI.
+
+    The share is the partition of :func:`holo.segmentation.drymass.mass_partition` with the
+    optical blur margins of :func:`~holo.segmentation.drymass.cell_margins_um`, each floored
+    at ``boundary_voxels`` voxels along every axis: a segmenter places a boundary to about
+    a voxel, and a mask shifted by one voxel along y and x leaves true cell voxels up to
+    √2 voxels outside it. With the floor these stay in the share, so the mass,
+    m_k = (1/α) Σ_{owner = k} (n − n_m) ΔV, does not move with the mask (the tight-mask sum
+    changes by the RI of a boundary layer, several percent for a small cell).
+    """
+    from holo.segmentation import drymass
+
     lab = np.asarray(instance)
     ids = np.unique(lab[lab > 0])
     vs = np.asarray(voxel_size_um, float)
@@ -58,13 +73,16 @@ def frame_detections(instance: np.ndarray, voxel_size_um, *, ri: np.ndarray | No
         out[col] = com[:, i] * vs[i] if len(ids) else np.zeros(0)
     out["volume_um3"] = np.asarray(ndimage.sum_labels(np.ones_like(lab, np.float32), lab, ids)) * dv
     if ri is not None:
-        dn = np.asarray(ri, np.float64) - float(medium_index)
-        out["dry_mass_pg"] = np.asarray(ndimage.sum_labels(dn, lab, ids)) * dv / ALPHA_PROTEIN_UM3_PER_PG
+        floor = float(boundary_voxels) * vs
+        margins = {k: tuple(np.maximum(m, floor)) for k, m in
+                   drymass.cell_margins_um(lab, vs, wavelength_um, float(medium_index)).items()}
+        share = drymass.partition_dry_mass_pg(ri, drymass.mass_partition(lab, vs, margins), float(medium_index), vs)
+        out["dry_mass_pg"] = np.array([share.get(int(k), 0.0) for k in ids])
     return pd.DataFrame(out)
 
 
 def link_cells(det: pd.DataFrame, *, max_distance_um: float = 10.0, mass_weight_um: float | None = None,
-               gap_frames: int = 2, divisions: bool = True, min_branch_frames: int = 3,
+               gap_frames: int = 2, divisions: bool = True, min_branch_frames: int = 2,
                field_um=None) -> pd.DataFrame:
     """Link detections into tracks with divisions (costs in the module docstring).
 
@@ -106,6 +124,8 @@ def link_cells(det: pd.DataFrame, *, max_distance_um: float = 10.0, mass_weight_
     det["_row"] = np.arange(len(det))
     tdf, _, _ = lt.predict_dataframe(det, [*COORDINATES, "_q"], frame_col="frame", only_coordinate_cols=False)
     track = tdf.sort_values("_row")["track_id"].to_numpy()
+    if divisions:
+        track = cut_at_hidden_divisions(det, track, max_distance_um=max_distance_um, mass_weight_um=w)
     parents = find_divisions(det, track, max_distance_um=max_distance_um, mass_weight_um=w,
                              gap_frames=gap_frames) if divisions else {}
     frames = det["frame"].to_numpy()
@@ -132,11 +152,15 @@ def find_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: flo
                    gap_frames: int = 2) -> dict:
     """Mothers of track starts by mass conservation: {daughter track: mother track}.
 
-    A track M ending at frame e (before the last frame) and two tracks A, B starting at the
-    same frame in (e, e + 1 + gap_frames] form a candidate division when both start within
-    d_max of M's last centroid and each holds 20–80 % of the pair's mass. Its cost is
-    |r_A − r_M|² + |r_B − r_M|² + (w ln((m_A + m_B)/m_M))²; candidates under 2 d_max² are
-    accepted greedily from the cheapest, each track used once.
+    A track M ending at frame e (before the last frame) and two tracks A, B starting in
+    (e, e + 1 + gap_frames] (not necessarily at the same frame: a daughter may be missed or
+    merged in her first frame) form a candidate division when each starts within
+    d_max √Δf of M's last centroid (Δf frames later; a random walk spreads as √Δf) and each
+    holds 20–80 % of the pair's mass. Its cost is
+    |r_A − r_M|²/Δf_A + |r_B − r_M|²/Δf_B + (w ln((m_A + m_B)/m_M))² + ½ d_max² (Δf_A + Δf_B − 2),
+    the last term charging every missed daughter detection (an explanation that needs a
+    segmentation miss is less likely); candidates under 2 d_max² are accepted greedily from
+    the cheapest, each track used once.
     """
     frames = det["frame"].to_numpy()
     r = det[list(COORDINATES)].to_numpy(float)
@@ -144,25 +168,25 @@ def find_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: flo
     last_frame = int(frames.max())
     first = {int(t): int(np.flatnonzero(track == t)[np.argmin(frames[track == t])]) for t in np.unique(track)}
     last = {int(t): int(np.flatnonzero(track == t)[np.argmax(frames[track == t])]) for t in np.unique(track)}
-    starts: dict[int, list] = {}
-    for t, i in first.items():
-        starts.setdefault(int(frames[i]), []).append(t)
     d2max = float(max_distance_um) ** 2
     cands = []
     for mom, i in last.items():
         if frames[i] >= last_frame:
             continue
-        for f in range(int(frames[i]) + 1, int(frames[i]) + 2 + int(gap_frames)):
-            near = [t for t in starts.get(f, []) if t != mom and np.sum((r[first[t]] - r[i]) ** 2) <= d2max]
-            for ai, a in enumerate(near):
-                for b in near[ai + 1:]:
-                    ma, mb = m[first[a]], m[first[b]]
-                    if not 0.2 <= ma / (ma + mb) <= 0.8:
-                        continue
-                    cost = (np.sum((r[first[a]] - r[i]) ** 2) + np.sum((r[first[b]] - r[i]) ** 2)
-                            + (mass_weight_um * math.log((ma + mb) / m[i])) ** 2)
-                    if cost <= 2.0 * d2max:
-                        cands.append((cost, mom, a, b))
+        near = []
+        for t, j in first.items():
+            df = int(frames[j] - frames[i])
+            d2 = float(np.sum((r[j] - r[i]) ** 2)) / max(df, 1)
+            if t != mom and 1 <= df <= 1 + int(gap_frames) and d2 <= d2max:
+                near.append((t, d2 + 0.5 * d2max * (df - 1)))
+        for ai, (a, da) in enumerate(near):
+            for b, db in near[ai + 1:]:
+                ma, mb = m[first[a]], m[first[b]]
+                if not 0.2 <= ma / (ma + mb) <= 0.8:
+                    continue
+                cost = da + db + (mass_weight_um * math.log((ma + mb) / m[i])) ** 2
+                if cost <= 2.0 * d2max:
+                    cands.append((cost, mom, a, b))
     parents, mothers = {}, set()
     for cost, mom, a, b in sorted(cands):
         if mom in mothers or a in parents or b in parents:
@@ -170,6 +194,52 @@ def find_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: flo
         mothers.add(mom)
         parents[a] = parents[b] = mom
     return parents
+
+
+def cut_at_hidden_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: float,
+                            mass_weight_um: float) -> np.ndarray:
+    """Cut a track bridged across a division: new track ids after the gap.
+
+    Gap closing may link a mother (frame f₀) to a detection at f₁ > f₀ + 1 in which her two
+    daughters are merged (it has the mother's mass). The daughters then exist in between:
+    two tracks that start at the same frame in (f₀, f₁) within d_max √Δf of the mother, whose
+    masses sum to hers (|w ln((m_A + m_B)/m_M)| ≤ d_max) and that both go on past f₁ (the
+    halves of a cell cut in one frame do not). Such a track is cut after f₀, so that
+    :func:`find_divisions` sees the mother end.
+    """
+    frames = det["frame"].to_numpy()
+    r = det[list(COORDINATES)].to_numpy(float)
+    m = _size(det)
+    track = np.asarray(track).copy()
+    starts: dict[int, list] = {}
+    for t in np.unique(track):
+        j = int(np.flatnonzero(track == t)[np.argmin(frames[track == t])])
+        starts.setdefault(int(frames[j]), []).append((j, int(frames[track == t].max())))
+    next_id = int(track.max()) + 1
+    for t in np.unique(track):
+        rows = np.flatnonzero(track == t)
+        rows = rows[np.argsort(frames[rows])]
+        for i, k in zip(rows[:-1], rows[1:]):
+            if not _division_in_gap(i, k, frames, r, m, starts, max_distance_um, mass_weight_um):
+                continue
+            later = rows[frames[rows] > frames[i]]
+            track[later] = next_id
+            next_id += 1
+            break
+    return track
+
+
+def _division_in_gap(i, k, frames, r, m, starts, d_max, w) -> bool:
+    """Whether two tracks starting at one frame strictly between detections i and k, both
+    ending after k (``starts``: {frame: [(first row, last frame)]}), sum to m_i."""
+    for f in range(int(frames[i]) + 1, int(frames[k])):
+        df = f - int(frames[i])
+        near = [j for j, end in starts.get(f, []) if end > frames[k] and np.sum((r[j] - r[i]) ** 2) <= d_max**2 * df]
+        for a, ja in enumerate(near):
+            for jb in near[a + 1:]:
+                if abs(w * math.log((m[ja] + m[jb]) / m[i])) <= d_max and 0.2 <= m[ja] / (m[ja] + m[jb]) <= 0.8:
+                    return True
+    return False
 
 
 def prune_divisions(frames: np.ndarray, track: np.ndarray, parents: dict, min_branch_frames: int, *, left=()):
