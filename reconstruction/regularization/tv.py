@@ -53,7 +53,7 @@ def tv_value(x, voxel_size_um) -> float:
     """TV_h(x), the weighted isotropic total variation defined in the module docstring."""
     cz, cy, cx = tv_weights(voxel_size_um)
     x = np.ascontiguousarray(x, dtype=np.float32)
-    return float(_k.tv_value(x, np.float32(cz), np.float32(cy), np.float32(cx)))
+    return float(_k.kernels(np.shape(x))[2](x, np.float32(cz), np.float32(cy), np.float32(cx)))
 
 
 class TVProx:
@@ -112,13 +112,14 @@ class TVProx:
         r = self.r
         np.copyto(r, self.p)
         x = np.empty_like(b)
+        primal_from_dual, dual_step, _ = _k.kernels(b.shape)
         t = 1.0
         for _ in range(self.iterations):
-            _k.primal_from_dual(b, r, lam, cz, cy, cx, up, x)
+            primal_from_dual(b, r, lam, cz, cy, cx, up, x)
             t, beta = fista_momentum(t)
             beta = np.float32(beta)
-            _k.dual_step(x, self.p, r, tau, beta, cz, cy, cx)
-        _k.primal_from_dual(b, self.p, lam, cz, cy, cx, up, x)
+            dual_step(x, self.p, r, tau, beta, cz, cy, cx)
+        primal_from_dual(b, self.p, lam, cz, cy, cx, up, x)
         return x
 
     # -- torch (CUDA) version of the same two steps ------------------------------------------
