@@ -18,17 +18,41 @@ META_KEY = "holo"
 DEFAULT_MEDIUM_INDEX = 1.337
 #: Axis names of a volume (and of a time series of volumes).
 ZYX = ("z", "y", "x")
+#: napari scale (s) of an acquisition's single instant: the largest time step a Tomogram accepts.
+SINGLE_INSTANT_S = 1e9
 
 
-def ri_contrast_limits(tomo: Tomogram) -> tuple[float, float]:
+def ri_contrast_limits(tomo: Tomogram, vol=None) -> tuple[float, float]:
     """Contrast limits from one frame (never the whole time series): the 0.5–99.9 % range of
-    the RI, widened to at least medium ± 0.005 so a flat medium shows as such."""
-    vol = tomo.frame(0)
+    the RI, widened to at least medium ± 0.005 so a flat medium shows as such. ``vol``: the
+    first frame when the caller has read it already."""
+    vol = tomo.frame(0) if vol is None else vol
     sub = vol[:: max(1, vol.shape[0] // 16), ::2, ::2]
     lo, hi = np.nanpercentile(sub, [0.5, 99.9])
     lo = min(float(lo), tomo.medium_index - 0.005)
     hi = max(float(hi), tomo.medium_index + 0.005)
     return (lo, hi)
+
+
+def contrast_slice(vol: np.ndarray, medium_index: float) -> int:
+    """The z index of the slice that differs most from the medium: argmax over z of
+    Σ_yx |n(z, y, x) − n_m| (the slice through the most matter, where cells are)."""
+    dev = np.abs(np.asarray(vol, dtype=np.float32) - np.float32(medium_index))
+    return int(np.argmax(np.nansum(dev, axis=(1, 2))))
+
+
+def busiest_slice(labels: np.ndarray) -> int:
+    """The z index of the slice of a (Z, Y, X) label volume that cuts the most distinct
+    labels; ties go to the slice with the most labelled voxels."""
+    labels = np.asarray(labels)
+    best, best_key = 0, (-1, -1)
+    for z in range(labels.shape[0]):
+        plane = labels[z].ravel()
+        plane = plane[plane > 0]
+        key = (int(np.unique(plane).size), int(plane.size))
+        if key > best_key:
+            best, best_key = z, key
+    return best
 
 
 def _units(n: int) -> tuple[str, ...]:
@@ -49,6 +73,8 @@ def tomogram_layers(tomo: Tomogram, name: str = "RI") -> list[tuple]:
             "source": tomo.source,
         }
     }
+    vol0 = np.asarray(tomo.frame(0), dtype=np.float32)  # read once: contrast and the slice to open on
+    meta[META_KEY]["contrast_z"] = contrast_slice(vol0, tomo.medium_index)
     t_scale = ((tomo.time_step_s or 1.0),) if tomo.has_time else ()
     t_units = ("s",) if tomo.has_time else ()
     layers = [
@@ -60,7 +86,7 @@ def tomogram_layers(tomo: Tomogram, name: str = "RI") -> list[tuple]:
                 "units": t_units + _units(3),
                 "axis_labels": (("t",) if tomo.has_time else ()) + ZYX,
                 "colormap": RI_COLORMAP,
-                "contrast_limits": ri_contrast_limits(tomo),
+                "contrast_limits": ri_contrast_limits(tomo, vol0),
                 "metadata": meta,
             },
             "image",
@@ -122,18 +148,22 @@ def acquisition_layers(acq: Acquisition, name: str = "acquisition") -> list[tupl
         }
     }
     px = acq.pixel_size_um
-    # (frame, z, y, x) with a single z plane: the illumination frames get their own slider
-    # ("frame", no unit) instead of sharing (and mislabelling) the z axis of a tomogram
-    # opened beside them; z, y, x in µm like every other layer.
-    common = {"scale": (1.0, px, px, px), "units": ("", "µm", "µm", "µm"), "axis_labels": ("frame",) + ZYX,
-              "metadata": meta}
+    # (frame, t, z, y, x) with a single instant and a single z plane: the illumination frames
+    # get their own slider ("frame", no unit) instead of sharing (and mislabelling) the t or z
+    # axis of a tomogram opened beside them, and every axis a tomogram has carries the same
+    # unit (s, µm) so napari's units stay consistent across layers. napari steps a slider by
+    # the smallest scale of the layers on it, so the single t and z planes take scales no
+    # tomogram's time step or voxel exceeds (the validation bound, the field of view).
+    fov_um = float(max(acq.frame_shape)) * px
+    common = {"scale": (1.0, SINGLE_INSTANT_S, fov_um, px, px), "units": ("", "s", "µm", "µm", "µm"),
+              "axis_labels": ("frame", "t") + ZYX, "metadata": meta}
     if acq.fields is not None:
-        f = da.from_array(acq.fields, chunks=(1,) + tuple(acq.frame_shape))[:, None]
+        f = da.from_array(acq.fields, chunks=(1,) + tuple(acq.frame_shape))[:, None, None]
         return [
             (da.angle(f), {**common, "name": f"{name} phase", "colormap": "twilight"}, "image"),
             (da.absolute(f), {**common, "name": f"{name} amplitude", "colormap": "gray", "visible": False}, "image"),
         ]
-    h = da.from_array(acq.holograms, chunks=(1,) + tuple(acq.frame_shape))[:, None]
+    h = da.from_array(acq.holograms, chunks=(1,) + tuple(acq.frame_shape))[:, None, None]
     first = np.asarray(acq.holograms[0], dtype=np.float32)
     lims = tuple(float(v) for v in np.percentile(first, [0.5, 99.5]))
     return [(h, {**common, "name": f"{name} holograms", "colormap": "gray", "contrast_limits": lims}, "image")]

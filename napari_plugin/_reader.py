@@ -28,8 +28,11 @@ def read_layers(path) -> list[tuple]:
     from holo.io import detect_format, is_label_file, read_labels
     from holo.model import Acquisition
 
+    from holo.napari._view import follow_current
+
     if isinstance(path, (list, tuple)):
         path = path[0]
+    follow_current()  # the view opens on the cells, with colour and scale bars
     name = default_name(path)
     fmt = detect_format(path)
     if is_label_file(path, fmt):

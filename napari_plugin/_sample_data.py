@@ -31,6 +31,9 @@ def _sample_acquisition_path() -> Path:
 def sample_acquisition() -> list[tuple]:
     from holo.io.acquisition import read_acquisition
 
+    from holo.napari._view import follow_current
+
+    follow_current()
     return acquisition_layers(read_acquisition(_sample_acquisition_path()), "sample acquisition")
 
 
@@ -43,4 +46,7 @@ def _sample_tomogram():
 
 
 def sample_tomogram() -> list[tuple]:
+    from holo.napari._view import follow_current
+
+    follow_current()
     return tomogram_layers(_sample_tomogram(), "sample RI")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QWidget
 
 from holo.napari._layers import tomogram_layers
+from holo.napari._view import follow
 from holo.napari._widgets._common import LayerCombo, holo_kind
 from holo.napari._widgets._task import attach_task_layout
 from holo.reconstruction.methods import DEFAULT_METHOD, METHODS
@@ -17,6 +18,7 @@ class ReconstructWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        follow(napari_viewer)  # added RI and label layers open on the cells (holo.napari._view)
         self.layer_combo = LayerCombo(napari_viewer, lambda layer: holo_kind(layer) == "acquisition")
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("…or an acquisition .h5 file")

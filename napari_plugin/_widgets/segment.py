@@ -5,6 +5,7 @@ from __future__ import annotations
 from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
 
 from holo.napari._layers import cells_features, image_layer_to_tomogram, labels_layer
+from holo.napari._view import follow
 from holo.napari._widgets._common import LayerCombo, is_ri_image
 from holo.napari._widgets._task import attach_task_layout
 from holo.segmentation import METHODS
@@ -19,6 +20,7 @@ class SegmentWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        follow(napari_viewer)  # added RI and label layers open on the cells (holo.napari._view)
         self.layer_combo = LayerCombo(napari_viewer, is_ri_image)
         from holo.segmentation.infer import unet_names
 

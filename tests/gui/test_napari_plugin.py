@@ -78,7 +78,7 @@ def test_acquisition_reader_and_reconstruct_widget(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     path = _sample_acquisition_path()
     (holograms,) = viewer.open(str(path), plugin="holo")
-    assert holograms.metadata["holo"]["kind"] == "acquisition" and holograms.data.ndim == 4 and holograms.data.shape[1] == 1
+    assert holograms.metadata["holo"]["kind"] == "acquisition" and holograms.data.ndim == 5 and holograms.data.shape[1:3] == (1, 1)
     _, widget = viewer.window.add_plugin_dock_widget("holo", "Reconstruct")
     assert widget.layer_combo.currentText() == holograms.name
     widget.method.setCurrentText("rytov")
@@ -90,7 +90,7 @@ def test_acquisition_reader_and_reconstruct_widget(make_napari_viewer, qtbot):
     assert ri.metadata["holo"]["provenance"]["method"] == "rytov"
     assert "method: rytov" in widget.facts.text()
     # the acquisition's frames and the tomogram's z have separate, named sliders, one unit each
-    assert viewer.dims.axis_labels[-4:] == ("frame", "z", "y", "x")
+    assert viewer.dims.axis_labels[-5:] == ("frame", "t", "z", "y", "x")
     # lateral voxel from the optics is finer than the axial one
     assert ri.scale[1] == pytest.approx(ri.scale[2]) and ri.scale[0] > ri.scale[1]
     # the sample cell is denser than the medium
@@ -219,3 +219,51 @@ def test_file_open_prefers_holo_and_reads_cells_table(make_napari_viewer, tmp_pa
     assert list(cells.features["index"]) == [3] and cells.features["class"].iloc[0] == "lymphocyte"
     assert len(semantic.features) == 0  # the semantic file is not given the cells table
     assert viewer.dims.axis_labels == ("z", "y", "x")
+
+
+def test_acquisition_beside_time_series_opens_on_the_cells(make_napari_viewer, qtbot, tmp_path):
+    """An acquisition and a tomogram time series together: units agree on every axis (no
+    "Inconsistent units" notification), the sliders keep the tomogram's steps, the view opens
+    on the slice through the cell, with an RI colour bar and a scale bar in µm; instance labels
+    added afterwards move it to the slice that cuts the most cells."""
+    from holo.io import save_labels, save_tomogram
+    from holo.napari._sample_data import _sample_acquisition_path
+    from napari.utils.notifications import notification_manager
+
+    messages = []
+    notification_manager.notification_ready.connect(lambda event: messages.append(str(event.message)))
+    viewer = make_napari_viewer(show=True)
+    z, y, x = np.mgrid[:16, :40, :40].astype(np.float32)
+    vol = np.where(4 * (z - 11) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 < 16, np.float32(1.37), np.float32(1.337))
+    tomo = Tomogram(np.stack([vol, vol]), (0.8, 0.2, 0.2), 1.337, time_step_s=2.5)  # a cell on z = 11
+    (holograms,) = viewer.open(str(_sample_acquisition_path()), plugin="holo")
+    (ri,) = viewer.open(str(save_tomogram(tomo, tmp_path / "ri.ome.tif")), plugin="holo")
+    viewer.screenshot()  # draws: napari checks the units on the next draw
+    qtbot.wait(50)
+    assert not [m for m in messages if "units" in m.lower()], messages
+    assert viewer.dims.axis_labels == ("frame", "t", "z", "y", "x")
+    assert [str(u) for u in viewer.layers.extent.units] == ["dimensionless", "second"] + ["micrometer"] * 3
+    assert viewer.dims.range[1].step == pytest.approx(2.5) and viewer.dims.range[2].step == pytest.approx(0.8)
+    assert viewer.dims.point[2] == pytest.approx(11 * 0.8)  # the slice through the cell's middle
+    assert ri.colorbar.visible and viewer.canvas.overlays.scale_bar.visible
+    assert not holograms.colorbar.visible
+    labels = np.zeros(tomo.ri.shape[1:], np.int32)
+    labels[2:6, 5:9, 5:9], labels[4:8, 20:24, 20:24], labels[4, 30:33, 30:33] = 1, 2, 3  # z = 4 cuts all three
+    viewer.open(str(save_labels(labels, tmp_path / "instances.ome.tif", tomo.voxel_size_um)), plugin="holo")
+    assert viewer.dims.point[2] == pytest.approx(4 * 0.8)
+
+
+def test_best_slices():
+    from holo.napari._layers import busiest_slice, contrast_slice
+
+    vol = np.full((6, 8, 8), 1.337, np.float32)
+    vol[4, 2:5, 2:5] = 1.36  # bright small object on z = 4
+    vol[1, :, :] = 1.333  # a whole slice slightly below the medium: more matter in all
+    assert contrast_slice(vol, 1.337) == 1
+    lab = np.zeros((5, 4, 4), np.int32)
+    lab[0, :, :] = 1  # one big cell on z = 0, two small ones on z = 3
+    lab[3, 0, 0], lab[3, 3, 3] = 2, 3
+    assert busiest_slice(lab) == 3
+    lab[2, 1, 1], lab[2, 2, 2] = 2, 3  # tie on two labels: the slice with more labelled voxels
+    lab[2, 1, 2] = 2
+    assert busiest_slice(lab) == 2
