@@ -65,3 +65,20 @@ def test_uncertain_cells_get_a_reason_and_no_model_only_adds_columns():
     assert out["reason"].iloc[0] == "" and "probability" in out["reason"].iloc[1]
     with pytest.raises(ValueError, match="quantile"):
         abstain(cells, None, quantile=1.5)
+
+
+def test_shipped_model_covers_every_class_and_rejects_a_plain_sphere():
+    # the case: a homogeneous 8 µm ball (n 1.36) was called "lymphocyte, 0.97"
+    from holo.labels import CELL_CLASSES
+    from holo.segmentation.morphometrics import measure_cells
+    from holo.segmentation.novelty import load_novelty
+
+    model = load_novelty()
+    assert model["features"] == list(FEATURES) and set(model["classes"]) == set(CELL_CLASSES)
+    vs = (0.4, 0.2, 0.2)
+    z, y, x = np.meshgrid(*[(np.arange(n) - n // 2) * v for n, v in zip((30, 56, 56), vs)], indexing="ij")
+    ball = z**2 + y**2 + x**2 < 4.0**2
+    cells = measure_cells(np.where(ball, 1.36, 1.337).astype(np.float32), None, ball.astype(np.int32), vs, 1.337)
+    cells["class"], cells["confidence"] = "lymphocyte", 0.97
+    out = abstain(cells, model)
+    assert out["class"].iloc[0] == UNKNOWN and out["reason"].iloc[0].startswith("unlike the training cells")

@@ -1,8 +1,10 @@
 """Fit the out-of-distribution model (``novelty.json``) on twin cells as the default chain sees them.
 
-Cells of the training distribution (phantoms of the ``otf`` training seeds, 1000 + i, kinds
-cycling as in :mod:`holo.training.make_data`) are seen through the instrument's transfer
-function with band-limited noise, segmented, classified and measured by the shipped chain
+Cells of the training distribution (phantoms of the training seeds of each source, kinds
+cycling as in :mod:`holo.training.make_data`) are seen through the instrument — ``otf``: the
+transfer function with band-limited noise (seeds 1000 + i); ``gp``: the twin end to end,
+simulated holograms reconstructed by Rytov + Gerchberg–Papoulis, the default chain (seeds
+3300 + i) — then segmented, classified and measured by the shipped chain
 (:func:`holo.segmentation.diagnose` without abstention); every predicted cell that matches a
 true cell (IoU > 0.5) contributes its features (:func:`holo.segmentation.novelty.cell_features`)
 under its *true* class. The per-class Gaussians are written to ``OUT/novelty.json`` with the
@@ -10,7 +12,7 @@ provenance; the cells table to ``OUT/novelty_cells.csv`` when ``--keep-table``.
 
 Usage::
 
-    python -m holo.training.fit_novelty --out segmentation/weights --volumes 40
+    python -m holo.training.fit_novelty --out segmentation/weights --volumes 30 --gp-volumes 12
 """
 
 from __future__ import annotations
@@ -44,14 +46,28 @@ def _matched_true_class(inst_pred, inst_true, classes_true) -> dict:
     return out
 
 
-def training_cells(seeds, kinds, *, shape_zyx=(96, 256, 256), voxel_size_um=(0.2, 0.1, 0.1), medium_index=1.337,
-                   log=print):
+def _seen(ph, source: str, seed: int, rng):
+    """(RI, voxel size) of a phantom as the instrument sees it through ``source``."""
+    from holo.segmentation.data import apply_otf
+
+    if source == "otf":
+        noise = float(rng.uniform(0.001, 0.004))
+        return apply_otf(ph.ri, ph.voxel_size_um, ph.medium_index, rng=rng, noise_ri=noise), ph.voxel_size_um
+    from holo.pipeline import reconstruct
+    from holo.twin.acquire import simulate_acquisition
+
+    tomo = reconstruct(simulate_acquisition(ph, seed=int(seed)), method=source)
+    return tomo.frame(0), tuple(tomo.voxel_size_um)
+
+
+def training_cells(seeds, kinds, *, source: str = "otf", shape_zyx=(96, 256, 256), voxel_size_um=(0.2, 0.1, 0.1),
+                   medium_index=1.337, log=print):
     """Cells table (measured by the chain) of the twin volumes of the given seeds, with ``true_class``."""
     import pandas as pd
 
     from holo.model import Tomogram
     from holo.segmentation import classify, measure, segment
-    from holo.segmentation.data import apply_otf
+    from holo.segmentation.data import labels_to_grid
     from holo.twin.phantoms import make_phantom
 
     tables = []
@@ -59,15 +75,17 @@ def training_cells(seeds, kinds, *, shape_zyx=(96, 256, 256), voxel_size_um=(0.2
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed + 7919)
         ph = make_phantom(kind, shape_zyx=shape_zyx, voxel_size_um=voxel_size_um, medium_index=medium_index, seed=seed)
-        ri = apply_otf(ph.ri, ph.voxel_size_um, medium_index, rng=rng, noise_ri=float(rng.uniform(0.001, 0.004)))
-        tomo = Tomogram(ri=ri, voxel_size_um=voxel_size_um, medium_index=medium_index, wavelength_um=0.532)
+        ri, vs = _seen(ph, source, seed, rng)
+        tomo = Tomogram(ri=ri, voxel_size_um=vs, medium_index=medium_index, wavelength_um=0.532)
         seg = segment(tomo)
         cells = measure(tomo, seg.semantic, seg.instance, classes=classify(tomo, seg.instance))
-        truth = _matched_true_class(seg.instance, np.asarray(ph.instance), dict(ph.classes))
+        inst_true = labels_to_grid(np.asarray(ph.instance), ph.voxel_size_um, ri.shape, vs)
+        truth = _matched_true_class(seg.instance, inst_true, dict(ph.classes))
         cells["true_class"] = [truth.get(int(i), "") for i in cells["cell_id"]]
         cells["seed"] = seed
+        cells["source"] = source
         tables.append(cells)
-        log(f"seed {seed} {kind}: {len(cells)} cells, {len(truth)} matched, {time.perf_counter() - t0:.1f} s")
+        log(f"{source} seed {seed} {kind}: {len(cells)} cells, {len(truth)} matched, {time.perf_counter() - t0:.1f} s")
     return pd.concat(tables, ignore_index=True)
 
 
@@ -78,17 +96,30 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m holo.training.fit_novelty", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--volumes", type=int, default=40)
+    ap.add_argument("--volumes", type=int, default=30, help="otf volumes")
+    ap.add_argument("--gp-volumes", type=int, default=12, help="gp (twin end to end) volumes")
+    ap.add_argument("--reuse-table", type=Path, default=None, help="cells CSV of an earlier run to add to")
     ap.add_argument("--keep-table", action="store_true")
     a = ap.parse_args(argv)
-    seed0 = SPLIT_SEED0[("train", "otf")]
-    seeds = [seed0 + i for i in range(a.volumes)]
-    cells = training_cells(seeds, [KINDS[i % len(KINDS)] for i in range(a.volumes)])
+    import pandas as pd
+
+    tables, seeds = [], {}
+    if a.reuse_table is not None:
+        tables.append(pd.read_csv(a.reuse_table, keep_default_na=False))
+    for source, n in (("otf", a.volumes), ("gp", a.gp_volumes)):
+        done = set(tables[0].loc[tables[0]["source"] == source, "seed"]) if tables and "source" in tables[0] else set()
+        seed0 = SPLIT_SEED0[("train", source)]
+        todo = [seed0 + i for i in range(n) if seed0 + i not in done]
+        seeds[source] = [seed0, seed0 + n]
+        if todo:
+            tables.append(training_cells(todo, [KINDS[(s - seed0) % len(KINDS)] for s in todo], source=source))
+    cells = pd.concat(tables, ignore_index=True)
     cells = cells[cells["true_class"] != ""]
     model = fit_class_gaussians(cell_features(cells), cells["true_class"].to_numpy())
     model.update(default_quantile=DEFAULT_QUANTILE, provenance={
-        "source": "otf twin volumes segmented, classified and measured by the shipped chain",
-        "seeds": [seeds[0], seeds[-1] + 1], "n_cells": int(len(cells)),
+        "source": "twin volumes (otf and gp) segmented, classified and measured by the shipped chain",
+        "seeds": seeds, "n_cells": int(len(cells)),
+        "n_cells_per_source": {k: int(v) for k, v in cells["source"].value_counts().items()},
         "command": "python -m holo.training.fit_novelty " + " ".join(sys.argv[1:] if argv is None else argv)})
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "novelty.json").write_text(json.dumps(model, indent=1))
