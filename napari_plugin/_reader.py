@@ -1,4 +1,5 @@
-"""napari reader: acquisition HDF5, Tomocube TCF, OME-TIFF and OME-Zarr (by content)."""
+"""napari reader: acquisition HDF5, Tomocube TCF, OME-TIFF and OME-Zarr (by content), and the
+``tracks.csv`` of ``holo track`` (by its header) as a Tracks layer."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ def get_reader(path):
             return None
         path = path[0]
     from holo.io import detect_format
+    from holo.napari._tracks import is_tracks_table
 
+    if is_tracks_table(path):
+        return read_tracks
     try:
         detect_format(path)
     except (HoloError, OSError):
@@ -61,4 +65,15 @@ def _instance_features(path, label_name: str, labels):
     return cells_table_beside(path, labels)
 
 
-__all__ = ["get_reader", "read_layers"]
+def read_tracks(path) -> list[tuple]:
+    """The Tracks layer of a ``tracks.csv`` written by ``holo track``."""
+    from holo.napari._tracks import read_tracks_table, tracks_layer
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    from pathlib import Path
+
+    return [tracks_layer(read_tracks_table(path), Path(str(path)).stem, source=str(path))]
+
+
+__all__ = ["get_reader", "read_layers", "read_tracks"]

@@ -1,0 +1,112 @@
+"""A tracks table written by ``holo track`` (``tracks.csv``) as a napari Tracks layer (no Qt here).
+
+The table has one row per cell and frame (:data:`holo.timelapse.TRACK_COLUMNS`): ``track_id``
+(one id per branch between divisions), ``parent_id`` (the mother branch, 0 for none),
+``frame``, ``time_s`` and the centroid in µm measured as voxel index × voxel size, i.e. in the
+world coordinates of the RI layer. The layer's vertices are ``[track_id, frame, z, y, x]``
+with scale ``(Δt, 1, 1, 1)``: napari rounds a track's time to an integer index, so time stays
+the frame number in data space and becomes t = frame · Δt (s) in the world, on the same time
+slider as the RI layer whose scale is ``(Δt, v_z, v_y, v_x)``. Divisions are the ``graph``
+{daughter: [mother]}; the numeric columns (dry mass, volume, mean RI, ...) are the layer's
+features, one row per vertex.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from holo.timelapse import TRACK_COLUMNS
+
+__all__ = ["REQUIRED_COLUMNS", "is_tracks_table", "read_tracks_table", "frame_interval_s", "division_graph",
+           "tracks_layer_data", "tracks_layer", "track_series"]
+
+#: Leading header of a ``tracks.csv`` written by ``holo track`` (ids, frame, time, label, centroid µm).
+REQUIRED_COLUMNS = TRACK_COLUMNS[:8]
+_CENTROID = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
+
+
+def is_tracks_table(path) -> bool:
+    """True when ``path`` is a ``.csv`` file whose header starts with :data:`REQUIRED_COLUMNS`
+    (only the first line is read)."""
+    path = Path(str(path))
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = fh.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return tuple(h.strip().strip('"') for h in header[: len(REQUIRED_COLUMNS)]) == REQUIRED_COLUMNS
+
+
+def read_tracks_table(path) -> pd.DataFrame:
+    """The tracks table of ``path``, ids and frames as integers, sorted by track then frame."""
+    tracks = pd.read_csv(path)
+    for col in ("track_id", "parent_id", "frame", "label"):
+        tracks[col] = tracks[col].astype(np.int64)
+    return tracks.sort_values(["track_id", "frame"]).reset_index(drop=True)
+
+
+def frame_interval_s(tracks: pd.DataFrame) -> float:
+    """Δt (s) between frames: the median of ``time_s / frame`` over frames > 0 (``holo track``
+    writes time_s = frame · Δt); 1 when the table has no later frame or no positive time."""
+    later = tracks[tracks["frame"] > 0]
+    if later.empty:
+        return 1.0
+    dt = float(np.median(later["time_s"].to_numpy(float) / later["frame"].to_numpy(float)))
+    return dt if np.isfinite(dt) and dt > 0 else 1.0
+
+
+def division_graph(tracks: pd.DataFrame) -> dict[int, list[int]]:
+    """{daughter track id: [mother track id]} for every track whose parent is in the table."""
+    parents = tracks.groupby("track_id")["parent_id"].first()
+    present = set(parents.index.tolist())
+    return {int(t): [int(p)] for t, p in parents.items() if int(p) and int(p) in present}
+
+
+def tracks_layer_data(tracks: pd.DataFrame) -> tuple[np.ndarray, dict[int, list[int]], pd.DataFrame]:
+    """(vertices, graph, features) of a Tracks layer.
+
+    vertices : (N, 5) float, ``[track_id, frame, z_um, y_um, x_um]`` sorted by track then frame;
+    graph : :func:`division_graph`;
+    features : the numeric columns of the table (booleans as 0/1), one row per vertex.
+    """
+    tracks = tracks.sort_values(["track_id", "frame"]).reset_index(drop=True)
+    cols = ["track_id", "frame", *_CENTROID]
+    vertices = tracks[cols].to_numpy(np.float64)
+    features = tracks.select_dtypes(include=["number", "bool"]).astype(np.float64)
+    return vertices, division_graph(tracks), features
+
+
+def tracks_layer(tracks: pd.DataFrame, name: str = "tracks", source: str | None = None) -> tuple:
+    """A napari Tracks layer-data tuple: vertices and graph of :func:`tracks_layer_data`, scale
+    (Δt, 1, 1, 1) in (s, µm, µm, µm), coloured by track id; the holo metadata keep Δt and the
+    file it came from."""
+    from holo.napari._layers import META_KEY, ZYX
+
+    vertices, graph, features = tracks_layer_data(tracks)
+    dt = frame_interval_s(tracks)
+    kw = {"name": name, "graph": graph, "features": features, "scale": (dt, 1.0, 1.0, 1.0),
+          "units": ("s", "µm", "µm", "µm"), "axis_labels": ("t", *ZYX), "color_by": "track_id",
+          "tail_length": max(1, int(tracks["frame"].max() - tracks["frame"].min()) + 1) if len(tracks) else 30,
+          "metadata": {META_KEY: {"kind": "tracks", "time_step_s": dt, "source": source}}}
+    return (vertices, kw, "tracks")
+
+
+def track_series(tracks: pd.DataFrame, track_id: int, column: str = "dry_mass_pg",
+                 ancestors: bool = True) -> pd.DataFrame:
+    """``time_h``, ``column`` and ``track_id`` of one track over time, by frame; with
+    ``ancestors`` preceded by its mother's, grandmother's ... rows (a cell's whole history
+    back to the first frame: the curve drops by about half at each division)."""
+    parents = tracks.groupby("track_id")["parent_id"].first()
+    chain, tid = [], int(track_id)
+    while tid and tid in parents.index and tid not in chain:
+        chain.append(tid)
+        tid = int(parents[tid]) if ancestors else 0
+    rows = tracks[tracks["track_id"].isin(chain)].sort_values("frame")
+    out = pd.DataFrame({"time_h": rows["time_s"].to_numpy(float) / 3600.0, column: rows[column].to_numpy(float),
+                        "track_id": rows["track_id"].to_numpy(np.int64)})
+    return out.reset_index(drop=True)
