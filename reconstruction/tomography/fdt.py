@@ -245,6 +245,41 @@ def _frame_batch(ny: int, nx: int) -> int:
     return int(max(1, min(64, _BATCH_BYTES // (8 * ny * nx))))
 
 
+def _zero_frequency_samples(spec_q0, kin_zyx, k_pupil: float, period: float, hermitian: bool):
+    """Sum and count of the exact samples F(0) = 2i k_z,in Û(q = 0) of a batch of frames.
+
+    The bin q = 0 of every frame whose illumination lies in the pupil has k_out = k_in, so it
+    lands exactly on K = 0 (both geometries). F(0) = ∫ f dV is the total mass: by the Fourier
+    slice/diffraction theorem each such sample is F(0) itself, whereas the trilinear
+    average of the K = 0 voxel also takes samples up to one ΔK away, where the spectrum of a
+    cell filling much of the field has fallen to about half of F(0) (measured on the HL60
+    sinogram: the voxel came out at 0.958 of the mean exact sample, the dry mass at 0.951).
+    With ``hermitian`` the voxel also receives conj(F), so the mean is Re F.
+
+    Parameters
+    ----------
+    spec_q0 : (B,) complex
+        Û(0) of each frame (scaled as in :func:`._gridding.spread_frames`).
+    kin_zyx : (B, 3) float64
+        Illumination wave vectors (rad/µm).
+    k_pupil, period : float
+        Pupil radius k0·NA and the lateral period 2π/pixel (rad/µm).
+    hermitian : bool
+        Whether conj(F) at −K is gridded too.
+
+    Returns
+    -------
+    (complex, int)
+        Σ F(0) over the frames whose q = 0 bin is in the pupil, and their number.
+    """
+    kperp = kin_zyx[:, 1:]
+    # the bin q = 0 is unwrapped to k_in,⊥ only when k_in,⊥ lies within half a period
+    ok = (np.sum(kperp**2, axis=1) <= k_pupil**2) & np.all(np.abs(kperp) < period / 2, axis=1)
+    f0 = 2j * kin_zyx[ok, 0] * np.asarray(spec_q0, np.complex128)[ok]
+    total = complex(np.sum(f0.real) if hermitian else np.sum(f0))
+    return total, int(np.count_nonzero(ok))
+
+
 def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress, axial_halfwidth: float = 1.0):
     """Spread all valid frames onto ``grid``; return (spectrum, weight, support)."""
     from . import _gridding
@@ -274,6 +309,7 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
 
     n_threads = int(numba.get_num_threads())
     batch = _frame_batch(ny, nx)
+    zero_sum, zero_count = 0j, 0
     for b0 in range(0, use.size, batch):
         idx = use[b0 : b0 + batch]
         u = np.asarray(fs.fields[idx] if isinstance(fs.fields, np.ndarray) else [fs.fields[a] for a in idx])
@@ -288,6 +324,8 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
         _gridding.spread_frames(
             spec, qy, qx, 2 * np.pi / px, 2 * np.pi / px, kin, km, k_pupil, rot, inv_dk, bool(hermitian), num, den, n_threads, float(1.0 / axial_halfwidth),
         )
+        s, c = _zero_frequency_samples(spec[:, 0, 0], kin, k_pupil, 2 * np.pi / px, hermitian)
+        zero_sum, zero_count = zero_sum + s, zero_count + c
         if progress is not None:
             progress(min(b0 + batch, use.size), int(use.size))
 
@@ -300,6 +338,9 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
         den_c = np.empty(grid.shape_zyx, np.float32)
         _gridding.coarsen_z(num, den, int(oversampling), np.float32(1e-6), num_c, den_c)
         num, den = num_c, den_c
+    if zero_count and den[0, 0, 0] > 1e-6:
+        # K = 0 takes the mean of the exact samples only (see _zero_frequency_samples)
+        num[0, 0, 0] = np.complex64(zero_sum / zero_count * float(den[0, 0, 0]))
     # Back from "origin at the volume centre" to the FFT layout: multiply by e^{−i K·c}.
     phases = []
     for n, d, c in zip(grid.shape_zyx, grid.voxel_size_um, grid.centre_um()):
