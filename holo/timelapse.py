@@ -22,7 +22,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["TRACK_COLUMNS", "TimelapseResult", "frame_cells", "track_timelapse", "simulate_timelapse"]
+__all__ = ["TRACK_COLUMNS", "TimelapseResult", "frame_cells", "track_timelapse", "track_lut", "relabel_by_track",
+           "simulate_timelapse"]
 
 TRACK_COLUMNS = ("track_id", "parent_id", "frame", "time_s", "label", "centroid_z_um", "centroid_y_um",
                  "centroid_x_um", "volume_um3", "dry_mass_pg", "mean_ri", "class", "touches_border")
@@ -69,7 +70,8 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
 
 def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, keep_labels: bool = False,
                     max_distance_um: float = 10.0, gap_frames: int = 2, min_branch_frames: int = 2,
-                    progress: Callable | None = None, **segment_kwargs) -> TimelapseResult:
+                    progress: Callable | None = None, on_labels: Callable | None = None,
+                    **segment_kwargs) -> TimelapseResult:
     """Track every cell of a time-lapse tomogram and fit its growth.
 
     Parameters
@@ -84,6 +86,9 @@ def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, ke
         Linking (:func:`holo.segmentation.tracking.link_cells`).
     progress : callable(done, total, note=""), optional
         Called after each frame.
+    on_labels : callable(t, instance), optional
+        Receives each frame's instance labels (e.g. to stream them to disk and map them to track
+        ids afterwards with :func:`relabel_by_track`, memory bounded by one frame).
     """
     from holo.segmentation.growth import growth_table, lineage_table
     from holo.segmentation.tracking import link_cells
@@ -98,6 +103,8 @@ def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, ke
         tables.append(cells)
         if keep_labels:
             labels.append(inst)
+        if on_labels is not None:
+            on_labels(t, inst)
         if progress is not None:
             progress(t + 1, n, note=f"frame {t + 1}/{n}: {len(cells)} cells")
     t_seg = time.perf_counter() - t0
@@ -113,15 +120,36 @@ def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, ke
                            {"segmentation": round(t_seg, 3), "linking": round(t_all - t_seg, 3)})
 
 
+def track_lut(tracks: pd.DataFrame, t: int, max_label: int) -> np.ndarray:
+    """Look-up table of frame ``t``: ``lut[label] = track_id`` (0 for background and for labels
+    that no track holds), length ``max_label + 1``."""
+    rows = tracks[(tracks["frame"] == t) & (tracks["label"] <= max_label)]
+    lut = np.zeros(int(max_label) + 1, np.int32)
+    lut[rows["label"].to_numpy(int)] = rows["track_id"].to_numpy(int)
+    return lut
+
+
 def _relabel(labels: list, tracks: pd.DataFrame) -> np.ndarray:
     """Per-frame labels → track ids."""
     out = np.zeros((len(labels), *labels[0].shape), np.int32)
     for t, lab in enumerate(labels):
-        rows = tracks[tracks["frame"] == t]
-        lut = np.zeros(int(lab.max()) + 1, np.int32)
-        lut[rows["label"].to_numpy(int)] = rows["track_id"].to_numpy(int)
-        out[t] = lut[lab]
+        out[t] = track_lut(tracks, t, int(lab.max()))[lab]
     return out
+
+
+def relabel_by_track(raw, tracks: pd.DataFrame):
+    """Lazy (T, Z, Y, X) int32 dask array: frame t of ``raw`` (per-frame instance labels, any
+    array with ``shape``/``__getitem__``, e.g. a zarr array) mapped by :func:`track_lut`; it is
+    computed one frame at a time."""
+    import dask.array as da
+
+    src = da.from_array(raw, chunks=(1, *raw.shape[1:]))
+
+    def _map(block, block_info=None):
+        t = block_info[0]["chunk-location"][0]
+        return track_lut(tracks, t, int(block.max(initial=0)))[block]
+
+    return src.map_blocks(_map, dtype=np.int32)
 
 
 def simulate_timelapse(n_frames: int = 12, interval_s: float = 600.0, *, instrument: bool = True,

@@ -40,6 +40,11 @@ def read_layers(path) -> list[tuple]:
     name = default_name(path)
     fmt = detect_format(path)
     if is_label_file(path, fmt):
+        from holo.napari._tracks import track_labels_layer
+
+        timed = track_labels_layer(path, name) if fmt == "ome-zarr" else None
+        if timed is not None:  # (T, Z, Y, X) cells by track id of holo track
+            return [timed]
         labels, voxel = read_labels(path)
         return [labels_layer(lab, voxel, name if len(labels) == 1 else f"{name} {lab_name}",
                              features=_instance_features(path, lab_name, lab))

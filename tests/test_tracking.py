@@ -124,6 +124,18 @@ def test_cli_track_writes_tables_and_refuses_bad_input(tmp_path, capsys):
         assert col in tracks
     assert set(tracks["frame"]) == {0, 1, 2} and (tracks["time_s"] == tracks["frame"] * 600.0).all()
     assert (out / "growth.csv").is_file() and (out / "lineage.csv").is_file()
+    # labels.ome.zarr: (T, Z, Y, X) cells labelled by track id; each track's voxels in a frame
+    # make exactly the volume its tracks.csv row measured, and the raw per-frame store is gone
+    from holo.io import read_labels
+
+    labels, voxel = read_labels(out / "labels.ome.zarr")
+    lab = labels["tracks"]
+    assert lab.shape[0] == 3 and lab.ndim == 4 and sorted(p.name for p in out.glob("[!.]*")) == [
+        "growth.csv", "labels.ome.zarr", "lineage.csv", "tracks.csv"]
+    ids, counts = np.unique(lab[2], return_counts=True)
+    rows = tracks[tracks["frame"] == 2].set_index("track_id")
+    assert set(ids[1:]) == set(rows.index)
+    np.testing.assert_allclose(counts[1:] * np.prod(voxel), rows.loc[ids[1:], "volume_um3"], rtol=1e-6)
     bad = tmp_path / "bad.tcf"
     bad.write_bytes(b"not hdf5")
     capsys.readouterr()

@@ -131,3 +131,36 @@ def test_dry_mass_history_follows_the_lineage(tracks_csv):
     assert len(full) == 6 and np.all(np.diff(full["time_h"]) > 0)
     jump = full["dry_mass_pg"].to_numpy()
     assert jump[3] / jump[2] == pytest.approx(0.5, rel=0.08)  # the division halves the mass
+
+
+def test_labels_of_holo_track_open_on_the_time_axis_in_the_tracks_colours(tracks_csv):
+    """``labels.ome.zarr`` beside ``tracks.csv``: a (T, Z, Y, X) Labels layer of scale
+    (Δt, v) whose colour of track id k is the Tracks layer's colour of the vertices of k,
+    background transparent, ids 1 and 2 (neighbours) clearly different."""
+    from napari.layers import Labels, Tracks
+
+    from holo.io.omezarr import write_labels_zarr
+    from holo.napari._reader import get_reader
+    from holo.napari._tracks import track_rgba
+
+    path, _ = tracks_csv
+    tracks = read_tracks_table(path)
+    lab = np.zeros((6, *SHAPE), np.int32)
+    for t in range(6):
+        for label, c, r in _cells(t):
+            lab[t][_ball(SHAPE, c, r)] = {9: 1, 7: 2, 5: 3, 3: 4}[label]
+    store = path.parent / "labels.ome.zarr"
+    write_labels_zarr(store, lab, VOXEL_UM, name="tracks", time_step_s=DT_S)
+    (data, kw, kind), = get_reader(str(store))(str(store))
+    assert kind == "labels" and data.shape == lab.shape
+    assert kw["scale"] == pytest.approx((DT_S, *VOXEL_UM)) and kw["axis_labels"][0] == "t"
+    np.testing.assert_array_equal(np.asarray(data[4]), lab[4])
+    labels = Labels(data, **kw)
+    vertices, tkw, _ = tracks_layer(tracks, "tracks")
+    layer = Tracks(vertices, **tkw)
+    for tid in (1, 2, 3, 4):
+        on_track = layer.track_colors[vertices[:, 0] == tid]
+        np.testing.assert_allclose(on_track, np.repeat(track_rgba([tid]), len(on_track), 0), atol=1e-6)
+        np.testing.assert_allclose(labels.colormap.map(np.array([tid]))[0], on_track[0], atol=1e-6)
+    assert labels.colormap.map(np.array([0]))[0][3] == 0
+    assert np.abs(track_rgba([1])[0, :3] - track_rgba([2])[0, :3]).max() > 0.3

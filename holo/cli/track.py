@@ -4,7 +4,8 @@
 ``holo track TOMO -o OUT/`` writes into the folder OUT (atomically, nothing partial on
 failure): ``tracks.csv`` (one row per cell and frame: track id, parent id, frame, time,
 centroid µm, volume, dry mass, mean RI, class), ``growth.csv`` (per track: specific growth
-rate 1/h, pg/h, doubling time) and ``lineage.csv``. ``holo simulate-timelapse -o OUT/``
+rate 1/h, pg/h, doubling time), ``lineage.csv`` and ``labels.ome.zarr`` (T, Z, Y, X cell
+labels = track ids, streamed to disk frame by frame so memory holds one frame). ``holo simulate-timelapse -o OUT/``
 writes ``timelapse.tcf`` (or ``.ome.zarr``/``.ome.tif`` by ``--format``), ``truth_instance.npz``
 (T, Z, Y, X labels = track ids) and ``truth_tracks.csv``.
 """
@@ -12,6 +13,7 @@ writes ``timelapse.tcf`` (or ``.ome.zarr``/``.ome.tif`` by ``--format``), ``trut
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import typer
@@ -32,9 +34,17 @@ def _time_series(path: Path):
     return obj
 
 
+def _raw_labels(path: Path, tomo):
+    """An on-disk (T, Z, Y, X) int32 zarr array, one chunk per frame, for the per-frame labels."""
+    import zarr
+
+    return zarr.open_array(str(path), mode="w", shape=(tomo.n_times, *tomo.shape_zyx), dtype="int32",
+                           chunks=(1, *tomo.shape_zyx))
+
+
 def track_cmd(
     tomogram: Path = typer.Argument(..., help="Time-lapse tomogram (T, Z, Y, X): .tcf, .ome.zarr, .ome.tif."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output folder (tracks.csv, growth.csv, lineage.csv)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (tracks.csv, growth.csv, lineage.csv, labels.ome.zarr)."),
     seg_method: str = typer.Option("classic", "--seg-method", help="Per-frame segmentation: classic|unet."),
     classify: bool = typer.Option(False, "--classify", help="Classify every cell (fills the class column)."),
     max_distance: float = typer.Option(10.0, "--max-distance-um", min=0.1, help="Largest move of a cell between frames (µm)."),
@@ -44,19 +54,24 @@ def track_cmd(
     """Segment every frame, link the cells over time, fit their dry-mass growth."""
     from holo.cli._progress import progress_bar
     from holo.io._atomic import atomic_path
-    from holo.timelapse import track_timelapse
+    from holo.io.omezarr import write_labels_zarr
+    from holo.timelapse import relabel_by_track, track_timelapse
 
     if seg_method not in ("classic", "unet"):
         raise typer.BadParameter(f"must be classic or unet, got {seg_method!r}", param_hint="--seg-method")
     tomo = _time_series(tomogram)
-    with progress_bar("frames", tomo.n_times) as update:
-        res = track_timelapse(tomo, method=seg_method, classify=classify, max_distance_um=max_distance,
-                              gap_frames=gap, progress=update)
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
+        raw = _raw_labels(tmp / "raw-labels.zarr", tomo)
+        with progress_bar("frames", tomo.n_times) as update:
+            res = track_timelapse(tomo, method=seg_method, classify=classify, max_distance_um=max_distance,
+                                  gap_frames=gap, progress=update, on_labels=raw.__setitem__)
         res.tracks.to_csv(tmp / "tracks.csv", index=False)
         res.growth.to_csv(tmp / "growth.csv", index=False)
         res.lineage.to_csv(tmp / "lineage.csv", index=False)
+        write_labels_zarr(tmp / "labels.ome.zarr", relabel_by_track(raw, res.tracks), tomo.voxel_size_um,
+                          name="tracks", time_step_s=float(tomo.time_step_s or 1.0))
+        shutil.rmtree(tmp / "raw-labels.zarr")
     summary = {"frames": tomo.n_times, "tracks": int(res.lineage.shape[0]),
                "divisions": int((res.lineage["fate"] == "divided").sum()) if len(res.lineage) else 0,
                "seconds_per_frame": round(res.seconds_per_frame, 3), "out": str(out)}

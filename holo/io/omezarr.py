@@ -148,19 +148,26 @@ def write_ome_zarr(path: str | Path, tomo: Tomogram, labels: dict[str, np.ndarra
     return path
 
 
-def write_labels_zarr(path: str | Path, labels, voxel_size_um, *, name: str = "labels") -> Path:
+def write_labels_zarr(path: str | Path, labels, voxel_size_um, *, name: str = "labels",
+                      time_step_s: float | None = None) -> Path:
     """Write one integer label volume (Z, Y, X) as a label-only OME-Zarr store, atomically.
 
     The labels are the root multiscale image (scale = ``voxel_size_um`` in µm) with the NGFF
-    ``image-label`` metadata; :func:`read_ome_zarr_labels` returns ``{name: labels}``.
+    ``image-label`` metadata; :func:`read_ome_zarr_labels` returns ``{name: labels}``. A time
+    series (T, Z, Y, X), NumPy or dask (written frame by frame, never whole in memory), gets a
+    ``t`` axis of scale ``time_step_s`` (s).
     """
     import zarr
 
-    lab, vs = _checked_labels(labels, voxel_size_um)
+    if getattr(labels, "ndim", 0) == 4:
+        _, vs = _checked_labels(labels[0, :1], voxel_size_um)
+        lab = labels
+    else:
+        lab, vs = _checked_labels(labels, voxel_size_um)
     path = Path(path)
     with atomic_path(path) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        _write_image(root, lab, vs, name=str(name))
+        _write_image(root, lab, vs, name=str(name), time_step_s=time_step_s)
         ome = dict(root.attrs["ome"])
         ome["image-label"] = {"version": ome.get("version", "0.5")}
         root.attrs["ome"] = ome
