@@ -79,8 +79,16 @@ def _load(name: str, weights_dir, builder):
     for p in (pt, js):
         if not p.is_file():
             raise HoloError("model weights not found", path=p, item=name)
-    cfg = json.loads(js.read_text())
-    model = builder(cfg)
+    try:
+        cfg = json.loads(js.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HoloError(f"not valid JSON ({exc})", path=js, item=name) from None
+    if not isinstance(cfg, dict):
+        raise HoloError("must hold a JSON object of settings", path=js, item=name)
+    try:
+        model = builder(cfg)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HoloError(f"settings do not describe a network ({type(exc).__name__}: {exc})", path=js, item=name) from None
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

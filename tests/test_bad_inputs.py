@@ -376,6 +376,14 @@ def reconstruct_onto_existing_folder(d):
     (d / "existing.ome.zarr" / "data.txt").write_text("precious")
 
 
+@case("segment {i}/t.ome.tif -o {o}/l.ome.tif --method unet --weights {i}/w", contains=["unet.json", "unet", "JSON"])
+def segment_weights_json_syntax(d):
+    write_ome_tiff(d / "t.ome.tif", _tomo())
+    (d / "w").mkdir()
+    (d / "w" / "unet.pt").write_bytes(b"not a torch file")
+    (d / "w" / "unet.json").write_text("{bad json")
+
+
 @case("info {i}/nosuch.h5", contains=["nosuch.h5"])
 def info_missing_file(d):
     pass
