@@ -39,6 +39,7 @@ import numpy as np
 from holo.errors import ResourceError
 
 __all__ = [
+    "FFT_PADDING",
     "IGNORE_ENV",
     "RECON_BYTES_PER_VOXEL",
     "available_bytes",
@@ -55,6 +56,12 @@ RECON_BYTES_PER_VOXEL = {"rytov": 24 * MIB / 1e6, "born": 24 * MIB / 1e6, "gp": 
                          "tv": 80 * MIB / 1e6, "bpm": 160 * MIB / 1e6}
 #: Peak bytes per pixel of the field frames (A · Y · X) during retrieval and mapping.
 FIELD_BYTES_PER_PIXEL = 24
+#: Linear padding factor of the reconstruction: the Fourier mapping and the regularisers
+#: work on a volume (and frames) this many times larger per axis and crop back, so that no
+#: FFT wraps the field or the object around (:func:`holo.reconstruction.tomography.grid.padded_grid`).
+#: 1 (off) by default until the tests that integrate over the unpadded, periodic volume are
+#: revisited (issue 18); 1.5 removes the HL60 sinogram's square halo (docs/tomography.md).
+FFT_PADDING = 1.0
 
 
 def available_bytes() -> int:
@@ -101,6 +108,6 @@ def check_memory(estimate_bytes: float, *, path: str | Path | None = None, item:
 def reconstruction_bytes(shape_zyx, method: str, n_field_pixels: int = 0) -> float:
     """Peak bytes of reconstructing a grid ``shape_zyx`` by ``method`` from fields of
     ``n_field_pixels`` pixels in all (module docstring)."""
-    n = float(np.prod([float(s) for s in shape_zyx]))
+    n = float(np.prod([float(s) * FFT_PADDING for s in shape_zyx]))
     c = RECON_BYTES_PER_VOXEL.get(method, max(RECON_BYTES_PER_VOXEL.values()))
     return c * n + FIELD_BYTES_PER_PIXEL * float(n_field_pixels) + 32 * MIB

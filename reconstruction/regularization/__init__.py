@@ -166,6 +166,9 @@ def reconstruct_regularized(
         device=device,
     )
     # f ≤ 0 and float32: converted in place, without a second volume
+    crop = getattr(fourier_data, "crop", None)
+    if crop is not None:  # the padded working grid back to the grid asked for
+        f = np.ascontiguousarray(f[tuple(crop)])
     ri = potential_to_ri(f, fourier_data.wavelength_um, fourier_data.medium_index, dtype=np.float32, copy=False)
     del f
     params = {

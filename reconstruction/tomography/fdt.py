@@ -62,13 +62,14 @@ import scipy.fft
 
 from holo.conventions import GEOMETRIES, medium_wavenumber, potential_to_ri, vacuum_wavenumber
 from holo.errors import ValidationError
+from holo.memory import FFT_PADDING
 from holo.model import Tomogram
 from holo.reconstruction.methods import DIRECT_METHODS
 from holo.threads import fft_workers
 
-from .grid import Grid, default_grid
+from .grid import Grid, PaddedGrid, default_grid, padded_grid
 
-__all__ = ["FourierData", "fourier_map", "reconstruct_fdt", "rytov_field", "born_field", "spectrum_to_ri", "cap_rotation"]
+__all__ = ["FourierData", "fourier_map", "reconstruct_fdt", "rytov_field", "born_field", "spectrum_to_ri", "cap_rotation", "pad_frames"]
 
 METHODS = DIRECT_METHODS
 #: K-space oversampling of the gridding per geometry (measured: for an illumination scan
@@ -96,7 +97,9 @@ class FourierData:
     support : (Z, Y, X) bool
         Voxels holding measured data (weight > 0).
     voxel_size_um, shape_zyx, wavelength_um, medium_index
-        Grid and optics.
+        Grid and optics. ``shape_zyx`` is the padded working grid of ``spectrum``.
+    crop : tuple of slice, optional
+        The output grid within the working grid (:meth:`crop_volume`); None without padding.
     method : str
         "rytov" or "born".
     excluded_frames : list of int
@@ -116,6 +119,11 @@ class FourierData:
     excluded_frames: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     source: str | None = None
+    crop: tuple | None = None
+
+    def crop_volume(self, volume):
+        """The output volume (the grid asked for) out of a volume on this spectrum's grid."""
+        return volume if self.crop is None else volume[self.crop]
 
 
 # -- input handling ------------------------------------------------------------------------
@@ -210,6 +218,36 @@ def rytov_field(u, unwrapped_phase=None):
     return out
 
 
+def pad_frames(ur, pad_yx):
+    """Pad Rytov/Born fields (B, Y, X) with the medium, tapered from the frame edge.
+
+    Outside the field of view the sample is medium, where u_R = u_B = 0. A hard step from the
+    edge values (noise, diffraction tails) to 0 would add a ringing edge, so the pad holds the
+    mirror image of the frame near its edge times a raised cosine w(d) = (1 + cos(π d/p))/2
+    that falls from 1 at the edge to 0 at the pad's outer end (d the distance from the edge in
+    pixels, p the pad width); the field is continuous and reaches the background smoothly.
+
+    Parameters
+    ----------
+    ur : (B, Y, X) complex64
+    pad_yx : ((before, after), (before, after))
+        Pixels added on each side of Y and X.
+    """
+    (y0, y1), (x0, x1) = pad_yx
+    if not (y0 or y1 or x0 or x1):
+        return ur
+    out = np.pad(ur, ((0, 0), (y0, y1), (x0, x1)), mode="symmetric")
+    for axis, (a, b) in ((1, (y0, y1)), (2, (x0, x1))):
+        n = out.shape[axis]
+        w = np.ones(n, np.float32)
+        if a:
+            w[:a] = 0.5 * (1 + np.cos(np.pi * np.arange(a, 0, -1) / (a + 1)))
+        if b:
+            w[n - b:] = 0.5 * (1 + np.cos(np.pi * np.arange(1, b + 1) / (b + 1)))
+        out *= w.reshape((1, -1, 1) if axis == 1 else (1, 1, -1))
+    return out
+
+
 def cap_rotation(angle_rad: float, rotation_axis: str = "y") -> np.ndarray:
     """Matrix taking lab-frame K to object-frame K, (z, y, x) order: R_{−α} about the axis.
 
@@ -280,11 +318,14 @@ def _zero_frequency_samples(spec_q0, kin_zyx, k_pupil: float, period: float, her
     return total, int(np.count_nonzero(ok))
 
 
-def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress, axial_halfwidth: float = 1.0):
-    """Spread all valid frames onto ``grid``; return (spectrum, weight, support)."""
+def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress, axial_halfwidth: float = 1.0, frame_pad_yx=((0, 0), (0, 0))):
+    """Spread all valid frames, padded by ``frame_pad_yx`` (:func:`pad_frames`), onto ``grid``;
+    return (spectrum, weight, support)."""
     from . import _gridding
 
     n_frames, ny, nx = (int(s) for s in fs.fields.shape)
+    ny += sum(frame_pad_yx[0])
+    nx += sum(frame_pad_yx[1])
     use = np.flatnonzero(fs.valid)
     k0 = vacuum_wavenumber(fs.wavelength_um)
     km = medium_wavenumber(fs.wavelength_um, fs.medium_index)
@@ -317,7 +358,7 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
             ur = born_field(u)
         else:
             ur = rytov_field(u, None if unwrapped is None else np.asarray(unwrapped[idx]))
-        spec = scipy.fft.fft2(ur, workers=fft_workers(), overwrite_x=True)
+        spec = scipy.fft.fft2(pad_frames(ur, frame_pad_yx), workers=fft_workers(), overwrite_x=True)
         spec *= frame_phase
         kin = np.stack([_kin_zyx(fs, a, km, k0) for a in idx])
         rot = np.stack([cap_rotation(float(fs.angles[a]), fs.rotation_axis) if rotation else np.eye(3) for a in idx])
@@ -351,7 +392,7 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
     return num, den, support
 
 
-def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth=1.0):
+def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth=1.0, padding=FFT_PADDING):
     if not (0.0 < float(axial_halfwidth) <= 1.0):
         raise ValueError(f"axial_halfwidth must be in (0, 1] grid steps, got {axial_halfwidth!r}")
     if float(axial_halfwidth) < 1.0:
@@ -371,12 +412,15 @@ def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_hal
         objective_na=fs.objective_na, geometry=fs.geometry, rotation_axis=fs.rotation_axis,
         shape_zyx=shape_zyx, voxel_size_um=voxel_size_um,
     )
-    return fs, grid, int(oversampling)
+    padded = padded_grid(grid, (ny, nx), fs.pixel_size_um, float(padding), fs.geometry, fs.rotation_axis)
+    return fs, grid, int(oversampling), padded
 
 
-def _provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth=1.0):
+def _provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth=1.0, padded: PaddedGrid | None = None):
     return {
         "axial_halfwidth": float(axial_halfwidth),
+        "padded_shape_zyx": list(padded.grid.shape_zyx) if padded is not None else list(grid.shape_zyx),
+        "frame_pad_yx": [list(p) for p in padded.frame_pad_yx] if padded is not None else [[0, 0], [0, 0]],
         "method": method,
         "geometry": fs.geometry,
         "frames_used": int(np.count_nonzero(fs.valid)),
@@ -389,7 +433,8 @@ def _provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth=1.0):
 
 
 def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_um=None, hermitian: bool = True,
-                oversampling: int | None = None, axial_halfwidth: float = 1.0, progress=None) -> FourierData:
+                oversampling: int | None = None, axial_halfwidth: float = 1.0, padding: float = FFT_PADDING,
+                progress=None) -> FourierData:
     """Map every valid frame's Rytov/Born field onto its Ewald cap in the 3D spectrum of f.
 
     Parameters
@@ -412,13 +457,20 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
         estimate at its own K where one exists (samples within 1/oversampling of a step)
         and the ordinary trilinear average otherwise, so coverage is that of direct
         gridding and the error is smaller. 1 grids directly.
+    padding : float
+        Linear factor (default :data:`holo.memory.FFT_PADDING`) by which the frames (with the
+        medium, :func:`pad_frames`) and the grid are enlarged before the FFTs
+        (:func:`.grid.padded_grid`): the spectrum lives on the padded grid, so that neither
+        the frames' DFT nor the volume's (here or in a regulariser) wraps anything around;
+        :meth:`FourierData.crop_volume` takes the grid asked for out of it. 1: no padding.
     progress : callable(done, total), optional
         Called after each batch of frames.
 
     Returns
     -------
     FourierData
-        Spectrum of f = k0²(n_m² − n²) (complex64, unshifted), weights and support.
+        Spectrum of f = k0²(n_m² − n²) (complex64, unshifted) on the padded grid, weights,
+        support and ``crop``.
 
     Raises
     ------
@@ -432,13 +484,13 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
     frames are streamed in batches (fields → batched 2D FFT → one parallel spreading call
     per batch), never stacked whole.
     """
-    fs, grid, oversampling = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth)
-    spectrum, weight, support = _grid_caps(fs, method, grid, oversampling, hermitian, progress, axial_halfwidth)
+    fs, grid, oversampling, padded = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth, padding)
+    spectrum, weight, support = _grid_caps(fs, method, padded.grid, oversampling, hermitian, progress, axial_halfwidth, padded.frame_pad_yx)
     return FourierData(
         spectrum=spectrum.astype(np.complex64, copy=False), weight=weight, support=support, voxel_size_um=grid.voxel_size_um,
-        shape_zyx=grid.shape_zyx, wavelength_um=fs.wavelength_um, medium_index=fs.medium_index, method=method,
-        excluded_frames=excluded_frames(fs), provenance=_provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth),
-        source=fs.source,
+        shape_zyx=padded.grid.shape_zyx, wavelength_um=fs.wavelength_um, medium_index=fs.medium_index, method=method,
+        excluded_frames=excluded_frames(fs), provenance=_provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth, padded),
+        source=fs.source, crop=padded.crop,
     )
 
 
@@ -453,7 +505,7 @@ def spectrum_to_ri(spectrum, wavelength_um: float, medium_index: float) -> np.nd
 
 
 def reconstruct_fdt(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_um=None, hermitian: bool = True,
-                    oversampling: int | None = None, progress=None) -> Tomogram:
+                    oversampling: int | None = None, padding: float = FFT_PADDING, progress=None) -> Tomogram:
     """Direct Fourier diffraction tomography (Rytov or first Born): fields → RI volume.
 
     Parameters are those of :func:`fourier_map`; the volume is
@@ -466,14 +518,15 @@ def reconstruct_fdt(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_si
         ``method``, ``parameters``, ``excluded_frames``, ``source_file``, ``geometry``.
     """
     t0 = time.perf_counter()
-    fs, grid, oversampling = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling)
-    spectrum, weight, support = _grid_caps(fs, method, grid, oversampling, hermitian, progress)
+    fs, grid, oversampling, padded = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, padding=padding)
+    spectrum, weight, support = _grid_caps(fs, method, padded.grid, oversampling, hermitian, progress, frame_pad_yx=padded.frame_pad_yx)
     del weight, support
-    ri = spectrum_to_ri(spectrum, fs.wavelength_um, fs.medium_index)
+    ri = np.ascontiguousarray(spectrum_to_ri(spectrum, fs.wavelength_um, fs.medium_index)[padded.crop])
     del spectrum
     fd = SimpleNamespace(
         voxel_size_um=grid.voxel_size_um, medium_index=fs.medium_index, wavelength_um=fs.wavelength_um, method=method,
-        excluded_frames=excluded_frames(fs), provenance=_provenance(fs, method, grid, hermitian, oversampling), source=fs.source,
+        excluded_frames=excluded_frames(fs), provenance=_provenance(fs, method, grid, hermitian, oversampling, padded=padded),
+        source=fs.source,
     )
     return tomogram_from_fourier(fd, ri, elapsed_s=time.perf_counter() - t0)
 

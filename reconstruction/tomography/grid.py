@@ -31,7 +31,7 @@ import scipy.fft
 
 from holo.conventions import GEOMETRIES
 
-__all__ = ["Grid", "default_grid", "lateral_voxel_limit_um", "axial_voxel_limit_um", "illumination_scan_support"]
+__all__ = ["Grid", "PaddedGrid", "default_grid", "padded_grid", "lateral_voxel_limit_um", "axial_voxel_limit_um", "illumination_scan_support"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,72 @@ def _default_shape(fov_yx, voxel_zyx, geometry: str, rotation_axis: str) -> tupl
     else:
         nzv = _fast_even(max(fov_y, fov_x) / dz - 1e-6)
     return (nzv, nyv, nxv)
+
+
+@dataclass(frozen=True)
+class PaddedGrid:
+    """A working grid ``grid`` enclosing the output grid, and frames padded to match.
+
+    ``crop`` (one ``slice`` per axis Z, Y, X) takes the output volume out of a working
+    volume; ``frame_pad_yx`` ((before, after) pixels per frame axis) pads the frames. Both
+    pads are centred so that the volume centre (index N//2) and the frame centre stay on the
+    optical axis.
+    """
+
+    grid: Grid
+    crop: tuple
+    frame_pad_yx: tuple
+
+
+def _pad_pair(n_frame: int, n_vol: int, ratio: float, factor: float) -> tuple[int, int]:
+    """Even paddings (pixels, voxels) of one lateral axis: p_v voxels ≈ p_f pixels, with
+    p_f ≥ (factor − 1)·n_frame and p_f·pixel = p_v·voxel exactly where a short search finds
+    it (then the padded frame and volume have the same extent, as unpadded ones by default)."""
+    p0 = max(0, int(math.ceil((factor - 1.0) * n_frame - 1e-9)))
+    p0 += p0 % 2
+    for fast in (True, False):
+        for p_f in range(p0, p0 + 128, 2):
+            p_v = p_f * ratio
+            if abs(p_v - round(p_v)) < 1e-6 and round(p_v) % 2 == 0 and (not fast or n_frame + p_f == scipy.fft.next_fast_len(n_frame + p_f)):
+                return p_f, int(round(p_v))
+    p_v = int(round(p0 * ratio))
+    return p0, p_v + p_v % 2
+
+
+def padded_grid(grid: Grid, frame_shape_yx, pixel_size_um: float, factor: float, geometry: str, rotation_axis: str = "y") -> PaddedGrid:
+    """Working grid about ``factor`` times larger per axis than ``grid``, and the frame padding.
+
+    Why: the DFT of a frame and of the volume make them periodic. A field whose diffraction
+    tails or Rytov background reach the frame edge, or a regularised object elongated along
+    the missing cone, then leaks across the border into the opposite side (in sample
+    rotation the square frame turns into a square halo in the rotation plane). With
+    ``factor`` ≥ 1.5 the period is at least 1.5× the field of view, so what spills out of the
+    output volume lands in the padding, which is cropped away.
+
+    Lateral axes pad the frames by p_f pixels and the volume by p_v = p_f·pixel/voxel
+    voxels (the same extent, so the lateral cap samples still fall on grid planes). Z pads
+    like the axis it copies in sample rotation (X about Y, Y about X), and by
+    ⌈(factor − 1)·Z⌉ (even) voxels in an illumination scan. ``factor`` 1 is no padding.
+    """
+    if not (factor >= 1.0 and np.isfinite(factor)):
+        raise ValueError(f"padding must be a number ≥ 1, got {factor!r}")
+    nz, nyv, nxv = grid.shape_zyx
+    dz, dy, dx = grid.voxel_size_um
+    ny, nx = (int(s) for s in frame_shape_yx)
+    pf_y, pv_y = _pad_pair(ny, nyv, pixel_size_um / dy, factor) if factor > 1 else (0, 0)
+    pf_x, pv_x = _pad_pair(nx, nxv, pixel_size_um / dx, factor) if factor > 1 else (0, 0)
+    if factor == 1:
+        pv_z = 0
+    elif geometry == "sample-rotation":
+        pv_z = int(round((pv_x * dx if rotation_axis == "y" else pv_y * dy) / dz))
+        pv_z += pv_z % 2
+    else:
+        pv_z = int(math.ceil((factor - 1.0) * nz - 1e-9))
+        pv_z += pv_z % 2
+    shape = (nz + pv_z, nyv + pv_y, nxv + pv_x)
+    crop = tuple(slice(p // 2, p // 2 + n) for p, n in zip((pv_z, pv_y, pv_x), grid.shape_zyx))
+    pads = ((pf_y // 2, pf_y - pf_y // 2), (pf_x // 2, pf_x - pf_x // 2))
+    return PaddedGrid(grid=Grid(shape_zyx=shape, voxel_size_um=grid.voxel_size_um), crop=crop, frame_pad_yx=pads)
 
 
 def illumination_scan_support(
