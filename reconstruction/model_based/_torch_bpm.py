@@ -179,7 +179,10 @@ class TorchBPM:
         kz = torch.sqrt(torch.clamp(kn2 - kperp2, min=1e-6))
         screens = torch.polar(torch.ones_like(kz), (kz - kzin) * dz)
         del kz
-        src_w = kn2 - (k0 * self.medium_index) ** 2  # k0²(n² − n_m²), (Z, 1 or B, Yp, Xp)
+        # unbind, not screens[j]: the backward of one indexing op fills a zero tensor of the
+        # whole stack (quadratic in Z), that of unbind stacks the slab gradients once
+        screens = screens.unbind(0)
+        src_w = (kn2 - (k0 * self.medium_index) ** 2).unbind(0)  # k0²(n² − n_m²), (1 or B, Yp, Xp)
         spec = None
         for j in range(n_slabs):
             v = screens[j] if spec is None else torch.fft.ifft2(spec * step) * screens[j]

@@ -15,10 +15,17 @@ L = 2 (k0 dz)² Z · mean_a(c_a²).
 
 The optimiser is FISTA (Beck & Teboulle 2009): gradient step on the momentum point, then the
 proximal operator of λ TV_h + ι{n ≥ n_m} (the FGP of :mod:`holo.reconstruction.regularization.tv`
-applied to n_m − n, which must be ≤ 0), with gradient restart. Each iteration accumulates the
-exact gradient over mini-batches of illuminations (``batch_size``), which bounds the memory
-of autograd without making the iteration stochastic. It stops when the relative change of the
-data term between iterations falls below ``tol``.
+applied to n_m − n, which must be ≤ 0), with gradient restart. The steps are stochastic
+(incremental): the frames are cut once into G = ⌈A/B⌉ groups of B = ``frames_per_step``
+frames that each sample the whole scan, and each step uses the data term of one group,
+(1/B) Σ_{a∈g} |BPM_a(n) − m_a|², whose gradient is an unbiased estimate of the full one, with
+the step 1/L_g of that group's bound (L_g = 2 (k0 dz)² Z mean_{a∈g}(c_a²)). One iteration is
+one pass over the G groups (an epoch): it costs one full gradient but moves the volume G
+times, so the fit needs several times fewer passes than with the full gradient (measured:
+49 frames of a Mie bead, 4 frames per step: field misfit 0.20 → 0.031 in 4 passes, against
+0.20 → 0.17 in 3 full-gradient iterations). Within a step the gradient is accumulated
+exactly over autograd passes of ``batch_size`` frames, which bounds the memory. It stops when
+the relative change of the epoch's mean data term falls below ``tol``.
 
 The model works on the measured lateral grid (pixel size of the fields); the initial volume
 (normally the Rytov tomogram) is resampled onto it, and along Z slabs thinner than
@@ -53,7 +60,7 @@ from holo.threads import cpu_threads
 from holo.reconstruction.forward.propagation import grid_coordinates
 from holo.reconstruction.methods import MODEL_BASED_METHODS
 
-__all__ = ["METHODS", "DEFAULT_BPM_ITERATIONS", "DEFAULT_BPM_WEIGHT", "reconstruct_bpm", "resample_volume", "bpm_lipschitz"]
+__all__ = ["METHODS", "DEFAULT_BPM_ITERATIONS", "DEFAULT_BPM_WEIGHT", "DEFAULT_BPM_FRAMES_PER_STEP", "frame_groups", "reconstruct_bpm", "resample_volume", "bpm_lipschitz"]
 
 #: Name of the method of this module (its part of the reconstruction method names).
 METHODS = MODEL_BASED_METHODS
@@ -61,6 +68,9 @@ METHODS = MODEL_BASED_METHODS
 #: Default FISTA iterations and relative TV weight of the BPM inversion.
 DEFAULT_BPM_ITERATIONS = 30
 DEFAULT_BPM_WEIGHT = 0.002
+
+#: Default frames per stochastic step (module docstring).
+DEFAULT_BPM_FRAMES_PER_STEP = 4
 
 
 def resample_volume(vol, voxel_size_um, shape_zyx, new_voxel_size_um, *, cval: float) -> np.ndarray:
@@ -143,7 +153,8 @@ def reconstruct_bpm(
     batch_size: int | None = None,
     progress=None,
     *,
-    tol: float = 1e-4,
+    frames_per_step: int | None = None,
+    tol: float = 2e-2,
     max_slice_um: float | None = None,
     inner_iterations: int = 4,
     device: str | None = None,
@@ -161,7 +172,7 @@ def reconstruct_bpm(
     init : Tomogram
         Starting volume (normally the Rytov reconstruction); defines the Z extent.
     iterations : int, optional
-        Maximum FISTA iterations (default :data:`DEFAULT_BPM_ITERATIONS`).
+        Maximum passes over the frames (default :data:`DEFAULT_BPM_ITERATIONS`).
     weight : float, optional
         Relative TV weight (default :data:`DEFAULT_BPM_WEIGHT`; 0 disables TV).
     batch_size : int, optional
@@ -169,8 +180,13 @@ def reconstruct_bpm(
         quarter of the free GPU memory on CUDA).
     progress : callable(iteration, n_iterations, residual), optional
         ``residual`` is the relative field misfit √(Σ|BPM − m|² / Σ|m − 1|²).
+    frames_per_step : int, optional
+        Frames of one stochastic step (default :data:`DEFAULT_BPM_FRAMES_PER_STEP`; the
+        number of frames gives the deterministic full-gradient FISTA).
     tol : float
-        Stop when the relative change of the data term is below ``tol``.
+        Stop when the relative change of the epoch's mean data term is below ``tol`` (default
+        2 %: the misfit left to a Mie bead is the BPM's model error, ≈ 3 % of the field,
+        reached in 4–6 passes).
     max_slice_um : float, optional
         Thickest slab of the model (default λ/n_m); init voxels are subdivided along Z.
     inner_iterations : int
@@ -217,6 +233,7 @@ def reconstruct_bpm(
         wide_angle=wide_angle,
     )
     batch_size = max(1, int(_default_batch_size(model, angles is not None, device) if batch_size is None else batch_size))
+    groups = frame_groups(model.n_frames, DEFAULT_BPM_FRAMES_PER_STEP if frames_per_step is None else frames_per_step)
     L = bpm_lipschitz(lam, nm, voxel[0], shape[0], model.kin[:, 2])
     lam_tv = w * max(float(np.percentile(n0 - nm, 99.9)), 1e-4)
 
@@ -225,13 +242,15 @@ def reconstruct_bpm(
     project = _constraint_prox(shape, voxel, nm, lam_tv, inner_iterations, device, tdtype)
     n = torch.from_numpy(n0).to(device=device, dtype=tdtype)
     threads = cpu_threads() if torch.device(device).type == "cpu" else 1
-    n, hist, converged = _fista(n, _data_gradient(model, m_t, batch_size, threads), project, L, it_max, tol, m_norm, progress)
+    steps = [(_data_gradient(model, m_t, g, batch_size, threads), bpm_lipschitz(lam, nm, voxel[0], shape[0], model.kin[g, 2])) for g in groups]
+    n, hist, converged = _fista(n, steps, project, it_max, tol, m_norm, progress)
 
     ri = n.detach().to("cpu").numpy().astype(np.float32)
     params = dict(
         iterations=it_max, weight=w, lambda_abs=lam_tv, tol=float(tol), batch_size=batch_size,
         inner_iterations=int(inner_iterations), z_subdivision=sub, slab_um=voxel[0], lipschitz=L,
-        nonnegativity="n >= medium_index", device=str(device), dtype=dtype, wide_angle=bool(wide_angle),
+        frames_per_step=len(groups[0]), steps_per_iteration=len(groups), nonnegativity="n >= medium_index",
+        device=str(device), dtype=dtype, wide_angle=bool(wide_angle),
         geometry="sample-rotation" if angles is not None else "illumination-scan",
     )
     prov = _provenance(fieldset, init, used, params, hist, converged, m_norm, t0)
@@ -331,9 +350,10 @@ def _constraint_prox(shape, voxel, medium_index: float, lam_tv: float, inner_ite
     return project
 
 
-def _data_gradient(model, m_t, batch_size: int, n_threads: int = 1):
-    """y ↦ (data term, its gradient): (1/A) Σ_a Σ |BPM_a(y) − m_a|², accumulated exactly over
-    mini-batches of ``batch_size`` frames.
+def _data_gradient(model, m_t, frames, batch_size: int, n_threads: int = 1):
+    """y ↦ (data term, its gradient) of the frames ``frames`` (B of them):
+    (1/B) Σ_{a ∈ frames} Σ |BPM_a(y) − m_a|², accumulated exactly over autograd passes of
+    ``batch_size`` frames.
 
     With ``n_threads`` > 1 (the CPU) each batch is cut into ``n_threads`` chunks that run in
     parallel Python threads, each with its own graph and leaf (torch releases the GIL inside
@@ -344,9 +364,10 @@ def _data_gradient(model, m_t, batch_size: int, n_threads: int = 1):
     """
     import torch
 
-    A = model.n_frames
-    chunk = max(1, -(-batch_size // max(1, n_threads)))
-    chunks = [np.arange(s, min(A, s + chunk)) for s in range(0, A, chunk)]
+    frames = np.asarray(frames, dtype=np.int64)
+    A = len(frames)
+    chunk = max(1, -(-min(batch_size, A) // max(1, n_threads)))
+    chunks = [frames[s : s + chunk] for s in range(0, A, chunk)]
     for idx in chunks:
         model._kernels(idx)  # built once, here, not concurrently in the threads
 
@@ -401,29 +422,48 @@ def _single_threaded_kernels():
         torch.set_num_threads(before)
 
 
-def _fista(n, loss_and_grad, project, lipschitz: float, it_max: int, tol: float, m_norm: float, progress):
-    """FISTA with gradient restart from ``n`` (module docstring): (n, data-term history, converged)."""
+def frame_groups(n_frames: int, frames_per_step: int, seed: int = 0) -> list[np.ndarray]:
+    """The frames cut into ⌈A/B⌉ groups of ≤ B that each sample the whole scan: a fixed random
+    permutation taken with stride ⌈A/B⌉ (group g = perm[g::G], sorted)."""
+    if int(frames_per_step) < 1:
+        raise ValueError(f"frames_per_step must be ≥ 1, got {frames_per_step}")
+    A = int(n_frames)
+    G = -(-A // min(int(frames_per_step), A))
+    perm = np.random.default_rng(seed).permutation(A)
+    return [np.sort(perm[g::G]) for g in range(G)]
+
+
+def _fista(n, steps, project, it_max: int, tol: float, m_norm: float, progress):
+    """FISTA with gradient restart from ``n`` (module docstring): (n, data-term history, converged).
+
+    ``steps`` is a list of (loss_and_grad, L) over the frame groups; one iteration (epoch)
+    takes one proximal-gradient step per group, with step 1/L of that group's bound, and
+    the history holds the epoch's mean data term.
+    """
     from holo.reconstruction.regularization.gp import fista_momentum
 
     n_prev = None
     t = 1.0
     hist, converged = [], False
     for k in range(it_max):
-        beta = 0.0
-        if n_prev is not None:
-            t, beta = fista_momentum(t)
-            y = n + beta * (n - n_prev)
-        else:
-            y = n
-        loss, grad = loss_and_grad(y)
-        n_new = project(y - grad / lipschitz)
-        delta = n_new - n
-        if beta > 0 and float((beta * (n - n_prev) * delta).sum()) > float((delta * delta).sum()):
-            t = 1.0  # gradient restart (see holo.reconstruction.regularization.gp.solve_fista)
-        n_prev, n = n, n_new
-        hist.append(loss)
+        epoch = 0.0
+        for loss_and_grad, lipschitz in steps:
+            beta = 0.0
+            if n_prev is not None:
+                t, beta = fista_momentum(t)
+                y = n + beta * (n - n_prev)
+            else:
+                y = n
+            loss, grad = loss_and_grad(y)
+            n_new = project(y - grad / lipschitz)
+            delta = n_new - n
+            if beta > 0 and float((beta * (n - n_prev) * delta).sum()) > float((delta * delta).sum()):
+                t = 1.0  # gradient restart (see holo.reconstruction.regularization.gp.solve_fista)
+            n_prev, n = n, n_new
+            epoch += loss / len(steps)
+        hist.append(epoch)
         if progress is not None:
-            progress(k + 1, it_max, math.sqrt(loss / m_norm) if m_norm > 0 else 0.0)
+            progress(k + 1, it_max, math.sqrt(epoch / m_norm) if m_norm > 0 else 0.0)
         if k >= 2 and abs(hist[-2] - hist[-1]) <= tol * hist[-2]:
             converged = True
             break
