@@ -151,7 +151,7 @@ def _check_memory(acq, method: str, shape_zyx, voxel_size_um, source) -> None:
     n_pixels = 1
     for s in frames.shape:
         n_pixels *= int(s)
-    check_memory(reconstruction_bytes(grid.shape_zyx, method, n_pixels), path=source, item=f"{method} grid {tuple(grid.shape_zyx)}",
+    check_memory(reconstruction_bytes(grid.shape_zyx, method, n_pixels, acq.geometry), path=source, item=f"{method} grid {tuple(grid.shape_zyx)}",
                  what="reconstructing it")
 
 

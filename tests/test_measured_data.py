@@ -77,11 +77,13 @@ def test_fixture_optics_and_rotation_invariant_2d_dry_mass():
 
 
 @pytest.mark.parametrize("method", [
-    # rytov measured 0.993 (0.951 before the K = 0 voxel took the exact q = 0 samples only:
+    # rytov measured 0.984 with the default 1.5× padding (0.993 unpadded, where the halo
+    # wrapped back in; 0.951 before the K = 0 voxel took the exact q = 0 samples only:
     # the trilinear average mixed in cap samples one ΔK away at ≈ 0.5 of F(0))
     "rytov",
-    pytest.param("gp", marks=[pytest.mark.slow, pytest.mark.xfail(strict=True, reason=(
-        "measured 3D/2D = 1.073: the n ≥ n_m completion adds mass outside the measured K = 0 value"))]),
+    # gp measured 1.025 (1.073 before the padding: the n ≥ n_m completion rectified
+    # the wrapped halo of the rotation plane into mass)
+    pytest.param("gp", marks=pytest.mark.slow),
 ])
 def test_tomographic_dry_mass_equals_2d_dry_mass(method):
     fs = sinogram()
@@ -127,9 +129,10 @@ def test_reprojection_within_reported_residual(method):
     independent = float(np.sqrt(np.mean(np.square(diff))))
     reported = float(np.sqrt(np.mean(np.square(np.asarray(dc["frame_rms_phase_residual_rad"])[frames]))))
     # the straight-ray model ignores diffraction inside the focal volume (the Rytov model of the
-    # report includes it), so it can only do a little worse; measured rytov 0.16 vs 0.14 rad,
-    # gp 0.17 vs 0.16 rad
-    assert independent <= 1.3 * reported
+    # report includes it), an error of its own that adds in quadrature: measured
+    # √(independent² − reported²) = 0.077 rad without padding (0.16 vs 0.14 rad) and 0.070 rad
+    # with it (0.094 vs 0.063 rad), whatever the volume; bounded by 0.1 rad
+    assert independent**2 <= reported**2 + 0.1**2, (independent, reported)
     # the residual is small against the cell's phase (peak ≈ 3 rad): the volume explains the data
     assert dc["rms_phase_residual_rad"] < 0.06 * float(fs.phase.max())
     # the reported dry-mass ratio (re-projected / measured ∫φ dA) is that of the independent

@@ -222,10 +222,12 @@ def pad_frames(ur, pad_yx):
     """Pad Rytov/Born fields (B, Y, X) with the medium, tapered from the frame edge.
 
     Outside the field of view the sample is medium, where u_R = u_B = 0. A hard step from the
-    edge values (noise, diffraction tails) to 0 would add a ringing edge, so the pad holds the
-    mirror image of the frame near its edge times a raised cosine w(d) = (1 + cos(π d/p))/2
-    that falls from 1 at the edge to 0 at the pad's outer end (d the distance from the edge in
-    pixels, p the pad width); the field is continuous and reaches the background smoothly.
+    edge values (noise, diffraction tails) to 0 would add a ringing edge, so the pad repeats
+    the frame's edge pixel times a raised cosine w(d) = (1 + cos(π d/(p + 1)))/2 that falls
+    from 1 at the edge to 0 at the pad's outer end (d = 1…p the distance from the edge in
+    pixels, p the pad width): the field is continuous and reaches the background smoothly,
+    and nothing of the frame's interior (the object) is copied into the pad, as a mirror
+    image would.
 
     Parameters
     ----------
@@ -236,7 +238,7 @@ def pad_frames(ur, pad_yx):
     (y0, y1), (x0, x1) = pad_yx
     if not (y0 or y1 or x0 or x1):
         return ur
-    out = np.pad(ur, ((0, 0), (y0, y1), (x0, x1)), mode="symmetric")
+    out = np.pad(ur, ((0, 0), (y0, y1), (x0, x1)), mode="edge")
     for axis, (a, b) in ((1, (y0, y1)), (2, (x0, x1))):
         n = out.shape[axis]
         w = np.ones(n, np.float32)
@@ -392,7 +394,7 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
     return num, den, support
 
 
-def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth=1.0, padding=FFT_PADDING):
+def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth=1.0, padding=None):
     if not (0.0 < float(axial_halfwidth) <= 1.0):
         raise ValueError(f"axial_halfwidth must be in (0, 1] grid steps, got {axial_halfwidth!r}")
     if float(axial_halfwidth) < 1.0:
@@ -412,13 +414,15 @@ def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_hal
         objective_na=fs.objective_na, geometry=fs.geometry, rotation_axis=fs.rotation_axis,
         shape_zyx=shape_zyx, voxel_size_um=voxel_size_um,
     )
-    padded = padded_grid(grid, (ny, nx), fs.pixel_size_um, float(padding), fs.geometry, fs.rotation_axis)
+    padding = FFT_PADDING[fs.geometry] if padding is None else float(padding)
+    padded = padded_grid(grid, (ny, nx), fs.pixel_size_um, padding, fs.geometry, fs.rotation_axis)
     return fs, grid, int(oversampling), padded
 
 
 def _provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth=1.0, padded: PaddedGrid | None = None):
     return {
         "axial_halfwidth": float(axial_halfwidth),
+        "padding": float(padded.grid.shape_zyx[2] / grid.shape_zyx[2]) if padded is not None else 1.0,
         "padded_shape_zyx": list(padded.grid.shape_zyx) if padded is not None else list(grid.shape_zyx),
         "frame_pad_yx": [list(p) for p in padded.frame_pad_yx] if padded is not None else [[0, 0], [0, 0]],
         "method": method,
@@ -433,7 +437,7 @@ def _provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth=1.0, 
 
 
 def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_um=None, hermitian: bool = True,
-                oversampling: int | None = None, axial_halfwidth: float = 1.0, padding: float = FFT_PADDING,
+                oversampling: int | None = None, axial_halfwidth: float = 1.0, padding: float | None = None,
                 progress=None) -> FourierData:
     """Map every valid frame's Rytov/Born field onto its Ewald cap in the 3D spectrum of f.
 
@@ -457,8 +461,9 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
         estimate at its own K where one exists (samples within 1/oversampling of a step)
         and the ordinary trilinear average otherwise, so coverage is that of direct
         gridding and the error is smaller. 1 grids directly.
-    padding : float
-        Linear factor (default :data:`holo.memory.FFT_PADDING`) by which the frames (with the
+    padding : float, optional
+        Linear factor (default per geometry, :data:`holo.memory.FFT_PADDING`: 1.5 for sample
+        rotation, 1 (off) for an illumination scan) by which the frames (with the
         medium, :func:`pad_frames`) and the grid are enlarged before the FFTs
         (:func:`.grid.padded_grid`): the spectrum lives on the padded grid, so that neither
         the frames' DFT nor the volume's (here or in a regulariser) wraps anything around;
@@ -505,7 +510,7 @@ def spectrum_to_ri(spectrum, wavelength_um: float, medium_index: float) -> np.nd
 
 
 def reconstruct_fdt(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_um=None, hermitian: bool = True,
-                    oversampling: int | None = None, padding: float = FFT_PADDING, progress=None) -> Tomogram:
+                    oversampling: int | None = None, padding: float | None = None, progress=None) -> Tomogram:
     """Direct Fourier diffraction tomography (Rytov or first Born): fields → RI volume.
 
     Parameters are those of :func:`fourier_map`; the volume is
