@@ -22,13 +22,14 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from holo.labels import SEMANTIC_NAMES, UNCERTAIN, UNKNOWN
+from holo.segmentation.novelty import DEFAULT_QUANTILE
 
 __all__ = ["METHODS", "Segmentation", "Diagnosis", "segment", "classify", "measure", "abstain", "diagnose",
            "write_report", "SEMANTIC_NAMES", "UNCERTAIN", "UNKNOWN"]
 
 #: χ² quantile of the out-of-distribution threshold of :func:`abstain` (None in
-#: :func:`diagnose` turns abstention off).
-NOVELTY_QUANTILE = 0.999
+#: :func:`diagnose` turns abstention off): the novelty model's own default.
+NOVELTY_QUANTILE = DEFAULT_QUANTILE
 
 #: Segmentation methods of :func:`segment`: the 3D U-Net and the classical RI-threshold baseline.
 METHODS = ("unet", "classic")
@@ -52,12 +53,9 @@ def _frame(tomo) -> np.ndarray:
     ri = tomo.frame(0) if hasattr(tomo, "frame") else np.asarray(tomo, np.float32)
     if ri.ndim != 3:
         raise ValueError(f"tomogram RI must be 3D (Z, Y, X), got shape {ri.shape}")
-    if not np.isfinite(ri).all():  # NaN would hang the watershed seeds (h-maxima)
-        from holo.errors import ValidationError
+    from holo.io.ometiff import check_finite
 
-        raise ValidationError(f"contains {int(np.count_nonzero(~np.isfinite(ri)))} non-finite value(s) (NaN or inf)",
-                              path=getattr(tomo, "source", None), item="ri")
-    return ri
+    return check_finite(ri, getattr(tomo, "source", None), "ri")  # NaN would hang the watershed seeds (h-maxima)
 
 
 def segment(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None, device=None, **kwargs) -> Segmentation:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from holo.conventions import ALPHA_PROTEIN_UM3_PER_PG
+from holo.segmentation.instances import relabel_sequential
 
 __all__ = ["segment_cells_2d", "measure_cells_2d", "CELL2D_COLUMNS"]
 
@@ -97,15 +98,7 @@ def segment_cells_2d(
     if lost.any():
         extra, n_extra = ndi.label(lost)
         labels[lost] = extra[lost] + labels.max()
-    return _relabel(labels)
-
-
-def _relabel(labels: np.ndarray) -> np.ndarray:
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    lut = np.zeros(int(labels.max()) + 1, np.int32)
-    lut[ids] = np.arange(1, len(ids) + 1)
-    return lut[labels]
+    return relabel_sequential(labels, np.bincount(labels.ravel()) > 0)
 
 
 def measure_cells_2d(

@@ -86,10 +86,12 @@ def blur_lengths_um(wavelength_um: float, medium_index: float, objective_na: flo
 def cell_margins_um(instance: np.ndarray, voxel_size_um, wavelength_um: float, medium_index: float, *,
                     objective_na: float = DEFAULT_OBJECTIVE_NA, illumination_na: float = DEFAULT_ILLUMINATION_NA,
                     resolutions: float = MARGIN_RESOLUTIONS,
-                    cone_fraction: float = CONE_FRACTION) -> dict[int, tuple[float, float, float]]:
+                    cone_fraction: float = CONE_FRACTION,
+                    floor_um=None) -> dict[int, tuple[float, float, float]]:
     """Blur margin (m_z, m_⊥, m_⊥) in µm of every cell id: m_⊥ = c δ_⊥, m_z = m_⊥ + κ a cot θ_ill,
     a = √(A/π) with A the area of the cell's XY footprint (c = ``resolutions``, κ =
-    ``cone_fraction``)."""
+    ``cone_fraction``); each at least ``floor_um`` (a (z, y, x) floor, e.g. the mask's own
+    position error) when given."""
     d_perp, cot = blur_lengths_um(wavelength_um, medium_index, objective_na, illumination_na)
     m_perp = float(resolutions) * d_perp
     inst = np.asarray(instance)
@@ -99,6 +101,9 @@ def cell_margins_um(instance: np.ndarray, voxel_size_um, wavelength_um: float, m
             continue
         area = float((inst[sl] == k).any(axis=0).sum()) * voxel_size_um[1] * voxel_size_um[2]
         out[k] = (m_perp + float(cone_fraction) * math.sqrt(area / math.pi) * cot, m_perp, m_perp)
+    if floor_um is not None:
+        floor = np.broadcast_to(np.asarray(floor_um, float), (3,))
+        out = {k: tuple(float(v) for v in np.maximum(m, floor)) for k, m in out.items()}
     return out
 
 

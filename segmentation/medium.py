@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from holo.segmentation.drymass import DEFAULT_ILLUMINATION_NA, DEFAULT_OBJECTIVE_NA
+from holo.segmentation.drymass import DEFAULT_ILLUMINATION_NA, DEFAULT_OBJECTIVE_NA, blur_lengths_um
 
 __all__ = ["RI_FLOOR", "MediumEstimate", "estimate_medium_index"]
 
@@ -107,7 +107,7 @@ def estimate_medium_index(ri: np.ndarray, background: np.ndarray, voxel_size_um,
     sigma = max(1.4826 * float(np.median(np.abs(vals - np.median(vals)))), RI_FLOOR)
     n_hat = _mode(vals, sigma)
     lam, n_m = float(wavelength_um), float(metadata_index)
-    d_perp = lam / (objective_na + illumination_na)
+    d_perp, _ = blur_lengths_um(lam, n_m, objective_na, illumination_na)
     d_z = lam / (2 * n_m - math.sqrt(n_m**2 - objective_na**2) - math.sqrt(n_m**2 - illumination_na**2))
     v_bg = n_bg * float(np.prod(np.asarray(voxel_size_um, float)))
     tol = max(3.0 * sigma * math.sqrt(d_perp * d_perp * d_z / v_bg), RI_FLOOR)

@@ -73,9 +73,7 @@ def frame_detections(instance: np.ndarray, voxel_size_um, *, ri: np.ndarray | No
         out[col] = com[:, i] * vs[i] if len(ids) else np.zeros(0)
     out["volume_um3"] = np.asarray(ndimage.sum_labels(np.ones_like(lab, np.float32), lab, ids)) * dv
     if ri is not None:
-        floor = float(boundary_voxels) * vs
-        margins = {k: tuple(np.maximum(m, floor)) for k, m in
-                   drymass.cell_margins_um(lab, vs, wavelength_um, float(medium_index)).items()}
+        margins = drymass.cell_margins_um(lab, vs, wavelength_um, float(medium_index), floor_um=float(boundary_voxels) * vs)
         share = drymass.partition_dry_mass_pg(ri, drymass.mass_partition(lab, vs, margins), float(medium_index), vs)
         out["dry_mass_pg"] = np.array([share.get(int(k), 0.0) for k in ids])
     return pd.DataFrame(out)

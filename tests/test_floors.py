@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"holo": "holo", "reconstruction": "holo.reconstruction", "segmentation": "holo.segmentation",
          "napari_plugin": "holo.napari"}
 #: Names that would exist only if the repository root leaked onto sys.path.
-BARE_NAMES = ("reconstruction", "segmentation", "napari_plugin")
+BARE_NAMES = tuple(folder for folder in ROOTS if folder != "holo")
 
 GROUND = ("holo.model", "holo.conventions", "holo.errors", "holo.threads", "holo.labels", "holo.io", "holo.memory")
 STAGES = ("holo.twin", "holo.reconstruction", "holo.segmentation")

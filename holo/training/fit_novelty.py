@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from holo.training.make_data import _seen_by_instrument
+
 __all__ = ["training_cells", "main"]
 
 
@@ -46,20 +48,6 @@ def _matched_true_class(inst_pred, inst_true, classes_true) -> dict:
     return out
 
 
-def _seen(ph, source: str, seed: int, rng):
-    """(RI, voxel size) of a phantom as the instrument sees it through ``source``."""
-    from holo.segmentation.data import apply_otf
-
-    if source == "otf":
-        noise = float(rng.uniform(0.001, 0.004))
-        return apply_otf(ph.ri, ph.voxel_size_um, ph.medium_index, rng=rng, noise_ri=noise), ph.voxel_size_um
-    from holo.pipeline import reconstruct
-    from holo.twin.acquire import simulate_acquisition
-
-    tomo = reconstruct(simulate_acquisition(ph, seed=int(seed)), method=source)
-    return tomo.frame(0), tuple(tomo.voxel_size_um)
-
-
 def training_cells(seeds, kinds, *, source: str = "otf", shape_zyx=(96, 256, 256), voxel_size_um=(0.2, 0.1, 0.1),
                    medium_index=1.337, log=print):
     """Cells table (measured by the chain) of the twin volumes of the given seeds, with ``true_class``."""
@@ -75,7 +63,7 @@ def training_cells(seeds, kinds, *, source: str = "otf", shape_zyx=(96, 256, 256
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed + 7919)
         ph = make_phantom(kind, shape_zyx=shape_zyx, voxel_size_um=voxel_size_um, medium_index=medium_index, seed=seed)
-        ri, vs = _seen(ph, source, seed, rng)
+        ri, vs = _seen_by_instrument(ph, source, seed, ph.medium_index, rng, None)
         tomo = Tomogram(ri=ri, voxel_size_um=vs, medium_index=medium_index, wavelength_um=0.532)
         seg = segment(tomo)
         cells = measure(tomo, seg.semantic, seg.instance, classes=classify(tomo, seg.instance))

@@ -159,11 +159,11 @@ class CellsTableWidget(QWidget):
 
             names = class_names(df)
             colors = class_colors(names)
+            bins = None if y in df.columns else histogram_bins(df[x].to_numpy(float), integer=x.endswith("_count"))
             for name, g in df.groupby(names):
                 if y in df.columns:
                     ax.scatter(g[x], g[y], s=14 if len(df) < 2000 else 3, color=colors[name], label=str(name))
                 else:
-                    bins = histogram_bins(df[x].to_numpy(float), integer=x.endswith("_count"))
                     ax.hist(g[x].dropna(), bins=bins, histtype="step", linewidth=1.6, color=colors[name], label=str(name))
             ax.set_xlabel(x)
             ax.set_ylabel(y if y in df.columns else "cells")

@@ -32,6 +32,10 @@ _MIN_PHASE_THRESHOLD_RAD = 0.05
 _MIN_LOGAMP_THRESHOLD = 0.05
 
 
+#: σ in pixels of the Gaussian that smooths residuals before objects are found.
+SMOOTH_PX = 2.0
+
+
 def object_mask(
     phase_residual,
     log_amplitude,
@@ -40,8 +44,9 @@ def object_mask(
     dilate_px: int = 3,
     min_background_fraction: float = 0.25,
     reference=None,
-    smooth_px: float = 2.0,
+    smooth_px: float = SMOOTH_PX,
     min_object_px: int = 256,
+    log_amplitude_smoothed: bool = False,
 ) -> np.ndarray:
     """Object pixels of each frame, bool (A, Y, X).
 
@@ -70,6 +75,9 @@ def object_mask(
         whole-frame median onto the object).
     smooth_px : float
         σ of the Gaussian smoothing, pixels (0: none).
+    log_amplitude_smoothed : bool
+        ``log_amplitude`` is already smoothed by ``smooth_px`` (an iterating caller smooths it
+        once, since it does not change between rounds).
     min_object_px : int
         Connected regions of fewer pixels are background fluctuations, not objects: left in
         the fit (excluding only the highest lumps of a correlated background would bias it).
@@ -86,9 +94,9 @@ def object_mask(
         raise ValueError(f"phase_residual and log_amplitude must both be (A, Y, X), got {phi.shape} and {la.shape}")
     if threshold_sigma <= 0:
         raise ValueError(f"threshold_sigma must be positive, got {threshold_sigma}")
-    if smooth_px > 0:
-        phi = ndimage.gaussian_filter(phi, (0, smooth_px, smooth_px), mode="nearest")
-        la = ndimage.gaussian_filter(la, (0, smooth_px, smooth_px), mode="nearest")
+    phi = _smooth_frames(phi, smooth_px)
+    if not log_amplitude_smoothed:
+        la = _smooth_frames(la, smooth_px)
     ref = np.broadcast_to(border_ring(phi.shape[1:]), phi.shape) if reference is None else np.asarray(reference, bool)
     mask = np.empty(phi.shape, bool)
     for i in range(phi.shape[0]):
@@ -288,14 +296,24 @@ def _remove_background_of_finite_frames(u, phi, finite, opts: dict):
     return out, phi_out, info
 
 
+def _smooth_frames(a: np.ndarray, smooth_px: float) -> np.ndarray:
+    """Each (Y, X) frame of ``a`` smoothed by a Gaussian of σ = ``smooth_px`` (unchanged for 0)."""
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(a, (0, smooth_px, smooth_px), mode="nearest") if smooth_px > 0 else a
+
+
 def _fit_phase_background(phi, logamp, degree: int, iterations: int, threshold_sigma: float, dilate_px: int):
     """Steps 1–3 of the module docstring: (fitted surface (A, Y, X) float32, object mask)."""
     # first fit: a plane on the frame border (objects rarely cover most of it)
     fit = fit_polynomial(phi, np.broadcast_to(border_ring(phi.shape[1:]), phi.shape), degree=1)
     mask = np.zeros(phi.shape, bool)
     reference = None  # the border ring, then the background found by the previous round
+    # ln|u| does not change between rounds: smoothed once (object_mask's default σ)
+    logamp = _smooth_frames(np.asarray(logamp, np.float32), SMOOTH_PX)
     for _ in range(iterations):
-        mask = object_mask(phi - fit, logamp, threshold_sigma=threshold_sigma, dilate_px=dilate_px, reference=reference)
+        mask = object_mask(phi - fit, logamp, threshold_sigma=threshold_sigma, dilate_px=dilate_px, reference=reference,
+                           log_amplitude_smoothed=True)
         fit = fit_polynomial(phi, ~mask, degree=degree)
         reference = ~mask
     return fit, mask
