@@ -22,6 +22,11 @@ ZYX = ("z", "y", "x")
 SINGLE_INSTANT_S = 1e9
 
 
+def holo_kind(layer) -> str | None:
+    """What a layer made by holo holds (its metadata's ``kind``: "tomogram", "acquisition", …)."""
+    return (getattr(layer, "metadata", None) or {}).get(META_KEY, {}).get("kind")
+
+
 def ri_contrast_limits(tomo: Tomogram, vol=None) -> tuple[float, float]:
     """Contrast limits from one frame (never the whole time series): the 0.5–99.9 % range of
     the RI, widened to at least medium ± 0.005 so a flat medium shows as such. ``vol``: the

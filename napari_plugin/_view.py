@@ -12,15 +12,11 @@ import weakref
 
 import numpy as np
 
-from holo.napari._layers import DEFAULT_MEDIUM_INDEX, META_KEY, busiest_slice, contrast_slice
+from holo.napari._layers import DEFAULT_MEDIUM_INDEX, META_KEY, busiest_slice, contrast_slice, holo_kind
 
 __all__ = ["follow", "follow_current", "show_layer"]
 
 _FOLLOWED: "weakref.WeakSet" = weakref.WeakSet()
-
-
-def _kind(layer) -> str | None:
-    return (getattr(layer, "metadata", None) or {}).get(META_KEY, {}).get("kind")
 
 
 def _is_cell_labels(layer) -> bool:
@@ -45,10 +41,10 @@ def show_layer(viewer, layer) -> None:
     if _is_cell_labels(layer):
         _go_to_slice(viewer, layer, busiest_slice(layer.data))
         return
-    if _kind(layer) != "tomogram":
+    if holo_kind(layer) != "tomogram":
         return
     for other in viewer.layers:
-        if other is not layer and _kind(other) == "tomogram":
+        if other is not layer and holo_kind(other) == "tomogram":
             other.colorbar.visible = False
     layer.colorbar.visible = True
     viewer.canvas.overlays.scale_bar.visible = True

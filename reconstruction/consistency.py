@@ -98,9 +98,10 @@ def _measured_phase(fs, use) -> np.ndarray:
     unwrapped = getattr(fs, "unwrapped_phase", None)
     if callable(unwrapped):
         return np.asarray(unwrapped()[use], np.float32)
-    from holo.reconstruction.tomography.fdt import rytov_field
+    from holo.reconstruction.fields.unwrap import unwrap_about_border
 
-    return rytov_field(np.asarray(fs.fields)[use]).imag.astype(np.float32)
+    frames = np.asarray(fs.fields[[int(i) for i in use]]) if len(use) else np.asarray(fs.fields)[:0]
+    return np.asarray(unwrap_about_border(frames), np.float32)
 
 
 def data_consistency(ri, voxel_size_um, fieldset, *, model: str = "rytov") -> dict:

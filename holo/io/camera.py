@@ -36,7 +36,6 @@ read from outside the given input). Errors are :class:`holo.errors.FormatError` 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ import numpy as np
 
 from holo.conventions import GEOMETRIES
 from holo.errors import FormatError, ValidationError
+from holo.memory import check_memory
 from holo.model import Acquisition
 
 __all__ = [
@@ -201,18 +201,6 @@ def _read_image(path: Path) -> np.ndarray:
     return arr
 
 
-def _check_memory(n_bytes: int, path: Path) -> None:
-    """Refuse to load more than half the physical memory."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return
-    if n_bytes > total // 2:
-        raise ValidationError(
-            f"frames need {n_bytes / 2**30:.1f} GiB, more than half the memory ({total / 2**30:.1f} GiB)", path=path, item="frames"
-        )
-
-
 def read_frames(paths: list[Path] | Path) -> np.ndarray:
     """Frames (A, Y, X) of a list of single-frame files, of one stack, or of one frame.
 
@@ -230,7 +218,7 @@ def read_frames(paths: list[Path] | Path) -> np.ndarray:
     first = _read_image(paths[0])
     if first.ndim != 2:
         raise ValidationError(f"a frame folder holds single frames, got {first.shape[0]} pages", path=paths[0], item="pixels")
-    _check_memory(len(paths) * first.nbytes, paths[0].parent)
+    check_memory(len(paths) * first.nbytes, path=paths[0].parent, item="frames", what="reading the frames")
     out = np.empty((len(paths),) + first.shape, first.dtype)
     out[0] = first
     for i, p in enumerate(paths[1:], start=1):

@@ -6,7 +6,7 @@ from typing import Callable
 
 from qtpy.QtWidgets import QComboBox
 
-from holo.napari._layers import META_KEY
+from holo.napari._layers import META_KEY, holo_kind
 
 
 class LayerCombo(QComboBox):
@@ -33,10 +33,6 @@ class LayerCombo(QComboBox):
     def layer(self):
         name = self.currentText()
         return self.viewer.layers[name] if name and name in self.viewer.layers else None
-
-
-def holo_kind(layer) -> str | None:
-    return (getattr(layer, "metadata", None) or {}).get(META_KEY, {}).get("kind")
 
 
 def is_ri_image(layer) -> bool:
