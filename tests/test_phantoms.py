@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull
+from skimage.morphology import convex_hull_image
 
 from holo.twin.phantoms import (
     CELL_CLASSES,
@@ -17,6 +18,8 @@ from holo.twin.phantoms import (
     NUCLEUS,
     RI_RANGES,
     SEMANTIC_NAMES,
+    UNSEEN_CLASSES,
+    UNSEEN_KINDS,
     Phantom,
     grid_axes_um,
     make_cell,
@@ -332,3 +335,106 @@ def test_cell_larger_than_volume_is_laid_flat_then_shrunk_with_a_warning():
     # Nothing is cut by the volume faces: the outer voxel layer is pure medium.
     faces = [ph.ri[0], ph.ri[-1], ph.ri[:, 0], ph.ri[:, -1], ph.ri[:, :, 0], ph.ri[:, :, -1]]
     assert all(np.all(f == np.float32(N_M)) for f in faces)
+
+
+# --------------------------------------------------------------------------------------
+# Unseen object types (holo.twin._unseen): HL60-like cells, adherent cells, debris, and
+# out-of-focus neighbours. They are not classifier classes.
+# --------------------------------------------------------------------------------------
+def _core_ri(ph: Phantom, cid: int, label: int) -> np.ndarray:
+    """RI of the voxels of one cell's structure, one voxel away from any other label."""
+    return ph.ri[ndi.binary_erosion((ph.instance == cid) & (ph.semantic == label), CUBE)]
+
+
+def _check_unseen_ri_ranges(ph: Phantom) -> None:
+    for cid, cls in ph.classes.items():
+        for label, (lo, hi) in RI_RANGES[FAMILY_OF[cls]].items():
+            v = _core_ri(ph, cid, label)
+            assert v.size == 0 or (v.min() >= lo - 1e-6 and v.max() <= hi + 1e-6), (cls, SEMANTIC_NAMES[label])
+
+
+def test_existing_seeds_give_the_phantoms_the_shipped_models_were_trained_on():
+    """Adding kinds and options must not change what the existing kinds and seeds produce.
+    Reference values were taken before the unseen types were added (integers: exact;
+    the RI excess sum Σ(n − n_m), float64 of float32 voxels, to 1e-9 relative)."""
+    ref = {("cell", 1): ({1: "neutrophil"}, [220622, 32205, 3152, 0, 21], [220622, 35378], 822.7783267498016),
+           ("mixed", 4): ({1: "neutrophil", 2: "bacteria_coccus"}, [217800, 33497, 4687, 0, 16], [217800, 38142, 58],
+                          822.4907002449036)}
+    for (kind, seed), (classes, sem, inst, excess) in ref.items():
+        ph = make_phantom(kind, shape_zyx=(40, 80, 80), seed=seed)
+        assert ph.classes == classes
+        assert np.bincount(ph.semantic.ravel(), minlength=5).tolist() == sem
+        assert np.bincount(ph.instance.ravel()).tolist() == inst
+        assert float(np.float64(ph.ri - np.float32(N_M)).sum()) == pytest.approx(excess, rel=1e-9)
+
+
+def test_unseen_types_are_not_classifier_classes():
+    assert not set(UNSEEN_CLASSES) & set(CELL_CLASSES)
+    assert set(UNSEEN_KINDS).isdisjoint(KINDS)
+
+
+def test_hl60_like_cell_nucleus_lower_than_textured_cytoplasm():
+    ph = make_phantom("hl60_like", shape_zyx=(48, 56, 56), voxel_size_um=0.25, n_cells=1, seed=3)
+    assert ph.classes == {1: "hl60_like"} and ph.kind == "hl60_like"
+    info = ph.cells[1]
+    assert 10.0 <= info["diameter_um"] <= 12.0 and info["unseen"]
+    cyto, nuc = _core_ri(ph, 1, CYTOPLASM), _core_ri(ph, 1, NUCLEUS)
+    # Drawn: nucleus 0.003–0.008 below the cytoplasm; texture means average over ≥ 1000 voxels.
+    assert cyto.size > 1000 and nuc.size > 1000
+    assert 0.0015 < cyto.mean() - nuc.mean() < 0.0095
+    # Texture: σ of the fields over the cell box is 0.0032 (cytoplasm) and 0.002 (nucleus);
+    # inside the cell the long-correlation layer varies less (measured 0.0024 / 0.0017):
+    # clearly above the white blood cells' 0.0013 and below the nucleus-cytoplasm step × 3.
+    assert 0.0018 < cyto.std() < 0.0040 and 0.0010 < nuc.std() < 0.0030
+    assert (ph.semantic == NUCLEOLUS).any()
+    _check_unseen_ri_ranges(ph)
+    # A large nucleus: 30–60 % of the cell volume (the cell is ≈ 10–12 µm, the nucleus ≈ 0.6–0.75 of its radius).
+    frac = np.isin(ph.semantic, (NUCLEUS, NUCLEOLUS)).sum() / (ph.instance == 1).sum()
+    assert 0.2 < frac < 0.6
+
+
+def test_adherent_cell_is_flat_wide_and_irregular():
+    ph = make_phantom("adherent", shape_zyx=(16, 112, 112), voxel_size_um=0.4, n_cells=1, seed=1)
+    assert ph.classes == {1: "adherent"} and ph.cells[1].get("scale", 1.0) == 1.0
+    m = ph.instance == 1
+    h = 0.4
+    thickness = m.sum(axis=0).max() * h  # lies flat: the thickest column
+    assert 3.0 - h <= thickness <= 5.0 + h
+    foot = np.argwhere(m.any(axis=0)) * h
+    angles = np.linspace(0.0, np.pi, 36, endpoint=False)
+    feret = max(np.ptp(foot @ np.array([np.sin(a), np.cos(a)])) for a in angles)
+    assert 20.0 <= feret <= 40.0 + 2 * h
+    # Irregular outline (protrusions and bays): the footprint fills clearly less than its
+    # convex hull (solidity 0.85–0.94 over seeds 0–7; a disc or an ellipse gives ≥ 0.98).
+    fp = m.any(axis=0)
+    assert fp.sum() < 0.96 * convex_hull_image(fp).sum()
+    cyto, nuc = _core_ri(ph, 1, CYTOPLASM), _core_ri(ph, 1, NUCLEUS)
+    assert nuc.size > 20 and nuc.mean() < cyto.mean()
+    _check_unseen_ri_ranges(ph)
+
+
+def test_debris_is_small_without_nucleus_and_out_of_focus_neighbours_are_cut():
+    kw = dict(shape_zyx=(32, 56, 56), voxel_size_um=0.3, n_cells=1, seed=5, classes=["lymphocyte"])
+    plain = make_phantom("cell", **kw)
+    ph = make_phantom("cell", **kw, n_debris=3, n_out_of_focus=2)
+    names = list(ph.classes.values())
+    assert names[0] == plain.classes[1] and names.count("debris") >= 1
+    extras = ph.instance > 1
+    # The field's own cell is unchanged away from the extras.
+    far = ~ndi.binary_dilation(extras, CUBE, iterations=2)
+    assert np.array_equal(ph.ri[far], plain.ri[far])
+    faces = lambda a: np.concatenate([a[0].ravel(), a[-1].ravel(), a[:, 0].ravel(), a[:, -1].ravel(),  # noqa: E731
+                                      a[:, :, 0].ravel(), a[:, :, -1].ravel()])
+    n_cut = 0
+    for cid, cls in ph.classes.items():
+        m = ph.instance == cid
+        if cls == "debris":
+            assert set(np.unique(ph.semantic[m])) == {CYTOPLASM}  # no nucleus
+            assert max(np.ptp(np.argwhere(m), axis=0)) * 0.3 <= 5.0
+        elif ph.cells[cid].get("out_of_focus"):
+            n_cut += 1
+            assert cls in NUCLEATED_CLASSES and faces(m).any()  # cut by the volume
+    assert n_cut >= 1
+    _check_unseen_ri_ranges(make_phantom("debris", shape_zyx=(24, 48, 48), n_cells=3, seed=2))
+    one = make_cell("hl60_like", shape_zyx=(48, 56, 56), voxel_size_um=0.25, rng=1)
+    assert one.kind == "hl60_like" and one.classes == {1: "hl60_like"}

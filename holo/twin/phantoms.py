@@ -60,8 +60,10 @@ __all__ = [
     "RBC_CLASSES",
     "BACTERIA_CLASSES",
     "CELL_CLASSES",
+    "UNSEEN_CLASSES",
     "FAMILY_OF",
     "KINDS",
+    "UNSEEN_KINDS",
     "RI_RANGES",
     "Phantom",
     "grid_axes_um",
@@ -73,7 +75,16 @@ __all__ = [
 #: Phantom kinds: one family each, or all of them.
 KINDS = ("cell", "rbc", "bacteria", "mixed")
 _FAMILIES = {"cell": NUCLEATED_CLASSES, "rbc": RBC_CLASSES, "bacteria": BACTERIA_CLASSES}
-#: Family ("cell", "rbc", "bacteria") of each class.
+#: Object types the classifier never saw (not in :data:`CELL_CLASSES`): an HL60-like
+#: suspended cell line, adherent flat cells spread on the coverslip, debris (small irregular
+#: particles without nucleus). Built in :mod:`holo.twin._unseen`. They check that the chain
+#: answers ``unknown`` (:data:`holo.labels.UNKNOWN`) on them; each is its own phantom kind
+#: and family. Their ground truth carries the class name and the usual semantic labels.
+UNSEEN_CLASSES = ("hl60_like", "adherent", "debris")
+#: Phantom kinds of the unseen object types (one class each).
+UNSEEN_KINDS = UNSEEN_CLASSES
+_FAMILIES.update({c: (c,) for c in UNSEEN_CLASSES})
+#: Family ("cell", "rbc", "bacteria", or the unseen type itself) of each class.
 FAMILY_OF = {c: fam for fam, members in _FAMILIES.items() for c in members}
 
 #: Absolute RI interval of every voxel fully inside a structure (away from its edges), per
@@ -85,6 +96,10 @@ RI_RANGES = {
     "cell": {CYTOPLASM: (1.350, 1.390), NUCLEUS: (1.345, 1.367), NUCLEOLUS: (1.380, 1.390), LIPID_DROPLET: (1.390, 1.450)},
     "rbc": {CYTOPLASM: (1.390, 1.410)},
     "bacteria": {CYTOPLASM: (1.380, 1.400)},
+    # Unseen types (holo.twin._unseen): the drawn base RI ± 3 σ of the texture layers.
+    "hl60_like": {CYTOPLASM: (1.345, 1.377), NUCLEUS: (1.342, 1.369), NUCLEOLUS: (1.372, 1.385), LIPID_DROPLET: (1.390, 1.450)},
+    "adherent": {CYTOPLASM: (1.349, 1.383), NUCLEUS: (1.346, 1.376), NUCLEOLUS: (1.372, 1.388), LIPID_DROPLET: (1.390, 1.450)},
+    "debris": {CYTOPLASM: (1.354, 1.426)},
 }
 
 _F32 = np.float32
@@ -334,6 +349,11 @@ class _CellModel:
     scale: float = 1.0
     info: dict = field(default_factory=dict)
     flat_rotation: np.ndarray | None = None
+    #: Extra texture of the cytoplasm and of the nucleus: (correlation µm, σ) per independent
+    #: Gaussian random field, each clipped at ±3σ (unseen types; blood cells and bacteria use
+    #: ``texture_std`` alone, and their phantoms do not draw these fields).
+    texture_layers: tuple = ()
+    chromatin_layers: tuple = ()
     _cloud: tuple | None = None
 
     @property
@@ -735,8 +755,12 @@ def _build_bacterium(class_name, rng, *, diameter_um=None, length_um=None, n_coc
 
 
 def _build_model(class_name, rng, **params) -> _CellModel:
+    if class_name in UNSEEN_CLASSES:
+        from holo.twin._unseen import build_unseen  # imports this module's helpers
+
+        return build_unseen(class_name, rng, **params)
     if class_name not in CELL_CLASSES:
-        raise ValueError(f"class_name: must be one of {', '.join(CELL_CLASSES)}, got {class_name!r}")
+        raise ValueError(f"class_name: must be one of {', '.join(CELL_CLASSES + UNSEEN_CLASSES)}, got {class_name!r}")
     fam = FAMILY_OF[class_name]
     if fam == "cell":
         return _build_nucleated(class_name, rng, **params)
@@ -842,6 +866,10 @@ def _render_cell(model: _CellModel, grid: _Grid, rng, cell_id: int) -> None:
         corr, amp, thr = model.granules
         gg = _smooth_noise(shape, corr, grid.voxel, rng)
         n_c = n_c + _F32(amp) * np.clip((gg - _F32(thr)) / _F32(0.5), 0.0, 1.0)
+    for corr, std in model.texture_layers:
+        n_c = n_c + _F32(std) * np.clip(_smooth_noise(shape, corr, grid.voxel, rng), -3.0, 3.0)
+    for corr, std in model.chromatin_layers:
+        n_n = n_n + _F32(std) * np.clip(_smooth_noise(shape, corr, grid.voxel, rng), -3.0, 3.0)
     dn = f_cell * (n_c - n_m)
     sem = np.where(d_cell < 0, np.uint8(CYTOPLASM), np.uint8(BACKGROUND))
 
@@ -933,7 +961,7 @@ def _inside_volume(model: _CellModel, grid: _Grid) -> bool:
 
 
 def _place(models, grid: _Grid, rng, *, touch_probability: float, max_overlap_um: float, tries: int = 300,
-           stop_on_failure: bool = False):
+           stop_on_failure: bool = False, existing=()):
     """Rejection sampling of cell centres; returns the models that were placed.
 
     A candidate is either uniform in the field or (with ``touch_probability``, and always
@@ -943,9 +971,10 @@ def _place(models, grid: _Grid, rng, *, touch_probability: float, max_overlap_um
     candidate is kept if it lies inside the volume and no interior point of either cell
     penetrates another by more than ``max_overlap_um`` or a quarter of the thinner cell's
     smallest width (thin bacteria must not be cut in two). A cell that finds no place is
-    skipped, or ends the placement with ``stop_on_failure``.
+    skipped, or ends the placement with ``stop_on_failure``. Cells in ``existing`` (already
+    placed) are avoided and may be touched; only the newly placed models are returned.
     """
-    placed: list[_CellModel] = []
+    placed: list[_CellModel] = list(existing)
     z_jitter = 0.5
     for model in models:
         e = model.lab_half_extent()
@@ -980,11 +1009,11 @@ def _place(models, grid: _Grid, rng, *, touch_probability: float, max_overlap_um
             placed.append(model)
         elif stop_on_failure:
             break
-    return placed
+    return placed[len(existing):]
 
 
-_FOOTPRINT_UM2 = {"cell": 100.0, "rbc": 48.0, "bacteria": 2.5}
-_COVERAGE = {"cell": 0.25, "rbc": 0.25, "bacteria": 0.04}
+_FOOTPRINT_UM2 = {"cell": 100.0, "rbc": 48.0, "bacteria": 2.5, "hl60_like": 95.0, "adherent": 600.0, "debris": 5.0}
+_COVERAGE = {"cell": 0.25, "rbc": 0.25, "bacteria": 0.04, "hl60_like": 0.25, "adherent": 0.4, "debris": 0.03}
 _MIXED_WEIGHTS = {"cell": 0.4, "rbc": 0.4, "bacteria": 0.2}
 
 
@@ -1013,8 +1042,8 @@ def _class_weights(kind: str, classes) -> tuple[tuple[str, ...], np.ndarray]:
         if not allowed:
             raise ValueError("classes: must name at least one class")
         for c in allowed:
-            if c not in CELL_CLASSES:
-                raise ValueError(f"classes: {c!r} is not one of {', '.join(CELL_CLASSES)}")
+            if c not in CELL_CLASSES + UNSEEN_CLASSES:
+                raise ValueError(f"classes: {c!r} is not one of {', '.join(CELL_CLASSES + UNSEEN_CLASSES)}")
             if kind != "mixed" and FAMILY_OF[c] != kind:
                 raise ValueError(f"classes: {c!r} is not a {kind!r} class")
         return allowed, np.full(len(allowed), 1.0 / len(allowed))
@@ -1022,6 +1051,55 @@ def _class_weights(kind: str, classes) -> tuple[tuple[str, ...], np.ndarray]:
         return CELL_CLASSES, np.array([_MIXED_WEIGHTS[FAMILY_OF[c]] / len(_FAMILIES[FAMILY_OF[c]]) for c in CELL_CLASSES])
     allowed = _FAMILIES[kind]
     return allowed, np.full(len(allowed), 1.0 / len(allowed))
+
+
+def _place_cut(models, grid: _Grid, rng, existing, *, max_overlap_um: float, tries: int = 200) -> list:
+    """Out-of-focus neighbours: each model is centred so that the volume's faces cut it, on a
+    random side, along Z (the cell lies mostly above or below the volume, far from the focal
+    plane) with probability 1/2, else along Y or X (the cell sticks out at a lateral edge):
+    centre coordinate ±(A + u·e) on that axis, A the half size of the volume, e the cell's
+    half extent, u uniform in [−0.6, 0.6] (between 20 % and 80 % of the cell's extent inside
+    along that axis); uniform over the free range on the other lateral axes, ±0.5 µm in z.
+    Rejected when it penetrates a cell of ``existing`` or an earlier neighbour by more than
+    ``max_overlap_um``; a model that finds no place is skipped. Returns the placed models
+    (``info["out_of_focus"]`` = "z", "y" or "x")."""
+    placed = list(existing)
+    half = np.array([n * h for n, h in zip(grid.shape, grid.voxel)]) / 2.0
+    for model in models:
+        e = model.lab_half_extent()
+        free = np.maximum(grid.avail_um - e, 0.0)
+        for _ in range(tries):
+            axis = 0 if rng.uniform() < 0.5 else int(rng.integers(1, 3))
+            c = np.array([rng.uniform(-min(0.5, free[0]), min(0.5, free[0])),
+                          rng.uniform(-free[1], free[1]), rng.uniform(-free[2], free[2])])
+            c[axis] = rng.choice((-1.0, 1.0)) * (half[axis] + rng.uniform(-0.6, 0.6) * e[axis])
+            model.center_um = c
+            if all(_overlap_depth(model, o) <= max_overlap_um for o in placed):
+                model.info["out_of_focus"] = "zyx"[axis]
+                placed.append(model)
+                break
+    return placed[len(existing):]
+
+
+def _extras(grid: _Grid, placed, seed_seq, allowed, weights, n_debris: int, n_out_of_focus: int) -> list:
+    """Debris particles (placed inside the volume among the cells) and out-of-focus
+    neighbours (classes drawn like the field's cells, :func:`_place_cut`), from their own
+    random stream so that the field's cells are those of the same seed without extras."""
+    rng = np.random.default_rng(seed_seq.spawn(1)[0])
+    debris = []
+    for r in rng.spawn(n_debris):
+        model = _build_model("debris", r)
+        _orient(model, r)
+        debris.append(model)
+    overlap = 2.0 * float(grid.voxel.max()) + 0.1
+    debris = _place(debris, grid, rng, touch_probability=0.0, max_overlap_um=overlap, existing=placed)
+    names = _draw_classes(rng, allowed, weights / weights.sum(), n_out_of_focus) if n_out_of_focus else []
+    cut = []
+    for name, r in zip(names, rng.spawn(len(names))):
+        model = _build_model(name, r)
+        _orient(model, r)
+        cut.append(model)
+    return debris + _place_cut(cut, grid, rng, list(placed) + debris, max_overlap_um=overlap)
 
 
 def _cell_count(kind: str, grid: _Grid, n_cells) -> tuple[int, bool]:
@@ -1046,14 +1124,18 @@ def make_phantom(
     n_cells: int | None = None,
     seed: int = 0,
     classes: Sequence[str] | None = None,
+    n_debris: int = 0,
+    n_out_of_focus: int = 0,
 ) -> Phantom:
     """A seeded field of view of cells with RI, semantic and instance ground truth.
 
     Parameters
     ----------
-    kind : {"cell", "rbc", "bacteria", "mixed"}
+    kind : {"cell", "rbc", "bacteria", "mixed", "hl60_like", "adherent", "debris"}
         Family drawn from: nucleated white blood cells, red blood cells, bacteria, or all
-        (mixed draws families with weights 0.4 / 0.4 / 0.2).
+        (mixed draws families with weights 0.4 / 0.4 / 0.2); or one of the types the
+        classifier never saw (:data:`UNSEEN_KINDS`): HL60-like cells, adherent flat cells
+        (20–40 µm wide: use a field of ≥ 45 µm), debris.
     shape_zyx : (Z, Y, X) ints
     voxel_size_um : (dz, dy, dx) in µm (a scalar is taken for all three)
     medium_index : float
@@ -1067,6 +1149,16 @@ def make_phantom(
         Restrict the classes drawn (each then equally likely); must belong to ``kind``'s
         family unless ``kind="mixed"``. The first min(n_cells, len(classes)) cells are
         distinct classes.
+    n_debris : int
+        Debris particles (class ``"debris"``) added among the cells, inside the volume;
+        those that find no room are left out.
+    n_out_of_focus : int
+        Neighbours of the field's classes placed partly outside the volume, cut by its top or
+        bottom face (far from the focal plane) or by a lateral face (``cells[id]
+        ["out_of_focus"]`` names the axis). Only the part inside the volume exists in the
+        twin. With both at 0 (default) the phantom is exactly the one of earlier versions
+        for the same arguments; with extras, the field's own cells are unchanged (drawn
+        from a separate stream) except where an extra touches them.
 
     Returns
     -------
@@ -1081,8 +1173,9 @@ def make_phantom(
         Unknown ``kind`` or class, bad grid, or when an explicit ``n_cells`` cannot be
         placed (the message says how many fitted).
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind not in KINDS + UNSEEN_KINDS:
+        raise ValueError(f"kind: must be one of {', '.join(KINDS + UNSEEN_KINDS)}, got {kind!r}")
+    n_debris, n_out_of_focus = _extra_count(n_debris, "n_debris"), _extra_count(n_out_of_focus, "n_out_of_focus")
     grid = _Grid(shape_zyx, voxel_size_um, medium_index)
     try:
         seed_seq = np.random.SeedSequence(int(seed))
@@ -1109,10 +1202,21 @@ def make_phantom(
         fov = " × ".join(f"{s * h:.1f}" for s, h in zip(grid.shape, grid.voxel))
         raise ValueError(f"n_cells: no room for cell {len(placed) + 1} of {n} in the {fov} µm volume; "
                          "use a larger shape_zyx or fewer cells")
+    extras = _extras(grid, placed, seed_seq, allowed, weights, n_debris, n_out_of_focus) if n_debris or n_out_of_focus else []
     tex_seeds = rng_tex.spawn(len(placed)) if placed else []
     for i, (model, r) in enumerate(zip(placed, tex_seeds), start=1):
         _render_cell(model, grid, r, i)
-    return _finish(grid, placed, kind)
+    if extras:
+        for i, (model, r) in enumerate(zip(extras, rng_tex.spawn(len(extras))), start=len(placed) + 1):
+            _render_cell(model, grid, r, i)
+    return _finish(grid, placed + extras, kind)
+
+
+def _extra_count(value, name: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise ValueError(f"{name}: must be >= 0, got {value!r}")
+    return n
 
 
 def make_cell(
