@@ -64,7 +64,7 @@ def import_camera(
     Parameters
     ----------
     path : path or Acquisition
-        Frame folder or multi-page TIFF stack (:mod:`holo.io.camera`), or what
+        Frame folder, multi-page TIFF stack or raw off-axis HDF5 (:mod:`holo.io.camera`), or what
         :func:`holo.io.camera.read_camera` made of one (then ``sidecar``, ``background`` and
         ``optics`` are not used).
     out : path

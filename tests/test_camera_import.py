@@ -200,3 +200,71 @@ def test_run_on_a_camera_folder_with_sidecar(tmp_path, twin_acq):
     cells = pd.read_csv(sample / "cells.csv")
     assert len(cells) >= 1 and (cells["dry_mass_pg"] > 0).all()
     assert sorted((p.relative_to(d), p.stat().st_mtime_ns) for p in d.rglob("*")) == before
+
+
+# -- raw off-axis hologram HDF5 (qpformat layout, holo.io.raw_oah) ---------------------------
+HL60 = __import__("pathlib").Path(__file__).parent / "data" / "hl60_hologram_cell.npz"
+
+
+def _raw_oah_file(path, frames, *, reference=None, attrs=None, root=None):
+    """A raw off-axis HDF5 as qpformat documents it: root attributes, datasets "0", "1", …
+    with SI optics attributes, optional "reference"."""
+    import h5py
+
+    attrs = {"wavelength": 6.33e-7, "pixel size": 1.4e-7, "medium index": 1.335, "numerical aperture": 0.6} if attrs is None else attrs
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"file_format": "qpformat", "imaging_modality": "off-axis holography"} if root is None else root)
+        for name, fr in frames.items():
+            f[name] = fr
+            f[name].attrs.update({**attrs, "time": 0.1 * int(name)})
+        if reference is not None:
+            f["reference"] = reference
+    return path
+
+
+def test_import_raw_oah_hdf5_series_with_reference(tmp_path):
+    """The measured HL60 hologram twice ("0", "1") and its sample-free frame as "reference":
+    frames unchanged, the reference is the background, SI attributes become µm, and an option
+    wins over the file's attribute."""
+    from holo.importing import import_camera
+
+    d = np.load(HL60)
+    src = _raw_oah_file(tmp_path / "holo.h5", {"0": d["data"], "1": d["data"][::-1].copy()}, reference=d["bg_data"])
+    out = tmp_path / "out" / "acq.h5"
+    import_camera(src, out, estimate_na=False, medium_index=1.337)
+    acq = read_acquisition(out, lazy=False)
+    np.testing.assert_array_equal(np.asarray(acq.holograms), np.stack([d["data"], d["data"][::-1]]))
+    np.testing.assert_array_equal(np.asarray(acq.background).reshape(d["bg_data"].shape), d["bg_data"])
+    assert acq.wavelength_um == pytest.approx(0.633) and acq.pixel_size_um == pytest.approx(0.14)
+    assert acq.objective_na == pytest.approx(0.6) and acq.medium_index == pytest.approx(1.337)
+
+
+@pytest.mark.parametrize("case, item", [
+    ("other layout", "file_format"),
+    ("gap", "1"),
+    ("size", "1"),
+    ("optics differ", "1"),
+    ("no background", "background"),
+])
+def test_raw_oah_hdf5_errors_are_one_line(tmp_path, case, item):
+    d = np.load(HL60)
+    h, bg = d["data"], d["bg_data"]
+    frames, kw = {"0": h, "1": h}, {"reference": bg}
+    if case == "other layout":
+        kw["root"] = {"file_format": "qpformat", "imaging_modality": "quadriwave lateral shearing interferometry"}
+    elif case == "gap":
+        frames = {"0": h, "2": h}
+    elif case == "size":
+        frames = {"0": h, "1": h[:-2]}
+    elif case == "no background":
+        kw = {}
+    src = _raw_oah_file(tmp_path / "holo.h5", frames, **kw)
+    if case == "optics differ":
+        import h5py
+
+        with h5py.File(src, "a") as f:
+            f["1"].attrs["wavelength"] = 5.32e-7
+    with pytest.raises(HoloError) as exc:
+        read_camera(src)
+    msg = str(exc.value)
+    assert "holo.h5" in msg and item in msg and "\n" not in msg, msg

@@ -1,4 +1,4 @@
-"""``holo import FRAMES -o ACQ.h5``: camera frames (folder or TIFF stack) → acquisition ``.h5``.
+"""``holo import FRAMES -o ACQ.h5``: camera frames (folder, TIFF stack or raw off-axis HDF5) → acquisition ``.h5``.
 
 Optics come from a sidecar (``optics.json``/``.yaml`` in the folder, ``<stem>.json`` beside a
 stack, or ``--sidecar``) and/or options, options winning (:mod:`holo.io.camera`). Illumination
@@ -33,7 +33,7 @@ def _optics(**kw) -> dict:
 
 
 def import_cmd(
-    frames: Path = typer.Argument(..., help="Folder of hologram frames (TIFF/PNG) or a multi-page TIFF stack."),
+    frames: Path = typer.Argument(..., help="Folder of hologram frames (TIFF/PNG), a multi-page TIFF stack or a raw off-axis hologram HDF5 (qpformat layout)."),
     out: Path = typer.Option(..., "--out", "-o", help="Acquisition file to write (.h5)."),
     background: Path | None = typer.Option(None, "--background", help="Background frames: folder, stack or one frame."),
     sidecar: Path | None = typer.Option(None, "--sidecar", help="Optics file (JSON or YAML); default optics.json/yaml in the folder."),

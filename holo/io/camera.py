@@ -6,6 +6,9 @@ A *camera input* is what an off-axis microscope leaves on disk:
   natural sort of their names (``img_2.tif`` before ``img_10.tif``); numbered names must form
   an unbroken sequence, so a missing frame is an error, not a silently shorter scan;
 * or one multi-page TIFF stack (pages = frames);
+* or one raw off-axis hologram HDF5 file in the qpformat layout (:mod:`holo.io.raw_oah`:
+  holograms ``"0"``, ``"1"``, …, an optional ``"reference"`` frame used as the background
+  when none is given, optics as attributes that a sidecar or options override);
 * background frames (sample-free): a folder, a stack or one frame; by default the
   sub-folder ``background/`` (or ``bg/``) of a frame folder;
 * the optics in a small sidecar file, JSON or YAML (``optics.json``/``optics.yaml`` in the
@@ -353,6 +356,16 @@ def _per_frame(sc: dict, options: dict, sc_path: Path | None, n: int) -> dict:
     return out
 
 
+def _raw_hdf5(path: Path) -> tuple | None:
+    """(holograms, reference or None, optics) of an HDF5 input (:mod:`holo.io.raw_oah`, which
+    refuses any other HDF5 layout in one line); None for frames and TIFF stacks."""
+    from holo.io.raw_oah import RAW_OAH_SUFFIXES, read_raw_oah_hdf5
+
+    if path.is_file() and path.suffix.lower() in RAW_OAH_SUFFIXES:
+        return read_raw_oah_hdf5(path)
+    return None
+
+
 def read_camera(
     path: str | Path,
     *,
@@ -366,7 +379,7 @@ def read_camera(
     Parameters
     ----------
     path : path
-        Frame folder or multi-page TIFF stack.
+        Frame folder, multi-page TIFF stack or raw off-axis hologram HDF5 (qpformat layout).
     sidecar : path, optional
         Optics file (default: :func:`find_sidecar`).
     background : path, optional
@@ -403,11 +416,14 @@ def read_camera(
         raise ValidationError(f"unknown option(s) {unknown}", path=path, item="options")
     sc_path = Path(sidecar) if sidecar is not None else find_sidecar(path)
     sc = read_sidecar(sc_path) if sc_path is not None else {}
-    optics = resolve_optics(sc, options, sidecar_path=sc_path)
+    raw = _raw_hdf5(path)
+    optics = resolve_optics({**raw[2], **sc} if raw else sc, options, sidecar_path=sc_path)
     merged = {**sc, **{k: v for k, v in options.items() if v is not None}}
-    holo_frames = _frames_of(path, merged.get("frames") if path.is_dir() else None)
+    holo_frames = raw[0] if raw else _frames_of(path, merged.get("frames") if path.is_dir() else None)
     n = holo_frames.shape[0]
     bg = _background(path, sc, sc_path, background)
+    if bg is None and raw:
+        bg = raw[1]
     if bg is None:
         raise FormatError("no background frames (give --background, the sidecar key 'background' or a background/ folder)", path=path, item="background")
     if bg.shape[1:] != holo_frames.shape[1:]:
