@@ -48,7 +48,7 @@ class ImportWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.frames = _path_edit("folder of TIFF/PNG frames or a multi-page TIFF")
+        self.frames = _path_edit("folder of TIFF/PNG frames, a multi-page TIFF or a raw off-axis .h5")
         self.background = _path_edit("optional: folder, stack or one frame (default background/)")
         self.sidecar = _path_edit("optional: optics.json/yaml (default: found beside the frames)")
         self.out = _path_edit("acquisition file to write (.h5)")
