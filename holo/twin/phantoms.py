@@ -23,6 +23,11 @@ structures (nucleus lobes, nucleoli, droplets) take their own random 3D orientat
 
 Refractive indices are absolute (see :mod:`holo.conventions`); the ranges drawn per class
 are in :data:`RI_RANGES`.
+
+Besides the classifier's classes the twin draws object types the classifier never saw
+(:data:`UNSEEN_CLASSES`: HL60-like cells, adherent flat cells, debris; models and published
+RI values in :mod:`holo.twin._unseen`), and can add debris and out-of-focus neighbours cut
+by the volume's faces to any field (``n_debris``, ``n_out_of_focus`` of :func:`make_phantom`).
 """
 
 from __future__ import annotations
@@ -126,7 +131,8 @@ class Phantom:
     voxel_size_um : (dz, dy, dx)
     medium_index : float
     kind : str
-        ``"cell"``, ``"rbc"``, ``"bacteria"``, ``"mixed"`` or ``"sphere"``.
+        ``"cell"``, ``"rbc"``, ``"bacteria"``, ``"mixed"``, ``"sphere"``, or one of the
+        unseen types :data:`UNSEEN_KINDS`.
     cells : dict of int -> dict
         Parameters drawn for every cell (centre in µm on the :func:`grid_axes_um` grid,
         RI values, sizes, number of nucleus lobes, …); JSON-serialisable.
@@ -1235,7 +1241,7 @@ def make_cell(
     Parameters
     ----------
     class_name : str
-        One of :data:`CELL_CLASSES`.
+        One of :data:`CELL_CLASSES` or :data:`UNSEEN_CLASSES`.
     shape_zyx, voxel_size_um, medium_index
         As in :func:`make_phantom`.
     center_um : (z, y, x)
@@ -1248,7 +1254,8 @@ def make_cell(
         nucleated cells; rods lie along body x.
     **params
         Class parameters: ``diameter_um`` (all classes), ``n_lobes`` (neutrophil,
-        eosinophil), ``length_um`` (bacteria_rod), ``n_cocci`` (bacteria_chain).
+        eosinophil), ``length_um`` (bacteria_rod), ``n_cocci`` (bacteria_chain),
+        ``thickness_um`` (adherent).
 
     Returns
     -------
