@@ -122,10 +122,14 @@ def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, ke
 
 def track_lut(tracks: pd.DataFrame, t: int, max_label: int) -> np.ndarray:
     """Look-up table of frame ``t``: ``lut[label] = track_id`` (0 for background and for labels
-    that no track holds), length ``max_label + 1``."""
-    rows = tracks[(tracks["frame"] == t) & (tracks["label"] <= max_label)]
+    that no track holds), length ``max_label + 1``; ``label_joined`` (the other half of a cell
+    the segmenter cut, :func:`holo.segmentation.tracking.join_fragments`) maps to the same track."""
     lut = np.zeros(int(max_label) + 1, np.int32)
-    lut[rows["label"].to_numpy(int)] = rows["track_id"].to_numpy(int)
+    rows = tracks[tracks["frame"] == t]
+    for col in ("label", "label_joined"):
+        if col in rows:
+            sel = rows[(rows[col] > 0) & (rows[col] <= max_label)]
+            lut[sel[col].to_numpy(int)] = sel["track_id"].to_numpy(int)
     return lut
 
 

@@ -38,7 +38,7 @@ import pandas as pd
 from scipy import ndimage
 
 
-__all__ = ["COORDINATES", "BOUNDARY_VOXELS", "frame_detections", "link_cells", "find_divisions", "cut_at_hidden_divisions", "prune_divisions", "track_graph"]
+__all__ = ["COORDINATES", "BOUNDARY_VOXELS", "frame_detections", "link_cells", "join_fragments", "find_divisions", "cut_at_hidden_divisions", "prune_divisions", "track_graph"]
 
 #: Centroid columns of a detections table (µm, array order).
 COORDINATES = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
@@ -81,7 +81,7 @@ def frame_detections(instance: np.ndarray, voxel_size_um, *, ri: np.ndarray | No
 
 def link_cells(det: pd.DataFrame, *, max_distance_um: float = 10.0, mass_weight_um: float | None = None,
                gap_frames: int = 2, divisions: bool = True, min_branch_frames: int = 2,
-               field_um=None) -> pd.DataFrame:
+               field_um=None, join: bool = True) -> pd.DataFrame:
     """Link detections into tracks with divisions (costs in the module docstring).
 
     Parameters
@@ -102,11 +102,14 @@ def link_cells(det: pd.DataFrame, *, max_distance_um: float = 10.0, mass_weight_
     field_um : (Y, X) µm, optional
         Lateral size of the field (centroids measured from its corner): a daughter branch
         that ends within d_max of its edge left the field and counts as long.
+    join
+        Rejoin cells cut in two by the segmenter first (:func:`join_fragments`).
 
     Returns
     -------
     DataFrame
-        ``det`` sorted by frame with ``track_id`` (1..N) and ``parent_id`` (0 = none).
+        ``det`` sorted by frame with ``track_id`` (1..N) and ``parent_id`` (0 = none)
+        (and ``label_joined`` with ``join``).
     """
     from laptrack import LapTrack
 
@@ -114,6 +117,8 @@ def link_cells(det: pd.DataFrame, *, max_distance_um: float = 10.0, mass_weight_
     if det.empty:
         return det.assign(track_id=pd.Series(dtype=np.int64), parent_id=pd.Series(dtype=np.int64))
     w = 2.0 * max_distance_um if mass_weight_um is None else float(mass_weight_um)
+    if join:
+        det = join_fragments(det, max_distance_um=max_distance_um, mass_weight_um=w)
     det["_q"] = w * np.log(_size(det))
     cut = float(max_distance_um) ** 2
     lt = LapTrack(metric="sqeuclidean", cutoff=cut, gap_closing_metric="sqeuclidean", gap_closing_cutoff=cut,
@@ -140,6 +145,87 @@ def link_cells(det: pd.DataFrame, *, max_distance_um: float = 10.0, mass_weight_
     return det.drop(columns=["_q", "_row"]).sort_values(["frame", "track_id"]).reset_index(drop=True)
 
 
+def join_fragments(det: pd.DataFrame, *, max_distance_um: float, mass_weight_um: float) -> pd.DataFrame:
+    """Rejoin a cell the segmenter cut in two, using the next frames: one row per cell.
+
+    Two detections a, b of frame t are the halves of one cell when they touch
+    (|r_a − r_b| ≤ R_a + R_b, R the radius of each one's volume), each holds 20–80 % of
+    the pair's mass, their union u (m_u = m_a + m_b, r_u their mass-weighted centroid) links
+    to one detection c of frame t + 1 (C = |r_c − r_u|² + (w ln(m_c/m_u))² ≤ d_max²)
+    that neither half alone links to (a cell and a small neighbour do not qualify: the cell
+    alone links to c; halves of about equal mass do, (w ln 2)² > d_max²), and c itself goes
+    on as one cell (links to a detection of t + 2; not tested, so not joined, in the
+    last two frames).
+    Daughters just born fail the test: at t + 1 they are two cells again. The cheapest pairs
+    are joined first, each detection once.
+
+    A joined row sums ``dry_mass_pg`` and ``volume_um3``, takes the size-weighted mean of
+    the centroid and ``mean_ri``, the other columns of the larger half, and names the smaller
+    half's label in ``label_joined`` (0 elsewhere), so that both labels map to its track.
+    """
+    det = det.reset_index(drop=True)
+    frames = det["frame"].to_numpy()
+    r = det[list(COORDINATES)].to_numpy(float)
+    m, radius = _size(det), _radius_um(det)
+    d2max, w = float(max_distance_um) ** 2, float(mass_weight_um)
+    rows = {int(f): np.flatnonzero(frames == f) for f in np.unique(frames)}
+
+    def link(ru, mu, f):  # cheapest one-to-one link cost of (ru, mu) into frame f, and its row
+        js = rows.get(f, np.zeros(0, int))
+        if not len(js):
+            return math.inf, -1
+        c = _link_cost(ru, mu, r[js], m[js], w)
+        return float(c.min()), int(js[np.argmin(c)])
+
+    last = int(frames.max()) if len(frames) else 0
+    cands = []
+    for f, js in rows.items():
+        if f >= last:
+            continue
+        for ai, a in enumerate(js):
+            for b in js[ai + 1:]:
+                if not 0.2 <= m[a] / (m[a] + m[b]) <= 0.8 or np.sqrt(np.sum((r[a] - r[b]) ** 2)) > radius[a] + radius[b]:
+                    continue
+                mu = m[a] + m[b]
+                cost, c = link((m[a] * r[a] + m[b] * r[b]) / mu, mu, f + 1)
+                if cost > d2max or f + 1 >= last or link(r[c], m[c], f + 2)[0] > d2max:
+                    continue
+                if min(_link_cost(r[a], m[a], r[c], m[c], w), _link_cost(r[b], m[b], r[c], m[c], w)) > d2max:
+                    cands.append((cost, int(a), int(b)))
+    used, pairs = set(), []
+    for cost, a, b in sorted(cands):
+        if a not in used and b not in used:
+            used |= {a, b}
+            pairs.append((a, b) if m[a] >= m[b] else (b, a))
+    return _merge_rows(det, pairs)
+
+
+def _link_cost(r0, m0, r1, m1, w):
+    """Frame-to-frame link cost |r₁ − r₀|² + (w ln(m₁/m₀))² (broadcasts over rows of r1, m1)."""
+    return np.sum((np.asarray(r1) - r0) ** 2, axis=-1) + (w * np.log(np.asarray(m1) / m0)) ** 2
+
+
+def _merge_rows(det: pd.DataFrame, pairs: list) -> pd.DataFrame:
+    """Rows ``a`` absorb rows ``b`` (pairs (a, b)) as :func:`join_fragments` describes."""
+    det = det.copy()
+    det["label_joined"] = np.int64(0)
+    if not pairs:
+        return det
+    a, b = (np.array(v, int) for v in zip(*pairs))
+    wa, wb = _size(det)[a], _size(det)[b]
+    for col in [*COORDINATES, "mean_ri"]:
+        if col in det:
+            vals = det[col].to_numpy(float)
+            det.loc[a, col] = (wa * vals[a] + wb * vals[b]) / (wa + wb)
+    for col in ("dry_mass_pg", "volume_um3"):
+        if col in det:
+            vals = det[col].to_numpy(float)
+            det.loc[a, col] = vals[a] + vals[b]
+    if "label" in det:
+        det.loc[a, "label_joined"] = det["label"].to_numpy()[b]
+    return det.drop(index=b).reset_index(drop=True)
+
+
 def _size(det: pd.DataFrame) -> np.ndarray:
     """Dry mass (pg), or volume (µm³) without RI, floored at 1e-6."""
     col = "dry_mass_pg" if "dry_mass_pg" in det else "volume_um3"
@@ -148,21 +234,29 @@ def _size(det: pd.DataFrame) -> np.ndarray:
 
 def find_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: float, mass_weight_um: float,
                    gap_frames: int = 2) -> dict:
-    """Mothers of track starts by mass conservation: {daughter track: mother track}.
+    """Mothers of track starts by conservation of mass and of the centre of mass:
+    {daughter track: mother track}.
 
-    A track M ending at frame e (before the last frame) and two tracks A, B starting in
-    (e, e + 1 + gap_frames] (not necessarily at the same frame: a daughter may be missed or
-    merged in her first frame) form a candidate division when each starts within
-    d_max √Δf of M's last centroid (Δf frames later; a random walk spreads as √Δf) and each
-    holds 20–80 % of the pair's mass. Its cost is
-    |r_A − r_M|²/Δf_A + |r_B − r_M|²/Δf_B + (w ln((m_A + m_B)/m_M))² + ½ d_max² (Δf_A + Δf_B − 2),
-    the last term charging every missed daughter detection (an explanation that needs a
-    segmentation miss is less likely); candidates under 2 d_max² are accepted greedily from
-    the cheapest, each track used once.
+    A track M last seen at frame f_M (before the last frame) and two tracks A, B first seen
+    at f_A, f_B in (f_M, f_M + 1 + gap_frames] form a candidate division when
+
+    * the daughters' centre of mass r_c = (m_A r_A + m_B r_B)/(m_A + m_B) lies within
+      d_max √Δf of M's last centroid (Δf = min(f_A, f_B) − f_M; a division does not move
+      the centre of mass, a random walk spreads as √Δf), as for a frame-to-frame link;
+    * the daughters touch: |r_A − r_B| ≤ R_A + R_B + d_max, R = (3V/4π)^{1/3} the radius of
+      each one's volume (born side by side, each moves at most d_max before seen);
+    * each holds 20–80 % of the pair's mass.
+
+    Its cost, accepted up to 2 d_max² and greedily from the cheapest (each track used once),
+    is |r_c − r_M|²/Δf + (w ln((m_A + m_B)/m_M))² + ½ d_max² n_miss, where n_miss =
+    (min(f_A, f_B) − 1 − f_M) + |f_A − f_B| is the fewest detections the segmentation must
+    have missed (mother frames before the division, daughter frames after it, the division
+    placed at min(f_A, f_B)): an explanation that needs more misses is less likely.
     """
     frames = det["frame"].to_numpy()
     r = det[list(COORDINATES)].to_numpy(float)
     m = _size(det)
+    radius = _radius_um(det)
     last_frame = int(frames.max())
     first = {int(t): int(np.flatnonzero(track == t)[np.argmin(frames[track == t])]) for t in np.unique(track)}
     last = {int(t): int(np.flatnonzero(track == t)[np.argmax(frames[track == t])]) for t in np.unique(track)}
@@ -171,18 +265,12 @@ def find_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: flo
     for mom, i in last.items():
         if frames[i] >= last_frame:
             continue
-        near = []
-        for t, j in first.items():
-            df = int(frames[j] - frames[i])
-            d2 = float(np.sum((r[j] - r[i]) ** 2)) / max(df, 1)
-            if t != mom and 1 <= df <= 1 + int(gap_frames) and d2 <= d2max:
-                near.append((t, d2 + 0.5 * d2max * (df - 1)))
-        for ai, (a, da) in enumerate(near):
-            for b, db in near[ai + 1:]:
-                ma, mb = m[first[a]], m[first[b]]
-                if not 0.2 <= ma / (ma + mb) <= 0.8:
-                    continue
-                cost = da + db + (mass_weight_um * math.log((ma + mb) / m[i])) ** 2
+        near = [t for t, j in first.items() if t != mom and 1 <= frames[j] - frames[i] <= 1 + int(gap_frames)
+                and np.sum((r[j] - r[i]) ** 2) <= 4.0 * d2max * (frames[j] - frames[i])]
+        for ai, a in enumerate(near):
+            for b in near[ai + 1:]:
+                cost = _division_cost(i, first[a], first[b], frames, r, m, radius, float(max_distance_um),
+                                      float(mass_weight_um))
                 if cost <= 2.0 * d2max:
                     cands.append((cost, mom, a, b))
     parents, mothers = {}, set()
@@ -192,6 +280,30 @@ def find_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: flo
         mothers.add(mom)
         parents[a] = parents[b] = mom
     return parents
+
+
+def _radius_um(det: pd.DataFrame) -> np.ndarray:
+    """Radius of the sphere of each detection's volume (0 without ``volume_um3``)."""
+    if "volume_um3" not in det:
+        return np.zeros(len(det))
+    return np.cbrt(3.0 * np.maximum(np.asarray(det["volume_um3"], float), 0.0) / (4.0 * math.pi))
+
+
+def _division_cost(i, ja, jb, frames, r, m, radius, d_max, w) -> float:
+    """Cost of mother row i dividing into daughter rows ja, jb (:func:`find_divisions`); inf
+    when the daughters' shares, contact or centre of mass rule it out."""
+    ma, mb = m[ja], m[jb]
+    if not 0.2 <= ma / (ma + mb) <= 0.8:
+        return math.inf
+    if np.sqrt(np.sum((r[ja] - r[jb]) ** 2)) > radius[ja] + radius[jb] + d_max:
+        return math.inf
+    fa, fb, fm = int(frames[ja]), int(frames[jb]), int(frames[i])
+    df = min(fa, fb) - fm
+    d2 = float(np.sum(((ma * r[ja] + mb * r[jb]) / (ma + mb) - r[i]) ** 2)) / df
+    if d2 > d_max**2:
+        return math.inf
+    n_miss = (df - 1) + abs(fa - fb)
+    return d2 + (w * math.log((ma + mb) / m[i])) ** 2 + 0.5 * d_max**2 * n_miss
 
 
 def cut_at_hidden_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: float,

@@ -190,3 +190,49 @@ def test_share_dry_mass_does_not_move_with_a_one_voxel_mask_shift():
     m_tight = frame_detections(shifted, vs, ri=ri, medium_index=1.337, boundary_voxels=0)["dry_mass_pg"].iloc[0]
     assert m_share == pytest.approx(truth, rel=1e-6)
     assert m_tight < 0.95 * truth
+
+
+def _division(mother_pg=80.0, offset_um=8.0, drift_um=3.0, hidden=()):
+    """A mother (frames 0–3) at y = 20 divides into two half-mass daughters at frame 4 placed
+    at y = 20 + drift ± offset (the centre of mass moves by ``drift``); ``hidden``: frames
+    where the mother is not segmented. Volumes: 5 µm³/pg."""
+    rows = []
+    for t in range(8):
+        g = math.exp(0.05 * t)
+        if t < 4 and t not in hidden:
+            rows.append((t, 1, 5.0, 20.0, 30.0 + t, mother_pg * g))
+        elif t >= 4:
+            for i, s in enumerate((1, -1), start=1):
+                rows.append((t, i, 5.0, 20.0 + drift_um + s * offset_um, 30.0 + t, mother_pg * g / 2))
+    d = _det(rows)
+    return d.assign(volume_um3=5.0 * d["dry_mass_pg"])
+
+
+@pytest.mark.parametrize("hidden", [(), (2, 3)])
+def test_division_of_a_large_cell_is_found_by_its_centre_of_mass(hidden):
+    """One daughter starts 11 µm (> d_max = 10) from her mother, yet the pair's centre of mass
+    is 3 µm from hers and their masses sum to hers: a division; also when the mother was not
+    segmented in her last two frames (two missed detections)."""
+    tr = link_cells(_division(hidden=hidden))
+    kids = tr[tr["parent_id"] > 0]
+    assert kids["track_id"].nunique() == 2 and kids["parent_id"].nunique() == 1
+    assert set(tr.loc[tr["track_id"] == kids["parent_id"].iloc[0], "frame"]) == {0, 1, 2, 3} - set(hidden)
+
+
+def test_daughters_far_apart_are_not_a_division():
+    """Same masses, but the two 'daughters' are 30 µm apart: not born side by side."""
+    tr = link_cells(_division(offset_um=15.0, drift_um=0.0))
+    assert (tr["parent_id"] == 0).all()
+
+
+def test_cell_cut_in_one_frame_is_rejoined_and_both_labels_map_to_its_track():
+    from holo.timelapse import track_lut
+
+    d = _series(n=8, divide_at=99, drop=(), cut=(3,))
+    d = d.assign(volume_um3=5.0 * d["dry_mass_pg"])
+    tr = link_cells(d)
+    assert tr["track_id"].nunique() == 2 and len(tr) == 16 and (tr["parent_id"] == 0).all()
+    row = tr[(tr["frame"] == 3) & (tr["label_joined"] > 0)]
+    assert len(row) == 1 and row["dry_mass_pg"].iloc[0] == pytest.approx(60 * math.exp(0.3 * 3 / 6))
+    lut = track_lut(tr, 3, 3)
+    assert lut[int(row["label"].iloc[0])] == lut[int(row["label_joined"].iloc[0])] == row["track_id"].iloc[0]
