@@ -9,7 +9,8 @@ For every instance (cell) the table holds, with the voxel size (dz, dy, dx) in �
   triangulated area would otherwise exceed the true area by 10–15 % on anisotropic grids),
   then ``skimage.measure.marching_cubes`` at level ½ with ``spacing`` = voxel size, and the
   mesh areas are summed;
-* sphericity Ψ = π^{1/3} (6V)^{2/3} / A (1 for a sphere, < 1 otherwise);
+* sphericity Ψ = π^{1/3} (6V)^{2/3} / A (1 for a sphere, < 1 otherwise), V the volume
+  enclosed by the same surface (so Ψ ≤ 1 also for objects a few voxels across);
 * mean, max and standard deviation (``ri_std``, the texture) of the RI over the tight mask;
 * dry mass m = (1/α) ∭ (n − n_m) dV (pg) with α = :data:`holo.conventions.ALPHA_PROTEIN_UM3_PER_PG`,
   integrated by default over the cell's **share** of the volume, not its tight mask
@@ -101,6 +102,36 @@ def _voxel(voxel_size_um) -> tuple[float, float, float]:
     return vs
 
 
+def _mask_mesh(mask: np.ndarray, voxel_size_um):
+    """Closed triangle mesh (vertices in µm, faces) of a non-empty binary 3D mask: the mask is
+    smoothed by a Gaussian of physical width σ = max(min(d), ½ max(d)) µm (d = voxel size),
+    padded so the surface closes, and triangulated by marching cubes at level ½."""
+    from skimage.measure import marching_cubes
+
+    vs = _voxel(voxel_size_um)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be 3D (Z, Y, X), got shape {mask.shape}")
+    sigma_um = max(min(vs), 0.5 * max(vs))
+    sigma_vox = [sigma_um / v for v in vs]
+    pad = [int(np.ceil(3 * s)) + 1 for s in sigma_vox]
+    sl = ndi.find_objects(mask.astype(np.uint8))[0]
+    crop = mask[sl]
+    f = np.pad(crop.astype(np.float32), [(p, p) for p in pad])
+    f = ndi.gaussian_filter(f, sigma_vox, mode="constant")
+    if f.max() <= 0.5:  # an object thinner than the smoothing: fall back to the raw mask
+        f = np.pad(crop.astype(np.float32), 1)
+    verts, faces, _, _ = marching_cubes(f, 0.5, spacing=vs)
+    return verts, faces
+
+
+def mesh_volume_um3(verts: np.ndarray, faces: np.ndarray) -> float:
+    """Volume enclosed by a closed triangle mesh, V = |Σ_f v₀·(v₁ × v₂)| / 6 (divergence
+    theorem; vertices in µm)."""
+    v0, v1, v2 = (verts[faces[:, k]].astype(np.float64) for k in range(3))
+    return float(abs(np.einsum("ij,ij->i", v0, np.cross(v1, v2)).sum()) / 6.0)
+
+
 def surface_area_um2(mask: np.ndarray, voxel_size_um) -> float:
     """Surface area (µm²) of a binary 3D mask.
 
@@ -120,25 +151,27 @@ def surface_area_um2(mask: np.ndarray, voxel_size_um) -> float:
     float
         0 for an empty mask.
     """
-    from skimage.measure import marching_cubes, mesh_surface_area
+    return surface_and_sphericity(mask, voxel_size_um)[0]
 
-    vs = _voxel(voxel_size_um)
+
+def surface_and_sphericity(mask: np.ndarray, voxel_size_um) -> tuple[float, float]:
+    """Surface area A (µm², as :func:`surface_area_um2`) and sphericity Ψ of a binary 3D mask.
+
+    Ψ = π^{1/3} (6V)^{2/3} / A with V the volume enclosed by the *same* surface (not the voxel
+    count): the smoothing moves the surface of a small object inward by ≈ σ²/(2R), which
+    shrinks A; pairing it with the voxel volume would give Ψ > 1, impossible for a closed
+    surface (isoperimetric inequality). Returns (0, NaN) for an empty mask.
+    """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
         raise ValueError(f"mask must be 3D (Z, Y, X), got shape {mask.shape}")
     if not mask.any():
-        return 0.0
-    sigma_um = max(min(vs), 0.5 * max(vs))
-    sigma_vox = [sigma_um / v for v in vs]
-    pad = [int(np.ceil(3 * s)) + 1 for s in sigma_vox]
-    sl = ndi.find_objects(mask.astype(np.uint8))[0]
-    crop = mask[sl]
-    f = np.pad(crop.astype(np.float32), [(p, p) for p in pad])
-    f = ndi.gaussian_filter(f, sigma_vox, mode="constant")
-    if f.max() <= 0.5:  # an object thinner than the smoothing: fall back to the raw mask
-        f = np.pad(crop.astype(np.float32), 1)
-    verts, faces, _, _ = marching_cubes(f, 0.5, spacing=vs)
-    return float(mesh_surface_area(verts, faces))
+        return 0.0, float("nan")
+    from skimage.measure import mesh_surface_area
+
+    verts, faces = _mask_mesh(mask, voxel_size_um)
+    area = float(mesh_surface_area(verts, faces))
+    return area, sphericity(mesh_volume_um3(verts, faces), area)
 
 
 def sphericity(volume_um3: float, area_um2: float) -> float:
@@ -160,9 +193,9 @@ def _organelle(mask, ri, medium_index, vs, dv):
     if n == 0:
         return 0.0, 0.0, float("nan"), float("nan"), 0.0
     vol = n * dv
-    area = surface_area_um2(mask, vs)
+    area, psi = surface_and_sphericity(mask, vs)
     vals = ri[mask]
-    return vol, area, sphericity(vol, area), float(vals.mean()), dry_mass_pg(vals, medium_index, dv)
+    return vol, area, psi, float(vals.mean()), dry_mass_pg(vals, medium_index, dv)
 
 
 def _cell_features(m: np.ndarray, r: np.ndarray, offset, vs, medium_index: float) -> dict:
@@ -171,7 +204,7 @@ def _cell_features(m: np.ndarray, r: np.ndarray, offset, vs, medium_index: float
     dv = float(np.prod(vs))
     vals = r[m]
     vol = int(m.sum()) * dv
-    area = surface_area_um2(m, vs)
+    area, psi = surface_and_sphericity(m, vs)
     coords = np.argwhere(m).mean(axis=0) + np.asarray(offset)
     mean_ri = float(vals.mean())
     mass = dry_mass_pg(vals, medium_index, dv)
@@ -181,7 +214,7 @@ def _cell_features(m: np.ndarray, r: np.ndarray, offset, vs, medium_index: float
         "centroid_x_um": float(coords[2] * vs[2]),
         "volume_um3": vol,
         "surface_area_um2": area,
-        "sphericity": sphericity(vol, area),
+        "sphericity": psi,
         "mean_ri": mean_ri,
         "max_ri": float(vals.max()),
         "ri_std": float(vals.std()),

@@ -62,6 +62,17 @@ def test_prolate_spheroid_sphericity():
     assert df.sphericity.iloc[0] < 0.97  # clearly not a sphere
 
 
+@pytest.mark.parametrize("radius_um", [0.5, 0.8, 1.2])
+def test_sphericity_of_small_objects_never_exceeds_one(radius_um):
+    # A closed surface of enclosed volume V has area A ≥ π^{1/3}(6V)^{2/3} (isoperimetric
+    # inequality), so Ψ ≤ 1 for every object. A ball a few voxels across (R = 0.5 µm is 2.5
+    # voxels along Z) is still a sphere: its Ψ stays near 1 (the voxel staircase of so few
+    # voxels allows ≈ 15 % less).
+    m = _ellipsoid((16, 32, 32), VS, (3.0, 2.05, 2.07), (radius_um,) * 3)
+    df = measure_cells(np.where(m, 1.38, N_M).astype(np.float32), None, m.astype(np.int32), VS, N_M)
+    assert 0.85 <= df.sphericity.iloc[0] <= 1.0
+
+
 def test_dry_mass_of_uniform_sphere_is_exact():
     # m = (1/α) Σ (n − n_m) ΔV is exact for a uniform object: (n − n_m)·N·ΔV/α. Float32 RI
     # (ulp 1.2e-7 at 1.37) limits the relative error of n − n_m = 0.038 to ≈ 3e-6.

@@ -17,7 +17,14 @@ from typing import Optional
 
 import typer
 
-_PHANTOMS = ("cell", "rbc", "bacteria", "mixed")
+
+def _phantom_kinds() -> tuple:
+    """Phantom kinds the twin builds (loaded on use: the CLI starts without the twin)."""
+    from holo.twin.phantoms import KINDS, UNSEEN_KINDS
+
+    return KINDS + UNSEEN_KINDS
+
+
 _GEOMETRIES = ("illumination-scan", "sample-rotation")
 _PATTERNS = ("spiral", "rings")
 _FORWARDS = ("bpm", "born", "rytov")
@@ -61,7 +68,7 @@ def _camera(noise: bool, photons: float, bit_depth: int, read_noise: float):
 def simulate_cmd(
     ctx: typer.Context,
     out: Path = typer.Option(..., "-o", "--out", help="Acquisition file to write (.h5)."),
-    phantom: str = typer.Option("mixed", "--phantom", help="Phantom: cell|rbc|bacteria|mixed."),
+    phantom: str = typer.Option("mixed", "--phantom", help="Phantom: cell|rbc|bacteria|mixed, or an object type the AI never saw: hl60_like|adherent|debris."),
     geometry: str = typer.Option("illumination-scan", "--geometry", help="illumination-scan|sample-rotation."),
     angles: Optional[int] = typer.Option(None, "--angles", min=1, help="Frames (default 49, or 60 for sample rotation)."),
     size: str = typer.Option("384", "--size", help="Camera frame in pixels: N, 'Y X', YxX or Y,X."),
@@ -88,7 +95,7 @@ def simulate_cmd(
     """Simulate one off-axis holotomography acquisition (holograms, backgrounds, ground truth)."""
     import time
 
-    _choice(phantom, _PHANTOMS, "--phantom")
+    _choice(phantom, _phantom_kinds(), "--phantom")
     _choice(geometry, _GEOMETRIES, "--geometry")
     _choice(pattern, _PATTERNS, "--pattern")
     _choice(forward, _FORWARDS, "--forward")
@@ -188,7 +195,7 @@ def simulate_dataset_cmd(
     if not kind_list:
         raise typer.BadParameter("needs at least one kind", param_hint="--kinds")
     for k in kind_list:
-        _choice(k, _PHANTOMS, "--kinds")
+        _choice(k, _phantom_kinds(), "--kinds")
     _choice(geometry, _GEOMETRIES, "--geometry")
     frame = _parse_size(size, list(ctx.args))
     kw = {"geometry": geometry, "fringes": fringes, "drift_um": drift}
