@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 __all__ = ["TRACK_COLUMNS", "TimelapseResult", "frame_cells", "track_timelapse", "track_lut", "relabel_by_track",
-           "simulate_timelapse"]
+           "simulate_timelapse", "open_time_series", "is_time_series", "segment_frame", "frames_on_dask",
+           "write_timelapse", "raw_labels_store", "process_timelapse", "SeriesAwareProcess"]
 
 TRACK_COLUMNS = ("track_id", "parent_id", "frame", "time_s", "label", "centroid_z_um", "centroid_y_um",
                  "centroid_x_um", "volume_um3", "dry_mass_pg", "mean_ri", "class", "touches_border")
@@ -71,7 +72,7 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
 def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, keep_labels: bool = False,
                     max_distance_um: float = 10.0, gap_frames: int = 2, min_branch_frames: int = 2,
                     progress: Callable | None = None, on_labels: Callable | None = None,
-                    **segment_kwargs) -> TimelapseResult:
+                    frames: Iterable | None = None, **segment_kwargs) -> TimelapseResult:
     """Track every cell of a time-lapse tomogram and fit its growth.
 
     Parameters
@@ -89,6 +90,9 @@ def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, ke
     on_labels : callable(t, instance), optional
         Receives each frame's instance labels (e.g. to stream them to disk and map them to track
         ids afterwards with :func:`relabel_by_track`, memory bounded by one frame).
+    frames : iterable of (t, instance, cells), optional
+        The segmented frames in any order (e.g. :func:`frames_on_dask`); default: frame after
+        frame here (:func:`frame_cells`).
     """
     from holo.segmentation.growth import growth_table, lineage_table
     from holo.segmentation.tracking import link_cells
@@ -96,26 +100,27 @@ def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, ke
     n = tomo.n_times
     dt_s = float(tomo.time_step_s or 1.0)
     field_um = tuple(s * v for s, v in zip(tomo.shape_zyx[1:], tomo.voxel_size_um[1:]))
-    tables, labels = [], []
+    if frames is None:
+        frames = ((t, *frame_cells(tomo, t, method=method, classify=classify, **segment_kwargs)) for t in range(n))
+    tables, labels = [], {}
     t0 = time.perf_counter()
-    for t in range(n):
-        inst, cells = frame_cells(tomo, t, method=method, classify=classify, **segment_kwargs)
+    for done, (t, inst, cells) in enumerate(frames, start=1):
         tables.append(cells)
         if keep_labels:
-            labels.append(inst)
+            labels[t] = inst
         if on_labels is not None:
             on_labels(t, inst)
         if progress is not None:
-            progress(t + 1, n, note=f"frame {t + 1}/{n}: {len(cells)} cells")
+            progress(done, n, note=f"frame {t + 1}/{n}: {len(cells)} cells")
     t_seg = time.perf_counter() - t0
-    det = pd.concat(tables, ignore_index=True)
+    det = pd.concat(tables, ignore_index=True).sort_values(["frame", "label"], ignore_index=True)
     det["time_s"] = det["frame"] * dt_s
     tracks = link_cells(det, max_distance_um=max_distance_um, gap_frames=gap_frames,
                         min_branch_frames=min_branch_frames, field_um=field_um)
     tracks = tracks[[c for c in TRACK_COLUMNS if c in tracks] + [c for c in tracks if c not in TRACK_COLUMNS]]
     growth, lineage = growth_table(tracks), lineage_table(tracks)
     t_all = time.perf_counter() - t0
-    lab = _relabel(labels, tracks) if keep_labels else None
+    lab = _relabel([labels[t] for t in range(n)], tracks) if keep_labels else None
     return TimelapseResult(tracks, growth, lineage, lab, t_all / max(n, 1),
                            {"segmentation": round(t_seg, 3), "linking": round(t_all - t_seg, 3)})
 
@@ -181,3 +186,187 @@ def simulate_timelapse(n_frames: int = 12, interval_s: float = 600.0, *, instrum
     tomo = Tomogram(ri, voxel_size_um=tl.voxel_size_um, medium_index=tl.medium_index, wavelength_um=0.532,
                     time_step_s=float(interval_s), provenance={"twin": "holo.twin.timelapse", "seed": int(seed)})
     return tomo, tl, inst
+
+
+# -- a time series as one sample of ``holo run`` ---------------------------------------------
+def open_time_series(path):
+    """The (T, Z, Y, X) tomogram of ``path`` (lazy for TCF and OME-Zarr); FormatError if the
+    file holds no tomogram."""
+    import holo
+    from holo.errors import FormatError
+    from holo.model import Tomogram
+
+    obj = holo.open(path)
+    if not isinstance(obj, Tomogram):
+        raise FormatError("is not a tomogram (reconstruct the acquisition first: holo reconstruct)", path=path)
+    return obj
+
+
+def is_time_series(path) -> bool:
+    """Whether ``path`` holds a tomogram of more than one time point (False when it holds
+    anything else or cannot be read: the one-volume path then reports it)."""
+    try:
+        tomo = open_time_series(path)
+    except Exception:
+        return False
+    return tomo.has_time and tomo.n_times > 1
+
+
+def segment_frame(path, t: int, *, tomo=None, method: str = "classic", classify: bool = False, **segment_kwargs):
+    """``(t, instance, cells)`` of frame ``t`` of the time series in ``path`` (read from the file
+    unless its opened ``tomo`` is given: a dask worker reads its own frame). Any failure is one
+    line naming the file and the frame."""
+    from holo.errors import HoloError
+
+    try:
+        tomo = open_time_series(path) if tomo is None else tomo
+        return (int(t), *frame_cells(tomo, int(t), method=method, classify=classify, **segment_kwargs))
+    except HoloError as exc:
+        raise HoloError(exc.message, path=path, item=f"frame {t}" + (f": {exc.item}" if exc.item else "")) from None
+    except Exception as exc:  # numerical or I/O failure in one frame: named, not a traceback
+        raise HoloError(f"{type(exc).__name__}: {exc}", path=path, item=f"frame {t}") from None
+
+
+def frames_on_dask(client, path, n_frames: int, *, window: int | None = None, **frame_kwargs):
+    """Segment the frames of ``path`` as tasks of ``client``'s cluster; yields
+    :func:`segment_frame` results as they complete (any order). At most ``window`` frames
+    (default twice the workers) are submitted or waiting to be collected, so memory holds
+    a few frames whatever the length of the series; the first failure cancels the rest."""
+    from dask.distributed import as_completed
+
+    window = max(2, window or 2 * max(1, len(client.scheduler_info().get("workers", {}))))
+    todo = iter(range(int(n_frames)))
+    pending = as_completed([client.submit(segment_frame, str(path), t, pure=False, **frame_kwargs)
+                            for t in [next(todo) for _ in range(min(window, n_frames))]])
+    try:
+        for fut in pending:
+            result = fut.result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.add(client.submit(segment_frame, str(path), nxt, pure=False, **frame_kwargs))
+            yield result
+    finally:
+        pending.clear()
+
+
+def write_timelapse(folder, tomo, res: TimelapseResult, raw) -> None:
+    """``tracks.csv``, ``growth.csv``, ``lineage.csv`` and ``labels.ome.zarr`` (the per-frame
+    labels ``raw`` mapped to track ids one frame at a time) into ``folder``."""
+    from holo.io.omezarr import write_labels_zarr
+
+    res.tracks.to_csv(folder / "tracks.csv", index=False)
+    res.growth.to_csv(folder / "growth.csv", index=False)
+    res.lineage.to_csv(folder / "lineage.csv", index=False)
+    write_labels_zarr(folder / "labels.ome.zarr", relabel_by_track(raw, res.tracks), tomo.voxel_size_um,
+                      name="tracks", time_step_s=float(tomo.time_step_s or 1.0))
+
+
+def raw_labels_store(path, tomo):
+    """An on-disk (T, Z, Y, X) int32 zarr array, one chunk per frame, for the per-frame labels."""
+    import zarr
+
+    return zarr.open_array(str(path), mode="w", shape=(tomo.n_times, *tomo.shape_zyx), dtype="int32",
+                           chunks=(1, *tomo.shape_zyx))
+
+
+def _frame_source(path, tomo, options, spread: bool):
+    """Frames on the dask cluster of the running worker (``spread`` inside a ``holo run``
+    task), else None (one after another here)."""
+    if not spread:
+        return None
+    try:
+        from dask.distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        return None
+
+    def frames():
+        with worker_client() as client:
+            yield from frames_on_dask(client, path, tomo.n_times, **_frame_kwargs(options))
+
+    return frames()
+
+
+def _frame_kwargs(options) -> dict:
+    kw = {"method": options.seg_method}
+    if options.seg_method == "unet":
+        kw["name"] = options.unet_model
+    return kw
+
+
+def process_timelapse(input_path, out_dir, options=None, progress: Callable | None = None, *, name: str | None = None,
+                      spread: bool = False) -> dict:
+    """One time series through ``holo run``: every frame segmented (lazily, one frame in memory,
+    or over the dask cluster with ``spread`` inside a worker), cells linked, growth fitted;
+    ``OUT/<name>/`` gets the outputs of ``holo track`` (:func:`write_timelapse`), ``cells.csv``
+    (the tracks with a ``sample`` column), ``report.html``/``report.json`` and
+    ``provenance.json``, atomically. Returns the summary record of :func:`holo.sample.process_sample`."""
+    import json
+    import shutil
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from holo.io._atomic import atomic_path
+    from holo.sample import SampleOptions, sample_name
+
+    options = options or SampleOptions()
+    input_path = Path(input_path)
+    name = name or sample_name(input_path)
+    tomo = open_time_series(input_path)
+    t0 = time.perf_counter()
+    with atomic_path(Path(out_dir) / name) as tmp:
+        tmp.mkdir(parents=True)
+        raw = raw_labels_store(tmp / "raw-labels.zarr", tomo)
+        on_dask = _frame_source(input_path, tomo, options, spread)
+        here = (segment_frame(input_path, t, tomo=tomo, **_frame_kwargs(options)) for t in range(tomo.n_times))
+        res = track_timelapse(tomo, progress=progress, on_labels=raw.__setitem__, frames=on_dask or here)
+        write_timelapse(tmp, tomo, res, raw)
+        shutil.rmtree(tmp / "raw-labels.zarr")
+        res.tracks.assign(sample=name)[["sample", *res.tracks.columns]].to_csv(tmp / "cells.csv", index=False)
+        _write_report(tmp, tomo, res)
+        summary = {"name": name, "input": str(input_path.resolve()), "status": "done", "time_series": True,
+                   "n_frames": tomo.n_times, "frames_on_dask": on_dask is not None, "n_cells": int(len(res.lineage)),
+                   "n_divisions": int((res.lineage["fate"] == "divided").sum()) if len(res.lineage) else 0,
+                   "class_counts": {}, "seconds_per_frame": round(res.seconds_per_frame, 3),
+                   "outputs": sorted(p.name for p in tmp.iterdir()) + ["provenance.json"],
+                   "seconds": round(time.perf_counter() - t0, 3), "timings_s": res.timings_s}
+        (tmp / "provenance.json").write_text(json.dumps({"sample": summary, "options": asdict(options),
+                                                         "tomogram": dict(tomo.provenance),
+                                                         "voxel_size_um": list(tomo.voxel_size_um)}, indent=2, default=str))
+    summary["dir"] = str(Path(out_dir) / name)
+    return summary
+
+
+def _write_report(folder, tomo, res: TimelapseResult) -> None:
+    """The time-lapse report (growth curves, lineage) when the report module offers it."""
+    from holo.segmentation import report
+
+    if hasattr(report, "write_timelapse_report"):
+        report.write_timelapse_report(folder, tomo, res.tracks, res.growth, res.lineage)
+
+
+class SeriesAwareProcess:
+    """``process_fn`` of :func:`holo.batch.run_batch` for ``holo run``: a time series goes to
+    :func:`process_timelapse`, anything else to :func:`holo.sample.process_sample`.
+
+    ``spread``: spread a series' frames over the dask cluster when running on a worker (not
+    under a per-sample timeout, whose child process has no cluster). ``frame_progress``:
+    ``callable(name, done, total)`` per frame, in-process runs only (not pickled)."""
+
+    def __init__(self, spread: bool = False, frame_progress: Callable | None = None):
+        self.spread = spread
+        self.frame_progress = frame_progress
+
+    def __getstate__(self):
+        return {"spread": self.spread, "frame_progress": None}
+
+    def __call__(self, input_path, out_dir, options=None, progress=None, *, name=None) -> dict:
+        from holo.sample import process_sample, sample_name
+
+        if not is_time_series(input_path):
+            return process_sample(input_path, out_dir, options, progress, name=name)
+        label = name or sample_name(input_path)
+        fp = self.frame_progress
+        on_frame = (lambda done, total, note="": fp(label, done, total)) if fp else None
+        return process_timelapse(input_path, out_dir, options, on_frame, name=name, spread=self.spread)

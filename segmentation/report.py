@@ -35,7 +35,7 @@ import numpy as np
 from holo.io._atomic import atomic_path
 from holo.labels import SEMANTIC_NAMES
 
-__all__ = ["write_report", "report_summary", "reconstruction_facts", "to_json", "column_groups", "column_header",
+__all__ = ["write_report", "write_timelapse_report", "timelapse_summary", "lineage_layout", "report_summary", "reconstruction_facts", "to_json", "column_groups", "column_header",
            "class_names", "UNCLASSIFIED"]
 
 UNCLASSIFIED = "unclassified"
@@ -469,3 +469,129 @@ def write_report(out_dir, tomo, seg, cells, *, title: str | None = None) -> Path
     with atomic_path(html_path) as tmp:
         tmp.write_text(_page(title, tomo, seg, summary, figs, limits, cells), encoding="utf-8")
     return html_path
+
+
+# -- time-lapse: growth curves and lineage ----------------------------------------------------
+def lineage_layout(lineage) -> dict[int, float]:
+    """Vertical position of every track in a lineage plot: leaves (tracks without daughters)
+    0, 1, 2, … in depth-first order from each root, a mother midway between her daughters."""
+    kids: dict[int, list[int]] = {}
+    for tid, pid in zip(lineage["track_id"].astype(int), lineage["parent_id"].astype(int)):
+        kids.setdefault(pid, []).append(tid)
+    known = set(lineage["track_id"].astype(int))
+    roots = [t for t, p in zip(lineage["track_id"].astype(int), lineage["parent_id"].astype(int)) if p == 0 or p not in known]
+    y: dict[int, float] = {}
+    n_leaves = [0]
+
+    def place(tid: int) -> float:  # recursion depth = generations in the series: small
+        ch = sorted(kids.get(tid, []))
+        if ch:
+            y[tid] = float(np.mean([place(c) for c in ch]))
+        else:
+            y[tid], n_leaves[0] = float(n_leaves[0]), n_leaves[0] + 1
+        return y[tid]
+
+    for r in sorted(roots):
+        place(r)
+    return y
+
+
+def _lineage_figure(lineage) -> str:
+    """Lineage tree: one horizontal line per track over its lifetime (h), a vertical line from a
+    mother's end to her daughters, × where a track is lost before the end of the series."""
+    plt = _pyplot()
+    y = lineage_layout(lineage)
+    rows = lineage.set_index(lineage["track_id"].astype(int))
+    fig, ax = plt.subplots(figsize=(7.0, max(2.0, 0.22 * len(y) + 1.0)))
+    for tid, yt in y.items():
+        r = rows.loc[tid]
+        ax.plot([r["start_time_h"], r["end_time_h"]], [yt, yt], color="0.2", lw=1.5)
+        if r["fate"] == "lost":
+            ax.plot(r["end_time_h"], yt, "x", color="tab:red", ms=5)
+        pid = int(r["parent_id"])
+        if pid in y:
+            ax.plot([rows.loc[pid, "end_time_h"], r["start_time_h"]], [y[pid], yt], color="tab:blue", lw=1.0)
+    ax.set_yticks(list(y.values()), [str(t) for t in y], fontsize=7)
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel("track id")
+    ax.set_title("lineage (blue: division, ×: lost)")
+    return _png(fig)
+
+
+def _growth_figure(tracks, growth, max_tracks: int = 40) -> str:
+    """Dry mass (pg, log scale) against time (h) of the longest ``max_tracks`` tracks with the
+    fitted exponential m(t) = m_start·e^{k (t − t_start)}; beside it the growth rates k (1/h)."""
+    plt = _pyplot()
+    fig, (ax, axk) = plt.subplots(1, 2, figsize=(10.0, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
+    sizes = tracks.groupby("track_id").size().sort_values(ascending=False)
+    fits = growth.set_index(growth["track_id"].astype(int))
+    cmap = plt.get_cmap("tab20")
+    for i, tid in enumerate(sizes.index[:max_tracks]):
+        g = tracks[tracks["track_id"] == tid].sort_values("time_s")
+        c = cmap(i % 20)
+        ax.plot(g["time_s"] / 3600.0, g["dry_mass_pg"], "o", ms=2.5, color=c)
+        f = fits.loc[int(tid)] if int(tid) in fits.index else None
+        if f is not None and np.isfinite(f["growth_rate_per_h"]):
+            t = np.linspace(f["first_time_h"], f["last_time_h"], 20)
+            ax.plot(t, f["mass_start_pg"] * np.exp(f["growth_rate_per_h"] * (t - f["first_time_h"])), "-", lw=1, color=c)
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel("dry mass (pg)")
+    ax.set_title(f"growth curves ({min(len(sizes), max_tracks)} longest tracks; lines: fits)")
+    k = growth["growth_rate_per_h"].to_numpy(float)
+    k = k[np.isfinite(k)]
+    if k.size:
+        axk.hist(k, bins=histogram_bins(k), histtype="step", color="0.2")
+    _count_axis(axk, "tracks")
+    axk.set_xlabel("growth rate k (1/h)")
+    return _png(fig)
+
+
+def timelapse_summary(tomo, tracks, growth, lineage) -> dict:
+    """Counts and medians of a tracked time series (the JSON summary of its report)."""
+    k = growth["growth_rate_per_h"].to_numpy(float) if len(growth) else np.array([])
+    td = growth["doubling_time_h"].to_numpy(float) if len(growth) else np.array([])
+    return {"n_frames": int(tomo.n_times), "time_step_s": tomo.time_step_s, "shape_zyx": list(tomo.shape_zyx),
+            "voxel_size_um": list(tomo.voxel_size_um), "n_tracks": int(len(lineage)),
+            "n_divisions": int((lineage["fate"] == "divided").sum()) if len(lineage) else 0,
+            "n_growth_fits": int(np.isfinite(k).sum()),
+            "median_growth_rate_per_h": float(np.nanmedian(k)) if np.isfinite(k).any() else None,
+            "median_doubling_time_h": float(np.nanmedian(td)) if np.isfinite(td).any() else None}
+
+
+def write_timelapse_report(out_dir, tomo, tracks, growth, lineage, *, title: str | None = None) -> Path:
+    """``report.html`` and ``report.json`` of a tracked time series (atomically): the series'
+    facts, growth curves with their fits, the lineage plot and the per-track growth table."""
+    out_dir = Path(out_dir)
+    summary = timelapse_summary(tomo, tracks, growth, lineage)
+    title = title or (Path(str(tomo.source)).name if tomo.source else "holo time-lapse report")
+    facts = [("frames", summary["n_frames"]), ("interval", f"{tomo.time_step_s or 0:g} s"),
+             ("shape (Z, Y, X)", f"{tuple(summary['shape_zyx'])} voxels"),
+             ("voxel (dz, dy, dx)", f"{tuple(round(v, 4) for v in tomo.voxel_size_um)} µm"),
+             ("tracks", summary["n_tracks"]), ("divisions", summary["n_divisions"]),
+             ("median growth rate", "—" if summary["median_growth_rate_per_h"] is None
+              else f"{summary['median_growth_rate_per_h']:.3f} /h"),
+             ("median doubling time", "—" if summary["median_doubling_time_h"] is None
+              else f"{summary['median_doubling_time_h']:.2f} h")]
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+             "<h2>Time series</h2>", _facts_html(facts)]
+    if len(tracks):
+        parts += ["<h2>Growth</h2>", f"<img alt='growth curves' src='data:image/png;base64,{_growth_figure(tracks, growth)}'>",
+                  "<p>Dry mass of each track (points, frames touching the field's edge included) and its exponential "
+                  "fit (Theil–Sen on ln m, edge frames left out).</p>",
+                  "<h2>Lineage</h2>", f"<img alt='lineage' src='data:image/png;base64,{_lineage_figure(lineage)}'>",
+                  "<h2>Tracks</h2>", cells_table_html(growth)]
+    parts.append("</body></html>")
+    doc = to_json({"title": title, "summary": summary, "growth": growth.to_dict(orient="records"),
+                   "lineage": lineage.to_dict(orient="records")})
+    with atomic_path(out_dir / "report.json") as tmp:
+        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
+    with atomic_path(out_dir / "report.html") as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
+    return out_dir / "report.html"

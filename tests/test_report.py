@@ -154,3 +154,37 @@ def test_report_renders_in_a_browser(report, tmp_path):
     assert (rgb[:1600].mean(axis=2) < 30).mean() > 0.02
     dom = subprocess.run(base + ["--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert dom.count("<img") >= 3 and "<table class=\"cells\">" in dom and dom.count("<tr>") >= 2 + 2
+
+
+def _lineage_tracks():
+    """Cell 1 grows for 4 frames and divides into 2 and 3; 2 divides again into 4 and 5;
+    cell 6 enters at frame 2 and is lost after frame 4; masses double every hour."""
+    spans = {1: (0, 3, 0), 2: (4, 7, 1), 3: (4, 9, 1), 4: (8, 9, 2), 5: (8, 9, 2), 6: (2, 4, 0)}
+    rows = []
+    for tid, (a, b, pid) in spans.items():
+        for f in range(a, b + 1):
+            rows.append({"track_id": tid, "parent_id": pid, "frame": f, "time_s": f * 900.0,
+                         "dry_mass_pg": 20.0 * 2 ** (f * 0.25), "touches_border": False})
+    return pd.DataFrame(rows)
+
+
+def test_timelapse_report_lineage_layout_and_growth(tmp_path):
+    from holo.segmentation.growth import growth_table, lineage_table
+    from holo.segmentation.report import lineage_layout, write_timelapse_report
+
+    tracks = _lineage_tracks()
+    growth, lineage = growth_table(tracks), lineage_table(tracks)
+    y = lineage_layout(lineage)
+    # leaves 4, 5, 3, 6 on 0, 1, 2, 3; each mother midway between her daughters
+    assert [y[t] for t in (4, 5, 3, 6)] == [0.0, 1.0, 2.0, 3.0]
+    assert y[2] == 0.5 and y[1] == (y[2] + y[3]) / 2
+    tomo = Tomogram(np.full((10, 4, 8, 8), N_M, np.float32), voxel_size_um=(0.5,) * 3, medium_index=N_M,
+                    time_step_s=900.0)
+    page = write_timelapse_report(tmp_path, tomo, tracks, growth, lineage).read_text()
+    assert "alt='growth curves'" in page and "alt='lineage'" in page
+    doc = json.loads((tmp_path / "report.json").read_text())
+    s = doc["summary"]
+    assert s["n_tracks"] == 6 and s["n_divisions"] == 2 and s["n_frames"] == 10
+    # k = ln 2 per hour exactly (tracks with ≥ 4 frames), doubling time 1 h
+    assert s["median_growth_rate_per_h"] == pytest.approx(np.log(2.0), rel=1e-9)
+    assert s["median_doubling_time_h"] == pytest.approx(1.0, rel=1e-9)

@@ -55,22 +55,33 @@ def run_cmd(
 ) -> int:
     """Reconstruct, segment, classify, measure and report every input into OUT/<sample>/.
 
+    A time series (TCF or OME tomogram with several time points) is segmented frame by frame
+    (spread over the dask workers with --workers/--scheduler), its cells are tracked and
+    their growth fitted: OUT/<sample>/ then holds the outputs of ``holo track``.
+
     Finished samples are skipped on a rerun (--force redoes them); a bad input fails only
     itself; the exit code is 1 when any sample failed.
     """
     from holo.batch import run_batch
     from holo.cli._progress import progress_bar, stderr_console
+    from holo.timelapse import SeriesAwareProcess
 
     options = _sample_options(method, iterations, seg_method, image_format, model)
     with progress_bar("samples") as update:
+        finished = [0]
 
         def on_result(rec, n, total):
+            finished[0] = n
             update(n, total, note=f"{rec['name']}: {rec['status']}")
             if rec["status"] != "done":
                 stderr_console.print(f"[red]failed[/red] {rec['error']}", markup=True, highlight=False, soft_wrap=True)
 
+        # a time series (T > 1) is tracked: frames one by one, or spread over the dask workers
+        process_fn = SeriesAwareProcess(spread=bool(workers or scheduler) and not timeout,
+                                        frame_progress=None if timeout else
+                                        lambda name, i, n: update(finished[0], note=f"{name}: frame {i}/{n}"))
         result = run_batch(inputs, out, options, workers=workers, scheduler=scheduler, force=force,
-                           timeout_s=timeout, on_result=on_result)
+                           timeout_s=timeout, on_result=on_result, process_fn=process_fn)
     if as_json:
         print(json.dumps(result.summary(), indent=2))
     else:

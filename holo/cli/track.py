@@ -23,25 +23,6 @@ __all__ = ["register", "track_cmd", "simulate_timelapse_cmd"]
 _SUFFIX = {"tcf": ".tcf", "ome-zarr": ".ome.zarr", "ome-tiff": ".ome.tif"}
 
 
-def _time_series(path: Path):
-    import holo
-    from holo.errors import FormatError
-    from holo.model import Tomogram
-
-    obj = holo.open(path)
-    if not isinstance(obj, Tomogram):
-        raise FormatError("is not a tomogram (reconstruct the acquisition first: holo reconstruct)", path=path)
-    return obj
-
-
-def _raw_labels(path: Path, tomo):
-    """An on-disk (T, Z, Y, X) int32 zarr array, one chunk per frame, for the per-frame labels."""
-    import zarr
-
-    return zarr.open_array(str(path), mode="w", shape=(tomo.n_times, *tomo.shape_zyx), dtype="int32",
-                           chunks=(1, *tomo.shape_zyx))
-
-
 def track_cmd(
     tomogram: Path = typer.Argument(..., help="Time-lapse tomogram (T, Z, Y, X): .tcf, .ome.zarr, .ome.tif."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (tracks.csv, growth.csv, lineage.csv, labels.ome.zarr)."),
@@ -54,23 +35,18 @@ def track_cmd(
     """Segment every frame, link the cells over time, fit their dry-mass growth."""
     from holo.cli._progress import progress_bar
     from holo.io._atomic import atomic_path
-    from holo.io.omezarr import write_labels_zarr
-    from holo.timelapse import relabel_by_track, track_timelapse
+    from holo.timelapse import open_time_series, raw_labels_store, track_timelapse, write_timelapse
 
     if seg_method not in ("classic", "unet"):
         raise typer.BadParameter(f"must be classic or unet, got {seg_method!r}", param_hint="--seg-method")
-    tomo = _time_series(tomogram)
+    tomo = open_time_series(tomogram)
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
-        raw = _raw_labels(tmp / "raw-labels.zarr", tomo)
+        raw = raw_labels_store(tmp / "raw-labels.zarr", tomo)
         with progress_bar("frames", tomo.n_times) as update:
             res = track_timelapse(tomo, method=seg_method, classify=classify, max_distance_um=max_distance,
                                   gap_frames=gap, progress=update, on_labels=raw.__setitem__)
-        res.tracks.to_csv(tmp / "tracks.csv", index=False)
-        res.growth.to_csv(tmp / "growth.csv", index=False)
-        res.lineage.to_csv(tmp / "lineage.csv", index=False)
-        write_labels_zarr(tmp / "labels.ome.zarr", relabel_by_track(raw, res.tracks), tomo.voxel_size_um,
-                          name="tracks", time_step_s=float(tomo.time_step_s or 1.0))
+        write_timelapse(tmp, tomo, res, raw)
         shutil.rmtree(tmp / "raw-labels.zarr")
     summary = {"frames": tomo.n_times, "tracks": int(res.lineage.shape[0]),
                "divisions": int((res.lineage["fate"] == "divided").sum()) if len(res.lineage) else 0,
