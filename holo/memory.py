@@ -15,7 +15,7 @@ the frames and compiling the kernels, 12 frames of 278², grids of 0.5 to 8.4 mi
 with N the grid voxels, P the field pixels (A frames of Y·X: complex64 fields, the float32
 hologram being read, one frame's complex64 spectrum) and c = :data:`RECON_BYTES_PER_VOXEL`
 (measured without padding; the table below). The reconstruction works on frames and a grid
-padded by p = :data:`FFT_PADDING` [geometry] per axis, so :func:`reconstruction_bytes` takes
+padded by p = :func:`fft_padding` (geometry, method) per axis, so :func:`reconstruction_bytes` takes
 N = p³ · N_output and (1 + p²) · P field pixels; measured with p = 1.5
 (same 12 frames, pipeline with the data-consistency check): rytov 160 / 406, gp 140 / 496,
 tv 262 / 964 MiB at 1 / 4.2 M output voxels, slopes 78 / 113 / 223 MiB per M against
@@ -46,6 +46,8 @@ from holo.errors import ResourceError
 
 __all__ = [
     "FFT_PADDING",
+    "UNPADDED_METHODS",
+    "fft_padding",
     "IGNORE_ENV",
     "RECON_BYTES_PER_VOXEL",
     "available_bytes",
@@ -65,10 +67,27 @@ FIELD_BYTES_PER_PIXEL = 24
 #: Linear padding factor of the reconstruction per geometry: the Fourier mapping and the
 #: regularisers work on a volume (and frames) this many times larger per axis and crop back,
 #: so that no FFT wraps the field or the object around
-#: (:func:`holo.reconstruction.tomography.grid.padded_grid`; docs/tomography.md). 1 is off:
-#: on illumination scans padding shifts the direct Rytov mean RI of Mie spheres by +1–2e-3
-#: (finer K grid, sparse caps), which is not understood yet (issue 18).
+#: (:func:`holo.reconstruction.tomography.grid.padded_grid`; docs/tomography.md). 1 is off.
+#: An illumination scan is off by default for its cost: padded 1.5, the regularised chain
+#: holds every exact-Mie pattern target and its background p99 falls by ~35 %, but it works
+#: on 3.4× the voxels (gp 0.8 → 3.0 CPU-s on the 64² test patterns; measured, issue 18).
 FFT_PADDING = {"sample-rotation": 1.5, "illumination-scan": 1.0}
+#: (geometry, method) pairs reconstructed without padding: the direct inverse of an
+#: illumination scan. Its volume is never transformed again, and a longer period only
+#: changes how the unmeasured missing cone around K = 0 is filled: along Z the lateral mean of
+#: each slice (the K⊥ = 0 column, measured at K_z = 0 alone) spreads over the padded depth and
+#: out of the crop (Mie spiral: 81 % of the mass kept at 1.5×), laterally the few columns at
+#: the cone's edge are quantised differently (Mie ring: mean RI +2.1e-3). Measured in
+#: docs/tomography.md (issue 18); the regularised chain fills the cone and follows FFT_PADDING.
+UNPADDED_METHODS = frozenset({("illumination-scan", "rytov"), ("illumination-scan", "born")})
+
+
+def fft_padding(geometry: str | None, method: str | None = None) -> float:
+    """Padding factor of ``method`` on ``geometry`` (:data:`FFT_PADDING`,
+    :data:`UNPADDED_METHODS`); geometry None: the largest, an upper bound."""
+    if geometry is None:
+        return max(FFT_PADDING.values())
+    return 1.0 if (geometry, method) in UNPADDED_METHODS else FFT_PADDING[geometry]
 
 
 def available_bytes() -> int:
@@ -116,7 +135,7 @@ def reconstruction_bytes(shape_zyx, method: str, n_field_pixels: int = 0, geomet
     """Peak bytes of reconstructing a grid ``shape_zyx`` by ``method`` from fields of
     ``n_field_pixels`` pixels in all (module docstring), with the padding of ``geometry``
     (None: the largest, an upper bound)."""
-    p = FFT_PADDING.get(geometry, max(FFT_PADDING.values()))
+    p = fft_padding(geometry if geometry in FFT_PADDING else None, method)
     n = float(np.prod([float(s) for s in shape_zyx])) * p**3
     c = RECON_BYTES_PER_VOXEL.get(method, max(RECON_BYTES_PER_VOXEL.values()))
     field = FIELD_BYTES_PER_PIXEL * (1.0 + p**2)

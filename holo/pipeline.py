@@ -185,7 +185,7 @@ def _run_regularized(fs, method: str, iterations, weight, grid_kw: dict, map_pro
     from holo.reconstruction.tomography.fdt import REGULARIZED_AXIAL_HALFWIDTH
 
     # accurate samples on a sparser support: with n ≥ n_m, gridding errors would add mass
-    fd = fourier_map(fs, method="rytov", axial_halfwidth=REGULARIZED_AXIAL_HALFWIDTH, progress=map_progress, **grid_kw)
+    fd = fourier_map(fs, method="rytov", axial_halfwidth=REGULARIZED_AXIAL_HALFWIDTH[fs.geometry], progress=map_progress, **grid_kw)
     tomo = reconstruct_regularized(fd, method=method, iterations=iterations, weight=weight, progress=solve_progress)
     prov = dict(tomo.provenance)
     prov.setdefault("excluded_frames", list(fd.excluded_frames))

@@ -252,7 +252,8 @@ def rytov_bead():
 
     truth = sphere_ri(SHAPE, VOXEL, 3.0, NM + 0.02)
     fs = mie_fieldset(3.0, NM + 0.02, _illumination_spiral(49), SHAPE, VOXEL, wavelength_um=WL, medium_index=NM, objective_na=NA_OBJ)
-    fd = fourier_map(fs, method="rytov", shape_zyx=SHAPE, voxel_size_um=VOXEL)
+    # unpadded: the direct reference of the assertions below is the unpadded direct inverse
+    fd = fourier_map(fs, method="rytov", shape_zyx=SHAPE, voxel_size_um=VOXEL, padding=1.0)
     rytov = fd.crop_volume(potential_to_ri(sfft.ifftn(fd.spectrum).real, WL, NM).astype(np.float32))
     return types.SimpleNamespace(truth=truth, fd=fd, rytov=rytov)
 

@@ -221,6 +221,43 @@ def test_exact_mie_sphere_rytov_holds_born_breaks(radius_um, dn):
         assert rel_b < 0.5
 
 
+@pytest.fixture(scope="module")
+def mie_rotation_field():
+    """u/u0 of a sphere (d 6 µm, n 1.36 in 1.337) at the rotation centre: the sphere is
+    invariant under the rotation, so every angle's field is the exact normal-incidence Mie
+    field. NA 0.6 keeps the grid small (λ/(4 NA) = 0.22 µm voxels, 48³)."""
+    mie = pytest.importorskip("holo.twin.mie")
+    return mie.mie_sphere_field(3.0, 1.36, NM, LAM, (48, 48), 0.22, objective_na=0.6).astype(np.complex64)
+
+
+@pytest.mark.parametrize("n_angles", [60, 360])
+def test_sample_rotation_of_an_exact_mie_sphere(mie_rotation_field, n_angles):
+    """60 and 360 angles over a full turn: the issue's targets on exact Mie fields, the
+    default chain (gp, full axial tent, gridding-weighted) within 1e-3 inside 0.6 R (measured
+    +8.6e-4, the band-limited sphere's own overshoot at NA 0.6; rytov +1.0e-3 within 2e-3),
+    volume above half contrast within 5 % (+1.4 %), isotropic (z/x, y/x ≤ 1.15; 1.00) and the
+    background outside 1.2 R within ±5e-4 of n_m at the 99th percentile (gp 3.4e-4; the
+    narrow tent of an illumination scan gave +2.1e-3 and 3.6e-3 here)."""
+    from holo.reconstruction.regularization import reconstruct_regularized
+    from holo.reconstruction.tomography.fdt import REGULARIZED_AXIAL_HALFWIDTH
+
+    u = mie_rotation_field
+    angles = np.linspace(0.0, 2 * np.pi, n_angles, endpoint=False)
+    fs = fieldset(np.broadcast_to(u, (n_angles,) + u.shape), geometry="sample-rotation", angles=angles, pixel_size_um=0.22, objective_na=0.6)
+    ryt = reconstruct_fdt(fs, method="rytov")
+    fd = fourier_map(fs, method="rytov", axial_halfwidth=REGULARIZED_AXIAL_HALFWIDTH["sample-rotation"])
+    gp = reconstruct_regularized(fd, method="gp", device="cpu")
+    for tomo, tol in ((ryt, 2e-3), (gp, 1e-3)):
+        r = radius_grid(tomo)
+        ri, dv = tomo.ri, float(np.prod(tomo.voxel_size_um))
+        assert abs(ri[r < 1.8].mean() - 1.36) < tol
+        assert np.count_nonzero(ri > NM + 0.0115) * dv == pytest.approx(4 / 3 * np.pi * 27, rel=0.05)
+        c = [s // 2 for s in ri.shape]
+        ext = [np.ptp(np.flatnonzero(line > NM + 0.0115)) + 1 for line in (ri[:, c[1], c[2]], ri[c[0], :, c[2]], ri[c[0], c[1], :])]
+        assert max(ext[0], ext[1]) / ext[2] <= 1.15
+    assert np.percentile(np.abs(gp.ri[radius_grid(gp) > 3.6] - NM), 99) < 5e-4
+
+
 def _twin():
     twin = pytest.importorskip("holo.twin.acquire")
     phantoms = pytest.importorskip("holo.twin.phantoms")
