@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 import types
@@ -39,41 +40,16 @@ import numpy as np
 LAM, NM, NA = 0.532, 1.337, 1.2
 RADIUS_UM, N_SPHERE = 3.0, 1.36
 N_PIXELS, PIXEL_UM = 64, 0.2
-GOLDEN = np.pi * (3 - np.sqrt(5))
 SCANS = ("ring", "rings", "spiral", "random", "sparse", "one-sided")
 ROTATIONS = (60, 360)
 
 
-def _spiral(n: int, na: float) -> np.ndarray:
-    k = np.arange(1, n + 1)
-    r, p = na * np.sqrt(k / n), k * GOLDEN
-    return np.c_[r * np.cos(p), r * np.sin(p)]
-
-
-def _ring(n: int, na: float) -> np.ndarray:
-    t = 2 * np.pi * np.arange(n) / n
-    return np.c_[na * np.cos(t), na * np.sin(t)]
-
-
 def scan_pattern(name: str) -> np.ndarray:
-    """(A, 2) illumination NAs (NA_x, NA_y) of a named pattern, normal incidence first."""
-    centre = np.zeros((1, 2))
-    if name == "ring":
-        return np.r_[centre, _ring(36, 0.8)]
-    if name == "rings":
-        return np.r_[centre, _ring(6, 0.37), _ring(12, 0.73), _ring(18, 1.1)]
-    if name == "spiral":
-        return np.r_[centre, _spiral(48, 1.1)]
-    if name == "sparse":
-        return np.r_[centre, _spiral(24, 1.1)]
-    if name == "random":
-        rng = np.random.default_rng(1)
-        r, t = 1.1 * np.sqrt(rng.random(36)), 2 * np.pi * rng.random(36)
-        return np.r_[centre, np.c_[r * np.cos(t), r * np.sin(t)]]
-    if name == "one-sided":
-        g = _spiral(72, 1.1)
-        return np.r_[centre, g[g[:, 0] >= 0][:36]]
-    raise ValueError(f"unknown pattern {name!r}")
+    """(A, 2) illumination NAs of a named pattern: the test suite's (tests/_mie_data.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _mie_data import scan_pattern as pattern
+
+    return pattern(name)
 
 
 def _mie(illumination_na, cache: Path) -> np.ndarray:

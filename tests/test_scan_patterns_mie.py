@@ -22,48 +22,18 @@ import pytest
 
 pytest.importorskip("miepython")
 
+from _mie_data import scan_pattern  # noqa: E402
+
 from holo.pipeline import reconstruct  # noqa: E402
 
 LAM, NM, NA = 0.532, 1.337, 1.2
 RADIUS, N_IN = 3.0, 1.36
 N, PX = 64, 0.2
-GOLDEN = np.pi * (3 - np.sqrt(5))
-
-
-def _spiral(n, na):
-    k = np.arange(1, n + 1)
-    r, p = na * np.sqrt(k / n), k * GOLDEN
-    return np.c_[r * np.cos(p), r * np.sin(p)]
-
-
-def _ring(n, na):
-    t = 2 * np.pi * np.arange(n) / n
-    return np.c_[na * np.cos(t), na * np.sin(t)]
-
-
-def _pattern(name):
-    centre = np.zeros((1, 2))
-    if name == "ring":
-        return np.r_[centre, _ring(36, 0.8)]
-    if name == "rings":
-        return np.r_[centre, _ring(6, 0.37), _ring(12, 0.73), _ring(18, 1.1)]
-    if name == "sparse":
-        return np.r_[centre, _spiral(24, 1.1)]
-    if name == "random":
-        rng = np.random.default_rng(1)
-        r, t = 1.1 * np.sqrt(rng.random(36)), 2 * np.pi * rng.random(36)
-        return np.r_[centre, np.c_[r * np.cos(t), r * np.sin(t)]]
-    if name == "one-sided":
-        g = _spiral(72, 1.1)
-        return np.r_[centre, g[g[:, 0] >= 0][:36]]
-    raise ValueError(name)
-
-
 @functools.lru_cache(maxsize=None)
 def _fields(name):
     from holo.twin.mie import mie_sphere_field
 
-    na = _pattern(name)
+    na = scan_pattern(name)
     u = np.stack([mie_sphere_field(RADIUS, N_IN, NM, LAM, (N, N), PX, illumination_na=tuple(a), objective_na=NA) for a in na])
     return types.SimpleNamespace(
         fields=u.astype(np.complex64), geometry="illumination-scan", wavelength_um=LAM, pixel_size_um=PX, medium_index=NM,
