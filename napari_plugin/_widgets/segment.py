@@ -8,7 +8,6 @@ from holo.napari._layers import cells_features, image_layer_to_tomogram, labels_
 from holo.napari._view import follow
 from holo.napari._widgets._common import LayerCombo, is_ri_image
 from holo.napari._widgets._task import attach_task_layout
-from holo.segmentation import METHODS
 
 
 class SegmentWidget(QWidget):
@@ -22,10 +21,10 @@ class SegmentWidget(QWidget):
         self.viewer = napari_viewer
         follow(napari_viewer)  # added RI and label layers open on the cells (holo.napari._view)
         self.layer_combo = LayerCombo(napari_viewer, is_ri_image)
-        from holo.segmentation.infer import unet_names
+        from holo.napari._widgets.finetune import weight_choices
 
         self.method = QComboBox()
-        self.method.addItems(unet_names() + [m for m in METHODS if m != "unet"])
+        self.method.addItems(weight_choices())  # shipped U-Nets, the user's fine-tuned sets, other methods
         self.method.setCurrentText("unet")
         form = QFormLayout()
         form.addRow("RI layer", self.layer_combo)
@@ -41,14 +40,15 @@ class SegmentWidget(QWidget):
         if tomo.has_time:
             t = int(self.viewer.dims.current_step[0])
             tomo = tomo.replace(ri=tomo.frame(t), time_step_s=None)
-        choice = self.method.currentText()  # a U-Net weights set of the shipped folder, or another method
-        method = choice if choice in METHODS and choice != "unet" else "unet"
+        from holo.napari._widgets.finetune import resolve_choice
+
+        method, name, weights = resolve_choice(self.method.currentText())
         base = layer.name
 
         def work(progress):
             from holo.segmentation import diagnose
 
-            seg, cells, _ = diagnose(tomo, method=method, name=choice, progress=progress)
+            seg, cells, _ = diagnose(tomo, method=method, name=name, weights_dir=weights, progress=progress)
             return seg, cells
 
         def done(result):
