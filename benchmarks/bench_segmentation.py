@@ -23,8 +23,9 @@ compare across machines.
 ``--large`` times the issue's laptop target, a 96 × 1024 × 1024 field at 0.3 × 0.11 × 0.11 µm
 (``--field``/``--voxel`` change it) in ``fast`` mode (``--modes``): the volume is made and saved
 by one child process, then each mode loads it in its own child, so that the peak resident
-memory (``ru_maxrss``, above the loaded volume and the imports too) and the user and system
-CPU seconds are those of ``diagnose`` alone. Target: ≤ 60 s wall on 2 cores, ≤ 4 GB peak.
+memory (``ru_maxrss`` of that child: the loaded volume, the imports and ``diagnose``) holds
+no trace of the volume's making, and the user and system CPU seconds are those of
+``diagnose`` alone. Target: ≤ 60 s wall on 2 cores, ≤ 4 GB peak.
 
 Usage::
 
