@@ -28,6 +28,20 @@ class _RefuseBareFolderNames(MetaPathFinder):
 
 sys.meta_path.insert(0, _RefuseBareFolderNames())
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_weight_sets(tmp_path_factory):
+    """Tests see the shipped weights only: the user's fine-tuned weight sets
+    (``$HOLO_WEIGHTS_HOME``, else the XDG data folder) would change model lists and defaults."""
+    saved = os.environ.get("HOLO_WEIGHTS_HOME")
+    os.environ["HOLO_WEIGHTS_HOME"] = str(tmp_path_factory.mktemp("user-weights"))
+    yield
+    if saved is None:
+        os.environ.pop("HOLO_WEIGHTS_HOME", None)
+    else:
+        os.environ["HOLO_WEIGHTS_HOME"] = saved
+
+
 #: Environment variable that runs the ``slow`` end-to-end tests (set by .ci/run).
 RUN_SLOW = "HOLO_RUN_SLOW"
 
