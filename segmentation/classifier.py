@@ -18,7 +18,8 @@ from torch import nn
 
 from holo.segmentation.unet import ConvBlock
 
-__all__ = ["CellClassifier", "classifier_from_config", "fit_temperature", "calibrated_probabilities"]
+__all__ = ["CellClassifier", "classifier_from_config", "fit_temperature", "calibrated_probabilities",
+           "reliability_bins", "expected_calibration_error"]
 
 
 class CellClassifier(nn.Module):
@@ -96,3 +97,32 @@ def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarr
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
+    """Per-bin (mean confidence, accuracy, count) over ``n_bins`` equal-width bins of the
+    top probability c = max_k p_k in (0, 1] (bin b holds (b/B, (b+1)/B]); empty bins give
+    NaN confidence and accuracy and count 0."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if probs.ndim != 2 or labels.shape != (probs.shape[0],):
+        raise ValueError(f"probs must be (N, K) and labels (N,), got {probs.shape} and {labels.shape}")
+    conf = probs.max(axis=1)
+    hit = (probs.argmax(axis=1) == labels).astype(np.float64)
+    b = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    count = np.bincount(b, minlength=n_bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(b, conf, minlength=n_bins) / count
+        acc = np.bincount(b, hit, minlength=n_bins) / count
+    return mean_conf, acc, count.astype(int)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:
+    """ECE = Σ_b (|B_b| / N) |accuracy(B_b) − mean confidence(B_b)| over the equal-width
+    confidence bins of :func:`reliability_bins` (0 for an empty set)."""
+    conf, acc, count = reliability_bins(probs, labels, n_bins)
+    n = count.sum()
+    if n == 0:
+        return 0.0
+    m = count > 0
+    return float(np.sum(count[m] / n * np.abs(acc[m] - conf[m])))

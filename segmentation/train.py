@@ -43,8 +43,8 @@ from holo.segmentation.data import TrainingVolume, normalised_distance, random_c
 
 __all__ = ["dice", "instance_ap", "train_unet", "train_classifier", "evaluate_segmentation", "segmentation_scores",
            "aggregate_scores", "selection_score", "save_weights", "classifier_dataset", "classifier_logits",
-           "classifier_scores", "expected_calibration_error", "end_to_end_accuracy", "classic_scores",
-           "tune_postprocessing", "finetune"]
+           "classifier_scores", "end_to_end_accuracy", "classic_scores",
+           "tune_postprocessing", "finetune", "finetune_volumes", "consistent_labels"]
 
 #: Semantic labels that make up the nucleus mask of the scores (nucleus ∪ nucleolus).
 NUCLEUS_LABELS = (NUCLEUS, NUCLEOLUS)
@@ -195,14 +195,16 @@ def aggregate_scores(records: list[dict]) -> dict:
     return out
 
 
-def evaluate_segmentation(model, cfg, vols, device=None, *, per_volume: bool = False):
+def evaluate_segmentation(model, cfg, vols, device=None, *, per_volume: bool = False, weights_dir=None):
     """U-Net scores on volumes (:func:`aggregate_scores`); with ``per_volume`` also the list of
-    per-volume records (:func:`segmentation_scores`)."""
+    per-volume records (:func:`segmentation_scores`). ``weights_dir``: where the network named
+    by ``cfg["organelle_model"]`` is (default: the shipped folder)."""
     from holo.segmentation.infer import unet_segment
 
     records = []
     for v in vols:
-        sem, inst = unet_segment(v.ri, v.voxel_size_um, v.medium_index, model=model, cfg=cfg, device=device)
+        sem, inst = unet_segment(v.ri, v.voxel_size_um, v.medium_index, model=model, cfg=cfg, device=device,
+                                 weights_dir=weights_dir)
         records.append(segmentation_scores(sem, inst, v))
     agg = aggregate_scores(records)
     return (agg, records) if per_volume else agg
@@ -274,25 +276,11 @@ def end_to_end_accuracy(umodel, ucfg, cmodel, ccfg, vols: list[TrainingVolume], 
     return {"accuracy_end_to_end": correct / max(total, 1), "n_cells": total, "uncertain_fraction": uncertain / max(total, 1)}
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:
-    """ECE = Σ_b (|B_b| / N) |accuracy(B_b) − mean confidence(B_b)| over ``n_bins`` equal bins
-    of the top probability (confidence) in (0, 1]."""
-    conf = probs.max(1)
-    acc = probs.argmax(1) == labels
-    bins = np.linspace(0, 1, n_bins + 1)
-    e = 0.0
-    for lo, hi in zip(bins[:-1], bins[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            e += m.mean() * abs(acc[m].mean() - conf[m].mean())
-    return float(e)
-
-
 def classifier_scores(logits: np.ndarray, ys: np.ndarray, cfg: dict) -> dict:
     """Accuracy, calibration (ECE with and without the temperature ``cfg["temperature"]``),
     fraction below the ``uncertain_below`` threshold, accuracy of the confident cells and
     per-class accuracy of classifier logits on ground-truth cell crops of labels ``ys``."""
-    from holo.segmentation.classifier import calibrated_probabilities
+    from holo.segmentation.classifier import calibrated_probabilities, expected_calibration_error
 
     names = list(cfg["classes"])
     probs = calibrated_probabilities(logits, cfg["temperature"])
@@ -359,7 +347,7 @@ def tune_postprocessing(umodel, ucfg, vols, device=None, *, thresholds=(0.3, 0.4
 #: network of their folder), not the model: not inherited when the weights are fine-tuned.
 RUN_RECORD_KEYS = ("history", "provenance", "test_metrics", "postprocessing_sweep", "trained_on", "init",
                    "postprocessing_tuned_on", "postprocessing_selection", "test_metrics_device_default_thresholds",
-                   "organelle_model", "role", "test_metrics_note")
+                   "organelle_model", "role", "test_metrics_note", "finetune_metrics")
 
 
 def inherited_config(cfg: dict) -> dict:
@@ -435,7 +423,7 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
                steps_per_epoch: int = 50, batch_size: int = 4, crop_zyx=(32, 64, 64), lr: float = 3e-3,
                patience: int = 5, init_state: dict | None = None, device=None, seed: int = 0,
                class_weights=None, organelle_fraction: float = 0.0,
-               log: Callable[[str], None] = print):
+               log: Callable[[str], None] = print, progress: Callable | None = None):
     """Train a U-Net; returns (model with the best weights, history list of per-epoch dicts).
 
     ``cfg`` holds ``n_classes``, ``channels``, ``voxel_size_um``, ``ri_scale``; the volumes must
@@ -445,7 +433,8 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
 
     Model selection: the epoch of highest mean of validation Dice cell, Dice nucleus, AP@0.5
     and, when the validation volumes hold nucleoli or lipid droplets, the mean of their pooled
-    Dice coefficients.
+    Dice coefficients. ``progress(done, total, note)`` is called after every optimiser step
+    (an exception it raises, e.g. a Cancel, stops the training).
     """
     import torch
     from torch import nn
@@ -481,6 +470,8 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
+            if progress is not None:
+                progress(ep * steps_per_epoch + len(losses), epochs * steps_per_epoch, f"epoch {ep + 1}/{epochs}")
         model.eval()
         # per-epoch model selection without test-time augmentation (4× cheaper, same ranking)
         metrics = evaluate_segmentation(model, {**cfg, "tta": 0}, val_vols, device=device) if val_vols else {}
@@ -717,48 +708,111 @@ def _finetune_classifier(vols, train, val, ccfg, cstate, user_classes, out_dir, 
             "n_train_cells": int(len(xt)), "n_val_cells": int(len(xv))}
 
 
-def finetune(data_dir, out_dir, *, init: str = "shipped", epochs: int = 10, val_fraction: float = 0.25,
-             steps_per_epoch: int = 30, batch_size: int = 4, seed: int = 0, weights_dir=None,
-             log: Callable[[str], None] = print) -> dict:
-    """Fine-tune (``init="shipped"``) or train (``"scratch"``) both networks on a user's folder.
+def consistent_labels(semantic: np.ndarray, instance: np.ndarray) -> np.ndarray:
+    """The semantic labels made to agree with corrected instances: background wherever no cell
+    is, cytoplasm where a cell was painted over background (uint8)."""
+    from holo.labels import CYTOPLASM
 
-    The folder layout is that of :func:`holo.segmentation.data.load_user_folder`. Volumes are
-    resampled to the training voxel size, split into training and validation volumes, the
-    U-Net is trained with early stopping on the validation Dice/AP, and — when class CSVs are
-    present — the classifier too (classes = shipped classes ∪ the user's; a new class list
-    re-initialises the last layer). ``out_dir`` receives ``unet.pt/.json`` and
-    ``classifier.pt/.json`` (the shipped classifier is copied when the data has no classes).
+    sem = np.asarray(semantic, np.uint8).copy()
+    inst = np.asarray(instance)
+    sem[inst == 0] = 0
+    sem[(inst > 0) & (sem == 0)] = CYTOPLASM
+    return sem
+
+
+#: Scores of :func:`aggregate_scores` reported as the gain of a fine-tuning.
+GAIN_KEYS = ("dice_cell", "dice_nucleus", "ap50")
+
+
+def _check_out_dir(out_dir: Path, wdir: Path) -> None:
+    """Refuse an output folder that is, or lies inside, the shipped or the initial weights."""
+    from holo.errors import HoloError
+    from holo.segmentation.infer import WEIGHTS_DIR
+
+    out = out_dir.resolve()
+    for d in {WEIGHTS_DIR.resolve(), wdir.resolve()}:
+        if out == d or d in out.parents:
+            raise HoloError("would overwrite the weights fine-tuning starts from; choose another folder",
+                            path=out_dir, item="out")
+
+
+def _evaluate_start(init: str, wdir: Path, val: list) -> dict:
+    """Scores of the weights fine-tuning starts from (as ``holo segment`` runs them, organelle
+    network included) on the held-out volumes; {} when training from scratch."""
+    from holo.segmentation.infer import load_unet
+
+    if init != "shipped" or not val:
+        return {}
+    model, cfg = load_unet(wdir)
+    return evaluate_segmentation(model, cfg, val, weights_dir=wdir)
+
+
+def finetune(data_dir, out_dir, **options) -> dict:
+    """Fine-tune on a user's folder (layout of :func:`holo.segmentation.data.load_user_folder`):
+    :func:`finetune_volumes` of its volumes (``options`` passed on)."""
+    from holo.segmentation.data import load_user_folder
+
+    return finetune_volumes(load_user_folder(data_dir), out_dir, source=str(data_dir), **options)
+
+
+def finetune_volumes(vols: list[TrainingVolume], out_dir, *, init: str = "shipped", epochs: int = 10,
+                     val_fraction: float = 0.25, steps_per_epoch: int = 30, batch_size: int = 4, seed: int = 0,
+                     weights_dir=None, source: str = "", log: Callable[[str], None] = print,
+                     progress: Callable | None = None) -> dict:
+    """Fine-tune (``init="shipped"``) or train (``"scratch"``) both networks on labelled volumes.
+
+    Volumes are resampled to the training voxel size and split into training and held-out
+    volumes (one volume: cut along Y, :func:`_split`); the U-Net is trained with early
+    stopping on the held-out Dice/AP, and — when cells carry classes — the classifier too
+    (classes = shipped classes ∪ the user's; a new class list re-initialises the last layer).
     When the labels hold nucleoli or lipid droplets, the U-Net is trained on them with
     organelle-centred crops and a weighted cross entropy (as the shipped ``organelles``
     network); the new ``unet`` is not paired with ``organelles`` and labels them itself.
 
-    Returns ``{"metrics": {...}, "out_dir": str}``.
+    ``out_dir`` (never the shipped or starting weights folder, written atomically: nothing is
+    left on failure or cancel) receives ``unet.pt/.json``, ``classifier.pt/.json`` (the
+    starting classifier and ``novelty.json`` are copied when no class is given) and
+    ``finetune.json`` (the scores). ``progress(done, total, note)`` is called after every
+    optimiser step; an exception it raises stops the run.
+
+    Returns ``{"metrics": {"unet": after, "unet_before": before, "gain": after − before, ...},
+    "out_dir": str}``: the scores (:func:`aggregate_scores`) of the held-out volumes with the
+    starting weights (as ``holo segment`` runs them) and with the new ones.
     """
     import shutil
 
-    from holo.segmentation.data import load_user_folder
+    from holo.io._atomic import atomic_path
     from holo.segmentation.infer import WEIGHTS_DIR
 
     wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, wdir)
     ucfg, ustate, ccfg, cstate = _start_weights(init, wdir)
     rng = np.random.default_rng(seed)
-    vols = [to_training_grid(v, ucfg["voxel_size_um"]) for v in load_user_folder(data_dir)]
+    vols = [to_training_grid(v, ucfg["voxel_size_um"]) for v in vols]
     train, val = _split(vols, val_fraction, rng)
-    log(f"{len(train)} training and {len(val)} validation volumes on voxel {tuple(ucfg['voxel_size_um'])} µm")
+    log(f"{len(train)} training and {len(val)} held-out volumes on voxel {tuple(ucfg['voxel_size_um'])} µm")
+    before = _evaluate_start(init, wdir, val)
     crop = [min(c, max(d, min(v.ri.shape[a] for v in train)) // d * d)
             for a, (c, d) in enumerate(zip((32, 64, 64), (4, 8, 8)))]
     model, hist = train_unet(train, val, ucfg, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
                              crop_zyx=tuple(crop), lr=1e-3 if ustate is not None else 3e-3, patience=4,
-                             init_state=ustate, seed=seed, log=log, **_organelle_options(train, ucfg, log))
-    metrics = {"unet": evaluate_segmentation(model, ucfg, val) if val else {}}
-    out_dir = Path(out_dir)
-    record = {"trained_on": str(data_dir), "init": init}
-    save_weights(model, {**ucfg, **record, "history": hist}, out_dir, "unet")
+                             init_state=ustate, seed=seed, log=log, progress=progress,
+                             **_organelle_options(train, ucfg, log))
+    after = evaluate_segmentation(model, ucfg, val) if val else {}
+    metrics = {"unet": after, "unet_before": before,
+               "gain": {k: after[k] - before[k] for k in GAIN_KEYS if k in after and k in before},
+               "n_train_volumes": len(train), "n_heldout_volumes": len(val)}
+    record = {"trained_on": source, "init": init}
     user_classes = sorted({c for v in vols for c in v.classes.values()})
-    if user_classes:
-        metrics["classifier"] = _finetune_classifier(vols, train, val, ccfg, cstate, user_classes, out_dir,
-                                                     epochs=epochs, seed=seed, rng=rng, record=record, log=log)
-    elif init == "shipped":
-        for suf in (".pt", ".json"):
-            shutil.copyfile(wdir / f"classifier{suf}", out_dir / f"classifier{suf}")
+    with atomic_path(out_dir) as tmp:
+        save_weights(model, {**ucfg, **record, "history": hist, "finetune_metrics": metrics}, tmp, "unet")
+        if user_classes:
+            metrics["classifier"] = _finetune_classifier(vols, train, val, ccfg, cstate, user_classes, tmp,
+                                                         epochs=epochs, seed=seed, rng=rng, record=record, log=log)
+        elif init == "shipped":
+            for name in ("classifier.pt", "classifier.json", "novelty.json"):
+                if (wdir / name).is_file():
+                    shutil.copyfile(wdir / name, tmp / name)
+        (tmp / "finetune.json").write_text(json.dumps({**record, "metrics": metrics}, indent=2))
     return {"metrics": metrics, "out_dir": str(out_dir)}

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage as ndi
 
 from holo.segmentation.classic import classic_segment
 from holo.segmentation.classifier import calibrated_probabilities, fit_temperature
@@ -464,3 +465,68 @@ def test_fast_mode_runs_one_forward_pass_per_tile_for_both_networks(monkeypatch)
     seen.clear()
     infer.unet_segment(ri, (0.4, 0.2, 0.2), 1.337)
     assert seen == [4, 4]  # the shipped JSONs ask for four mirror images each
+
+
+def _postprocess_truth(inst, vs, delta_ri):
+    """Shipped post-processing of a perfect network output: P(background) = 0/1 from the
+    truth, the distance target of training (:func:`normalised_distance`)."""
+    from holo.segmentation.infer import labels_from_prediction
+
+    cfg = json.loads((WEIGHTS_DIR / "unet.json").read_text())
+    cfg["voxel_size_um"] = list(vs)
+    fg = (inst > 0).astype(np.float32)
+    probs = np.stack([1 - fg, fg, np.zeros_like(fg), np.zeros_like(fg), np.zeros_like(fg)])
+    return labels_from_prediction(probs, normalised_distance(inst, vs), delta_ri, cfg)[1]
+
+
+def test_postprocessing_splits_touching_spheres_keeps_an_ellipsoid_and_a_chain_of_rods():
+    vs = (0.4, 0.2, 0.2)
+    shape = (16, 36, 72)
+    z, y, x = np.meshgrid(*[np.arange(n) * v for n, v in zip(shape, vs)], indexing="ij")
+    cases = {}
+    # two balls r 2.5 µm whose centres are 4.6 µm apart: they overlap by 0.4 µm (one face)
+    two = np.zeros(shape, np.int32)
+    for k, cx in ((1, 4.0), (2, 8.6)):
+        two[((z - 3.2) ** 2 + (y - 3.6) ** 2 + (x - cx) ** 2 <= 2.5 ** 2) & (two == 0)] = k
+    cases["touching balls"] = two
+    # one convex ellipsoid, semi-axes 2 × 2.5 × 6 µm: one cell however elongated
+    cases["ellipsoid"] = (((z - 3.2) / 2.0) ** 2 + ((y - 3.6) / 2.5) ** 2 + ((x - 7.0) / 6.0) ** 2 <= 1).astype(np.int32)
+    # a chain of four rods (capsules r 0.5 µm, 2 µm long) end to end, touching: four cells
+    rods = np.zeros(shape, np.int32)
+    for k in range(4):
+        x0 = 1.5 + 2.6 * k
+        d2 = (z - 3.2) ** 2 + (y - 3.6) ** 2 + np.clip(np.abs(x - x0 - 1.0) - 0.55, 0, None) ** 2
+        rods[(d2 <= 0.5 ** 2) & (rods == 0)] = k + 1
+    cases["chain of rods"] = rods
+    for name, inst in cases.items():
+        delta = ndi.gaussian_filter((inst > 0).astype(np.float32) * 0.03, 0.7)
+        out = _postprocess_truth(inst, vs, delta)
+        assert out.max() == inst.max() and instance_ap(out, inst) == 1.0, name
+
+
+def test_half_maximum_redraws_a_small_object_and_leaves_large_cells():
+    from holo.segmentation.instances import refine_small_by_half_max
+
+    vs = (0.4, 0.2, 0.2)
+    # a 0.8 µm-radius ball (2.1 µm³) and a 3 µm one (113 µm³), blurred by a Gaussian PSF
+    _, true = _balls((14, 30, 64), vs, [(2.8, 3.0, 2.5, 0.8), (2.8, 3.0, 8.0, 3.0)])
+    delta = ndi.gaussian_filter((true > 0).astype(np.float32) * 0.03, (0.5, 1.0, 1.0))
+    narrow = np.where(ndi.binary_erosion(true == 1), 1, np.where(true == 2, 2, 0)).astype(np.int32)
+    out = refine_small_by_half_max(narrow, delta, 8.0, vs)
+    iou = lambda a, b: np.logical_and(a, b).sum() / np.logical_or(a, b).sum()  # noqa: E731
+    assert iou(out == 1, true == 1) > iou(narrow == 1, true == 1) + 0.15
+    assert iou(out == 1, true == 1) > 0.7
+    assert np.array_equal(out == 2, true == 2)  # the large cell keeps its voxels
+    assert np.array_equal(refine_small_by_half_max(narrow, delta, 0.0, vs), narrow)
+
+
+def test_calibration_error_and_reliability_bins():
+    from holo.segmentation.classifier import expected_calibration_error, reliability_bins
+
+    # 10 cells at confidence 0.8 of which 8 right: calibrated (ECE 0); 10 right at 0.6: ECE 0.4
+    p = np.tile([0.8, 0.2], (10, 1))
+    y = np.array([0] * 8 + [1] * 2)
+    assert expected_calibration_error(p, y, 10) == pytest.approx(0.0, abs=1e-12)
+    conf, acc, count = reliability_bins(np.tile([0.6, 0.4], (10, 1)), np.zeros(10, int), 10)
+    assert count.sum() == 10 and count[5] == 10 and acc[5] == 1.0 and conf[5] == pytest.approx(0.6)
+    assert expected_calibration_error(np.tile([0.6, 0.4], (10, 1)), np.zeros(10, int), 10) == pytest.approx(0.4)
