@@ -57,12 +57,16 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
     from holo.model import Tomogram
     from holo.segmentation import classify as classify_cells
     from holo.segmentation import measure, segment
+    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS
 
     vol = Tomogram(tomo.frame(t), voxel_size_um=tomo.voxel_size_um, medium_index=tomo.medium_index,
                    wavelength_um=tomo.wavelength_um)
     seg = segment(vol, method=method, **segment_kwargs)
     classes = classify_cells(vol, seg.instance) if classify and seg.n_cells else None
-    cells = measure(vol, seg.semantic, seg.instance, classes=classes)
+    # dry mass over each cell's territory (holo.segmentation.tracking.territory_dry_mass_pg):
+    # growth is the slope of ln m, the fraction held must not change as the cell grows
+    cells = measure(vol, seg.semantic, seg.instance, classes=classes, margin_resolutions=TRACK_MARGIN_RESOLUTIONS,
+                    cone_fraction=TRACK_CONE_FRACTION)
     cells = cells.rename(columns={"cell_id": "label"})
     cells.insert(0, "frame", int(t))
     cells["touches_border"] = cells["label"].isin(_border_labels(seg.instance))
