@@ -433,7 +433,8 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
 
     Model selection: the epoch of highest mean of validation Dice cell, Dice nucleus, AP@0.5
     and, when the validation volumes hold nucleoli or lipid droplets, the mean of their pooled
-    Dice coefficients. ``progress(done, total, note)`` is called after every optimiser step
+    Dice coefficients. With ``init_state`` the starting weights compete as epoch 0: when no
+    epoch beats them they are returned unchanged. ``progress(done, total, note)`` is called after every optimiser step
     (an exception it raises, e.g. a Cancel, stops the training).
     """
     import torch
@@ -456,6 +457,12 @@ def train_unet(train_vols: list[TrainingVolume], val_vols: list[TrainingVolume],
     ce = nn.CrossEntropyLoss(weight=None if class_weights is None else
                              torch.as_tensor(class_weights, dtype=torch.float32, device=device))
     tracker, history = _BestEpoch(patience), []
+    if init_state is not None and val_vols:
+        # epoch 0 = the starting weights: fine-tuning never returns a model that scores worse
+        # than the one it started from on the held-out volumes
+        model.eval()
+        metrics = evaluate_segmentation(model, {**cfg, "tta": 0}, val_vols, device=device)
+        tracker.end_epoch({"epoch": 0, **metrics}, selection_score(metrics), model, history, log)
     for ep in range(epochs):
         model.train()
         t0 = time.perf_counter()
@@ -800,9 +807,13 @@ def finetune_volumes(vols: list[TrainingVolume], out_dir, *, init: str = "shippe
                              init_state=ustate, seed=seed, log=log, progress=progress,
                              **_organelle_options(train, ucfg, log))
     after = evaluate_segmentation(model, ucfg, val) if val else {}
+    scored = [h for h in hist if "dice_cell" in h]
+    kept = max(scored, key=selection_score)["epoch"] if scored else None
+    if kept == 0:
+        log("no epoch beat the starting weights on the held-out volumes: they are kept")
     metrics = {"unet": after, "unet_before": before,
                "gain": {k: after[k] - before[k] for k in GAIN_KEYS if k in after and k in before},
-               "n_train_volumes": len(train), "n_heldout_volumes": len(val)}
+               "kept_epoch": kept, "n_train_volumes": len(train), "n_heldout_volumes": len(val)}
     record = {"trained_on": source, "init": init}
     user_classes = sorted({c for v in vols for c in v.classes.values()})
     with atomic_path(out_dir) as tmp:
