@@ -30,6 +30,17 @@ tv      80 / 330 / —                                  80
 bpm     not measured                                  2 × tv, assumed
 ======  =======================================  ==================
 
+U-Net segmentation (:func:`segmentation_bytes`), the increment above the input volume:
+
+    peak ≈ b_tile · V + b_train · N_train + 5 B · N_in + 64 MiB
+
+V the voxels of one tile (a forward pass of the fused network holds ≈ 300–390 B per tile
+voxel, measured at 48 × 96² and 96 × 192², batch 1: b_tile = 400 B), N_train the voxels of
+the volume resampled to the training grid (the normalised RI, the above-noise mask, the
+(C + 1)-channel blended probabilities and the window sum, then the watershed's distance map
+and labels: b_train = (C + 2) · 4 + 36 B), N_in the input voxels (the uint8 semantic and int32
+instance labels brought back to the input grid).
+
 The slopes between 4.2 and 8.4 M voxels are 21 (rytov) and 35 (gp) MiB per million; c is
 rounded up so that the estimate bounds every measurement (the small-grid points carry the
 per-frame buffers, covered by the P and constant terms).
@@ -54,6 +65,7 @@ __all__ = [
     "check_memory",
     "format_bytes",
     "reconstruction_bytes",
+    "segmentation_bytes",
 ]
 
 #: Environment variable that turns the refusal off (set it to 1).
@@ -140,3 +152,17 @@ def reconstruction_bytes(shape_zyx, method: str, n_field_pixels: int = 0, geomet
     c = RECON_BYTES_PER_VOXEL.get(method, max(RECON_BYTES_PER_VOXEL.values()))
     field = FIELD_BYTES_PER_PIXEL * (1.0 + p**2)
     return c * n + field * float(n_field_pixels) + 32 * MIB
+
+
+#: Peak bytes per voxel of one U-Net tile during a forward pass (fused network, batch 1).
+UNET_TILE_BYTES_PER_VOXEL = 400
+
+
+def segmentation_bytes(input_shape_zyx, train_shape_zyx, tile_zyx, *, n_classes: int = 5) -> float:
+    """Peak bytes of the U-Net segmentation of a volume ``input_shape_zyx`` resampled to
+    ``train_shape_zyx`` and predicted in tiles of at most ``tile_zyx`` (module docstring)."""
+    n_in = float(np.prod([float(s) for s in input_shape_zyx]))
+    n_train = float(np.prod([float(s) for s in train_shape_zyx]))
+    v = float(np.prod([min(float(t), float(s)) for t, s in zip(tile_zyx, train_shape_zyx)]))
+    b_train = (n_classes + 2) * 4 + 36
+    return UNET_TILE_BYTES_PER_VOXEL * v + b_train * n_train + 5 * n_in + 64 * MIB

@@ -31,19 +31,22 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from holo.errors import HoloError
-from holo.labels import ORGANELLE_LABELS
+from holo.labels import CYTOPLASM, ORGANELLE_LABELS
 from holo.threads import cpu_threads
-from holo.segmentation.instances import drop_faint, merge_by_contact
+from holo.segmentation.instances import drop_faint, merge_by_contact, refine_small_by_half_max
 
 __all__ = [
     "WEIGHTS_DIR",
     "load_unet",
     "unet_names",
     "check_unet_name",
+    "user_weights_root",
+    "user_weight_sets",
     "load_classifier",
     "resample_volume",
     "resize_labels",
     "predict_tiled",
+    "contrast_mask",
     "instances_from_prediction",
     "semantic_from_probabilities",
     "unet_segment",
@@ -113,6 +116,33 @@ def unet_names(weights_dir=None) -> list[str]:
                   if (p.stem == "unet" or p.stem.startswith("unet_")) and p.with_suffix(".pt").is_file())
 
 
+#: Environment variable naming the folder of the user's weight sets (fine-tuned weights).
+USER_WEIGHTS_ENV = "HOLO_WEIGHTS_HOME"
+
+
+def user_weights_root() -> Path:
+    """Folder of the user's weight sets, one sub-folder each (what fine-tuning writes; the
+    shipped folder is never written): ``$HOLO_WEIGHTS_HOME``, else
+    ``$XDG_DATA_HOME/holo/weights``, else ``~/.local/share/holo/weights``."""
+    import os
+
+    env = os.environ.get(USER_WEIGHTS_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME", "").strip() or Path.home() / ".local" / "share"
+    return Path(base) / "holo" / "weights"
+
+
+def user_weight_sets() -> dict[str, Path]:
+    """{name: folder} of the user's weight sets: sub-folders of :func:`user_weights_root`
+    holding a U-Net (``unet.pt`` + ``unet.json``)."""
+    root = user_weights_root()
+    if not root.is_dir():
+        return {}
+    return {d.name: d for d in sorted(root.iterdir())
+            if d.is_dir() and (d / "unet.pt").is_file() and (d / "unet.json").is_file()}
+
+
 def check_unet_name(name: str, weights_dir=None) -> str:
     """``name`` if the folder holds that U-Net weights set (:func:`unet_names`), else a
     ValueError that lists the sets it holds."""
@@ -148,10 +178,17 @@ def _zoom_to(vol, out_shape, order):
 
 
 def resize_labels(lab: np.ndarray, shape_zyx) -> np.ndarray:
-    """Nearest-neighbour resize of a label volume to an exact shape (grid edges aligned)."""
+    """Nearest-neighbour resize of a label volume to an exact shape (grid edges aligned).
+
+    Output voxel i of an axis takes input voxel ⌊(i + ½) n_in / n_out⌋ (the centre of the
+    output voxel in input voxel units; the same choice as ``scipy.ndimage.zoom(order=0,
+    grid_mode=True)``), gathered in one indexing pass without interpolation.
+    """
     if tuple(lab.shape) == tuple(shape_zyx):
         return lab
-    return _zoom_to(lab, tuple(shape_zyx), 0).astype(lab.dtype, copy=False)
+    idx = [np.minimum(np.floor((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.intp), n_in - 1)
+           for n_in, n_out in zip(lab.shape, shape_zyx)]
+    return lab[np.ix_(*idx)]
 
 
 def _gauss_window(tile):
@@ -208,13 +245,82 @@ def _flip_averaged(model, xb, n_classes: int, flips):
 TTA_FLIPS = {0: [()], 2: [(), (4,)], 4: [(), (4,), (3,), (3, 4)]}
 
 
+def _heap_kept():
+    """Context manager: while inside, glibc keeps freed blocks of up to 1 GiB in the heap.
+
+    A U-Net forward pass allocates and frees activations of tens of MB per layer; glibc serves
+    each from a fresh ``mmap`` and returns it with ``munmap``, so every pass faults its pages in
+    again (≈ 45 % system time on 2 cores, measured). Raising ``M_MMAP_THRESHOLD`` and
+    ``M_TRIM_THRESHOLD`` keeps them for reuse (system time → ≈ 0); on exit the thresholds go
+    back to glibc's largest dynamic values and ``malloc_trim`` hands the free heap back.
+    No-op where the C library is not glibc.
+    """
+    import contextlib
+    import ctypes
+    import ctypes.util
+
+    @contextlib.contextmanager
+    def kept():
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            mallopt, trim = libc.mallopt, libc.malloc_trim
+        except (OSError, AttributeError):
+            yield
+            return
+        m_trim, m_mmap = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD (malloc.h)
+        mallopt(m_mmap, 1 << 30)
+        mallopt(m_trim, 1 << 30)
+        try:
+            yield
+        finally:
+            mallopt(m_mmap, 32 << 20)
+            mallopt(m_trim, 64 << 20)
+            trim(0)
+
+    return kept()
+
+
+def contrast_mask(delta_ri: np.ndarray, *, k_sigma: float = 6.0, cap_ri: float | None = None) -> np.ndarray:
+    """Voxels whose |n − n_m| stands above the noise: |Δn| > min(k σ, ``cap_ri``).
+
+    σ = 1.4826 · median |Δn| over every 7th voxel (the background, n ≈ n_m, is most of a
+    field, so this is the noise's standard deviation); ``cap_ri`` bounds the threshold from
+    above (half the weakest cell peak the chain keeps, ``min_peak_delta_ri`` / 2), so a dense
+    field whose median lies inside cells cannot hide faint cells. Tiles with no such voxel
+    within a margin are background (:func:`predict_tiled`'s ``mask``).
+    """
+    sample = np.abs(delta_ri.ravel()[::7])
+    thr = float(k_sigma * 1.4826 * np.median(sample)) if sample.size else 0.0
+    if cap_ri:
+        thr = min(thr, float(cap_ri))
+    return np.abs(delta_ri) > np.float32(thr)
+
+
+def _tile_origins(full, tile, overlap):
+    stride = np.maximum(1, (tile * (1 - overlap)).astype(int))
+    return [(a, b, c) for a in _starts(full[0], tile[0], stride[0])
+            for b in _starts(full[1], tile[1], stride[1])
+            for c in _starts(full[2], tile[2], stride[2])]
+
+
+def _needed(mask, origin, tile, margin) -> bool:
+    """Whether ``mask`` has a True voxel in the tile at ``origin`` grown by ``margin`` voxels."""
+    if mask is None:
+        return True
+    box = tuple(slice(max(0, o - m), o + t + m) for o, t, m in zip(origin, tile, margin))
+    return bool(mask[box].any())
+
+
 def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: float = 0.25,
-                  device=None, batch_size: int = 1, tta: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  device=None, batch_size: int = 1, tta: int = 0, mask=None, margin_vox=(0, 0, 0),
+                  stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sliding-window U-Net prediction with Gaussian blending.
 
     Parameters
     ----------
     model : UNet3D
+        Run with its batch norms folded into the convolutions
+        (:func:`holo.segmentation.unet.fused_for_inference`).
     x : (Z, Y, X) float32
         Normalised RI on the model's voxel grid.
     tile_zyx : largest tile size (:func:`_even_tiles`: as few tiles as that allows, each as small
@@ -222,6 +328,12 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
     overlap : float in [0, 0.9)
     tta : {0, 2, 4}
         Test-time augmentation: average over this many lateral mirror images (0 = none).
+    mask : (Z, Y, X) bool, optional
+        Tiles without a True voxel within ``margin_vox`` of them are not run and predict
+        background (P(background) = 1, distance 0) — e.g. :func:`contrast_mask`, or the cells
+        found by a first network.
+    stats : dict, optional
+        Receives ``tiles`` (all) and ``tiles_run``.
 
     Returns
     -------
@@ -230,38 +342,44 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
     """
     import torch
 
+    from holo.segmentation.unet import UNet3D, fused_for_inference
+
     if not 0 <= overlap < 0.9:
         raise ValueError(f"overlap must be in [0, 0.9), got {overlap}")
     if int(tta) not in TTA_FLIPS:
         raise ValueError(f"tta must be one of {sorted(TTA_FLIPS)}, got {tta}")
     flips = TTA_FLIPS[int(tta)]
     device = pick_device() if device is None else device
-    div = np.asarray(model.divisor)
     shape = np.asarray(x.shape)
-    tile = _even_tiles(shape, np.asarray(tile_zyx), div, overlap)
+    tile = _even_tiles(shape, np.asarray(tile_zyx), np.asarray(model.divisor), overlap)
     pad = np.maximum(tile - shape, 0)
     xp = np.pad(x, [(0, p) for p in pad]) if pad.any() else x
-    full = np.asarray(xp.shape)
     C = model.n_classes
-    acc = np.zeros((C + 1,) + tuple(full), np.float32)
-    wsum = np.zeros(tuple(full), np.float32)
+    acc = np.zeros((C + 1,) + xp.shape, np.float32)
+    wsum = np.zeros(xp.shape, np.float32)
     win = _gauss_window(tile)
-    stride = np.maximum(1, (tile * (1 - overlap)).astype(int))
-    origins = [(a, b, c) for a in _starts(full[0], tile[0], stride[0])
-               for b in _starts(full[1], tile[1], stride[1])
-               for c in _starts(full[2], tile[2], stride[2])]
-    model = model.to(device)
-    model.eval()
-    with torch.inference_mode():
-        for i in range(0, len(origins), batch_size):
-            group = origins[i:i + batch_size]
+    origins = _tile_origins(np.asarray(xp.shape), tile, overlap)
+    run = [o for o in origins if _needed(mask, o, tile, margin_vox)]
+    for a, b, c in [o for o in origins if o not in set(run)]:  # background tiles: P(background) = 1, d = 0
+        sl = (slice(a, a + tile[0]), slice(b, b + tile[1]), slice(c, c + tile[2]))
+        acc[(0,) + sl] += win
+        wsum[sl] += win
+    net = fused_for_inference(model.eval()) if isinstance(model, UNet3D) else model
+    net = net.to(device).eval()
+    with _heap_kept(), torch.inference_mode():
+        for i in range(0, len(run), batch_size):
+            group = run[i:i + batch_size]
             batch = np.stack([xp[a:a + tile[0], b:b + tile[1], c:c + tile[2]] for a, b, c in group])
             xb = torch.from_numpy(np.ascontiguousarray(batch[:, None], dtype=np.float32)).to(device)
-            res = _flip_averaged(model, xb, C, flips).float().cpu().numpy()
+            res = _flip_averaged(net, xb, C, flips).float().cpu().numpy()
+            del xb
             for (a, b, c), r in zip(group, res):
                 sl = (slice(a, a + tile[0]), slice(b, b + tile[1]), slice(c, c + tile[2]))
-                acc[(slice(None),) + sl] += r * win
+                r *= win
+                acc[(slice(None),) + sl] += r
                 wsum[sl] += win
+    if stats is not None:
+        stats.update(tiles=len(origins), tiles_run=len(run), tile_zyx=[int(t) for t in tile])
     acc /= wsum
     z, y, xx = shape
     acc = acc[:, :z, :y, :xx]
@@ -304,36 +422,55 @@ def instances_from_prediction(semantic: np.ndarray, dist: np.ndarray, voxel_size
     return remove_small(lab, vs, min_volume_um3)
 
 
+#: Margin (µm) around the voxels above the noise within which a tile is still run
+#: (:func:`contrast_mask`): the blurred fringe of a cell whose core lies in the next tile.
+EMPTY_TILE_MARGIN_UM = 2.0
+
+
 def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=None, cfg=None,
                  weights_dir=None, name: str = "unet", device=None, tile_zyx=None,
-                 overlap: float = 0.25, fast: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 overlap: float = 0.25, fast: bool = False, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Semantic (uint8) and instance (int32) labels of an RI volume with the U-Net.
 
-    The volume is resampled to the training voxel size, normalised as (n − n_m)·s, predicted
-    tile by tile (averaged over ``tta`` lateral mirror images when ``cfg`` asks for it),
-    labelled (:func:`labels_from_prediction`: watershed, then :func:`holo.segmentation.instances.merge_by_contact`
-    with ``merge_contact_ratio`` and :func:`holo.segmentation.instances.drop_faint` with
-    ``min_peak_delta_ri`` from ``cfg``; absent keys disable those steps), nucleoli and lipid
-    droplets are taken from the network ``cfg["organelle_model"]`` of ``weights_dir`` (default:
-    the shipped folder) when the config names one (:func:`with_organelles`), and the labels
-    are resized back (nearest neighbour). ``name`` selects the weights set of ``weights_dir``
-    (:func:`unet_names`) when no ``model`` is given. ``fast``: no test-time augmentation for
-    either network (one forward pass per tile instead of ``tta``; the model card gives the
-    accuracy it costs). Memory: the first network's probabilities are freed before the
-    organelle network runs, so the peak holds one (C + 1)-channel float32 volume on the
-    training grid (≈ 24 bytes per training voxel) besides the input.
+    The volume is resampled once to the training voxel size, normalised as (n − n_m)·s,
+    predicted tile by tile (averaged over ``tta`` lateral mirror images when ``cfg`` asks for
+    it; tiles with no voxel above the noise within :data:`EMPTY_TILE_MARGIN_UM`,
+    :func:`contrast_mask`, are background without running the network), labelled
+    (:func:`labels_from_prediction`: watershed, then
+    :func:`holo.segmentation.instances.merge_by_contact` with ``merge_contact_ratio`` and
+    :func:`holo.segmentation.instances.drop_faint` with ``min_peak_delta_ri`` from ``cfg``;
+    absent keys disable those steps), nucleoli and lipid droplets are taken from the network
+    ``cfg["organelle_model"]`` of ``weights_dir`` (default: the shipped folder) when the config
+    names one (:func:`with_organelles`; run only on the tiles holding cells of the first
+    network, the only voxels it writes), and the labels are resized back (nearest neighbour).
+    ``name`` selects the weights set of ``weights_dir`` (:func:`unet_names`) when no ``model``
+    is given. ``fast``: no test-time augmentation for either network (one forward pass per
+    tile instead of ``tta``; the model card gives the accuracy it costs). Memory is checked
+    before allocating (:func:`holo.memory.segmentation_bytes`); the first network's
+    probabilities are freed before the organelle network runs. ``stats`` receives the tiles
+    run per network.
     """
+    from holo.memory import check_memory, segmentation_bytes
+
     if model is None:
         model, cfg = load_unet(weights_dir, name)
     ri = np.asarray(ri, dtype=np.float32)
     if ri.ndim != 3:
         raise ValueError(f"ri must be 3D (Z, Y, X), got shape {ri.shape}")
     train_vs = tuple(cfg["voxel_size_um"])
-    x = (resample_volume(ri, voxel_size_um, train_vs, order=1) - np.float32(medium_index)) * np.float32(cfg["ri_scale"])
-    x = x.astype(np.float32)
     tile = tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128)))
+    train_shape = np.maximum(1, np.round(np.asarray(ri.shape) * np.asarray(voxel_size_um, float) / np.asarray(train_vs)))
+    check_memory(segmentation_bytes(ri.shape, train_shape, tile, n_classes=int(cfg["n_classes"])),
+                 item="segmentation", what="segmenting it")
+    x = resample_volume(ri, voxel_size_um, train_vs, order=1) - np.float32(medium_index)
+    fg = contrast_mask(x, cap_ri=0.5 * float(cfg.get("min_peak_delta_ri", 0.0)) or None)
+    x *= np.float32(cfg["ri_scale"])
+    margin = tuple(int(np.ceil(EMPTY_TILE_MARGIN_UM / v)) for v in train_vs)
+    stats = {} if stats is None else stats
     probs, dist = predict_tiled(model, x, tile_zyx=tile, overlap=overlap, device=device,
-                                tta=0 if fast else int(cfg.get("tta", 0)))
+                                tta=0 if fast else int(cfg.get("tta", 0)), mask=fg, margin_vox=margin,
+                                stats=stats.setdefault("unet", {}))
+    del fg
     sem, inst = labels_from_prediction(probs, dist, x / np.float32(cfg["ri_scale"]), cfg)
     del probs, dist
     if cfg.get("organelle_model"):
@@ -341,7 +478,8 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
         if not np.allclose(org_cfg["voxel_size_um"], train_vs) or org_cfg["ri_scale"] != cfg["ri_scale"]:
             raise HoloError("organelle model: voxel size or RI scale differs from the U-Net's", item=cfg["organelle_model"])
         org_probs, _ = predict_tiled(org_model, x, tile_zyx=tile, overlap=overlap, device=device,
-                                     tta=0 if fast else int(org_cfg.get("tta", 0)))
+                                     tta=0 if fast else int(org_cfg.get("tta", 0)), mask=sem > 0,
+                                     stats=stats.setdefault("organelles", {}))
         sem = with_organelles(sem, semantic_from_probabilities(org_probs, float(org_cfg.get("fg_threshold", 0.5))))
         del org_probs
     return resize_labels(sem, ri.shape), resize_labels(inst, ri.shape)
@@ -360,15 +498,21 @@ def with_organelles(semantic: np.ndarray, organelle_semantic: np.ndarray, labels
 def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.ndarray, cfg: dict):
     """Semantic (uint8) and instance (int32) labels on the training grid from the network's
     output: foreground threshold, distance-relief watershed, contact merging, faint-object
-    removal (parameters ``fg_threshold``, ``instance_h_um``, ``min_volume_um3``,
-    ``merge_contact_ratio``, ``min_peak_delta_ri`` of ``cfg``). ``delta_ri`` is n − n_m on the
-    same grid."""
+    removal, half-maximum boundary of small objects (parameters ``fg_threshold``,
+    ``instance_h_um``, ``min_volume_um3``, ``merge_contact_ratio``, ``min_peak_delta_ri``,
+    ``half_max_below_um3``, ``half_max_fraction`` of ``cfg``; absent keys disable a step).
+    ``delta_ri`` is n − n_m on the same grid; voxels a small object gains become cytoplasm."""
     train_vs = tuple(cfg["voxel_size_um"])
     sem = semantic_from_probabilities(probs, float(cfg.get("fg_threshold", 0.5)))
     inst = instances_from_prediction(sem, dist, train_vs, h_um=float(cfg.get("instance_h_um", 0.2)),
                                      min_volume_um3=float(cfg.get("min_volume_um3", 0.3)))
     inst = merge_by_contact(inst, train_vs, float(cfg.get("merge_contact_ratio", 0.0)))
     inst = drop_faint(inst, delta_ri, float(cfg.get("min_peak_delta_ri", 0.0)))
+    small = float(cfg.get("half_max_below_um3", 0.0))
+    if small > 0:
+        inst = refine_small_by_half_max(inst, delta_ri, small, train_vs,
+                                        fraction=float(cfg.get("half_max_fraction", 0.5)))
+        sem = np.where((inst > 0) & (sem == 0), np.uint8(CYTOPLASM), sem)
     sem[inst == 0] = 0
     return sem, inst
 
@@ -415,6 +559,7 @@ def classify_cells(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_i
     import torch
 
     from holo.segmentation.classifier import calibrated_probabilities
+    from holo.segmentation.unet import fused_for_inference
 
     if model is None:
         model, cfg = load_classifier(weights_dir)
@@ -422,8 +567,8 @@ def classify_cells(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_i
     crops, ids = cell_crops(ri, instance, voxel_size_um, medium_index, crop_zyx=cfg["crop_zyx"],
                             crop_voxel_size_um=cfg["voxel_size_um"], ri_scale=cfg["ri_scale"])
     logits = np.zeros((len(ids), len(cfg["classes"])), np.float32)
-    model = model.to(device).eval()
-    with torch.inference_mode():
+    model = fused_for_inference(model.eval()).to(device)
+    with _heap_kept(), torch.inference_mode():
         for i in range(0, len(ids), batch_size):
             xb = torch.from_numpy(crops[i:i + batch_size]).to(device)
             logits[i:i + batch_size] = model(xb).float().cpu().numpy()
