@@ -184,11 +184,13 @@ def join_fragments(det: pd.DataFrame, *, max_distance_um: float, mass_weight_um:
     Two detections a, b of frame t are the halves of one cell when they touch
     (|r_a − r_b| ≤ R_a + R_b, R the radius of each one's volume), each holds 20–80 % of
     the pair's mass, their union u (m_u = m_a + m_b, r_u their mass-weighted centroid) links
-    to one detection c of frame t + 1 (C = |r_c − r_u|² + (w ln(m_c/m_u))² ≤ d_max²)
-    that neither half alone links to (a cell and a small neighbour do not qualify: the cell
-    alone links to c; halves of about equal mass do, (w ln 2)² > d_max²), and c itself goes
-    on as one cell (links to a detection of t + 2; not tested, so not joined, in the
-    last two frames).
+    to one detection c of frame t + 1 (C = |r_c − r_u|² + (w ln(m_c/m_u))² ≤ d_max²),
+    c itself goes on as one cell (links to a detection d of t + 2; not tested, so not
+    joined, in the last two frames), and either neither half alone links to c (halves of
+    about equal mass: (w ln 2)² > d_max²) or the union explains the mass better than the
+    larger half a does: C_u < C_a and |ln(m_d/m_u)| < |ln(m_d/m_a)| (an unequal cut, 60/40 to
+    70/30, whose larger half alone is still within the cut-off). A cell and a small touching
+    neighbour do not qualify: the cell alone links to c more cheaply than the pair.
     Daughters just born fail the test: at t + 1 they are two cells again. The cheapest pairs
     are joined first, each detection once.
 
@@ -221,9 +223,14 @@ def join_fragments(det: pd.DataFrame, *, max_distance_um: float, mass_weight_um:
                     continue
                 mu = m[a] + m[b]
                 cost, c = link((m[a] * r[a] + m[b] * r[b]) / mu, mu, f + 1)
-                if cost > d2max or f + 1 >= last or link(r[c], m[c], f + 2)[0] > d2max:
+                if cost > d2max or f + 1 >= last:
                     continue
-                if min(_link_cost(r[a], m[a], r[c], m[c], w), _link_cost(r[b], m[b], r[c], m[c], w)) > d2max:
+                c_next, d = link(r[c], m[c], f + 2)
+                if c_next > d2max:
+                    continue
+                alone = min(_link_cost(r[a], m[a], r[c], m[c], w), _link_cost(r[b], m[b], r[c], m[c], w))
+                big = max(m[a], m[b])
+                if alone > d2max or (cost < alone and abs(math.log(m[d] / mu)) < abs(math.log(m[d] / big))):
                     cands.append((cost, int(a), int(b)))
     used, pairs = set(), []
     for cost, a, b in sorted(cands):

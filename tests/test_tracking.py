@@ -308,3 +308,31 @@ def test_cell_cut_in_one_frame_is_rejoined_and_both_labels_map_to_its_track():
     assert len(row) == 1 and row["dry_mass_pg"].iloc[0] == pytest.approx(60 * math.exp(0.3 * 3 / 6))
     lut = track_lut(tr, 3, 3)
     assert lut[int(row["label"].iloc[0])] == lut[int(row["label_joined"].iloc[0])] == row["track_id"].iloc[0]
+
+
+def _cell_and_fragment(cut_share=0.68, neighbour=False):
+    """A 60 pg cell (5 µm³/pg) walks along y; at frame 3 it is cut into ``cut_share`` and the
+    rest (touching halves); with ``neighbour`` it is never cut, and a 15 pg cell rides 6 µm
+    beside it (touching) in every frame."""
+    rows = []
+    for t in range(7):
+        m, y = 60.0 * math.exp(0.03 * t), 20.0 + 1.5 * t
+        if t == 3 and not neighbour:
+            rows += [(t, 1, 5.0, y - 1.1, 30.0, cut_share * m), (t, 2, 5.0, y + 2.4, 30.0, (1 - cut_share) * m)]
+        else:
+            rows.append((t, 1, 5.0, y, 30.0, m))
+        if neighbour:
+            rows.append((t, 2, 5.0, y + 6.0, 30.0, 15.0 * math.exp(0.03 * t)))
+    d = _det(rows)
+    return d.assign(volume_um3=5.0 * d["dry_mass_pg"])
+
+
+def test_unequal_cut_is_rejoined_but_a_touching_small_neighbour_is_not():
+    """A cell cut 68/32 in one frame: its larger half alone links to the next frame (mass × 1.5
+    is within the cut-off), yet the union explains the next frames' mass better, so the halves
+    are one cell. A small cell beside a large one (20 % of the pair) is not joined: the large
+    one alone links better than the pair."""
+    tr = link_cells(_cell_and_fragment())
+    assert tr["track_id"].nunique() == 1 and (tr["label_joined"] > 0).sum() == 1
+    tr = link_cells(_cell_and_fragment(neighbour=True))
+    assert tr["track_id"].nunique() == 2 and (tr["label_joined"] == 0).all() and len(tr) == 14
