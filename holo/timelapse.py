@@ -42,12 +42,6 @@ class TimelapseResult:
     timings_s: dict = field(default_factory=dict)
 
 
-def _border_labels(instance: np.ndarray) -> set:
-    """Labels that touch a lateral face (y or x) of the volume."""
-    faces = (instance[:, 0, :], instance[:, -1, :], instance[:, :, 0], instance[:, :, -1])
-    return set(np.unique(np.concatenate([f.ravel() for f in faces])).tolist()) - {0}
-
-
 def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = False, **segment_kwargs):
     """Segment and measure frame ``t``: (instance labels, cells table of one row per label).
 
@@ -57,7 +51,7 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
     from holo.model import Tomogram
     from holo.segmentation import classify as classify_cells
     from holo.segmentation import measure, segment
-    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS
+    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS, border_labels
 
     vol = Tomogram(tomo.frame(t), voxel_size_um=tomo.voxel_size_um, medium_index=tomo.medium_index,
                    wavelength_um=tomo.wavelength_um)
@@ -69,7 +63,7 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
                     cone_fraction=TRACK_CONE_FRACTION)
     cells = cells.rename(columns={"cell_id": "label"})
     cells.insert(0, "frame", int(t))
-    cells["touches_border"] = cells["label"].isin(_border_labels(seg.instance))
+    cells["touches_border"] = cells["label"].isin(border_labels(seg.instance))
     return seg.instance, cells
 
 

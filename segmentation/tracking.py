@@ -38,7 +38,7 @@ import pandas as pd
 from scipy import ndimage
 
 
-__all__ = ["COORDINATES", "BOUNDARY_VOXELS", "TRACK_MARGIN_RESOLUTIONS", "TRACK_CONE_FRACTION", "territory_dry_mass_pg", "frame_detections", "link_cells", "join_fragments", "find_divisions", "cut_at_hidden_divisions", "prune_divisions", "track_graph"]
+__all__ = ["COORDINATES", "BOUNDARY_VOXELS", "TRACK_MARGIN_RESOLUTIONS", "TRACK_CONE_FRACTION", "territory_dry_mass_pg", "border_labels", "frame_detections", "link_cells", "join_fragments", "find_divisions", "cut_at_hidden_divisions", "prune_divisions", "track_graph"]
 
 #: Centroid columns of a detections table (µm, array order).
 COORDINATES = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
@@ -47,11 +47,20 @@ _LN2 = math.log(2.0)
 BOUNDARY_VOXELS = 2.0
 
 
+def border_labels(instance: np.ndarray) -> set:
+    """Labels that touch a lateral face (y or x) of the volume: cells cut by the field's edge,
+    whose dry mass is truncated."""
+    inst = np.asarray(instance)
+    faces = (inst[..., 0, :], inst[..., -1, :], inst[..., :, 0], inst[..., :, -1])
+    return set(np.unique(np.concatenate([f.ravel() for f in faces])).tolist()) - {0}
+
+
 def frame_detections(instance: np.ndarray, voxel_size_um, *, ri: np.ndarray | None = None,
                      medium_index: float | None = None, frame: int = 0, wavelength_um: float = 0.532,
                      boundary_voxels: float = BOUNDARY_VOXELS) -> pd.DataFrame:
-    """Detections of one labelled frame: ``frame, label, centroid_*_um, volume_um3`` and,
-    when ``ri`` is given, ``dry_mass_pg`` over each cell's territory of the excess RI.
+    """Detections of one labelled frame: ``frame, label, centroid_*_um, volume_um3``,
+    ``touches_border`` (:func:`border_labels`: left out of growth fits) and, when ``ri`` is
+    given, ``dry_mass_pg`` over each cell's territory of the excess RI.
 
     The share is the cell's territory (:func:`territory_dry_mass_pg`), its margins each
     floored at ``boundary_voxels`` voxels: a segmenter places a boundary to about a voxel,
@@ -68,6 +77,7 @@ def frame_detections(instance: np.ndarray, voxel_size_um, *, ri: np.ndarray | No
     for i, col in enumerate(COORDINATES):
         out[col] = com[:, i] * vs[i] if len(ids) else np.zeros(0)
     out["volume_um3"] = np.asarray(ndimage.sum_labels(np.ones_like(lab, np.float32), lab, ids)) * dv
+    out["touches_border"] = np.isin(ids, list(border_labels(lab)))
     if ri is not None:
         share = territory_dry_mass_pg(lab, ri, float(medium_index), vs, wavelength_um=wavelength_um,
                                       floor_um=float(boundary_voxels) * vs)
@@ -195,8 +205,9 @@ def join_fragments(det: pd.DataFrame, *, max_distance_um: float, mass_weight_um:
     are joined first, each detection once.
 
     A joined row sums ``dry_mass_pg`` and ``volume_um3``, takes the size-weighted mean of
-    the centroid and ``mean_ri``, the other columns of the larger half, and names the smaller
-    half's label in ``label_joined`` (0 elsewhere), so that both labels map to its track.
+    the centroid and ``mean_ri``, touches the border when either half does, takes the other
+    columns of the larger half, and names the smaller half's label in ``label_joined`` (0
+    elsewhere), so that both labels map to its track.
     """
     det = det.reset_index(drop=True)
     frames = det["frame"].to_numpy()
@@ -261,6 +272,9 @@ def _merge_rows(det: pd.DataFrame, pairs: list) -> pd.DataFrame:
         if col in det:
             vals = det[col].to_numpy(float)
             det.loc[a, col] = vals[a] + vals[b]
+    if "touches_border" in det:
+        tb = det["touches_border"].to_numpy(bool)
+        det.loc[a, "touches_border"] = tb[a] | tb[b]
     if "label" in det:
         det.loc[a, "label_joined"] = det["label"].to_numpy()[b]
     return det.drop(index=b).reset_index(drop=True)

@@ -336,3 +336,21 @@ def test_unequal_cut_is_rejoined_but_a_touching_small_neighbour_is_not():
     assert tr["track_id"].nunique() == 1 and (tr["label_joined"] > 0).sum() == 1
     tr = link_cells(_cell_and_fragment(neighbour=True))
     assert tr["track_id"].nunique() == 2 and (tr["label_joined"] == 0).all() and len(tr) == 14
+
+
+def test_cells_cut_by_the_field_edge_are_flagged_and_left_out_of_growth():
+    """A cell cut by the field's lateral edge has a truncated mass: frame_detections flags it
+    (``touches_border``), and growth_table fits only the frames where it is whole."""
+    from holo.segmentation.tracking import frame_detections
+
+    lab = np.zeros((4, 24, 24), np.int32)
+    lab[1:3, 9:15, 18:24] = 1  # touches x = 23
+    lab[1:3, 2:8, 4:10] = 2
+    det = frame_detections(lab, (0.5, 0.5, 0.5), ri=np.where(lab > 0, 1.36, 1.337), medium_index=1.337)
+    assert det["touches_border"].tolist() == [True, False]
+    k, t = 0.3, np.arange(7)
+    mass = 20 * np.exp(k * t / 6) * np.where(t >= 4, 0.6, 1.0)  # the last three frames truncated
+    tracks = pd.DataFrame({"track_id": 1, "parent_id": 0, "time_s": t * 600.0, "dry_mass_pg": mass,
+                           "touches_border": t >= 4})
+    assert growth_table(tracks)["growth_rate_per_h"].iloc[0] == pytest.approx(k, rel=1e-6)
+    assert growth_table(tracks, exclude_border=False)["growth_rate_per_h"].iloc[0] < 0.9 * k
