@@ -37,9 +37,10 @@ with α the specific refraction increment (:data:`holo.conventions.ALPHA_PROTEIN
 The share grows the integration volume, so an error δn_m of the medium index biases m_k by
 −δn_m · V_share / α: the medium must be right (:mod:`holo.segmentation.medium`).
 
-Memory: each cell is handled in its bounding box widened by two margins (so that every cell
-within one margin of a candidate voxel is inside the box); the whole-volume arrays are the
-owner labels (int32) and the best normalised distance (float32).
+Memory: each cell is handled in its bounding box widened by one margin (every voxel within
+ρ_k ≤ 1 is inside it, and so are all of the cell's voxels, so ρ_k there is exact); the whole-volume arrays are the
+owner labels (int32) and the best normalised distance (float32); integer label volumes are
+read as they are, never copied to a wider type.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def cell_margins_um(instance: np.ndarray, voxel_size_um, wavelength_um: float, m
     m_perp = float(resolutions) * d_perp
     inst = np.asarray(instance)
     out = {}
-    for k, sl in enumerate(ndi.find_objects(inst.astype(np.int64, copy=False)), start=1):
+    for k, sl in enumerate(label_slices(inst), start=1):
         if sl is None:
             continue
         area = float((inst[sl] == k).any(axis=0).sum()) * voxel_size_um[1] * voxel_size_um[2]
@@ -105,6 +106,15 @@ def cell_margins_um(instance: np.ndarray, voxel_size_um, wavelength_um: float, m
         floor = np.broadcast_to(np.asarray(floor_um, float), (3,))
         out = {k: tuple(float(v) for v in np.maximum(m, floor)) for k, m in out.items()}
     return out
+
+
+def label_slices(instance: np.ndarray) -> list:
+    """``scipy.ndimage.find_objects`` of an integer label volume without a widened copy
+    (any other dtype is converted to int64 first)."""
+    inst = np.asarray(instance)
+    if inst.dtype.kind not in "iu" or inst.dtype.itemsize > 8 or inst.dtype == np.uint64:
+        inst = inst.astype(np.int64)
+    return ndi.find_objects(inst)
 
 
 def _box(sl, margin_vox, shape):
@@ -123,12 +133,15 @@ def mass_partition(instance: np.ndarray, voxel_size_um, margins_um: dict) -> np.
     inst = np.asarray(instance)
     vs = np.asarray(voxel_size_um, float)
     owner = inst.astype(np.int32, copy=True)
-    best = np.where(inst > 0, np.float32(0), np.float32(np.inf)).astype(np.float32)
-    for k, sl in enumerate(ndi.find_objects(inst.astype(np.int64, copy=False)), start=1):
+    best = np.full(inst.shape, np.inf, np.float32)
+    best[owner > 0] = 0.0
+    for k, sl in enumerate(label_slices(inst), start=1):
         if sl is None or k not in margins_um:
             continue
         m = np.asarray(margins_um[k], float)
-        box = _box(sl, np.ceil(2.0 * m / vs).astype(int) + 1, inst.shape)
+        # every voxel with ρ_k ≤ 1 lies within one margin of the cell's box, and all of the
+        # cell's voxels are in the box, so ρ_k there is exact
+        box = _box(sl, np.ceil(m / vs).astype(int) + 1, inst.shape)
         rho = ndi.distance_transform_edt(inst[box] != k, sampling=vs / m).astype(np.float32)
         b, o = best[box], owner[box]
         take = (rho <= 1.0) & (rho < b)

@@ -33,7 +33,8 @@ from scipy import ndimage as ndi
 from holo.errors import HoloError
 from holo.labels import CYTOPLASM, ORGANELLE_LABELS
 from holo.threads import cpu_threads
-from holo.segmentation.instances import drop_faint, merge_by_contact, refine_small_by_half_max
+from holo.segmentation.instances import (drop_faint, merge_by_contact, refine_small_by_half_max,
+                                         seeded_watershed_by_component)
 
 __all__ = [
     "WEIGHTS_DIR",
@@ -405,20 +406,22 @@ def instances_from_prediction(semantic: np.ndarray, dist: np.ndarray, voxel_size
     at the faces between touching cells where E alone has no valley. Seeds are the h-maxima
     of D (height ``h_um``), grown by a watershed of −D inside the foreground; foreground
     components without a seed become cells of their own, and cells under ``min_volume_um3``
-    are dropped.
+    are dropped. Computed per 26-connected foreground component on its bounding box
+    (:func:`holo.segmentation.instances.seeded_watershed_by_component`: the same labels as on
+    the whole volume, with only the boxes' voxels sorted).
     """
-    from holo.segmentation.classic import remove_small, watershed_instances
+    from holo.segmentation.classic import remove_small
 
     fg = semantic > 0
     if not fg.any():
         return np.zeros(semantic.shape, np.int32)
     vs = tuple(float(v) for v in voxel_size_um)
-    relief = ndi.distance_transform_edt(fg, sampling=vs).astype(np.float32) * (np.float32(0.5) + dist.astype(np.float32))
-    lab = watershed_instances(fg, vs, h_um=h_um, min_volume_um3=0.0, distance=relief)
-    full = np.ones((3, 3, 3), bool)
-    orphan, n_orphan = ndi.label(fg & (lab == 0), structure=full)
-    if n_orphan:
-        lab = np.where(orphan > 0, orphan + lab.max(), lab).astype(np.int32)
+    half = np.float32(0.5)
+
+    def relief_of(fg_box, box):
+        return ndi.distance_transform_edt(fg_box, sampling=vs).astype(np.float32) * (half + dist[box].astype(np.float32))
+
+    lab = seeded_watershed_by_component(fg, relief_of, vs, h_um)
     return remove_small(lab, vs, min_volume_um3)
 
 
@@ -517,6 +520,26 @@ def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.nda
     return sem, inst
 
 
+def label_centroids(instance: np.ndarray, ids) -> list[tuple[float, float, float]]:
+    """Centroid (voxel index, float64) of each label of ``ids``: Σ index / N over its voxels,
+    each computed on the label's bounding box (the sums are integers, exact in int64, so the
+    result equals ``scipy.ndimage.center_of_mass`` on the whole volume without its float64
+    whole-volume temporaries). NaN for an id absent from the volume."""
+    from holo.segmentation.drymass import label_slices
+
+    slices = label_slices(instance)
+    out = []
+    for cid in np.asarray(ids, np.int64):
+        sl = slices[cid - 1] if 0 < cid <= len(slices) else None
+        if sl is None:
+            out.append((np.nan,) * 3)
+            continue
+        idx = np.nonzero(instance[sl] == cid)
+        n = float(idx[0].size)
+        out.append(tuple(float(np.sum(i, dtype=np.int64) + i.size * s.start) / n for i, s in zip(idx, sl)))
+    return out
+
+
 def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index: float, *,
                crop_zyx, crop_voxel_size_um, ri_scale: float, ids=None) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-size crops (N, 2, Z, Y, X) float32 centred on each cell's centroid.
@@ -535,7 +558,7 @@ def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index
     ids = np.asarray(ids, dtype=np.int64)
     if len(ids) == 0:
         return np.zeros((0, 2) + tuple(crop), np.float32), ids
-    centroids = ndi.center_of_mass(np.ones_like(inst, dtype=np.uint8), inst, ids)
+    centroids = label_centroids(inst, ids)
     ri = np.asarray(ri)
     offs = [(np.arange(n) - (n - 1) / 2.0) * c for n, c in zip(crop, cv)]
     out = np.zeros((len(ids), 2) + tuple(crop), np.float32)

@@ -325,13 +325,13 @@ def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndar
         raise ValueError(f"medium must be one of {MEDIUM_CHOICES}, got {medium!r}")
     vs = _voxel(voxel_size_um)
     ri, semantic, instance = _check_inputs(ri, semantic, instance)
-    inst = instance.astype(np.int64, copy=False)
+    inst = instance  # integer labels as given: find_objects needs no int64 copy (drymass.label_slices)
     optics = {"wavelength_um": wavelength_um, "objective_na": objective_na, "illumination_na": illumination_na}
     owner, est, n_m = _share_and_medium(ri, inst, vs, medium_index, medium, optics,
                                         {"resolutions": margin_resolutions, "cone_fraction": cone_fraction})
     share = drymass.partition_dry_mass_pg(ri, owner, n_m, vs)
     rows = []
-    for idx, sl in enumerate(ndi.find_objects(inst)):
+    for idx, sl in enumerate(drymass.label_slices(inst)):
         if sl is None:
             continue
         m = inst[sl] == idx + 1

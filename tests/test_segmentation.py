@@ -530,3 +530,30 @@ def test_calibration_error_and_reliability_bins():
     conf, acc, count = reliability_bins(np.tile([0.6, 0.4], (10, 1)), np.zeros(10, int), 10)
     assert count.sum() == 10 and count[5] == 10 and acc[5] == 1.0 and conf[5] == pytest.approx(0.6)
     assert expected_calibration_error(np.tile([0.6, 0.4], (10, 1)), np.zeros(10, int), 10) == pytest.approx(0.4)
+
+
+def test_watershed_per_component_equals_the_whole_volume_watershed():
+    """Seeds and watershed computed on each foreground component's box give the labels (and
+    numbering) of the whole-volume computation: touching balls, balls cut by the volume's
+    edge, balls too low for a seed (cells of their own), a noisy network distance."""
+    from holo.segmentation.classic import remove_small, watershed_instances
+    from holo.segmentation.infer import instances_from_prediction
+
+    vs = (0.3, 0.2, 0.2)
+    rng = np.random.default_rng(3)
+    shape = (30, 64, 64)
+    z, y, x = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    fg = np.zeros(shape, bool)
+    for _ in range(22):
+        c, r = rng.uniform(0, 1, 3) * shape, rng.uniform(1, 7)
+        fg |= ((z - c[0]) * 1.5) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 < r * r
+    dist = ndi.gaussian_filter(rng.uniform(0, 1, shape).astype(np.float32), 1.5)
+    relief = ndi.distance_transform_edt(fg, sampling=vs).astype(np.float32) * (np.float32(0.5) + dist)
+    ref = watershed_instances(fg, vs, h_um=0.3, min_volume_um3=0.0, distance=relief)
+    seeded = int(ref.max())
+    orphan, n_orphan = ndi.label(fg & (ref == 0), structure=np.ones((3, 3, 3), bool))
+    ref = remove_small(np.where(orphan > 0, orphan + seeded, ref).astype(np.int32), vs, 0.05)
+    n_comp = ndi.label(fg, structure=np.ones((3, 3, 3), bool))[1]
+    assert n_orphan > 0 and seeded > n_comp - n_orphan  # unseeded parts and components with several seeds
+    out = instances_from_prediction(fg.astype(np.uint8), dist, vs, h_um=0.3, min_volume_um3=0.05)
+    assert out.dtype == np.int32 and np.array_equal(out, ref)
