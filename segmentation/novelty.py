@@ -9,11 +9,20 @@ distribution of the class the classifier chose.
 Features (from :func:`holo.segmentation.morphometrics.measure_cells`), chosen because they
 are physical, sampling-independent and change with every failure above:
 
-    f = (log10 V, c, Ψ, V_nucleus / V, σ_n)
+    f = (log10 V, c, Ψ, V_nucleus / V, σ_n, c_mask, 1 − m_mask / m)
 
-V the tight-mask volume (µm³), c the dry-mass concentration (pg/µm³), Ψ the sphericity, the
-nucleus volume fraction, and σ_n the standard deviation of the RI over the tight mask (texture:
-granules, nucleus–cytoplasm contrast; 0 for a homogeneous body).
+V the tight-mask volume (µm³), c = m / V the dry-mass concentration (pg/µm³; m the dry mass
+over the cell's share of the volume), Ψ the sphericity, the nucleus volume fraction, σ_n the
+standard deviation of the RI over the tight mask (texture: granules, nucleus–cytoplasm
+contrast; 0 for a homogeneous body), c_mask = m_mask / V = (n̄ − n_m) / α the concentration
+over the tight mask alone, and 1 − m_mask / m the fraction of the cell's dry mass that lies
+in its share but outside its tight mask. The last two tell a *piece* of a larger body from a
+whole cell: the thick part of a spread, adherent cell (its 0.6–1.2 µm sheet is too faint to
+be segmented) has the size and shape of a red cell, but the RI of cytoplasm (c_mask ≈ 0.13
+against ≥ 0.18 for red cells) and half of its share's mass outside the mask (the sheet's edge
+in its margin; a whole red cell ≈ 1/3). Both assume the default ``mass_region="share"`` of
+:func:`holo.segmentation.morphometrics.measure_cells` (with ``"mask"`` every cell's outside
+fraction is 0 and the check does not apply).
 
 Density. Per class k, a Gaussian N(μ_k, Σ_k) fitted on the cells of the twin's training
 distribution as the default chain segments them (:mod:`holo.training.fit_novelty`); Σ_k is
@@ -43,31 +52,50 @@ __all__ = ["FEATURES", "DEFAULT_QUANTILE", "cell_features", "fit_class_gaussians
            "load_novelty"]
 
 #: Feature names, in the order of the fitted means and covariances.
-FEATURES = ("log10_volume_um3", "concentration_pg_per_um3", "sphericity", "nucleus_fraction", "ri_std")
+FEATURES = ("log10_volume_um3", "concentration_pg_per_um3", "sphericity", "nucleus_fraction", "ri_std",
+            "mask_concentration_pg_per_um3", "mass_outside_mask_fraction")
 _LABELS = {"log10_volume_um3": "volume", "concentration_pg_per_um3": "concentration", "sphericity": "sphericity",
-           "nucleus_fraction": "nucleus fraction", "ri_std": "RI texture σ"}
+           "nucleus_fraction": "nucleus fraction", "ri_std": "RI texture σ",
+           "mask_concentration_pg_per_um3": "concentration inside the mask",
+           "mass_outside_mask_fraction": "fraction of the dry mass outside the mask"}
 #: χ² quantile of the abstention threshold.
 DEFAULT_QUANTILE = 0.999
 _NOVELTY_FILE = "novelty.json"
 
 
-def cell_features(cells) -> np.ndarray:
-    """(N, d) feature matrix of a cells table (columns of ``measure_cells``); NaN → 0 for the
-    nucleus fraction and Ψ (a cell without a nucleus, a mesh that failed)."""
-    vol = np.asarray(cells["volume_um3"], float)
-    nuc = np.nan_to_num(np.asarray(cells["nucleus_volume_um3"], float)) / np.maximum(vol, 1e-9)
-    return np.column_stack([
-        np.log10(np.maximum(vol, 1e-6)),
-        np.asarray(cells["concentration_pg_per_um3"], float),
-        np.nan_to_num(np.asarray(cells["sphericity"], float)),
-        nuc,
-        np.asarray(cells["ri_std"], float),
-    ])
+def cell_features(cells, features=FEATURES) -> np.ndarray:
+    """(N, d) feature matrix of a cells table (columns of ``measure_cells``), columns in the
+    order of ``features`` (names of :data:`FEATURES`; a model fitted on fewer features gives
+    its own list); NaN → 0 for the nucleus fraction and Ψ (a cell without a nucleus, a mesh
+    that failed)."""
+    def col(name):
+        return np.asarray(cells[name], float)
+
+    vol = np.maximum(col("volume_um3"), 1e-9)
+    columns = {
+        "log10_volume_um3": lambda: np.log10(np.maximum(vol, 1e-6)),
+        "concentration_pg_per_um3": lambda: col("concentration_pg_per_um3"),
+        "sphericity": lambda: np.nan_to_num(col("sphericity")),
+        "nucleus_fraction": lambda: np.nan_to_num(col("nucleus_volume_um3")) / vol,
+        "ri_std": lambda: col("ri_std"),
+        "mask_concentration_pg_per_um3": lambda: col("dry_mass_mask_pg") / vol,
+        "mass_outside_mask_fraction": lambda: 1.0 - col("dry_mass_mask_pg") / _nonzero(col("dry_mass_pg")),
+    }
+    unknown = [f for f in features if f not in columns]
+    if unknown:
+        raise ValueError(f"unknown novelty features {unknown}; known: {list(FEATURES)}")
+    return np.column_stack([columns[f]() for f in features]) if len(features) else np.zeros((len(vol), 0))
 
 
-def fit_class_gaussians(features: np.ndarray, labels, *, min_cells: int = 3) -> dict:
-    """Per-class mean and shrunk covariance (module docstring); classes with fewer than
-    ``min_cells`` cells are left out (their cells are then never checked)."""
+def _nonzero(x: np.ndarray) -> np.ndarray:
+    """x with zeros replaced by a tiny value of the same sign (a cell of zero dry mass)."""
+    return np.where(np.abs(x) < 1e-12, 1e-12, x)
+
+
+def fit_class_gaussians(features: np.ndarray, labels, *, min_cells: int = 3, features_names=FEATURES) -> dict:
+    """Per-class mean and shrunk covariance (module docstring) of a feature matrix whose columns
+    are ``features_names``; classes with fewer than ``min_cells`` cells are left out (their
+    cells are then never checked)."""
     x = np.asarray(features, float)
     labels = np.asarray(labels)
     d = x.shape[1]
@@ -80,13 +108,14 @@ def fit_class_gaussians(features: np.ndarray, labels, *, min_cells: int = 3) -> 
         lam = d / (d + len(xk))
         cov = (1 - lam) * np.cov(xk, rowvar=False) + lam * pooled
         out[str(k)] = {"mean": xk.mean(0).tolist(), "cov": cov.tolist(), "n_cells": int(len(xk))}
-    return {"features": list(FEATURES), "classes": out}
+    return {"features": list(features_names), "classes": out}
 
 
 def novelty_scores(features: np.ndarray, predicted, model: dict) -> tuple[np.ndarray, list[str]]:
     """(D² of every cell to its predicted class's Gaussian (NaN when the class has none), the
     most deviating feature of each as text)."""
     x = np.asarray(features, float)
+    names = model.get("features", FEATURES)
     d2 = np.full(len(x), np.nan)
     worst = [""] * len(x)
     for i, (f, k) in enumerate(zip(x, predicted)):
@@ -98,7 +127,7 @@ def novelty_scores(features: np.ndarray, predicted, model: dict) -> tuple[np.nda
         d2[i] = float(diff @ np.linalg.solve(cov, diff))
         z = diff / np.sqrt(np.diag(cov))
         j = int(np.argmax(np.abs(z)))
-        name = FEATURES[j]
+        name = names[j]
         val = 10 ** f[j] if name == "log10_volume_um3" else f[j]
         ref = 10 ** mu[j] if name == "log10_volume_um3" else mu[j]
         worst[i] = f"{_LABELS[name]} {val:.3g} unlike {k} ({ref:.3g}, z = {z[j]:+.1f})"
@@ -130,8 +159,8 @@ def abstain(cells, model: dict | None, *, quantile: float = DEFAULT_QUANTILE):
     out.loc[low, "reason"] = "top class probability below the threshold"
     if model is None:
         return out
-    predicted = [c if c != UNCERTAIN else _top_class(row) for c, (_, row) in zip(out["class"], out.iterrows())]
-    d2, worst = novelty_scores(cell_features(out), predicted, model)
+    predicted = [c if c != UNCERTAIN else _top_class(out.loc[i]) for i, c in out["class"].items()]
+    d2, worst = novelty_scores(cell_features(out, model["features"]), predicted, model)
     out["novelty_d2"] = d2
     far = np.nan_to_num(d2, nan=0.0) > chi2.ppf(quantile, len(model["features"]))
     out.loc[far, "class"] = UNKNOWN

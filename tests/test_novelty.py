@@ -10,14 +10,27 @@ from holo.labels import UNCERTAIN, UNKNOWN
 from holo.segmentation.novelty import FEATURES, abstain, cell_features, fit_class_gaussians
 
 
-def _table(rng, n, volume, conc, sph, nuc, tex, cls):
+def _table(rng, n, volume, conc, sph, nuc, tex, cls, outside=0.3):
+    """Cells table; ``outside`` the fraction of the share's dry mass outside the tight mask."""
     vol = volume * np.exp(rng.normal(0, 0.1, n))
+    c = rng.normal(conc, 0.01, n)
+    out = np.clip(rng.normal(outside, 0.02, n), 0, 0.95)
     return pd.DataFrame({
         "cell_id": np.arange(1, n + 1), "volume_um3": vol,
-        "concentration_pg_per_um3": rng.normal(conc, 0.01, n), "sphericity": rng.normal(sph, 0.02, n),
+        "concentration_pg_per_um3": c, "sphericity": rng.normal(sph, 0.02, n),
         "nucleus_volume_um3": vol * rng.normal(nuc, 0.03, n), "ri_std": rng.normal(tex, 0.0005, n),
+        "dry_mass_pg": c * vol, "dry_mass_mask_pg": (1 - out) * c * vol,
         "class": cls, "confidence": 0.95,
     })
+
+
+def _from_features(f, cls):
+    """Cells table whose :func:`cell_features` are the rows of ``f`` (all of FEATURES)."""
+    vol = 10 ** f[:, 0]
+    return pd.DataFrame({"cell_id": np.arange(len(f)), "volume_um3": vol, "concentration_pg_per_um3": f[:, 1],
+                         "sphericity": f[:, 2], "nucleus_volume_um3": f[:, 3] * vol, "ri_std": f[:, 4],
+                         "dry_mass_mask_pg": f[:, 5] * vol, "dry_mass_pg": f[:, 5] * vol / (1 - f[:, 6]),
+                         "class": cls, "confidence": 0.9})
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +47,8 @@ def test_abstention_rate_matches_the_chi2_quantile(model):
     rng = np.random.default_rng(1)
     g = model["classes"]["lymphocyte"]
     f = rng.multivariate_normal(g["mean"], g["cov"], 4000)
-    cells = pd.DataFrame({"cell_id": np.arange(4000), "volume_um3": 10 ** f[:, 0], "concentration_pg_per_um3": f[:, 1],
-                          "sphericity": f[:, 2], "nucleus_volume_um3": f[:, 3] * 10 ** f[:, 0], "ri_std": f[:, 4],
-                          "class": "lymphocyte", "confidence": 0.9})
+    cells = _from_features(f, "lymphocyte")
+    np.testing.assert_allclose(cell_features(cells), f, rtol=1e-9, atol=1e-12)
     out = abstain(cells, model, quantile=0.99)
     # binomial: 40 ± 6 of 4000
     assert (out["class"] == UNKNOWN).mean() == pytest.approx(0.01, abs=0.005)
@@ -59,12 +71,40 @@ def test_wrong_pixel_size_and_a_homogeneous_sphere_are_unknown_with_a_reason(mod
 def test_uncertain_cells_get_a_reason_and_no_model_only_adds_columns():
     cells = pd.DataFrame({"cell_id": [1, 2], "class": ["lymphocyte", UNCERTAIN], "confidence": [0.9, 0.4],
                           "volume_um3": [1.0, 1.0], "concentration_pg_per_um3": [0.1, 0.1], "sphericity": [1, 1],
-                          "nucleus_volume_um3": [0, 0], "ri_std": [0, 0]})
+                          "nucleus_volume_um3": [0, 0], "ri_std": [0, 0], "dry_mass_pg": [0.1, 0.1],
+                          "dry_mass_mask_pg": [0.07, 0.07]})
     out = abstain(cells, None)
     assert list(out["class"]) == ["lymphocyte", UNCERTAIN]
     assert out["reason"].iloc[0] == "" and "probability" in out["reason"].iloc[1]
     with pytest.raises(ValueError, match="quantile"):
         abstain(cells, None, quantile=1.5)
+
+
+def test_a_piece_of_a_larger_body_is_unknown_though_size_and_shape_match(model):
+    # the thick part of a spread cell segmented alone: red-cell volume, shape and (share)
+    # concentration, but cytoplasm RI inside the mask and half its share's mass outside it
+    rng = np.random.default_rng(3)
+    whole = _table(rng, 5, 90.0, 0.30, 0.7, 0.0, 0.002, "rbc_discocyte", outside=0.3)
+    piece = _table(rng, 3, 90.0, 0.30, 0.7, 0.0, 0.002, "rbc_discocyte", outside=0.55)
+    out = abstain(pd.concat([whole, piece], ignore_index=True), model)
+    assert (out["class"].iloc[:5] == "rbc_discocyte").all()
+    assert (out["class"].iloc[5:] == UNKNOWN).all()
+    assert out["reason"].iloc[5:].str.contains("outside the mask|inside the mask").all()
+
+
+def test_a_model_fitted_on_fewer_features_keeps_working(model):
+    # an older novelty.json (five features) is read with its own feature list
+    names = list(FEATURES[:5])
+    rng = np.random.default_rng(4)
+    cells = pd.concat([_table(rng, 60, 200.0, 0.12, 0.9, 0.6, 0.004, "lymphocyte"),
+                       _table(rng, 60, 90.0, 0.30, 0.7, 0.0, 0.002, "rbc_discocyte")], ignore_index=True)
+    old = fit_class_gaussians(cell_features(cells, names), cells["class"].to_numpy(), features_names=names)
+    assert old["features"] == names and len(old["classes"]["lymphocyte"]["mean"]) == 5
+    piece = _table(rng, 2, 90.0, 0.30, 0.7, 0.0, 0.002, "rbc_discocyte", outside=0.55)
+    out = abstain(piece, old)  # the five features cannot see it: the reason for the two new ones
+    assert out["novelty_d2"].notna().all() and (out["class"] == "rbc_discocyte").all()
+    with pytest.raises(ValueError, match="unknown novelty features"):
+        cell_features(piece, ["volume"])
 
 
 def test_shipped_model_covers_every_class_and_rejects_a_plain_sphere():

@@ -12,7 +12,11 @@ provenance; the cells table to ``OUT/novelty_cells.csv`` when ``--keep-table``.
 
 Usage::
 
-    python -m holo.training.fit_novelty --out segmentation/weights --volumes 30 --gp-volumes 12
+    python -m holo.training.fit_novelty --out segmentation/weights --volumes 30 --gp-volumes 12 --keep-table
+
+A refit with other features needs no new chain run: ``--reuse-table OUT/novelty_cells.csv``
+with the same ``--volumes``/``--gp-volumes`` recomputes the features from the kept table (the
+table holds every column of :func:`holo.segmentation.measure`).
 """
 
 from __future__ import annotations
@@ -107,6 +111,9 @@ def main(argv=None) -> int:
     model.update(default_quantile=DEFAULT_QUANTILE, provenance={
         "source": "twin volumes (otf and gp) segmented, classified and measured by the shipped chain",
         "seeds": seeds, "n_cells": int(len(cells)),
+        "reused_table": None if a.reuse_table is None else {
+            "file": a.reuse_table.name, "rows": int(len(tables[0])),
+            "note": "cells table (--keep-table) of an earlier run of this script; features recomputed from its columns"},
         "n_cells_per_source": {k: int(v) for k, v in cells["source"].value_counts().items()},
         "command": "python -m holo.training.fit_novelty " + " ".join(sys.argv[1:] if argv is None else argv)})
     a.out.mkdir(parents=True, exist_ok=True)
