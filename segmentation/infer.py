@@ -510,12 +510,15 @@ def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.nda
     inst = instances_from_prediction(sem, dist, train_vs, h_um=float(cfg.get("instance_h_um", 0.2)),
                                      min_volume_um3=float(cfg.get("min_volume_um3", 0.3)))
     inst = merge_by_contact(inst, train_vs, float(cfg.get("merge_contact_ratio", 0.0)))
-    inst = drop_faint(inst, delta_ri, float(cfg.get("min_peak_delta_ri", 0.0)))
-    small = float(cfg.get("half_max_below_um3", 0.0))
+    min_peak, small = float(cfg.get("min_peak_delta_ri", 0.0)), float(cfg.get("half_max_below_um3", 0.0))
+    # the smoothed contrast both steps read (their default σ of 0.5 voxel), computed once
+    contrast = ndi.gaussian_filter(np.asarray(delta_ri, np.float32), 0.5) if min_peak > 0 or small > 0 else delta_ri
+    inst = drop_faint(inst, contrast, min_peak, smooth_voxels=0.0)
     if small > 0:
-        inst = refine_small_by_half_max(inst, delta_ri, small, train_vs,
-                                        fraction=float(cfg.get("half_max_fraction", 0.5)))
+        inst = refine_small_by_half_max(inst, contrast, small, train_vs,
+                                        fraction=float(cfg.get("half_max_fraction", 0.5)), smooth_voxels=0.0)
         sem = np.where((inst > 0) & (sem == 0), np.uint8(CYTOPLASM), sem)
+    del contrast
     sem[inst == 0] = 0
     return sem, inst
 

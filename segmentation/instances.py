@@ -43,6 +43,17 @@ def relabel_sequential(lab: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return remap[lab]
 
 
+def label_maxima(values: np.ndarray, lab: np.ndarray, n: int, fill: float) -> np.ndarray:
+    """max of ``values`` over each label 1..n of ``lab`` (float64; index 0 and absent labels:
+    ``fill``), each on the label's bounding box; the same numbers as ``ndimage.maximum``,
+    which sorts every voxel of the volume."""
+    peak = np.full(n + 1, fill, np.float64)
+    for k, sl in enumerate(ndi.find_objects(lab, max_label=n), start=1):
+        if sl is not None:
+            peak[k] = values[sl][lab[sl] == k].max()
+    return peak
+
+
 def contact_areas(lab: np.ndarray, voxel_size_um) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shared face area (µm²) of every pair of 6-adjacent labels a < b (background excluded).
 
@@ -109,8 +120,7 @@ def drop_faint(lab: np.ndarray, delta_ri: np.ndarray, min_peak_delta_ri: float, 
     if n == 0 or min_peak_delta_ri <= 0:
         return lab.astype(np.int32, copy=False)
     sm = ndi.gaussian_filter(np.asarray(delta_ri, np.float32), smooth_voxels) if smooth_voxels > 0 else delta_ri
-    peak = np.full(n + 1, -np.inf)
-    peak[1:] = ndi.maximum(sm, lab, np.arange(1, n + 1))
+    peak = label_maxima(sm, lab, n, -np.inf)
     return relabel_sequential(lab, peak >= min_peak_delta_ri)
 
 
@@ -126,11 +136,10 @@ def refine_small_by_half_max(lab: np.ndarray, delta_ri: np.ndarray, max_volume_u
     instance k is first grown (watershed of −s, within ``grow_voxels`` voxels of the
     foreground, large instances keep their voxels) and then restricted to the voxels where
     s ≥ ``fraction`` · max_k s. Instances that vanish are dropped; labels renumbered 1..K.
+    ``smooth_voxels`` ≤ 0: ``delta_ri`` is already the smoothed contrast s.
     Large cells are left alone: their nucleus is less refractive than their cytoplasm, so no
     single fraction of their peak follows their edge.
     """
-    from skimage.segmentation import watershed
-
     lab = np.asarray(lab).astype(np.int32, copy=False)
     n = int(lab.max(initial=0))
     if n == 0 or max_volume_um3 <= 0:
@@ -140,15 +149,39 @@ def refine_small_by_half_max(lab: np.ndarray, delta_ri: np.ndarray, max_volume_u
     small[0] = False
     if not small.any():
         return lab
-    s = ndi.gaussian_filter(np.asarray(delta_ri, np.float32), smooth_voxels)
-    peak = np.zeros(n + 1, np.float32)
-    peak[1:] = ndi.maximum(s, lab, np.arange(1, n + 1))
-    reach = ndi.binary_dilation(lab > 0, iterations=int(grow_voxels))
-    grown = watershed(-s, lab, mask=reach).astype(np.int32)
-    grown = np.where(lab > 0, np.where(small[grown], grown, lab), np.where(small[grown], grown, 0))  # large cells keep their voxels
+    s = ndi.gaussian_filter(np.asarray(delta_ri, np.float32), smooth_voxels) if smooth_voxels > 0 else delta_ri
+    peak = label_maxima(s, lab, n, 0.0).astype(np.float32)
+    grown = _grow_small(lab, s, small, int(grow_voxels))
     out = np.where(small[grown] & (s < fraction * peak[grown]), 0, grown).astype(np.int32)
     present = np.bincount(out.ravel(), minlength=n + 1) > 0
     return relabel_sequential(out, present)
+
+
+def _grow_small(lab: np.ndarray, s: np.ndarray, small: np.ndarray, grow_voxels: int) -> np.ndarray:
+    """Labels with the small instances (``small[k]``) grown by a watershed of −s within
+    ``grow_voxels`` voxels of the foreground; large instances keep exactly their voxels.
+
+    The watershed (6-connected, as skimage's default) runs only on the boxes of the
+    6-connected parts of the reach that hold a small instance: a flood never leaves its part,
+    and a part without a small instance gives back ``lab`` (its large instances keep their
+    voxels and the voxels they would gain are dropped), so the result is the whole-volume one.
+    """
+    from skimage.segmentation import watershed
+
+    reach = ndi.binary_dilation(lab > 0, iterations=grow_voxels)
+    parts, _ = ndi.label(reach)
+    del reach
+    out = lab.copy()
+    with_small = np.unique(parts[small[lab]])
+    slices = ndi.find_objects(parts)
+    for p in with_small[with_small > 0]:
+        box = slices[p - 1]
+        part = parts[box] == p
+        grown = watershed(-s[box], np.where(part, lab[box], 0), mask=part).astype(np.int32)
+        # large cells keep their voxels; voxels a large cell would gain stay background
+        o = out[box]
+        o[part] = np.where(small[grown], grown, o)[part]
+    return out
 
 
 def _first_flat_index(lab: np.ndarray, n: int, box, shape) -> np.ndarray:

@@ -557,3 +557,33 @@ def test_watershed_per_component_equals_the_whole_volume_watershed():
     assert n_orphan > 0 and seeded > n_comp - n_orphan  # unseeded parts and components with several seeds
     out = instances_from_prediction(fg.astype(np.uint8), dist, vs, h_um=0.3, min_volume_um3=0.05)
     assert out.dtype == np.int32 and np.array_equal(out, ref)
+
+
+def test_half_maximum_growth_per_reach_part_equals_the_whole_volume_watershed():
+    """The small instances' growth, run on the parts of the reach holding a small instance,
+    gives the labels of the whole-volume watershed (small cells touching large ones, alone,
+    cut by the edge)."""
+    from skimage.segmentation import watershed
+
+    from holo.segmentation.instances import refine_small_by_half_max, relabel_sequential
+
+    vs, rng, shape = (0.4, 0.2, 0.2), np.random.default_rng(1), (24, 60, 60)
+    z, y, x = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    lab = np.zeros(shape, np.int32)
+    for k in range(1, 20):
+        c, r = rng.uniform(0, 1, 3) * shape, rng.choice([rng.uniform(1.5, 4), rng.uniform(6, 11)])
+        lab[(((z - c[0]) * 2) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 < r * r) & (lab == 0)] = k
+    lab = relabel_sequential(lab, np.bincount(lab.ravel(), minlength=20) > 0)
+    s = ndi.gaussian_filter((lab > 0).astype(np.float32) * 0.03, 1.5) + rng.normal(0, 0.002, shape).astype(np.float32)
+    n = int(lab.max())
+    small = np.bincount(lab.ravel(), minlength=n + 1) * np.prod(vs) < 8.0
+    small[0] = False
+    assert 2 < small.sum() < n
+    peak = np.zeros(n + 1, np.float32)
+    peak[1:] = ndi.maximum(s, lab, np.arange(1, n + 1))
+    g = watershed(-s, lab, mask=ndi.binary_dilation(lab > 0, iterations=2)).astype(np.int32)
+    g = np.where(lab > 0, np.where(small[g], g, lab), np.where(small[g], g, 0))
+    ref = np.where(small[g] & (s < 0.5 * peak[g]), 0, g).astype(np.int32)
+    ref = relabel_sequential(ref, np.bincount(ref.ravel(), minlength=n + 1) > 0)
+    out = refine_small_by_half_max(lab, s, 8.0, vs, smooth_voxels=0.0)
+    assert not np.array_equal(ref, lab) and np.array_equal(out, ref)
