@@ -80,7 +80,8 @@ def field_child(shape_zyx, voxel_size_um, mode: str, seed: int) -> dict:
 
 def large_child(npz: str, mode: str) -> dict:
     """Time diagnose() on the saved field in this process: wall, user and system CPU seconds,
-    peak RSS (whole process, and before diagnose), tiles run per network."""
+    peak RSS (whole process, before diagnose, and reached by the end of each step), tiles run
+    per network, the machine's 1-minute load before and after."""
     import resource
 
     import numpy as np
@@ -95,15 +96,24 @@ def large_child(npz: str, mode: str) -> dict:
     stats = {}
     seg_fn = infer.unet_segment
     infer.unet_segment = lambda *args, **kw: seg_fn(*args, stats=stats, **kw)  # record the tiles run
+    steps = ("segmentation", "classification", "measurement")
+    rss_by_step = {}
+
+    def progress(done, total, note=""):  # called after each step: the peak RSS reached so far
+        if done:
+            rss_by_step[steps[done - 1]] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+
+    load_before = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    seg, cells, timings = diagnose(tomo, fast=(mode == "fast"))
+    seg, cells, timings = diagnose(tomo, fast=(mode == "fast"), progress=progress)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_SELF)
     return {"mode": mode, "shape_zyx": list(tomo.shape_zyx), "voxel_size_um": list(tomo.voxel_size_um),
             "seconds_total": round(wall, 1), "timings_s": timings,
             "cpu_user_s": round(after.ru_utime - before.ru_utime, 1), "cpu_system_s": round(after.ru_stime - before.ru_stime, 1),
             "peak_rss_mb": round(after.ru_maxrss / 1024.0), "rss_mb_before_diagnose": round(before.ru_maxrss / 1024.0),
+            "peak_rss_mb_by_end_of_step": rss_by_step, "load_1min_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
             "tiles": stats, "n_cells": int(len(cells)), "n_true_cells": n_true}
 
 

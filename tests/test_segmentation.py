@@ -587,3 +587,21 @@ def test_half_maximum_growth_per_reach_part_equals_the_whole_volume_watershed():
     ref = relabel_sequential(ref, np.bincount(ref.ravel(), minlength=n + 1) > 0)
     out = refine_small_by_half_max(lab, s, 8.0, vs, smooth_voxels=0.0)
     assert not np.array_equal(ref, lab) and np.array_equal(out, ref)
+
+
+def test_per_label_centroids_and_maxima_equal_the_whole_volume_ones():
+    from holo.segmentation.infer import label_centroids
+    from holo.segmentation.instances import label_maxima
+
+    rng = np.random.default_rng(5)
+    lab = ndi.label(ndi.gaussian_filter(rng.normal(size=(20, 40, 40)), 2) > 0.05)[0].astype(np.int32)
+    lab[lab == 3] = 0  # an absent label
+    n = int(lab.max())
+    vals = rng.normal(size=lab.shape).astype(np.float32)
+    ids = np.arange(1, n + 1)
+    present = ids != 3
+    ref_c = np.asarray(ndi.center_of_mass(np.ones_like(lab, np.uint8), lab, ids[present]))
+    assert n > 5 and np.array_equal(np.asarray(label_centroids(lab, ids[present])), ref_c)
+    assert np.isnan(label_centroids(lab, [3])[0]).all()
+    peak = label_maxima(vals, lab, n, -np.inf)
+    assert np.array_equal(peak[1:][present], ndi.maximum(vals, lab, ids[present])) and peak[3] == -np.inf
