@@ -173,11 +173,13 @@ def measure(tomo, semantic, instance, classes=None, **options):
 def abstain(cells, *, weights_dir=None, quantile: float = NOVELTY_QUANTILE):
     """Cells unlike the training distribution of their predicted class become :data:`UNKNOWN`.
 
-    The measured features (volume, concentration, sphericity, nucleus fraction, RI texture)
-    are compared with per-class Gaussians fitted on twin cells as the chain sees them
-    (``novelty.json`` of the weights folder; :mod:`holo.segmentation.novelty`); a squared
-    Mahalanobis distance above the χ² ``quantile`` (5 degrees of freedom; 0.999 → 20.5) makes
-    the cell ``unknown``. Adds ``novelty_d2`` and ``reason`` (why a cell is unknown or
+    The measured features (the model's list, :data:`holo.segmentation.novelty.FEATURES`:
+    volume, concentration over the share and inside the mask, sphericity, nucleus fraction, RI
+    texture, fraction of the share's mass outside the mask) are compared with per-class
+    Gaussians fitted on twin cells as the chain sees them (``novelty.json`` of the weights
+    folder; :mod:`holo.segmentation.novelty`); a squared Mahalanobis distance above the χ²
+    ``quantile`` (one degree of freedom per feature: 7 → 24.3 at 0.999) makes the cell
+    ``unknown``. Adds ``novelty_d2`` and ``reason`` (why a cell is unknown or
     uncertain). Without ``novelty.json`` only the columns are added.
     """
     from holo.segmentation.novelty import abstain as _abstain, load_novelty
