@@ -73,6 +73,24 @@ def _mode(values: np.ndarray, sigma: float) -> float:
     return float(0.5 * (edges[i] + edges[i + 1]) + shift * (edges[1] - edges[0]))
 
 
+def _background_sample(background_flat: np.ndarray, n_bg: int, max_samples: int, seed: int,
+                       chunk: int = 1 << 23) -> np.ndarray:
+    """Flat indices of at most ``max_samples`` background voxels drawn without replacement
+    (seeded), without an index array of the whole background: the drawn ranks among the
+    background voxels are mapped to positions chunk by chunk (the same voxels as drawing from
+    ``np.flatnonzero(background)``, sorted)."""
+    if n_bg <= max_samples:
+        return np.flatnonzero(background_flat)
+    ranks = np.sort(np.random.default_rng(seed).choice(n_bg, max_samples, replace=False))
+    out, seen = [], 0
+    for start in range(0, background_flat.size, chunk):
+        pos = np.flatnonzero(background_flat[start:start + chunk])
+        lo, hi = np.searchsorted(ranks, [seen, seen + pos.size])
+        out.append(pos[ranks[lo:hi] - seen] + start)
+        seen += pos.size
+    return np.concatenate(out)
+
+
 def estimate_medium_index(ri: np.ndarray, background: np.ndarray, voxel_size_um, metadata_index: float, *,
                           wavelength_um: float = 0.532, objective_na: float = DEFAULT_OBJECTIVE_NA,
                           illumination_na: float = DEFAULT_ILLUMINATION_NA, max_samples: int = 2_000_000,
@@ -97,13 +115,10 @@ def estimate_medium_index(ri: np.ndarray, background: np.ndarray, voxel_size_um,
     background = np.asarray(background, bool)
     if background.shape != ri.shape:
         raise ValueError(f"background shape {background.shape} differs from ri {ri.shape}")
-    idx = np.flatnonzero(background.reshape(-1))
-    n_bg = int(idx.size)
+    n_bg = int(np.count_nonzero(background))
     if n_bg < 1000:
         return MediumEstimate(float(metadata_index), float(metadata_index), math.inf, float("nan"), n_bg)
-    if n_bg > max_samples:
-        idx = np.random.default_rng(seed).choice(idx, max_samples, replace=False)
-    vals = ri.reshape(-1)[idx].astype(np.float64)
+    vals = ri.reshape(-1)[_background_sample(background.reshape(-1), n_bg, max_samples, seed)].astype(np.float64)
     sigma = max(1.4826 * float(np.median(np.abs(vals - np.median(vals)))), RI_FLOOR)
     n_hat = _mode(vals, sigma)
     lam, n_m = float(wavelength_um), float(metadata_index)

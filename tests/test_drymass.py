@@ -87,3 +87,15 @@ def test_medium_estimate_without_background_keeps_the_metadata():
     ri = np.full((8, 8, 8), N_M, np.float32)
     est = estimate_medium_index(ri, np.zeros(ri.shape, bool), VS, N_M)
     assert est.medium_index == N_M and not est.differs
+
+
+def test_background_sample_draws_the_same_voxels_without_a_whole_background_index():
+    # ranks drawn among the background voxels, mapped chunk by chunk = the same draw from
+    # np.flatnonzero(background) (sorted); all of them when the background is small
+    from holo.segmentation.medium import _background_sample
+
+    bg = np.random.default_rng(1).random(300_000) < 0.6
+    n = int(bg.sum())
+    expected = np.sort(np.random.default_rng(3).choice(np.flatnonzero(bg), 5000, replace=False))
+    assert np.array_equal(_background_sample(bg, n, 5000, 3, chunk=4096), expected)
+    assert np.array_equal(_background_sample(bg, n, n + 1, 3), np.flatnonzero(bg))
