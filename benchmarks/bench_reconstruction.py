@@ -140,7 +140,7 @@ def bench_illumination_cli(n: int, nz: int, n_frames: int, log) -> dict:
         src = Path(tmp) / "acq.h5"
         write_acquisition(src, acq)
         out = Path(tmp) / "ri.ome.tif"
-        cmd = [sys.executable, "-m", "holo.cli.main", "reconstruct", str(src), "-o", str(out), "--shape", str(nz), str(n), str(n), "--json"]
+        cmd = [sys.executable, "-m", "holo.cli.main", "reconstruct", str(src), "-o", str(out), "--method", "rytov", "--shape", str(nz), str(n), str(n), "--json"]
         walls = []
         for _ in range(2):
             t = time.perf_counter()

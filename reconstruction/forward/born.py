@@ -43,6 +43,7 @@ import scipy.fft as sfft
 
 from holo.conventions import medium_wavenumber, ri_to_potential
 from holo.threads import fft_workers
+from holo.reconstruction.forward._born_kernels import slab_sums
 from holo.reconstruction.forward.propagation import (
     ForwardOptions,
     envelope_kz,
@@ -57,7 +58,8 @@ __all__ = ["born_fields", "born_scattered_envelopes"]
 
 
 def _slice_spectra(ri_padded: np.ndarray, setup):
-    """2D spectra F2_j (scipy.fft layout, ×dy·dx) of the occupied slab range of the potential."""
+    """2D spectra F2_j (scipy.fft layout, ×dy·dx) of the occupied slab range of the potential,
+    as a (Y, X, J) array (one contiguous row of slabs per lateral frequency)."""
     nm = setup.medium_index
     occupied = np.flatnonzero(np.any(ri_padded != np.float32(nm), axis=(1, 2)))
     if occupied.size == 0:
@@ -68,7 +70,7 @@ def _slice_spectra(ri_padded: np.ndarray, setup):
     dy, dx = setup.voxel_size_um[1:]
     spec = sfft.fft2(f, axes=(-2, -1), workers=fft_workers()).astype(np.complex64, copy=False)
     spec *= np.float32(dy * dx)
-    return spec, setup.z_um[j0:j1]
+    return np.ascontiguousarray(spec.transpose(1, 2, 0)), setup.z_um[j0:j1]
 
 
 def _scattered_envelope_spectrum(spec, z_slices, kin, setup, qy, qx, keep):
@@ -78,12 +80,9 @@ def _scattered_envelope_spectrum(spec, z_slices, kin, setup, qy, qx, keep):
     delta, _ = envelope_kz(qy, qx, kin[0], kin[1], km)
     kz = delta[keep] + kin[2]  # k_z(q + k_in⊥)
     kzd = delta[keep]  # K_z = k_z(q + k_in⊥) − k_in,z
-    rows = spec[:, keep]  # (J, M)
     r = np.exp(-1j * kzd * dz).astype(np.complex64)
-    acc = rows[-1].copy()
-    for j in range(rows.shape[0] - 2, -1, -1):
-        acc *= r
-        acc += rows[j]
+    iy, ix = np.nonzero(keep)
+    acc = slab_sums(spec, iy.astype(np.int64), ix.astype(np.int64), r)  # Σ_j F2_j r^j (J on the last axis)
     slab = dz * np.sinc(kzd * dz / (2.0 * np.pi))  # np.sinc(x) = sin(πx)/(πx)
     factor = (-0.5j / kz) * slab * np.exp(-1j * kzd * z_slices[0])
     out = np.zeros(delta.shape, dtype=np.complex64)
