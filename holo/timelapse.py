@@ -51,7 +51,7 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
     from holo.model import Tomogram
     from holo.segmentation import classify as classify_cells
     from holo.segmentation import measure, segment
-    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS, border_labels
+    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS
 
     vol = Tomogram(tomo.frame(t), voxel_size_um=tomo.voxel_size_um, medium_index=tomo.medium_index,
                    wavelength_um=tomo.wavelength_um)
@@ -62,8 +62,7 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
     cells = measure(vol, seg.semantic, seg.instance, classes=classes, margin_resolutions=TRACK_MARGIN_RESOLUTIONS,
                     cone_fraction=TRACK_CONE_FRACTION)
     cells = cells.rename(columns={"cell_id": "label"})
-    cells.insert(0, "frame", int(t))
-    cells["touches_border"] = cells["label"].isin(border_labels(seg.instance))
+    cells.insert(0, "frame", int(t))  # touches_border comes with the measurements
     return seg.instance, cells
 
 

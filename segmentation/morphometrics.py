@@ -33,7 +33,9 @@ For every instance (cell) the table holds, with the voxel size (dz, dy, dx) in �
 * nucleus volume, area, sphericity, mean RI and dry mass; nucleolus count and volume; lipid
   droplet count (26-connected components) and volume; nucleus/cytoplasm volume ratio
   V_nucleus / (V_cell − V_nucleus);
-* centroid (z, y, x) in µm, index · voxel size from the first voxel's centre.
+* centroid (z, y, x) in µm, index · voxel size from the first voxel's centre;
+* ``touches_border``: the cell touches a lateral face (y or x) of the volume, i.e. it is cut
+  by the field's edge and its volume and dry mass are truncated (:func:`border_labels`).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ CELL_COLUMNS = (
     "nucleus_cytoplasm_ratio",
     "medium_index",
     "medium_mismatch",
+    "touches_border",
 )
 #: Where the dry mass is integrated: the cell's share of the volume, or its tight mask.
 MASS_REGIONS = ("share", "mask")
@@ -179,6 +182,14 @@ def sphericity(volume_um3: float, area_um2: float) -> float:
     if area_um2 <= 0:
         return float("nan")
     return float(np.pi ** (1.0 / 3.0) * (6.0 * volume_um3) ** (2.0 / 3.0) / area_um2)
+
+
+def border_labels(instance: np.ndarray) -> set:
+    """Labels that touch a lateral face (y or x) of the volume: cells cut by the field's edge,
+    whose volume and dry mass are truncated."""
+    inst = np.asarray(instance)
+    faces = (inst[..., 0, :], inst[..., -1, :], inst[..., :, 0], inst[..., :, -1])
+    return set(np.unique(np.concatenate([f.ravel() for f in faces])).tolist()) - {0}
 
 
 def dry_mass_pg(ri_values: np.ndarray, medium_index: float, voxel_volume_um3: float,
@@ -330,6 +341,7 @@ def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndar
     owner, est, n_m = _share_and_medium(ri, inst, vs, medium_index, medium, optics,
                                         {"resolutions": margin_resolutions, "cone_fraction": cone_fraction})
     share = drymass.partition_dry_mass_pg(ri, owner, n_m, vs)
+    cut = border_labels(inst)
     rows = []
     for idx, sl in enumerate(drymass.label_slices(inst)):
         if sl is None:
@@ -340,7 +352,7 @@ def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndar
             row["dry_mass_pg"] = share.get(idx + 1, row["dry_mass_mask_pg"])
         conc = row["dry_mass_pg"] / row["volume_um3"]
         row.update(concentration_pg_per_um3=conc, concentration_g_per_dl=conc * PG_PER_UM3_TO_G_PER_DL,
-                   medium_index=n_m, medium_mismatch=est.differs)
+                   medium_index=n_m, medium_mismatch=est.differs, touches_border=(idx + 1) in cut)
         s = None if semantic is None else semantic[sl]
         row.update(_organelle_features(m, s, ri[sl], row["volume_um3"], vs, n_m))
         rows.append(row)

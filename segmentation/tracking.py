@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from holo.segmentation.morphometrics import border_labels
+
 
 __all__ = ["COORDINATES", "BOUNDARY_VOXELS", "TRACK_MARGIN_RESOLUTIONS", "TRACK_CONE_FRACTION", "territory_dry_mass_pg", "border_labels", "frame_detections", "link_cells", "join_fragments", "find_divisions", "cut_at_hidden_divisions", "prune_divisions", "track_graph"]
 
@@ -45,14 +47,6 @@ COORDINATES = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
 _LN2 = math.log(2.0)
 #: Floor of the dry-mass share margins in voxels (boundary placement uncertainty of a segmenter).
 BOUNDARY_VOXELS = 2.0
-
-
-def border_labels(instance: np.ndarray) -> set:
-    """Labels that touch a lateral face (y or x) of the volume: cells cut by the field's edge,
-    whose dry mass is truncated."""
-    inst = np.asarray(instance)
-    faces = (inst[..., 0, :], inst[..., -1, :], inst[..., :, 0], inst[..., :, -1])
-    return set(np.unique(np.concatenate([f.ravel() for f in faces])).tolist()) - {0}
 
 
 def frame_detections(instance: np.ndarray, voxel_size_um, *, ri: np.ndarray | None = None,

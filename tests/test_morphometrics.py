@@ -130,3 +130,13 @@ def test_bad_arguments():
         measure_cells(np.zeros((4, 4, 4), np.float32), None, np.zeros((4, 4, 4), int), (0.1, 0.1), N_M)
     with pytest.raises(ValueError, match="instance shape"):
         measure_cells(np.zeros((4, 4, 4), np.float32), None, np.zeros((4, 4, 5), int), (0.1, 0.1, 0.1), N_M)
+
+
+def test_cells_cut_by_the_field_edge_are_flagged():
+    # a ball whose centre lies on the x = 0 face keeps half its volume: flagged as cut, the
+    # whole ball beside it is not (only the lateral faces count: the field's edge)
+    inst = np.zeros((16, 40, 40), np.int32)
+    inst[_ellipsoid(inst.shape, VS, (3.0, 2.6, 0.0), (1.5, 1.5, 1.5))] = 1
+    inst[_ellipsoid(inst.shape, VS, (3.0, 2.6, 2.6), (1.0, 1.0, 1.0))] = 2
+    df = measure_cells(np.where(inst > 0, 1.37, N_M).astype(np.float32), None, inst, VS, N_M)
+    assert df.set_index("cell_id").touches_border.to_dict() == {1: True, 2: False}
