@@ -505,12 +505,18 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
     )
 
 
-def spectrum_to_ri(spectrum, wavelength_um: float, medium_index: float) -> np.ndarray:
+def spectrum_to_ri(spectrum, wavelength_um: float, medium_index: float, *, hermitian: bool = False) -> np.ndarray:
     """Inverse FFT of the f spectrum and n = n_m √(1 − f/k_m²) (float32, clipped at 0 under the root).
 
-    The conversion is :func:`holo.conventions.potential_to_ri` in its float32 form, which
-    keeps memory at one complex volume.
+    f = Re ifftn(F). With ``hermitian`` (F(−K) = F(K)*, as :func:`fourier_map` grids it with
+    ``hermitian=True``) the same f comes from the half spectrum by ``irfftn`` (≈ 1.6× faster,
+    float32 out). The conversion is :func:`holo.conventions.potential_to_ri` in its float32
+    form, which keeps memory at one complex volume.
     """
+    if hermitian:
+        half = spectrum[..., : spectrum.shape[-1] // 2 + 1]
+        f = scipy.fft.irfftn(half, s=spectrum.shape, workers=fft_workers())
+        return potential_to_ri(f, wavelength_um, medium_index, dtype=np.float32, copy=False)
     f = scipy.fft.ifftn(spectrum, workers=fft_workers())
     return potential_to_ri(f.real, wavelength_um, medium_index, dtype=np.float32)
 
@@ -536,7 +542,7 @@ def reconstruct_fdt(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_si
     fs, grid, oversampling, padded = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, padding=padding, direct=True)
     spectrum, weight, support = _grid_caps(fs, method, padded.grid, oversampling, hermitian, progress, frame_pad_yx=padded.frame_pad_yx)
     del weight, support
-    ri = np.ascontiguousarray(spectrum_to_ri(spectrum, fs.wavelength_um, fs.medium_index)[padded.crop])
+    ri = np.ascontiguousarray(spectrum_to_ri(spectrum, fs.wavelength_um, fs.medium_index, hermitian=hermitian)[padded.crop])
     del spectrum
     fd = SimpleNamespace(
         voxel_size_um=grid.voxel_size_um, medium_index=fs.medium_index, wavelength_um=fs.wavelength_um, method=method,
