@@ -18,24 +18,16 @@ __all__ = ["register", "phase_cmd"]
 
 
 def _optics(img: Path, sidecar: Path | None, wavelength_um, pixel_size_um, camera_pixel_um, magnification, objective_na) -> dict:
-    from holo.errors import ValidationError
-    from holo.io.camera import find_sidecar, read_sidecar
+    """Wavelength, pixel size at the sample and (optional) NA: options win over the sidecar
+    (:func:`holo.io.camera.resolve_optics`, only the wavelength and pixel size required)."""
+    from holo.io.camera import find_sidecar, read_sidecar, resolve_optics
 
     sc_path = sidecar if sidecar is not None else find_sidecar(img)
     sc = read_sidecar(sc_path) if sc_path is not None else {}
     given = {"wavelength_um": wavelength_um, "pixel_size_um": pixel_size_um, "camera_pixel_um": camera_pixel_um,
              "magnification": magnification, "objective_na": objective_na}
-    m = {**sc, **{k: v for k, v in given.items() if v is not None}}
-    where = f"in {sc_path.name}" if sc_path else "as --wavelength-um / --pixel-size-um or in a sidecar"
-    if m.get("wavelength_um") is None:
-        raise ValidationError(f"missing (give it {where})", path=sc_path or img, item="wavelength_um")
-    pixel = m.get("pixel_size_um")
-    if pixel is None and m.get("camera_pixel_um") is not None and m.get("magnification"):
-        pixel = float(m["camera_pixel_um"]) / float(m["magnification"])
-    if pixel is None:
-        raise ValidationError(f"missing (give it {where})", path=sc_path or img, item="pixel_size_um")
-    na = m.get("objective_na")
-    return {"wavelength_um": float(m["wavelength_um"]), "pixel_size_um": float(pixel), "objective_na": None if na is None else float(na)}
+    o = resolve_optics(sc, given, sidecar_path=sc_path, required=("wavelength_um",), input_path=img)
+    return {"wavelength_um": o["wavelength_um"], "pixel_size_um": o["pixel_size_um"], "objective_na": o["objective_na"]}
 
 
 def phase_cmd(

@@ -278,8 +278,14 @@ def _number(d: dict, key: str, source) -> float | None:
     return float(v)
 
 
-def resolve_optics(sidecar: dict, options: dict, *, sidecar_path: Path | None = None) -> dict:
+def resolve_optics(sidecar: dict, options: dict, *, sidecar_path: Path | None = None,
+                   required: tuple = _OPTICS_REQUIRED, input_path: Path | None = None) -> dict:
     """Optics of a camera input: options win over the sidecar.
+
+    ``required`` names the optics that must be given (a tomographic acquisition needs all of
+    wavelength, medium index and NA; a single phase image only the wavelength); the others of
+    ``wavelength_um, medium_index, objective_na`` are None when absent. Errors name the
+    sidecar, or ``input_path`` when there is none.
 
     Returns
     -------
@@ -293,12 +299,12 @@ def resolve_optics(sidecar: dict, options: dict, *, sidecar_path: Path | None = 
         A required optic missing (named, with where to give it), or not a number.
     """
     merged = {**sidecar, **{k: v for k, v in options.items() if v is not None}}
-    src = sidecar_path
+    src = sidecar_path or input_path
     where = f"give it in {sidecar_path.name}" if sidecar_path else "give it as an option or in an optics.json/yaml sidecar"
     out: dict[str, Any] = {}
     for key in _OPTICS_REQUIRED:
         v = _number(merged, key, src)
-        if v is None:
+        if v is None and key in required:
             raise ValidationError(f"missing ({where})", path=src, item=key)
         out[key] = v
     pixel = _number(merged, "pixel_size_um", src)
@@ -417,7 +423,7 @@ def read_camera(
     sc_path = Path(sidecar) if sidecar is not None else find_sidecar(path)
     sc = read_sidecar(sc_path) if sc_path is not None else {}
     raw = _raw_hdf5(path)
-    optics = resolve_optics({**raw[2], **sc} if raw else sc, options, sidecar_path=sc_path)
+    optics = resolve_optics({**raw[2], **sc} if raw else sc, options, sidecar_path=sc_path, input_path=path)
     merged = {**sc, **{k: v for k, v in options.items() if v is not None}}
     holo_frames = raw[0] if raw else _frames_of(path, merged.get("frames") if path.is_dir() else None)
     n = holo_frames.shape[0]
