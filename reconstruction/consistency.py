@@ -137,10 +137,10 @@ def _model_phase(ri, voxel_size_um, fs, use, model: str) -> tuple[np.ndarray, np
     from holo.reconstruction.forward.propagation import prepare_forward
 
     setup = prepare_forward(ri, voxel_size_um, **opts)
-    psi = born_scattered_envelopes(setup, within_pupil=True)
+    phase = born_scattered_envelopes(setup, within_pupil=True, imag_only=True)  # Im ψ_a, float32
     # the padded plane holds all of it: the pupil passes q = 0, so Σ Im ψ ΔA is Im V̂_s(0)
-    integrals = np.array([float(p.imag.astype(np.float64).sum()) for p in psi]) * float(np.prod(setup.voxel_size_um[1:]))
-    return np.stack([setup.crop(p.imag) for p in psi]).astype(np.float32), integrals
+    integrals = phase.sum(axis=(1, 2), dtype=np.float64) * float(np.prod(setup.voxel_size_um[1:]))
+    return np.ascontiguousarray(setup.crop(phase)), integrals
 
 
 def _measured_phase(fs, use) -> np.ndarray:

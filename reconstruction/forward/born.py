@@ -73,11 +73,10 @@ def _slice_spectra(ri_padded: np.ndarray, setup):
     return np.ascontiguousarray(spec.transpose(1, 2, 0)), setup.z_um[j0:j1]
 
 
-def _scattered_envelope_spectrum(spec, z_slices, kin, setup, qy, qx, keep):
-    """V̂_s(q) of equation (Born) for one illumination on the mask ``keep`` (zeros elsewhere)."""
+def _scattered_envelope_spectrum(spec, z_slices, kin, setup, delta, keep):
+    """V̂_s(q) of equation (Born) for one illumination on the mask ``keep`` (zeros elsewhere);
+    ``delta`` = k_z(q + k_in⊥) − k_in,z (:func:`envelope_kz`)."""
     dz = setup.voxel_size_um[0]
-    km = medium_wavenumber(setup.wavelength_um, setup.medium_index)
-    delta, _ = envelope_kz(qy, qx, kin[0], kin[1], km)
     kz = delta[keep] + kin[2]  # k_z(q + k_in⊥)
     kzd = delta[keep]  # K_z = k_z(q + k_in⊥) − k_in,z
     r = np.exp(-1j * kzd * dz).astype(np.complex64)
@@ -90,16 +89,26 @@ def _scattered_envelope_spectrum(spec, z_slices, kin, setup, qy, qx, keep):
     return out
 
 
-def born_scattered_envelopes(setup, *, within_pupil: bool, progress=None):
+def _imag_half_spectrum(vs):
+    """Spectrum of Im v for the spectrum ``vs`` (Y, X) of v: (vs(q) − conj vs(−q))/(2i), on the
+    half plane q_x ≥ 0 that a real inverse FFT (``irfft2``) takes, half the work of ``ifft2``."""
+    flipped = np.roll(vs[::-1, ::-1], 1, axis=(0, 1))  # vs(−q) in the FFT layout
+    half = vs.shape[1] // 2 + 1
+    return (vs[:, :half] - np.conj(flipped[:, :half])) * np.complex64(-0.5j)
+
+
+def born_scattered_envelopes(setup, *, within_pupil: bool, progress=None, imag_only: bool = False):
     """Scattered envelopes v_s = u_s/u0 at z = 0, padded grid, (A, Y', X') complex64.
 
     ``within_pupil``: keep only the pupil |q + k_in⊥| ≤ 2π NA/λ (True) or every propagating
-    component |q + k_in⊥| < k_m (False).
+    component |q + k_in⊥| < k_m (False). ``imag_only``: return Im v_s alone (float32, by a
+    real inverse FFT).
     """
     km = medium_wavenumber(setup.wavelength_um, setup.medium_index)
     qy, qx = frequency_grid(setup.padded_shape_yx, setup.voxel_size_um[1:])
     dy, dx = setup.voxel_size_um[1:]
-    out = np.zeros((setup.n_frames,) + setup.padded_shape_yx, dtype=np.complex64)
+    shape = (setup.n_frames, setup.padded_shape_yx[0], setup.padded_shape_yx[1] // 2 + 1) if imag_only else (setup.n_frames,) + setup.padded_shape_yx
+    out = np.zeros(shape, dtype=np.complex64)
     shared = None
     if setup.angles is None:
         shared = _slice_spectra(setup.pad(setup.ri, setup.medium_index), setup)
@@ -111,14 +120,15 @@ def born_scattered_envelopes(setup, *, within_pupil: bool, progress=None):
             spec, zs = _slice_spectra(setup.pad(setup.volumes(idx)[0], setup.medium_index), setup)
         if spec is not None:
             kin = setup.kin[i]
+            delta, keep = envelope_kz(qy, qx, kin[0], kin[1], km)
             if within_pupil:
-                keep = pupil_mask(qy, qx, kin[0], kin[1], setup.wavelength_um, setup.objective_na)
-                keep &= envelope_kz(qy, qx, kin[0], kin[1], km)[1]
-            else:
-                keep = envelope_kz(qy, qx, kin[0], kin[1], km)[1]
-            vs = _scattered_envelope_spectrum(spec, zs, kin, setup, qy, qx, keep)
-            out[i] = sfft.ifft2(vs, workers=fft_workers()) / np.float32(dy * dx)
+                keep &= pupil_mask(qy, qx, kin[0], kin[1], setup.wavelength_um, setup.objective_na)
+            vs = _scattered_envelope_spectrum(spec, zs, kin, setup, delta, keep)
+            out[i] = _imag_half_spectrum(vs) if imag_only else sfft.ifft2(vs, workers=fft_workers()) / np.float32(dy * dx)
         report_progress(progress, i + 1, setup.n_frames)
+    if imag_only:  # one batched real inverse FFT of all frames
+        out = sfft.irfft2(out, s=setup.padded_shape_yx, workers=fft_workers(), overwrite_x=True)
+        out /= np.float32(dy * dx)
     return out
 
 
