@@ -9,9 +9,16 @@ A ← A r_m + F2_j, on a (Y, X, J) copy of the spectra, so each q reads one cont
 (the gather of a (J, M) block per illumination cost more than the sums themselves).
 
 Each step of Horner's rule waits for the previous one (a chain of dependent complex
-multiply-adds), so one frequency at a time leaves the arithmetic units idle; the kernel runs
-four independent chains side by side (four frequencies per step), which halves the time of
-the sums with the same operations in the same order (bit-identical results).
+multiply-adds), so one chain at a time leaves the arithmetic units idle; both kernels run
+four independent chains side by side, with the same operations in the same order
+(bit-identical results):
+
+* :func:`slab_sums`, one illumination (its own slab spectra, e.g. a turned sample): four
+  frequencies per step (half the time of one chain);
+* :func:`slab_sums_frames`, illuminations that share the slab spectra (an illumination
+  scan): for each frequency, the frames whose kept region holds it, four per step. Each
+  row of slabs is read once for all frames instead of once per frame (2–3× faster than
+  :func:`slab_sums` frame by frame on 49 × 320² × 128).
 """
 
 from __future__ import annotations
@@ -68,3 +75,55 @@ def slab_sums(spec_yxj: np.ndarray, iy: np.ndarray, ix: np.ndarray, r: np.ndarra
             for t in range(m, n_m):
                 out[t] = _horner(spec_yxj[iy[t], ix[t]], r[t])
     return out
+
+
+@numba.njit(cache=True, inline="always")
+def _next_kept(keep, a, y, x):
+    """The first frame index ≥ a whose mask keeps (y, x), or the number of frames."""
+    n_a = keep.shape[0]
+    a = min(a, n_a)
+    while a < n_a and not keep[a, y, x]:
+        a += 1
+    return a
+
+
+@numba.njit(parallel=True, cache=True)
+def slab_sums_frames(spec_yxj: np.ndarray, keep: np.ndarray, r: np.ndarray, out: np.ndarray) -> None:
+    """out[a, y, x] = Σ_j spec_yxj[y, x, j] r[a, y, x]^j where keep[a, y, x] (complex64, in
+    place; untouched elsewhere), by Horner's rule, four frames per step (module docstring).
+
+    ``keep`` (A, Y, X) bool, ``r`` and ``out`` (A, Y, X) complex64, ``spec_yxj`` (Y, X, J).
+    """
+    n_a, n_y, n_x = keep.shape
+    n_j = spec_yxj.shape[2]
+    last = n_a - 1
+    for y in numba.prange(n_y):
+        for x in range(n_x):
+            row = spec_yxj[y, x]
+            a0 = _next_kept(keep, 0, y, x)
+            while a0 < n_a:
+                a1 = _next_kept(keep, a0 + 1, y, x)
+                a2 = _next_kept(keep, a1 + 1, y, x)
+                a3 = _next_kept(keep, a2 + 1, y, x)
+                r0 = r[a0, y, x]
+                r1 = r[min(a1, last), y, x]
+                r2 = r[min(a2, last), y, x]
+                r3 = r[min(a3, last), y, x]
+                s0 = row[n_j - 1]
+                s1 = s0
+                s2 = s0
+                s3 = s0
+                for j in range(n_j - 2, -1, -1):
+                    w = row[j]
+                    s0 = s0 * r0 + w
+                    s1 = s1 * r1 + w
+                    s2 = s2 * r2 + w
+                    s3 = s3 * r3 + w
+                out[a0, y, x] = s0
+                if a1 < n_a:
+                    out[a1, y, x] = s1
+                if a2 < n_a:
+                    out[a2, y, x] = s2
+                if a3 < n_a:
+                    out[a3, y, x] = s3
+                a0 = _next_kept(keep, a3 + 1, y, x)

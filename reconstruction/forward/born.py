@@ -43,7 +43,7 @@ import scipy.fft as sfft
 
 from holo.conventions import medium_wavenumber, ri_to_potential
 from holo.threads import fft_workers
-from holo.reconstruction.forward._born_kernels import slab_sums
+from holo.reconstruction.forward._born_kernels import slab_sums, slab_sums_frames
 from holo.reconstruction.forward.propagation import (
     ForwardOptions,
     envelope_kz,
@@ -73,19 +73,34 @@ def _slice_spectra(ri_padded: np.ndarray, setup):
     return np.ascontiguousarray(spec.transpose(1, 2, 0)), setup.z_um[j0:j1]
 
 
-def _scattered_envelope_spectrum(spec, z_slices, kin, setup, delta, keep):
-    """V̂_s(q) of equation (Born) for one illumination on the mask ``keep`` (zeros elsewhere);
-    ``delta`` = k_z(q + k_in⊥) − k_in,z (:func:`envelope_kz`)."""
+def _scattered_envelope_spectra(spec, z_slices, kins, setup, qy, qx, within_pupil: bool):
+    """V̂_s(q) of equation (Born) for the illuminations ``kins`` (B, 3) that share the slab
+    spectra ``spec``: (B, Y, X) complex64, zeros outside each frame's kept region (the pupil
+    and the propagating components, or the propagating components alone)."""
     dz = setup.voxel_size_um[0]
-    kz = delta[keep] + kin[2]  # k_z(q + k_in⊥)
-    kzd = delta[keep]  # K_z = k_z(q + k_in⊥) − k_in,z
-    r = np.exp(-1j * kzd * dz).astype(np.complex64)
-    iy, ix = np.nonzero(keep)
-    acc = slab_sums(spec, iy.astype(np.int64), ix.astype(np.int64), r)  # Σ_j F2_j r^j (J on the last axis)
-    slab = dz * np.sinc(kzd * dz / (2.0 * np.pi))  # np.sinc(x) = sin(πx)/(πx)
-    factor = (-0.5j / kz) * slab * np.exp(-1j * kzd * z_slices[0])
-    out = np.zeros(delta.shape, dtype=np.complex64)
-    out[keep] = (factor * acc).astype(np.complex64)
+    km = medium_wavenumber(setup.wavelength_um, setup.medium_index)
+    shape = (len(kins),) + (qy.shape[0], qx.shape[1])
+    keep = np.zeros(shape, bool)
+    r = np.zeros(shape, np.complex64)
+    kzds = []
+    for b, kin in enumerate(kins):
+        delta, kept = envelope_kz(qy, qx, kin[0], kin[1], km)
+        if within_pupil:
+            kept &= pupil_mask(qy, qx, kin[0], kin[1], setup.wavelength_um, setup.objective_na)
+        keep[b] = kept
+        kzds.append(delta[kept])  # K_z = k_z(q + k_in⊥) − k_in,z
+        r[b][kept] = np.exp(-1j * kzds[b] * dz).astype(np.complex64)
+    out = np.zeros(shape, np.complex64)
+    if len(kins) == 1:
+        iy, ix = np.nonzero(keep[0])
+        out[0][keep[0]] = slab_sums(spec, iy.astype(np.int64), ix.astype(np.int64), r[0][keep[0]])
+    else:
+        slab_sums_frames(spec, keep, r, out)  # Σ_j F2_j r^j (J on the last axis)
+    for b, kin in enumerate(kins):
+        kzd = kzds[b]
+        slab = dz * np.sinc(kzd * dz / (2.0 * np.pi))  # np.sinc(x) = sin(πx)/(πx)
+        factor = (-0.5j / (kzd + kin[2])) * slab * np.exp(-1j * kzd * z_slices[0])  # k_z(q + k_in⊥) = K_z + k_in,z
+        out[b][keep[b]] = (factor * out[b][keep[b]]).astype(np.complex64)
     return out
 
 
@@ -110,22 +125,22 @@ def born_scattered_envelopes(setup, *, within_pupil: bool, progress=None, imag_o
     shape = (setup.n_frames, setup.padded_shape_yx[0], setup.padded_shape_yx[1] // 2 + 1) if imag_only else (setup.n_frames,) + setup.padded_shape_yx
     out = np.zeros(shape, dtype=np.complex64)
     shared = None
+    batch = 1
     if setup.angles is None:
         shared = _slice_spectra(setup.pad(setup.ri, setup.medium_index), setup)
-    for idx in frame_batches(setup, 1):
-        i = int(idx[0])
+        # frames that share the slab spectra are summed together; their masks, factors and
+        # spectra take 17 bytes per pixel and frame
+        batch = max(1, (128 * 2**20) // (17 * setup.padded_shape_yx[0] * setup.padded_shape_yx[1]))
+    for idx in frame_batches(setup, batch):
         if shared is not None:
             spec, zs = shared
         else:
             spec, zs = _slice_spectra(setup.pad(setup.volumes(idx)[0], setup.medium_index), setup)
-        if spec is not None:
-            kin = setup.kin[i]
-            delta, keep = envelope_kz(qy, qx, kin[0], kin[1], km)
-            if within_pupil:
-                keep &= pupil_mask(qy, qx, kin[0], kin[1], setup.wavelength_um, setup.objective_na)
-            vs = _scattered_envelope_spectrum(spec, zs, kin, setup, delta, keep)
-            out[i] = _imag_half_spectrum(vs) if imag_only else sfft.ifft2(vs, workers=fft_workers()) / np.float32(dy * dx)
-        report_progress(progress, i + 1, setup.n_frames)
+        vs = None if spec is None else _scattered_envelope_spectra(spec, zs, setup.kin[idx], setup, qy, qx, within_pupil)
+        for b, i in enumerate(idx):
+            if vs is not None:
+                out[i] = _imag_half_spectrum(vs[b]) if imag_only else sfft.ifft2(vs[b], workers=fft_workers()) / np.float32(dy * dx)
+            report_progress(progress, int(i) + 1, setup.n_frames)
     if imag_only:  # one batched real inverse FFT of all frames
         out = sfft.irfft2(out, s=setup.padded_shape_yx, workers=fft_workers(), overwrite_x=True)
         out /= np.float32(dy * dx)
