@@ -57,20 +57,26 @@ from holo.reconstruction.forward.propagation import (
 __all__ = ["born_fields", "born_scattered_envelopes"]
 
 
-def _slice_spectra(ri_padded: np.ndarray, setup):
-    """2D spectra F2_j (scipy.fft layout, ×dy·dx) of the occupied slab range of the potential,
-    as a (Y, X, J) array (one contiguous row of slabs per lateral frequency)."""
+def _slice_spectra(ri: np.ndarray, setup):
+    """2D spectra F2_j (scipy.fft layout, ×dy·dx) of the occupied slab range of the potential
+    of ``ri`` padded laterally by ``setup.pad_px`` with the medium, as a (Y', X', J) array (one
+    contiguous row of slabs per lateral frequency). The potential is laid out (Y', X', J)
+    before the lateral FFT, which then writes that layout itself (no transposed copy)."""
     nm = setup.medium_index
-    occupied = np.flatnonzero(np.any(ri_padded != np.float32(nm), axis=(1, 2)))
+    occupied = np.flatnonzero(np.any(ri != np.float32(nm), axis=(1, 2)))
     if occupied.size == 0:
         return None, None
     j0, j1 = occupied[0], occupied[-1] + 1
-    f = ri_to_potential(ri_padded[j0:j1], setup.wavelength_um, nm)
-    f = f.astype(np.complex64 if np.iscomplexobj(f) else np.float32, copy=False)
+    f = ri_to_potential(ri[j0:j1], setup.wavelength_um, nm)
+    dtype = np.complex64 if np.iscomplexobj(f) else np.float32
+    medium = ri_to_potential(np.asarray(nm, ri.dtype), setup.wavelength_um, nm)  # what padding ri with n_m gives
+    (py, px), (ny, nx) = setup.pad_px, ri.shape[1:]
+    f_yxj = np.full(setup.padded_shape_yx + (j1 - j0,), medium, dtype=dtype)
+    f_yxj[py : py + ny, px : px + nx] = f.transpose(1, 2, 0)
     dy, dx = setup.voxel_size_um[1:]
-    spec = sfft.fft2(f, axes=(-2, -1), workers=fft_workers()).astype(np.complex64, copy=False)
+    spec = sfft.fft2(f_yxj, axes=(0, 1), workers=fft_workers(), overwrite_x=True).astype(np.complex64, copy=False)
     spec *= np.float32(dy * dx)
-    return np.ascontiguousarray(spec.transpose(1, 2, 0)), setup.z_um[j0:j1]
+    return spec, setup.z_um[j0:j1]
 
 
 def _scattered_envelope_spectra(spec, z_slices, kins, setup, qy, qx, within_pupil: bool):
@@ -127,7 +133,7 @@ def born_scattered_envelopes(setup, *, within_pupil: bool, progress=None, imag_o
     shared = None
     batch = 1
     if setup.angles is None:
-        shared = _slice_spectra(setup.pad(setup.ri, setup.medium_index), setup)
+        shared = _slice_spectra(setup.ri, setup)
         # frames that share the slab spectra are summed together; their masks, factors and
         # spectra take 17 bytes per pixel and frame
         batch = max(1, (128 * 2**20) // (17 * setup.padded_shape_yx[0] * setup.padded_shape_yx[1]))
@@ -135,7 +141,7 @@ def born_scattered_envelopes(setup, *, within_pupil: bool, progress=None, imag_o
         if shared is not None:
             spec, zs = shared
         else:
-            spec, zs = _slice_spectra(setup.pad(setup.volumes(idx)[0], setup.medium_index), setup)
+            spec, zs = _slice_spectra(setup.volumes(idx)[0], setup)
         vs = None if spec is None else _scattered_envelope_spectra(spec, zs, setup.kin[idx], setup, qy, qx, within_pupil)
         for b, i in enumerate(idx):
             if vs is not None:
