@@ -13,8 +13,10 @@ Growth: a predicted track is compared with the true track it follows when all it
 detections map to that track (majority of voxels) and it spans ≥ 80 % of its frames with ≥ 5
 usable frames; error = |k̂ − k| / k.
 
-Divisions are scored with the CTC majority matching of TRA/DET; ``division_recall_iou`` is
-the recall under a one-to-one IoU > 0.5 matching (masks larger than the truth lower it).
+Divisions are scored with the CTC majority matching of TRA/DET: ``division_recall`` is the
+strict score (the division at its true frame), ``division_recall_buffer1`` allows one frame of
+slack (traccuracy's frame buffer 1); ``division_recall_iou`` is the strict recall under a
+one-to-one IoU > 0.5 matching (masks larger than the truth lower it).
 ``division_recall_skips`` also credits a division whose daughter the segmentation missed in
 her first frame and the tracker reached across the gap (:mod:`holo.segmentation.tracking_scores`);
 ``oracle_DET`` is the DET of the degraded labels themselves, each detection its own track.

@@ -20,8 +20,11 @@ changes by a fraction of its size:
 
 Gap closing can bridge a mother to a frame where her two daughters are merged (it carries
 her mass); :func:`cut_at_hidden_divisions` cuts such a track where two daughters live in the
-gap. A division is kept only when both daughter branches last ``min_branch_frames`` frames (or
-reach the end of the series): an over-segmented frame (one cell cut in two, which also
+gap. The divisions kept are the set of least total cost (an exact set packing, so that two
+neighbours dividing at once are not given each other's daughters). A division is kept only
+when both daughter branches last ``min_branch_frames`` frames (or reach the end of the
+series, or the sister of a short branch stays at a daughter's mass after it ends: a daughter
+lost, :func:`_lost_daughters`): an over-segmented frame (one cell cut in two, which also
 halves the mass) otherwise looks like a division. The short branch of a rejected division
 becomes a track of its own and the long one continues the mother's track.
 
@@ -176,10 +179,10 @@ def link_cells(det: pd.DataFrame, *, max_distance_um: float = 10.0, mass_weight_
     det["_row"] = np.arange(len(det))
     tdf, _, _ = lt.predict_dataframe(det, [*COORDINATES, "_q"], frame_col="frame", only_coordinate_cols=False)
     track = tdf.sort_values("_row")["track_id"].to_numpy()
+    parents = {}
     if divisions:
         track = cut_at_hidden_divisions(det, track, max_distance_um=max_distance_um, mass_weight_um=w)
-    parents = find_divisions(det, track, max_distance_um=max_distance_um, mass_weight_um=w,
-                             gap_frames=gap_frames) if divisions else {}
+        parents = find_divisions(det, track, max_distance_um=max_distance_um, mass_weight_um=w, gap_frames=gap_frames)
     frames = det["frame"].to_numpy()
     if field_um is not None:
         yx = det[list(COORDINATES[1:])].to_numpy(float)
@@ -187,6 +190,7 @@ def link_cells(det: pd.DataFrame, *, max_distance_um: float = 10.0, mass_weight_
         left = {int(t) for t in np.unique(track) if edge[track == t][np.argmax(frames[track == t])] < max_distance_um}
     else:
         left = set()
+    left |= _lost_daughters(det, track, parents)
     track, parents = prune_divisions(frames, track, parents, int(min_branch_frames), left=left)
     uniq = {t: i for i, t in enumerate(sorted(set(track.tolist())), start=1)}
     det["track_id"] = [uniq[t] for t in track]
@@ -307,11 +311,13 @@ def find_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: flo
       each one's volume (born side by side, each moves at most d_max before seen);
     * each holds 20–80 % of the pair's mass.
 
-    Its cost, accepted up to 2 d_max² and greedily from the cheapest (each track used once),
-    is |r_c − r_M|²/Δf + (w ln((m_A + m_B)/m_M))² + ½ d_max² n_miss, where n_miss =
-    (min(f_A, f_B) − 1 − f_M) + |f_A − f_B| is the fewest detections the segmentation must
-    have missed (mother frames before the division, daughter frames after it, the division
-    placed at min(f_A, f_B)): an explanation that needs more misses is less likely.
+    Its cost, accepted up to 2 d_max², is |r_c − r_M|²/Δf + (w ln((m_A + m_B)/m_M))²
+    + ½ d_max² n_miss, where n_miss = (min(f_A, f_B) − 1 − f_M) + |f_A − f_B| is the fewest
+    detections the segmentation must have missed (mother frames before the division,
+    daughter frames after it, the division placed at min(f_A, f_B)): an explanation that
+    needs more misses is less likely. The
+    divisions kept are the set of largest total gain Σ (2 d_max² − C) (:func:`_best_divisions`),
+    each track once a mother and once a daughter.
     """
     frames = det["frame"].to_numpy()
     r = det[list(COORDINATES)].to_numpy(float)
@@ -333,13 +339,49 @@ def find_divisions(det: pd.DataFrame, track: np.ndarray, *, max_distance_um: flo
                                       float(mass_weight_um))
                 if cost <= 2.0 * d2max:
                     cands.append((cost, mom, a, b))
-    parents, mothers = {}, set()
-    for cost, mom, a, b in sorted(cands):
-        if mom in mothers or a in parents or b in parents:
+    parents = {}
+    for k in _best_divisions([(mom, (a, b)) for _, mom, a, b in cands], [2.0 * d2max - c for c, *_ in cands]):
+        parents[cands[k][2]] = parents[cands[k][3]] = cands[k][1]
+    return parents
+
+
+def _best_divisions(items: list, gains: list) -> list:
+    """Indices of the candidates (mother, (daughters…)) of largest total gain, each track
+    once a mother and once a daughter: max Σ g_c x_c, x_c ∈ {0, 1}, subject to
+    Σ_{c: mother(c) = M} x_c ≤ 1 and Σ_{c ∋ daughter D} x_c ≤ 1 (a set packing; a few dozen
+    candidates, solved exactly by scipy's HiGHS MILP), g_c = 2 d_max² − C_c ≥ 0 for an
+    accepted cost. Two adjacent mothers dividing at once then get the pairing of least total
+    cost, not the one that takes the cheapest division first."""
+    if not items:
+        return []
+    from scipy.optimize import LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    rows, cols = [], []
+    keys: dict = {}
+    for k, (mom, kids) in enumerate(items):
+        for key in (("m", mom), *(("d", d) for d in kids)):
+            rows.append(keys.setdefault(key, len(keys)))
+            cols.append(k)
+    a_mat = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(keys), len(items)))
+    res = milp(-np.asarray(gains, float), constraints=LinearConstraint(a_mat, -np.inf, 1.0),
+               integrality=np.ones(len(items)), bounds=(0, 1))
+    if res.x is None:  # HiGHS found no solution (not expected for a packing): cheapest first
+        return _greedy_divisions(items, gains)
+    return [int(k) for k in np.flatnonzero(res.x > 0.5)]
+
+
+def _greedy_divisions(items: list, gains: list) -> list:
+    """Candidates taken from the largest gain down, each track once a mother and once a daughter."""
+    out, mothers, daughters = [], set(), set()
+    for k in np.argsort(-np.asarray(gains, float), kind="stable"):
+        mom, kids = items[k]
+        if gains[k] <= 0 or mom in mothers or daughters & set(kids):
             continue
         mothers.add(mom)
-        parents[a] = parents[b] = mom
-    return parents
+        daughters |= set(kids)
+        out.append(int(k))
+    return out
 
 
 def _radius_um(det: pd.DataFrame) -> np.ndarray:
@@ -410,6 +452,33 @@ def _division_in_gap(i, k, frames, r, m, starts, d_max, w) -> bool:
                 if abs(w * math.log((m[ja] + m[jb]) / m[i])) <= d_max and 0.2 <= m[ja] / (m[ja] + m[jb]) <= 0.8:
                     return True
     return False
+
+
+def _lost_daughters(det: pd.DataFrame, track: np.ndarray, parents: dict) -> set:
+    """Daughters whose branch ends while her sister keeps a daughter's mass: a cell cut in
+    two by the segmenter is whole again when its small half ends (the other half then
+    regains the mother's mass m_M), whereas a daughter that was lost (left the field, missed
+    in the last frames) leaves her sister at her own birth mass m_S0. Daughter A is lost when
+    her sister's mass m_S at her first detection after A's last one satisfies
+    |ln(m_S/m_S0)| < |ln(m_S/m_M)|; :func:`prune_divisions` counts her branch as long."""
+    frames = det["frame"].to_numpy()
+    m = _size(det)
+    kids: dict[int, list] = {}
+    for c, p in parents.items():
+        kids.setdefault(p, []).append(c)
+    out = set()
+    for p, cs in kids.items():
+        if len(cs) != 2:
+            continue
+        pm = np.flatnonzero(track == p)
+        m_mom = m[pm[np.argmax(frames[pm])]]
+        for a, sis in (cs, cs[::-1]):
+            ra, rs = np.flatnonzero(track == a), np.flatnonzero(track == sis)
+            rs = rs[np.argsort(frames[rs])]
+            after = rs[frames[rs] > frames[ra].max()]
+            if len(after) and abs(math.log(m[after[0]] / m[rs[0]])) < abs(math.log(m[after[0]] / m_mom)):
+                out.add(int(a))
+    return out
 
 
 def prune_divisions(frames: np.ndarray, track: np.ndarray, parents: dict, min_branch_frames: int, *, left=()):

@@ -389,3 +389,44 @@ def test_blur_model_split_of_touching_balls_recovers_each_mass_and_conserves_the
     alone = territory_dry_mass_pg(np.where(lab == 1, 1, 0).astype(np.int32), seen, n_m, vs, split=True)
     assert alone[1] == pytest.approx(territory_dry_mass_pg(np.where(lab == 1, 1, 0).astype(np.int32), seen, n_m, vs)[1],
                                      rel=1e-9)
+
+
+def _two_mothers(n=6):
+    """Mothers P (31.6 pg) and Q (18.7 pg) 13 µm apart both divide at frame 3; P's second
+    daughter P2 is missed in frame 3 and first seen in frame 4. Taking the cheapest division
+    first pairs P with Q's daughter Q2 and leaves Q with P2."""
+    rows = []
+    for t in range(n):
+        g = math.exp(0.3 * t / 6)
+        if t < 3:
+            cells = [(28.9, 26.5, 31.6), (41.2, 31.2, 18.7)]
+        else:
+            cells = [(25.3, 28.0, 16.7), (45.1, 26.3, 10.2), (38.3, 28.6, 10.0)]
+            cells += [(30.0, 26.2, 17.2)] if t > 3 else []
+        for i, (y, x, m) in enumerate(cells, start=1):
+            rows.append((t, i, 6.0, y, x + 0.3 * t, m * g))
+    d = _det(rows)
+    return d.assign(volume_um3=8.0 * d["dry_mass_pg"])  # radii 3-4 µm: the daughters touch
+
+
+def test_two_mothers_dividing_side_by_side_get_the_pairing_of_least_total_cost():
+    tr = link_cells(_two_mothers())
+    first = tr.sort_values("frame").groupby("track_id").first()
+    mother_of = {(round(r.centroid_y_um, 1)): int(r.parent_id) for r in first.itertuples()}
+    p, q = mother_of[28.9], mother_of[41.2]
+    assert p == 0 and q == 0
+    track_of = {round(r.centroid_y_um, 1): int(t) for t, r in first.iterrows()}
+    assert mother_of[25.3] == mother_of[30.0] == track_of[28.9]
+    assert mother_of[45.1] == mother_of[38.3] == track_of[41.2]
+
+
+def test_daughter_lost_after_her_birth_frame_keeps_the_division_but_a_cut_cell_does_not():
+    """Daughter A2 is seen in her birth frame only (missed in the last frame); her sister A1
+    stays at half the mother's mass, so the one-frame branch is a division. A cell cut in
+    one frame is whole again next frame (its larger half regains the mass): no division."""
+    d = _series(n=8, divide_at=6, drop=())
+    d = d[~((d["frame"] == 7) & (d["centroid_y_um"] == 24))]
+    tr = link_cells(d)
+    assert tr.groupby("track_id")["parent_id"].first().astype(bool).sum() == 2
+    cut = link_cells(_series(n=8, divide_at=99, drop=(), cut=(6,)))
+    assert (cut["parent_id"] == 0).all()
