@@ -35,7 +35,6 @@ from typing import Callable, Iterator, Literal, Required, TypedDict
 
 import numpy as np
 import scipy.fft as sfft
-from scipy import ndimage
 
 from holo.conventions import medium_wavenumber, vacuum_wavenumber
 from holo.threads import fft_workers
@@ -349,6 +348,8 @@ def rotate_volume(volume: np.ndarray, voxel_size_um, angle_rad: float, axis: str
     ``cval``. Parts of the sample that leave the box are lost, so keep the sample inside the
     cylinder inscribed in the volume.
     """
+    from scipy import ndimage  # sample rotation only: an illumination scan never imports it
+
     d = np.asarray(_voxel_triple(voxel_size_um))
     rot = rotation_matrix_zyx(float(angle_rad), axis)
     centre = np.array([s // 2 for s in volume.shape], dtype=np.float64)
