@@ -246,6 +246,24 @@ def _flip_averaged(model, xb, n_classes: int, flips):
 TTA_FLIPS = {0: [()], 2: [(), (4,)], 4: [(), (4,), (3,), (3, 4)]}
 
 
+def _for_device(net, device):
+    """(network on ``device`` in eval mode, memory format its inputs should have).
+
+    On the CPU the network and its inputs are laid out channels-last (N, Z, Y, X, C in
+    memory, ``torch.channels_last_3d``): oneDNN's 3D convolutions then run without the
+    reorders it inserts around each convolution of a (N, C, Z, Y, X) tensor, and the pooling,
+    ReLU and concatenation stay in that layout (≈ 0.75 → 0.45 CPU-µs per voxel per U-Net
+    pass on 2 AVX2 cores, measured; the same arithmetic, outputs equal to ≈ 1e-5 on the
+    logits). Other devices keep the default layout.
+    """
+    import torch
+
+    net = net.to(device).eval()
+    if torch.device(device).type != "cpu":
+        return net, torch.contiguous_format
+    return net.to(memory_format=torch.channels_last_3d), torch.channels_last_3d
+
+
 def _heap_kept():
     """Context manager: while inside, glibc keeps freed blocks of up to 1 GiB in the heap.
 
@@ -366,13 +384,14 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
         acc[(0,) + sl] += win
         wsum[sl] += win
     net = fused_for_inference(model.eval()) if isinstance(model, UNet3D) else model
-    net = net.to(device).eval()
+    net, layout = _for_device(net, device)
     with _heap_kept(), torch.inference_mode():
         for i in range(0, len(run), batch_size):
             group = run[i:i + batch_size]
             batch = np.stack([xp[a:a + tile[0], b:b + tile[1], c:c + tile[2]] for a, b, c in group])
             xb = torch.from_numpy(np.ascontiguousarray(batch[:, None], dtype=np.float32)).to(device)
-            res = _flip_averaged(net, xb, C, flips).float().cpu().numpy()
+            xb = xb.contiguous(memory_format=layout)
+            res = _flip_averaged(net, xb, C, flips).float().cpu().contiguous().numpy()
             del xb
             for (a, b, c), r in zip(group, res):
                 sl = (slice(a, a + tile[0]), slice(b, b + tile[1]), slice(c, c + tile[2]))
@@ -523,14 +542,15 @@ def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.nda
     return sem, inst
 
 
-def label_centroids(instance: np.ndarray, ids) -> list[tuple[float, float, float]]:
+def label_centroids(instance: np.ndarray, ids, slices=None) -> list[tuple[float, float, float]]:
     """Centroid (voxel index, float64) of each label of ``ids``: Σ index / N over its voxels,
     each computed on the label's bounding box (the sums are integers, exact in int64, so the
     result equals ``scipy.ndimage.center_of_mass`` on the whole volume without its float64
-    whole-volume temporaries). NaN for an id absent from the volume."""
+    whole-volume temporaries). NaN for an id absent from the volume. ``slices``: the labels'
+    boxes (:func:`holo.segmentation.drymass.label_slices`) when already known."""
     from holo.segmentation.drymass import label_slices
 
-    slices = label_slices(instance)
+    slices = label_slices(instance) if slices is None else slices
     out = []
     for cid in np.asarray(ids, np.int64):
         sl = slices[cid - 1] if 0 < cid <= len(slices) else None
@@ -543,39 +563,71 @@ def label_centroids(instance: np.ndarray, ids) -> list[tuple[float, float, float
     return out
 
 
+def _sample_on_grid(vol: np.ndarray, coords, order: int) -> np.ndarray:
+    """``vol`` sampled at every point of the grid ``coords[0] × coords[1] × coords[2]`` (1D
+    voxel coordinates per axis): linear (``order`` 1, float32 out) or nearest-voxel (0, the
+    input's dtype) interpolation, 0 where a coordinate lies outside [0, n − 1] — what
+    ``scipy.ndimage.map_coordinates(mode="constant", cval=0)`` gives on the full grid of points.
+
+    Trilinear interpolation on a separable grid is the product of 1D linear weights, so it is
+    done one axis at a time (the axis that shrinks the array most first): v ← (1 − f) v[i₀] +
+    f v[i₀ + 1] with i₀ = ⌊c⌋, f = c − i₀, in float64 as scipy; nearest takes v[⌊c + ½⌋] in
+    one gather.
+    """
+    coords = [np.asarray(c, np.float64) for c in coords]
+    inside = [(c >= 0) & (c <= n - 1) for c, n in zip(coords, vol.shape)]
+    if order == 0:
+        out = vol[np.ix_(*[np.clip(np.floor(c + 0.5), 0, n - 1).astype(np.intp) for c, n in zip(coords, vol.shape)])]
+    else:
+        out = vol
+        for axis in sorted(range(vol.ndim), key=lambda a: len(coords[a]) / vol.shape[a]):
+            c, n = coords[axis], vol.shape[axis]
+            i0 = np.clip(np.floor(c), 0, n - 1).astype(np.intp)
+            f = (c - i0).reshape((-1,) + (1,) * (vol.ndim - axis - 1))
+            lo = np.take(out, i0, axis=axis).astype(np.float64, copy=False)
+            out = lo * (1.0 - f) + np.take(out, np.minimum(i0 + 1, n - 1), axis=axis) * f
+        out = out.astype(np.float32)
+    for axis, ok in enumerate(inside):
+        if not ok.all():
+            out[(slice(None),) * axis + (~ok,)] = 0
+    return out
+
+
 def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index: float, *,
                crop_zyx, crop_voxel_size_um, ri_scale: float, ids=None) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-size crops (N, 2, Z, Y, X) float32 centred on each cell's centroid.
 
     Channel 0: (n − n_m)·s linearly interpolated on the crop grid of voxel ``crop_voxel_size_um``
     (the medium outside the volume); channel 1: the cell's own mask (nearest neighbour).
-    Returns (crops, ids).
+    Returns (crops, ids). The crop grid is axis-aligned, so both are sampled one axis at a
+    time (:func:`_sample_on_grid`) on the box the crop covers; the cells present are read
+    from their boxes (``find_objects``), not from a sort of the whole volume.
     """
+    from holo.segmentation.drymass import label_slices
+
     vs = np.asarray(voxel_size_um, float)
     cv = np.asarray(crop_voxel_size_um, float)
     crop = np.asarray(crop_zyx, int)
     inst = np.asarray(instance)
+    slices = label_slices(inst)
     if ids is None:
-        ids = np.unique(inst)
-        ids = ids[ids > 0]
+        ids = np.asarray([k for k, sl in enumerate(slices, start=1) if sl is not None], np.int64)
     ids = np.asarray(ids, dtype=np.int64)
     if len(ids) == 0:
         return np.zeros((0, 2) + tuple(crop), np.float32), ids
-    centroids = label_centroids(inst, ids)
+    centroids = label_centroids(inst, ids, slices)
     ri = np.asarray(ri)
     offs = [(np.arange(n) - (n - 1) / 2.0) * c for n, c in zip(crop, cv)]
     out = np.zeros((len(ids), 2) + tuple(crop), np.float32)
-    grids = np.meshgrid(*offs, indexing="ij")
     half = [int(np.ceil(o[-1] / v)) + 2 for o, v in zip(offs, vs)]  # crop half-extent in tomogram voxels
     for k, (cid, cen) in enumerate(zip(ids, centroids)):
         # only the box the crop covers is read: no whole-volume copy per cell
         c = [int(round(cen[a])) for a in range(3)]
         box = tuple(slice(max(c[a] - half[a], 0), min(c[a] + half[a] + 1, inst.shape[a])) for a in range(3))
-        coords = np.stack([(np.asarray(cen[a]) * vs[a] + grids[a]) / vs[a] - box[a].start for a in range(3)])
+        coords = [(cen[a] * vs[a] + offs[a]) / vs[a] - box[a].start for a in range(3)]
         x = (ri[box].astype(np.float32) - np.float32(medium_index)) * np.float32(ri_scale)
-        out[k, 0] = ndi.map_coordinates(x, coords, order=1, mode="constant", cval=0.0)
-        out[k, 1] = ndi.map_coordinates((inst[box] == cid).astype(np.float32), coords, order=0, mode="constant",
-                                        cval=0.0)
+        out[k, 0] = _sample_on_grid(x, coords, 1)
+        out[k, 1] = _sample_on_grid(inst[box], coords, 0) == cid
     return out, ids
 
 
@@ -593,10 +645,10 @@ def classify_cells(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_i
     crops, ids = cell_crops(ri, instance, voxel_size_um, medium_index, crop_zyx=cfg["crop_zyx"],
                             crop_voxel_size_um=cfg["voxel_size_um"], ri_scale=cfg["ri_scale"])
     logits = np.zeros((len(ids), len(cfg["classes"])), np.float32)
-    model = fused_for_inference(model.eval()).to(device)
+    model, layout = _for_device(fused_for_inference(model.eval()), device)
     with _heap_kept(), torch.inference_mode():
         for i in range(0, len(ids), batch_size):
-            xb = torch.from_numpy(crops[i:i + batch_size]).to(device)
+            xb = torch.from_numpy(crops[i:i + batch_size]).to(device).contiguous(memory_format=layout)
             logits[i:i + batch_size] = model(xb).float().cpu().numpy()
     probs = calibrated_probabilities(logits, float(cfg.get("temperature", 1.0)))
     return ids, probs, list(cfg["classes"])

@@ -605,3 +605,48 @@ def test_per_label_centroids_and_maxima_equal_the_whole_volume_ones():
     assert np.isnan(label_centroids(lab, [3])[0]).all()
     peak = label_maxima(vals, lab, n, -np.inf)
     assert np.array_equal(peak[1:][present], ndi.maximum(vals, lab, ids[present])) and peak[3] == -np.inf
+
+
+def test_cpu_inference_in_channels_last_layout_gives_the_plain_networks_outputs():
+    # predict_tiled / classify_cells lay the network out channels-last on the CPU: the same
+    # arithmetic as the plain (N, C, Z, Y, X) network with its batch norms, to float rounding
+    from holo.segmentation.classifier import CellClassifier
+    from holo.segmentation.infer import _for_device
+    from holo.segmentation.unet import fused_for_inference
+
+    torch.manual_seed(3)
+    net = UNet3D(channels=(4, 8), voxel_size_um=(0.4, 0.2, 0.2))
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    x = np.random.default_rng(3).normal(size=(8, 16, 24)).astype(np.float32)
+    probs, dist = predict_tiled(net, x, tile_zyx=(8, 16, 24), device=torch.device("cpu"))
+    with torch.inference_mode():
+        out = net(torch.from_numpy(x[None, None]))
+    np.testing.assert_allclose(probs, torch.softmax(out[:, :5], 1)[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(dist, torch.sigmoid(out[0, 5]).numpy(), atol=1e-5)
+    assert next(net.parameters()).is_contiguous()  # the caller's network keeps its layout
+    clf = CellClassifier(3, channels=(4, 8)).eval()
+    cl, layout = _for_device(fused_for_inference(clf), torch.device("cpu"))
+    xb = torch.randn(2, 2, 8, 16, 16)
+    assert layout == torch.channels_last_3d
+    with torch.inference_mode():
+        np.testing.assert_allclose(cl(xb.contiguous(memory_format=layout)).numpy(), clf(xb).numpy(), atol=1e-5)
+
+
+def test_crops_sampled_axis_by_axis_equal_map_coordinates():
+    # cell_crops samples its axis-aligned crop grid one axis at a time: the values of
+    # scipy's map_coordinates on the full grid of points, zero outside the volume
+    from holo.segmentation.infer import _sample_on_grid
+
+    rng = np.random.default_rng(5)
+    vol = rng.normal(size=(9, 13, 11)).astype(np.float32)
+    lab = rng.integers(0, 4, size=vol.shape).astype(np.int32)
+    coords = [np.linspace(-1.5, 9.5, 7), np.array([0.0, 0.49, 3.7, 12.0, 12.2]), np.linspace(-0.3, 10.6, 6)]
+    pts = np.stack(np.meshgrid(*coords, indexing="ij"))
+    ref1 = ndi.map_coordinates(vol, pts, order=1, mode="constant", cval=0.0)
+    np.testing.assert_allclose(_sample_on_grid(vol, coords, 1), ref1, atol=1e-6)
+    np.testing.assert_array_equal(_sample_on_grid(lab, coords, 0), ndi.map_coordinates(lab, pts, order=0, mode="constant", cval=0))
