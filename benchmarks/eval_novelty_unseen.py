@@ -58,7 +58,7 @@ def collect(out_csv: str, specs) -> pd.DataFrame:
             ph = _phantom(condition, seed)
             ri, vs = _seen_by_instrument(ph, "otf", seed, ph.medium_index, np.random.default_rng(seed + 7919), None)
             tomo = Tomogram(ri=ri, voxel_size_um=vs, medium_index=ph.medium_index, wavelength_um=0.532)
-            d = diagnose(tomo, fast=True, novelty_quantile=None)
+            d = diagnose(tomo, fast=True, novelty_quantile=None, max_edge_cut=None)
             truth = _matched_true_class(d.segmentation.instance,
                                         labels_to_grid(np.asarray(ph.instance), ph.voxel_size_um, ri.shape, vs),
                                         dict(ph.classes))

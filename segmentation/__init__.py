@@ -22,7 +22,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from holo.labels import SEMANTIC_NAMES, UNCERTAIN, UNKNOWN
-from holo.segmentation.novelty import DEFAULT_QUANTILE
+from holo.segmentation.novelty import DEFAULT_MAX_EDGE_CUT, DEFAULT_QUANTILE
 
 __all__ = ["METHODS", "Segmentation", "Diagnosis", "segment", "classify", "measure", "abstain", "diagnose",
            "write_report", "SEMANTIC_NAMES", "UNCERTAIN", "UNKNOWN"]
@@ -170,8 +170,10 @@ def measure(tomo, semantic, instance, classes=None, **options):
     return df
 
 
-def abstain(cells, *, weights_dir=None, quantile: float = NOVELTY_QUANTILE):
-    """Cells unlike the training distribution of their predicted class become :data:`UNKNOWN`.
+def abstain(cells, *, weights_dir=None, quantile: float | None = NOVELTY_QUANTILE, instance=None,
+            max_edge_cut: float | None = DEFAULT_MAX_EDGE_CUT):
+    """Cells unlike the training distribution of their predicted class, or cut by the field's
+    edge, become :data:`UNKNOWN`.
 
     The measured features (the model's list, :data:`holo.segmentation.novelty.FEATURES`:
     volume, concentration over the share and inside the mask, sphericity, nucleus fraction, RI
@@ -179,12 +181,19 @@ def abstain(cells, *, weights_dir=None, quantile: float = NOVELTY_QUANTILE):
     Gaussians fitted on twin cells as the chain sees them (``novelty.json`` of the weights
     folder; :mod:`holo.segmentation.novelty`); a squared Mahalanobis distance above the χ²
     ``quantile`` (one degree of freedom per feature: 7 → 24.3 at 0.999) makes the cell
-    ``unknown``. Adds ``novelty_d2`` and ``reason`` (why a cell is unknown or
-    uncertain). Without ``novelty.json`` only the columns are added.
+    ``unknown`` (``quantile`` None: no novelty check). With the ``instance`` volume, a cell
+    cut by a lateral face of the field whose cut face exceeds ``max_edge_cut`` of its widest
+    section (:func:`holo.segmentation.novelty.edge_cut_ratio`) is ``unknown`` too: the
+    classifier's accuracy falls on such cells (model card). Adds ``novelty_d2`` and
+    ``reason`` (why a cell is unknown or uncertain). Without ``novelty.json`` only the
+    columns and the edge check are added.
     """
-    from holo.segmentation.novelty import abstain as _abstain, load_novelty
+    from holo.segmentation.novelty import abstain as _abstain, edge_cut_ratio, load_novelty
 
-    out = _abstain(cells, load_novelty(weights_dir), quantile=quantile)
+    model = None if quantile is None else load_novelty(weights_dir)
+    cut = None if instance is None or max_edge_cut is None else edge_cut_ratio(instance)
+    out = _abstain(cells, model, quantile=NOVELTY_QUANTILE if quantile is None else quantile, edge_cut=cut,
+                   max_edge_cut=max_edge_cut)
     out.attrs.update(cells.attrs)
     return out
 
@@ -206,7 +215,8 @@ class Diagnosis(NamedTuple):
 
 def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None, device=None,
              progress: Callable | None = None, fast: bool = False,
-             novelty_quantile: float | None = NOVELTY_QUANTILE, **measure_options) -> Diagnosis:
+             novelty_quantile: float | None = NOVELTY_QUANTILE, max_edge_cut: float | None = DEFAULT_MAX_EDGE_CUT,
+             **measure_options) -> Diagnosis:
     """segment → classify → measure for one tomogram (the chain of ``holo run`` and the napari widget).
 
     Parameters
@@ -221,6 +231,9 @@ def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None
     novelty_quantile : float or None
         Threshold of :func:`abstain` (cells unlike the training distribution become
         ``unknown``); None keeps the classifier's answer.
+    max_edge_cut : float or None
+        Cells cut by the field's edge beyond this cut-face ratio become ``unknown`` ("cut by
+        the field's edge"; :func:`abstain`); None keeps them.
     **measure_options
         Passed to :func:`measure` (``mass_region``, ``medium``, optics).
 
@@ -251,8 +264,9 @@ def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None
     lap("classification")
     report(2, 3, note="measuring")
     cells = measure(tomo, seg.semantic, seg.instance, classes=classes, **measure_options)
-    if novelty_quantile is not None:
-        cells = abstain(cells, weights_dir=weights_dir, quantile=novelty_quantile)
+    if novelty_quantile is not None or max_edge_cut is not None:
+        cells = abstain(cells, weights_dir=weights_dir, quantile=novelty_quantile, instance=seg.instance,
+                        max_edge_cut=max_edge_cut)
     lap("measurement")
     report(3, 3, note=f"{len(cells)} cells")
     return Diagnosis(seg, cells, timings)

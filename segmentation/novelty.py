@@ -48,8 +48,8 @@ import numpy as np
 
 from holo.labels import UNCERTAIN, UNKNOWN
 
-__all__ = ["FEATURES", "DEFAULT_QUANTILE", "cell_features", "fit_class_gaussians", "novelty_scores", "abstain",
-           "load_novelty"]
+__all__ = ["FEATURES", "DEFAULT_QUANTILE", "DEFAULT_MAX_EDGE_CUT", "REASONS", "cell_features", "fit_class_gaussians",
+           "novelty_scores", "edge_cut_ratio", "abstain", "load_novelty"]
 
 #: Feature names, in the order of the fitted means and covariances.
 FEATURES = ("log10_volume_um3", "concentration_pg_per_um3", "sphericity", "nucleus_fraction", "ri_std",
@@ -60,6 +60,13 @@ _LABELS = {"log10_volume_um3": "volume", "concentration_pg_per_um3": "concentrat
            "mass_outside_mask_fraction": "fraction of the dry mass outside the mask"}
 #: χ² quantile of the abstention threshold.
 DEFAULT_QUANTILE = 0.999
+#: Cut-face ratio ρ (:func:`edge_cut_ratio`) above which a cell cut by the field's edge is
+#: ``unknown``: chosen on validation fields (model card, "Cells cut by the field's edge").
+DEFAULT_MAX_EDGE_CUT = 0.99
+#: The ``reason`` vocabulary: every reason text starts with one of these.
+REASONS = {"uncertain": "top class probability below the threshold",
+           "novel": "unlike the training cells",
+           "edge": "cut by the field's edge"}
 _NOVELTY_FILE = "novelty.json"
 
 
@@ -142,29 +149,78 @@ def load_novelty(weights_dir=None) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def abstain(cells, model: dict | None, *, quantile: float = DEFAULT_QUANTILE):
+def abstain(cells, model: dict | None, *, quantile: float = DEFAULT_QUANTILE, edge_cut: dict | None = None,
+            max_edge_cut: float | None = DEFAULT_MAX_EDGE_CUT):
     """The cells table with ``class`` set to :data:`holo.labels.UNKNOWN` where D² exceeds the
-    χ² ``quantile`` threshold, and the columns ``novelty_d2`` and ``reason`` (why a cell is
-    unknown or uncertain; empty otherwise). ``model`` None: only the columns are added."""
+    χ² ``quantile`` threshold or the cell is cut by the field's edge, and the columns
+    ``novelty_d2`` and ``reason`` (why a cell is unknown or uncertain, starting with one of
+    :data:`REASONS`; empty otherwise). ``model`` None: no novelty check.
+
+    ``edge_cut``: {cell id: cut-face ratio ρ} (:func:`edge_cut_ratio` of the instance volume);
+    a cell with ρ > ``max_edge_cut`` is ``unknown`` with the reason "cut by the field's edge"
+    (it overrides a novelty reason: a cut cell's volume and shape are truncated, so its
+    features are expected to deviate). ``max_edge_cut`` None turns this check off.
+    """
     from scipy.stats import chi2
 
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    if max_edge_cut is not None and not 0 <= max_edge_cut <= 1:
+        raise ValueError(f"max_edge_cut must be in [0, 1] or None, got {max_edge_cut}")
     out = cells.copy()
     out["novelty_d2"] = np.nan
     out["reason"] = ""
     if "class" not in out.columns or not len(out):
         return out
     low = out["class"] == UNCERTAIN
-    out.loc[low, "reason"] = "top class probability below the threshold"
-    if model is None:
-        return out
-    predicted = [c if c != UNCERTAIN else _top_class(out.loc[i]) for i, c in out["class"].items()]
-    d2, worst = novelty_scores(cell_features(out, model["features"]), predicted, model)
-    out["novelty_d2"] = d2
-    far = np.nan_to_num(d2, nan=0.0) > chi2.ppf(quantile, len(model["features"]))
-    out.loc[far, "class"] = UNKNOWN
-    out.loc[far, "reason"] = [f"unlike the training cells: {w}" for w in np.asarray(worst, object)[far]]
+    out.loc[low, "reason"] = REASONS["uncertain"]
+    if model is not None:
+        predicted = [c if c != UNCERTAIN else _top_class(out.loc[i]) for i, c in out["class"].items()]
+        d2, worst = novelty_scores(cell_features(out, model["features"]), predicted, model)
+        out["novelty_d2"] = d2
+        far = np.nan_to_num(d2, nan=0.0) > chi2.ppf(quantile, len(model["features"]))
+        out.loc[far, "class"] = UNKNOWN
+        out.loc[far, "reason"] = [f"{REASONS['novel']}: {w}" for w in np.asarray(worst, object)[far]]
+    if edge_cut and max_edge_cut is not None:
+        rho = out["cell_id"].map(lambda i: edge_cut.get(int(i), 0.0)).to_numpy(float)
+        cut = rho > max_edge_cut
+        out.loc[cut, "class"] = UNKNOWN
+        out.loc[cut, "reason"] = [f"{REASONS['edge']}: cut face {r:.2f} of its widest section (limit {max_edge_cut:g})"
+                                  for r in rho[cut]]
+    return out
+
+
+def edge_cut_ratio(instance: np.ndarray) -> dict[int, float]:
+    """Cut-face ratio ρ of every cell cut by a lateral face (y or x) of the field.
+
+    For a cell touching the face x = 0 (likewise the other three),
+
+        ρ = A_face / max_i A(x = x_i),
+
+    A(x = x_i) the area of the cell's section in the plane x = x_i (voxels of the mask in
+    that slice) and A_face the section in the edge plane itself. ρ ≈ 0 when the edge only
+    grazes the cell, ρ = 1 when the edge passes through the cell's widest section or beyond
+    (half of a convex cell or more is outside the field); for a sphere cut at distance h from
+    its centre, ρ = 1 − h²/R² while the centre is inside. The largest ρ over the faces a cell
+    touches is returned; cells touching no lateral face are absent.
+    """
+    from scipy import ndimage as ndi
+
+    inst = np.asarray(instance)
+    out: dict[int, float] = {}
+    for idx, sl in enumerate(ndi.find_objects(inst)):
+        if sl is None:
+            continue
+        rho = 0.0
+        for axis in (inst.ndim - 2, inst.ndim - 1):
+            for edge in (0, inst.shape[axis] - 1):
+                if not sl[axis].start <= edge < sl[axis].stop:
+                    continue
+                m = inst[sl] == idx + 1
+                sections = m.sum(axis=tuple(a for a in range(m.ndim) if a != axis))
+                rho = max(rho, float(sections[edge - sl[axis].start] / max(sections.max(), 1)))
+        if rho > 0:
+            out[idx + 1] = rho
     return out
 
 

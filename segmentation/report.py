@@ -149,9 +149,22 @@ def _data_consistency_facts(dc: dict) -> list[tuple[str, str]]:
     return facts
 
 
+def reason_counts(cells) -> dict[str, int]:
+    """{reason (the vocabulary's text): number of cells} over the ``reason`` column, for the
+    reasons that occur."""
+    from holo.segmentation.novelty import REASONS
+
+    if "reason" not in cells.columns:
+        return {}
+    text = cells["reason"].fillna("").astype(str)
+    counts = {r: int(text.str.startswith(r).sum()) for r in REASONS.values()}
+    return {r: n for r, n in counts.items() if n}
+
+
 def report_summary(tomo, seg, cells) -> dict:
-    """JSON-able summary: shape, voxel size, n_cells, class counts, per-class feature means,
-    the reconstruction facts and the tomogram's provenance (as nested JSON)."""
+    """JSON-able summary: shape, voxel size, n_cells, class counts, the count of each
+    abstention reason (:data:`holo.segmentation.novelty.REASONS`), per-class feature means, the
+    reconstruction facts and the tomogram's provenance (as nested JSON)."""
     summary = {
         "shape_zyx": list(tomo.shape_zyx),
         "voxel_size_um": list(tomo.voxel_size_um),
@@ -160,6 +173,7 @@ def report_summary(tomo, seg, cells) -> dict:
         "segmentation_method": seg.method,
         "n_cells": int(len(cells)),
         "class_counts": {},
+        "reason_counts": {},
         "class_means": {},
         "reconstruction": dict(reconstruction_facts(tomo.provenance)),
         "provenance": to_json(dict(tomo.provenance)),
@@ -170,6 +184,7 @@ def report_summary(tomo, seg, cells) -> dict:
     if len(cells):
         names = class_names(cells)
         summary["class_counts"] = {str(k): int(v) for k, v in names.value_counts().items()}
+        summary["reason_counts"] = reason_counts(cells)
         feats = [f for f, _ in _HIST_FEATURES if f in cells.columns]
         for k, g in cells.groupby(names):
             summary["class_means"][str(k)] = {f: to_json(float(np.nanmean(g[f]))) if g[f].notna().any() else None
@@ -443,6 +458,9 @@ def _page(title, tomo, seg, summary, figs, limits, cells) -> str:
     if "class_counts" in figs:
         parts += ["<h2>Cell classes</h2>", f"<img alt='class counts' src='data:image/png;base64,{figs['class_counts']}'>"]
         parts.append("<ul>" + "".join(f"<li>{html.escape(k)}: {v}</li>" for k, v in summary["class_counts"].items()) + "</ul>")
+        if summary.get("reason_counts"):
+            parts.append("<p>Why cells are uncertain or unknown:</p><ul>" + "".join(
+                f"<li>{html.escape(k)}: {v}</li>" for k, v in summary["reason_counts"].items()) + "</ul>")
     if "histograms" in figs:
         parts += ["<h2>Features</h2>", f"<img alt='histograms' src='data:image/png;base64,{figs['histograms']}'>"]
     if len(cells):

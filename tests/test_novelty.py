@@ -122,3 +122,40 @@ def test_shipped_model_covers_every_class_and_rejects_a_plain_sphere():
     cells["class"], cells["confidence"] = "lymphocyte", 0.97
     out = abstain(cells, model)
     assert out["class"].iloc[0] == UNKNOWN and out["reason"].iloc[0].startswith("unlike the training cells")
+
+
+def test_edge_cut_ratio_follows_the_section_of_a_cut_sphere():
+    # sphere of radius R whose centre lies h inside the face x = 0: the face section is the
+    # disc of radius √(R² − h²), the widest section the equator, ρ = 1 − h²/R²; centre
+    # outside the field: the face is the widest section, ρ = 1; a cell inside: absent
+    from holo.segmentation.novelty import edge_cut_ratio
+
+    r = 10.0
+    z, y, x = np.meshgrid(np.arange(24) - 12.0, np.arange(24) - 12.0, np.arange(60), indexing="ij")
+
+    def field(cx):
+        inst = np.zeros(z.shape, np.int32)
+        inst[z**2 + y**2 + (x - cx) ** 2 <= r**2] = 1
+        inst[z**2 + y**2 + (x - 45.0) ** 2 <= 4.0**2] = 2  # inside the field
+        return inst
+
+    rho = edge_cut_ratio(field(5.0))
+    assert set(rho) == {1} and rho[1] == pytest.approx(1 - 5.0**2 / r**2, abs=0.05)
+    assert edge_cut_ratio(field(-4.0)) == {1: pytest.approx(1.0)}
+
+
+def test_cells_cut_by_the_field_edge_are_unknown_above_the_limit(model):
+    from holo.segmentation.novelty import REASONS
+
+    rng = np.random.default_rng(5)
+    cells = _table(rng, 3, 200.0, 0.12, 0.9, 0.6, 0.004, "lymphocyte")
+    out = abstain(cells, model, edge_cut={1: 0.2, 2: 0.9}, max_edge_cut=0.5)
+    assert list(out["class"]) == ["lymphocyte", UNKNOWN, "lymphocyte"]
+    assert out["reason"].iloc[1].startswith(REASONS["edge"]) and out["reason"].iloc[0] == ""
+    assert (abstain(cells, model, edge_cut={2: 0.9}, max_edge_cut=None)["class"] == "lymphocyte").all()
+    # the report counts each reason of the vocabulary (report.json summary, report page)
+    from holo.segmentation.report import reason_counts
+
+    assert reason_counts(out) == {REASONS["edge"]: 1}
+    with pytest.raises(ValueError, match="max_edge_cut"):
+        abstain(cells, None, edge_cut={2: 0.9}, max_edge_cut=2.0)
