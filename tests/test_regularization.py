@@ -218,6 +218,27 @@ def test_early_stopping_on_relative_change(cone_problem):
     assert info.relative_change[-1] < 1e-2
 
 
+def test_shrinkage_thresholds_at_three_sigma_of_the_unphysical_side():
+    # An object (f = −1) in zero-mean Gaussian noise of σ = 0.01: the positive values come
+    # from the noise only, so σ̂ = RMS(b > 0) is σ (half-normal) and λ = 3σ̂ removes all but
+    # P(N > 3σ) ≈ 0.13 % of the pure-noise voxels; the object is shifted by exactly λ.
+    from holo.reconstruction.regularization.gp import _NumpyBackend, shrink_nonpositive
+
+    rng = np.random.default_rng(3)
+    b = (0.01 * rng.standard_normal((16, 32, 32))).astype(np.float32)
+    b[4:8, 8:16, 8:16] -= 1.0
+    obj = np.zeros(b.shape, bool)
+    obj[4:8, 8:16, 8:16] = True
+    b0 = b.copy()
+    f, lam = shrink_nonpositive(b, 3.0, _NumpyBackend(b.shape))
+    assert lam == pytest.approx(0.03, rel=0.05)
+    assert f.max() <= 0
+    assert np.count_nonzero(f[~obj]) < 0.003 * np.count_nonzero(~obj)
+    np.testing.assert_allclose(f[obj], b0[obj] + np.float32(lam), atol=1e-6)
+    f0, lam0 = shrink_nonpositive(b0.copy(), 0.0, _NumpyBackend(b.shape))
+    assert lam0 == 0 and np.array_equal(f0, np.minimum(b0, 0))
+
+
 def test_gridding_weighted_data_term_matches_hard_consistency_on_noise_free_data(cone_problem):
     # With exact data, any positive weighting has the same minimiser (the truth), so both
     # data terms recover the RI inside the ball to the same level.

@@ -5,8 +5,9 @@ objective NA 1.2, 64² frames at 0.2 µm, seen through the scan patterns instrum
 single ring at NA 0.8 (+ normal incidence, a galvo/DMD circle), concentric rings, a Fermat
 spiral, random directions, a sparse 25-frame spiral and a one-sided half disc. The default
 chain (gp) must give the mean RI inside 0.6 R within 1e-3, the volume above half contrast
-within 5 % and z/x ≤ 1.15 on every pattern; the direct Rytov inverse the mean within 2e-3.
-Those bounds are the issue's targets; the measured values (docs/tomography.md) are 2–5× inside.
+within 5 % and z/x ≤ 1.15 on every pattern, and outside 1.2 R the background within 5e-4 of
+n_m (99th percentile); the direct Rytov inverse the mean within 2e-3. Those bounds are the
+issue's targets; the measured values are in benchmarks/README.md (patterns table).
 
 Each pipeline result also carries the data-consistency check; on exact data its dry-mass
 ratio is near one and no frame is flagged.
@@ -42,6 +43,8 @@ def _fields(name):
 
 
 def _figures(tomo):
+    """Mean RI error inside 0.6 R, volume error at half contrast, z/x extent, and the 99th
+    percentile of |n − n_m| outside 1.2 R."""
     ri, (dz, dy, dx) = tomo.ri, tomo.voxel_size_um
     z, y, x = (np.arange(n) - n // 2 for n in ri.shape)
     r = np.sqrt((z[:, None, None] * dz) ** 2 + (y[None, :, None] * dy) ** 2 + (x[None, None, :] * dx) ** 2)
@@ -50,23 +53,32 @@ def _figures(tomo):
     vol_err = np.count_nonzero(ri > half) * dz * dy * dx / (4 / 3 * np.pi * RADIUS**3) - 1
     c = [s // 2 for s in ri.shape]
     zl, xl = np.flatnonzero(ri[:, c[1], c[2]] > half), np.flatnonzero(ri[c[0], c[1], :] > half)
-    return mean_err, vol_err, (np.ptp(zl) + 1) * dz / ((np.ptp(xl) + 1) * dx)
+    background = float(np.percentile(np.abs(ri[r > 1.2 * RADIUS] - NM), 99))
+    return mean_err, vol_err, (np.ptp(zl) + 1) * dz / ((np.ptp(xl) + 1) * dx), background
 
 
 def _check(name):
     fs = _fields(name)
     gp = reconstruct(fs, method="gp")
-    mean_err, vol_err, zx = _figures(gp)
+    mean_err, vol_err, zx, background = _figures(gp)
     assert abs(mean_err) < 1e-3, (name, mean_err)
     assert abs(vol_err) < 0.05, (name, vol_err)
     assert zx <= 1.15, (name, zx)
+    assert background <= 5e-4, (name, background)
     assert gp.ri.min() >= NM - 1e-6
     dc = gp.provenance["data_consistency"]
-    assert dc["model"] == "rytov" and dc["flagged_frames"] == []
-    assert len(dc["frame_rms_phase_residual_rad"]) == len(fs.fields)
+    assert dc["model"] == "rytov"
+    r = np.asarray(dc["frame_rms_phase_residual_rad"])
+    assert len(r) == len(fs.fields)
     assert 0.9 < dc["dry_mass_ratio"] < 1.1 and dc["rms_phase_residual_rad"] < 0.1
+    # gp fits the inner frames to 0.005–0.01 rad, the rim frames (illumination NA ≥ 1.05 of
+    # the objective's 1.2) stay at the Rytov model's 0.02–0.03 rad: the local 3× rule may mark
+    # those, never a frame off the rim nor one above the model error
+    rim = np.hypot(*fs.illumination_na.T) >= 1.05
+    assert all(rim[i] and r[i] < 0.05 for i in dc["flagged_frames"]), (name, dc["flagged_frames"])
     rytov = reconstruct(fs, method="rytov")
     assert abs(_figures(rytov)[0]) < 2e-3, (name, _figures(rytov)[0])
+    assert rytov.provenance["data_consistency"]["flagged_frames"] == []
 
 
 @pytest.mark.parametrize("name", ["sparse"])

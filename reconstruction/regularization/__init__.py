@@ -20,7 +20,7 @@ from holo.conventions import potential_to_ri
 from holo.model import Tomogram
 from holo.reconstruction.methods import REGULARIZED_METHODS
 
-from .gp import DEFAULT_GP_ITERATIONS, RealData, SolveInfo, gerchberg_papoulis, hermitian_half_data, select_backend, solve_fista
+from .gp import DEFAULT_GP_ITERATIONS, DEFAULT_GP_SHRINK_SIGMAS, DEFAULT_GP_SUPPORT_FRACTION, RealData, SolveInfo, gerchberg_papoulis, hermitian_half_data, select_backend, solve_fista
 from .tv import DEFAULT_TV_INNER, DEFAULT_TV_ITERATIONS, DEFAULT_TV_WEIGHT, TVProx, tv_fista, tv_prox, tv_value
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "solve_fista",
     "select_backend",
     "DEFAULT_GP_ITERATIONS",
+    "DEFAULT_GP_SHRINK_SIGMAS",
+    "DEFAULT_GP_SUPPORT_FRACTION",
     "DEFAULT_TV_ITERATIONS",
     "DEFAULT_TV_WEIGHT",
     "DEFAULT_TV_INNER",
@@ -178,6 +180,9 @@ def reconstruct_regularized(
         "nonnegativity": "n >= medium_index",
         "momentum": True,
     }
+    if method == "gp":
+        params.update(shrink_sigmas=DEFAULT_GP_SHRINK_SIGMAS, shrinkage_abs=float(getattr(info, "shrinkage", 0.0)),
+                      support_iterations_fraction=DEFAULT_GP_SUPPORT_FRACTION, object_support_fraction=float(getattr(info, "support_fraction", 1.0)))
     if method == "tv":
         params.update(
             weight=DEFAULT_TV_WEIGHT if weight is None else float(weight),
