@@ -50,20 +50,10 @@ def crop_for_fraction(mask: np.ndarray, axis: int, side: str, f_in: float) -> sl
     return slice(0, c + 1)
 
 
-def _matches(pred: np.ndarray, true: np.ndarray) -> dict:
-    """{true id: predicted id} at IoU > 0.5."""
-    p, t = pred.ravel().astype(np.int64), true.ravel().astype(np.int64)
-    n_p, n_t = int(p.max(initial=0)), int(t.max(initial=0))
-    both = (p > 0) & (t > 0)
-    inter = np.bincount(p[both] * (n_t + 1) + t[both], minlength=(n_p + 1) * (n_t + 1)).reshape(n_p + 1, n_t + 1)
-    iou = inter / np.maximum(np.bincount(p, minlength=n_p + 1)[:, None] + np.bincount(t, minlength=n_t + 1)[None] - inter, 1)
-    return {int(j): int(np.argmax(iou[1:, j]) + 1) for j in range(1, n_t + 1) if iou[1:, j].max(initial=0) > 0.5}
-
-
 def _box(mask: np.ndarray, vs, margin_um: float) -> tuple:
     idx = np.nonzero(mask)
-    return tuple(slice(max(int(i.min()) - int(np.ceil(margin_um / v)), 0), min(int(i.max()) + int(np.ceil(margin_um / v)) + 1, s))
-                 for i, v, s in zip(idx, vs, mask.shape))
+    pad = [int(np.ceil(margin_um / v)) for v in vs]
+    return tuple(slice(max(int(i.min()) - p, 0), min(int(i.max()) + p + 1, s)) for i, p, s in zip(idx, pad, mask.shape))
 
 
 def cut_records(d: dict, cfg_unet: dict, clf, cfg_clf: dict, novelty: dict) -> list[dict]:
@@ -75,7 +65,9 @@ def cut_records(d: dict, cfg_unet: dict, clf, cfg_clf: dict, novelty: dict) -> l
     sem, inst = labels_from_prediction(d["probs"].astype(np.float32), d["dist"].astype(np.float32),
                                        d["x"] / np.float32(cfg_unet["ri_scale"]), cfg_unet)
     sem, inst = resize_labels(sem, d["semantic"].shape), resize_labels(inst, d["semantic"].shape)
-    match = _matches(inst, d["instance"])
+    from eval_end_to_end import matched_pairs
+
+    match = matched_pairs(inst, d["instance"])
     vs, n_m, ri, truth = tuple(d["voxel_size_um"]), float(d["medium_index"]), d["ri"], d["instance"]
     recs, crops = [], []
     for t in np.unique(truth[truth > 0]):
@@ -111,7 +103,8 @@ def cut_records(d: dict, cfg_unet: dict, clf, cfg_clf: dict, novelty: dict) -> l
 
     model = fused_for_inference(clf.eval())
     with torch.inference_mode():
-        logits = np.concatenate([model(torch.from_numpy(np.stack(crops[i:i + 32]))).numpy() for i in range(0, len(crops), 32)])
+        logits = np.concatenate([model(torch.from_numpy(np.stack(crops[i:i + 32]))).numpy()
+                                 for i in range(0, len(crops), 32)])
     probs = calibrated_probabilities(logits, float(cfg_clf.get("temperature", 1.0)))
     names = list(cfg_clf["classes"])
     thr = float(cfg_clf.get("uncertain_below", 0.6))
@@ -172,7 +165,8 @@ def abstention_sweep(table: pd.DataFrame, limits=np.round(np.arange(0.0, 1.01, 0
     rows = []
     for lim in limits:
         cut = (t["rho"] > lim).to_numpy()
-        rows.append({"max_edge_cut": lim, "abstained": int(cut.sum()), "wrong_kept": int((answered & ~right & ~cut).sum()),
+        rows.append({"max_edge_cut": lim, "abstained": int(cut.sum()),
+                     "wrong_kept": int((answered & ~right & ~cut).sum()),
                      "right_lost": int((right & cut).sum()), "right_kept": int((right & ~cut).sum()), "n": len(t)})
     out = pd.DataFrame(rows)
     out["cost"] = out["wrong_kept"] + out["right_lost"]

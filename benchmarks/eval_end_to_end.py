@@ -101,7 +101,8 @@ def _chain_volume(seed: int, i: int) -> dict:
 
 def cached_volume(cache: Path, condition: str, i: int, log=print) -> dict:
     """Volume i of a condition from the cache, made when missing."""
-    grid = "recon" if CONDITIONS[condition]["grid"] is None else "x".join(f"{g:g}" for g in CONDITIONS[condition]["grid"])
+    spec = CONDITIONS[condition]
+    grid = "recon" if spec["grid"] is None else "x".join(f"{g:g}" for g in spec["grid"])
     dense = "dense" if CONDITIONS[condition]["dense"] else "default"
     p = cache / f"{CONDITIONS[condition]['source']}_{dense}_{grid}_{CONDITIONS[condition]['seed0'] + i}.npz"
     if not p.exists():
