@@ -20,7 +20,7 @@ from holo.conventions import potential_to_ri
 from holo.model import Tomogram
 from holo.reconstruction.methods import REGULARIZED_METHODS
 
-from .gp import DEFAULT_GP_ITERATIONS, DEFAULT_GP_SHRINK_SIGMAS, DEFAULT_GP_SUPPORT_FRACTION, RealData, SolveInfo, gerchberg_papoulis, hermitian_half_data, select_backend, solve_fista
+from .gp import DEFAULT_GP_ITERATIONS, DEFAULT_GP_SHRINK_SIGMAS, DEFAULT_GP_SUPPORT_FRACTION, SPARSE_GP_SHRINK_SIGMAS, RealData, SolveInfo, gerchberg_papoulis, hermitian_half_data, select_backend, solve_fista
 from .tv import DEFAULT_TV_INNER, DEFAULT_TV_ITERATIONS, DEFAULT_TV_WEIGHT, TVProx, tv_fista, tv_prox, tv_value
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_GP_ITERATIONS",
     "DEFAULT_GP_SHRINK_SIGMAS",
     "DEFAULT_GP_SUPPORT_FRACTION",
+    "SPARSE_GP_SHRINK_SIGMAS",
     "DEFAULT_TV_ITERATIONS",
     "DEFAULT_TV_WEIGHT",
     "DEFAULT_TV_INNER",
@@ -61,6 +62,7 @@ def regularize_potential(
     inner_iterations: int = DEFAULT_TV_INNER,
     progress=None,
     device: str | None = None,
+    shrink_sigmas: float = DEFAULT_GP_SHRINK_SIGMAS,
 ):
     """Regularised scattering potential from a measured spectrum (array-level entry point).
 
@@ -88,6 +90,9 @@ def regularize_potential(
         trilinear gridding leaves poorly normalised values in barely touched voxels.
     inner_iterations : int
         TV proximal iterations per outer iteration.
+    shrink_sigmas : float
+        ``"gp"`` only: κ of its ℓ1 mode (:func:`.gp.gerchberg_papoulis`; 0 = classic GP,
+        :data:`SPARSE_GP_SHRINK_SIGMAS` = 3 keeps the background at n_m).
     progress : callable(iteration, n_iterations, residual), optional
     device : str, optional
         None: CUDA through torch when available, else NumPy; "cpu" forces NumPy.
@@ -106,7 +111,9 @@ def regularize_potential(
     if method == "gp":
         if weight not in (None, 0, 0.0):
             raise ValueError(f"weight is the TV weight and does not apply to method 'gp' (got {weight})")
-        return gerchberg_papoulis(rd, iterations=it, tol=tol, progress=progress, device=device)
+        return gerchberg_papoulis(rd, iterations=it, tol=tol, shrink_sigmas=shrink_sigmas, progress=progress, device=device)
+    if shrink_sigmas:
+        raise ValueError(f"shrink_sigmas is gp's l1 mode and does not apply to method 'tv' (got {shrink_sigmas})")
     w = DEFAULT_TV_WEIGHT if weight is None else float(weight)
     return tv_fista(rd, voxel_size_um, weight=w, iterations=it, inner_iterations=inner_iterations, tol=tol, progress=progress, device=device)
 
@@ -122,6 +129,7 @@ def reconstruct_regularized(
     data_weighting: str = "auto",
     inner_iterations: int = DEFAULT_TV_INNER,
     device: str | None = None,
+    shrink_sigmas: float = DEFAULT_GP_SHRINK_SIGMAS,
 ) -> Tomogram:
     """Missing-cone-regularised RI tomogram from the Fourier data of the direct mapping.
 
@@ -132,7 +140,7 @@ def reconstruct_regularized(
         spectrum, scipy.fft layout), ``weight``, ``support``, ``voxel_size_um``,
         ``shape_zyx``, ``wavelength_um``, ``medium_index``.
     method : {"gp", "tv"}
-    iterations, weight, tol, data_weighting, inner_iterations, progress, device
+    iterations, weight, tol, data_weighting, inner_iterations, progress, device, shrink_sigmas
         See :func:`regularize_potential`; "auto" is "support" (hard consistency) for data
         gridded with a narrow axial tent (``fourier_map(axial_halfwidth < 1)``, whose
         samples are accurate one by one), else as there.
@@ -166,6 +174,7 @@ def reconstruct_regularized(
         inner_iterations=inner_iterations,
         progress=progress,
         device=device,
+        shrink_sigmas=shrink_sigmas,
     )
     # f ≤ 0 and float32: converted in place, without a second volume
     crop = getattr(fourier_data, "crop", None)
@@ -181,8 +190,9 @@ def reconstruct_regularized(
         "momentum": True,
     }
     if method == "gp":
-        params.update(shrink_sigmas=DEFAULT_GP_SHRINK_SIGMAS, shrinkage_abs=float(getattr(info, "shrinkage", 0.0)),
-                      support_iterations_fraction=DEFAULT_GP_SUPPORT_FRACTION, object_support_fraction=float(getattr(info, "support_fraction", 1.0)))
+        params.update(shrink_sigmas=float(shrink_sigmas), shrinkage_abs=float(getattr(info, "shrinkage", 0.0)),
+                      support_iterations_fraction=DEFAULT_GP_SUPPORT_FRACTION if shrink_sigmas > 0 else 0.0,
+                      object_support_fraction=float(getattr(info, "support_fraction", 1.0)))
     if method == "tv":
         params.update(
             weight=DEFAULT_TV_WEIGHT if weight is None else float(weight),
