@@ -73,6 +73,7 @@ def reconstruct(
     weight: float | None = None,
     shape_zyx=None,
     voxel_size_um=None,
+    shrink_sigmas: float = 0.0,
     progress: Callable | None = None,
 ) -> Tomogram:
     """Reconstruct the 3D RI of one acquisition.
@@ -91,6 +92,11 @@ def reconstruct(
     shape_zyx, voxel_size_um : optional
         Override of the grid chosen from the optics
         (:func:`holo.reconstruction.tomography.default_grid`).
+    shrink_sigmas : float
+        ``gp`` only: κ of its opt-in ℓ1 mode (λ = κ σ̂ shrinkage, then GP on the detected
+        support: the background stays at n_m; :mod:`holo.reconstruction.regularization.gp`,
+        :data:`~holo.reconstruction.regularization.SPARSE_GP_SHRINK_SIGMAS` = 3). Default 0:
+        classic GP, what the U-Net is trained on.
     progress : callable(done, total, note=""), optional
         Progress reports.
 
@@ -108,7 +114,7 @@ def reconstruct(
     ValueError
         Unknown method or bad grid; HoloError / ValidationError for bad data.
     """
-    _check_arguments(method, iterations, weight)
+    _check_arguments(method, iterations, weight, shrink_sigmas)
     t0 = time.perf_counter()
     acq = _open_acquisition(acq_or_path)
     source = getattr(acq, "source", None) or (str(acq_or_path) if isinstance(acq_or_path, (str, Path)) else None)
@@ -118,7 +124,8 @@ def reconstruct(
 
         check_acquisition_frames(acq)
     fs = retrieve(acq, progress=_stage_progress(progress, "fields"))
-    tomo = _run_method(fs, method, iterations, weight, dict(shape_zyx=shape_zyx, voxel_size_um=voxel_size_um), progress)
+    grid_kw = dict(shape_zyx=shape_zyx, voxel_size_um=voxel_size_um)
+    tomo = _run_method(fs, method, iterations, weight, grid_kw, progress, shrink_sigmas=shrink_sigmas)
     if tomo.ri.dtype.kind != "f":
         raise ValidationError(f"the {method} reconstruction returned {tomo.ri.dtype}, not float RI", item="ri")
     prov = _final_provenance(tomo.provenance, method, iterations, weight, source, time.perf_counter() - t0)
@@ -155,17 +162,21 @@ def _check_memory(acq, method: str, shape_zyx, voxel_size_um, source) -> None:
                  what="reconstructing it")
 
 
-def _check_arguments(method: str, iterations, weight) -> None:
-    """ValueError for an unknown method, iterations < 1 or a negative weight."""
+def _check_arguments(method: str, iterations, weight, shrink_sigmas: float = 0.0) -> None:
+    """ValueError for an unknown method, iterations < 1, a negative weight or an ℓ1 mode
+    asked of another method than gp."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if iterations is not None and int(iterations) < 1:
         raise ValueError(f"iterations must be ≥ 1, got {iterations!r}")
     if weight is not None and not float(weight) >= 0:
         raise ValueError(f"weight must be ≥ 0, got {weight!r}")
+    if not float(shrink_sigmas) >= 0 or (shrink_sigmas and method != "gp"):
+        raise ValueError(f"shrink_sigmas (gp's ℓ1 mode) must be ≥ 0 and applies to method 'gp' only, got {shrink_sigmas!r} "
+                         f"with {method!r}")
 
 
-def _run_method(fs, method: str, iterations, weight, grid_kw: dict, progress) -> Tomogram:
+def _run_method(fs, method: str, iterations, weight, grid_kw: dict, progress, *, shrink_sigmas: float = 0.0) -> Tomogram:
     """The tomogram of fields ``fs`` by ``method`` (dispatch of :func:`reconstruct`)."""
     from holo.reconstruction.tomography import reconstruct_fdt
 
@@ -173,11 +184,13 @@ def _run_method(fs, method: str, iterations, weight, grid_kw: dict, progress) ->
     if method in DIRECT_METHODS:
         return reconstruct_fdt(fs, method=method, progress=map_progress, **grid_kw)
     if method in REGULARIZED_METHODS:
-        return _run_regularized(fs, method, iterations, weight, grid_kw, map_progress, _stage_progress(progress, method))
+        return _run_regularized(fs, method, iterations, weight, grid_kw, map_progress, _stage_progress(progress, method),
+                                shrink_sigmas=shrink_sigmas)
     return _run_bpm(fs, iterations, weight, grid_kw, map_progress, _stage_progress(progress, "bpm"))
 
 
-def _run_regularized(fs, method: str, iterations, weight, grid_kw: dict, map_progress, solve_progress) -> Tomogram:
+def _run_regularized(fs, method: str, iterations, weight, grid_kw: dict, map_progress, solve_progress, *,
+                     shrink_sigmas: float = 0.0) -> Tomogram:
     """gp / tv: the Rytov Fourier data of ``fs`` completed by the regularised solver."""
     from holo.reconstruction.regularization import reconstruct_regularized
     from holo.reconstruction.tomography import fourier_map
@@ -186,7 +199,8 @@ def _run_regularized(fs, method: str, iterations, weight, grid_kw: dict, map_pro
 
     # accurate samples on a sparser support: with n ≥ n_m, gridding errors would add mass
     fd = fourier_map(fs, method="rytov", axial_halfwidth=REGULARIZED_AXIAL_HALFWIDTH[fs.geometry], progress=map_progress, **grid_kw)
-    tomo = reconstruct_regularized(fd, method=method, iterations=iterations, weight=weight, progress=solve_progress)
+    tomo = reconstruct_regularized(fd, method=method, iterations=iterations, weight=weight, progress=solve_progress,
+                                   shrink_sigmas=shrink_sigmas)
     prov = dict(tomo.provenance)
     prov.setdefault("excluded_frames", list(fd.excluded_frames))
     prov.setdefault("fourier_map", dict(fd.provenance))

@@ -91,6 +91,7 @@ def test_progress_is_reported(acq_path):
         (["--method", "radon"], 2, "unknown method"),
         (["--voxel", "0.1,0.2"], 2, "--voxel"),
         (["--shape", "8", "8"], 2, "--shape"),
+        (["--method", "rytov", "--sparse-background"], 2, "--sparse-background"),
     ],
 )
 def test_cli_usage_errors(acq_path, tmp_path, args, code, fragment):
@@ -126,6 +127,18 @@ def test_regularised_method_dispatch(acq_path):
     ri = tomo.frame(0)
     # Gerchberg–Papoulis keeps n ≥ n_m and the measured data: the sphere stays denser
     assert float(ri.min()) >= NM - 1e-6 and float(ri[12, 24, 24] - NM) > 0.5 * DN
+
+
+def test_gp_l1_mode_is_reachable_and_recorded(acq_path):
+    # the opt-in l1 mode of gp keeps the background at n_m outside the detected sphere
+    pytest.importorskip("holo.reconstruction.regularization")
+    with pytest.raises(ValueError, match="gp"):
+        reconstruct(acq_path, method="rytov", shrink_sigmas=3.0)
+    tomo = reconstruct(acq_path, method="gp", iterations=8, shape_zyx=(24, 48, 48), shrink_sigmas=3.0)
+    assert tomo.provenance["parameters"]["shrink_sigmas"] == 3.0
+    ri = tomo.frame(0)
+    assert float(ri.min()) >= NM - 1e-6 and float(ri[12, 24, 24] - NM) > 0.5 * DN
+    assert float(np.mean(ri == np.float32(NM))) > 0.85  # medium, exactly, outside the support (classic gp: 0.74)
 
 
 def test_cli_compress_option_writes_the_same_volume(acq_path, tmp_path):
