@@ -67,12 +67,25 @@ def watershed_instances(fg: np.ndarray, voxel_size_um, *, h_um: float = 0.6,
     fg = np.asarray(fg, dtype=bool)
     if not fg.any():
         return np.zeros(fg.shape, np.int32)
+    # everything below runs on the box of the foreground and one voxel of background around it:
+    # the nearest background voxel and every h-maxima reconstruction path have an equivalent
+    # inside it, so the labels are those of the whole volume (memory and time scale with the box)
+    # (a given distance map may be non-zero off the foreground: it keeps the whole volume)
+    box = _foreground_box(fg) if distance is None else tuple(slice(None) for _ in fg.shape)
+    fg_box = fg[box]
     if distance is None:
-        distance = ndi.distance_transform_edt(fg, sampling=vs).astype(np.float32)
-    peaks = h_maxima(np.asarray(distance, np.float32), h_um) & fg
+        distance = ndi.distance_transform_edt(fg_box, sampling=vs).astype(np.float32)
+    peaks = h_maxima(np.asarray(distance, np.float32), h_um) & fg_box
     markers, _ = ndi.label(peaks, structure=np.ones((3, 3, 3), bool))
-    lab = watershed(-distance, markers, mask=fg).astype(np.int32)
+    lab = np.zeros(fg.shape, np.int32)
+    lab[box] = watershed(-distance, markers, mask=fg_box)
     return remove_small(lab, vs, min_volume_um3)
+
+
+def _foreground_box(fg: np.ndarray) -> tuple:
+    """Slices of the bounding box of ``fg`` grown by one voxel (clipped to the volume)."""
+    sl = ndi.find_objects(fg.astype(np.uint8))[0]
+    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(sl, fg.shape))
 
 
 def remove_small(lab: np.ndarray, voxel_size_um, min_volume_um3: float) -> np.ndarray:
