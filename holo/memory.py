@@ -66,6 +66,7 @@ __all__ = [
     "format_bytes",
     "reconstruction_bytes",
     "segmentation_bytes",
+    "unet_tile_voxels",
 ]
 
 #: Environment variable that turns the refusal off (set it to 1).
@@ -166,3 +167,20 @@ def segmentation_bytes(input_shape_zyx, train_shape_zyx, tile_zyx, *, n_classes:
     v = float(np.prod([min(float(t), float(s)) for t, s in zip(tile_zyx, train_shape_zyx)]))
     b_train = (n_classes + 2) * 4 + 36
     return UNET_TILE_BYTES_PER_VOXEL * v + b_train * n_train + 5 * n_in + 64 * MIB
+
+
+#: Most bytes (as :func:`segmentation_bytes` counts them) one U-Net tile may take: 3 GiB ≈ 8 M
+#: voxels at 400 B, e.g. 72 × 312² (≈ 1.7 GB measured on the CPU, channels-last, where the
+#: estimate is an upper bound); larger tiles recompute less of the halo their neighbours share.
+UNET_TILE_BUDGET_BYTES = 3 * 2**30
+
+
+def unet_tile_voxels(input_shape_zyx, train_shape_zyx, *, n_classes: int = 5, available: float | None = None,
+                     cap_bytes: float = UNET_TILE_BUDGET_BYTES) -> int:
+    """Most voxels one U-Net tile may hold: (min(``cap_bytes``, A − R)) / b_tile, with A the
+    available memory (:func:`available_bytes` unless given), R the rest of the segmentation's
+    peak (:func:`segmentation_bytes` without the tile) and b_tile
+    :data:`UNET_TILE_BYTES_PER_VOXEL`; 0 when nothing is left."""
+    rest = segmentation_bytes(input_shape_zyx, train_shape_zyx, (0, 0, 0), n_classes=n_classes)
+    avail = available_bytes() if available is None else float(available)
+    return max(int(min(float(cap_bytes), avail - rest) // UNET_TILE_BYTES_PER_VOXEL), 0)

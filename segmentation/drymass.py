@@ -88,16 +88,16 @@ def cell_margins_um(instance: np.ndarray, voxel_size_um, wavelength_um: float, m
                     objective_na: float = DEFAULT_OBJECTIVE_NA, illumination_na: float = DEFAULT_ILLUMINATION_NA,
                     resolutions: float = MARGIN_RESOLUTIONS,
                     cone_fraction: float = CONE_FRACTION,
-                    floor_um=None) -> dict[int, tuple[float, float, float]]:
+                    floor_um=None, slices=None) -> dict[int, tuple[float, float, float]]:
     """Blur margin (m_z, m_⊥, m_⊥) in µm of every cell id: m_⊥ = c δ_⊥, m_z = m_⊥ + κ a cot θ_ill,
     a = √(A/π) with A the area of the cell's XY footprint (c = ``resolutions``, κ =
     ``cone_fraction``); each at least ``floor_um`` (a (z, y, x) floor, e.g. the mask's own
-    position error) when given."""
+    position error) when given. ``slices``: the cells' boxes (:func:`label_slices`) when known."""
     d_perp, cot = blur_lengths_um(wavelength_um, medium_index, objective_na, illumination_na)
     m_perp = float(resolutions) * d_perp
     inst = np.asarray(instance)
     out = {}
-    for k, sl in enumerate(label_slices(inst), start=1):
+    for k, sl in enumerate(label_slices(inst) if slices is None else slices, start=1):
         if sl is None:
             continue
         area = float((inst[sl] == k).any(axis=0).sum()) * voxel_size_um[1] * voxel_size_um[2]
@@ -121,7 +121,7 @@ def _box(sl, margin_vox, shape):
     return tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(sl, margin_vox, shape))
 
 
-def mass_partition(instance: np.ndarray, voxel_size_um, margins_um: dict) -> np.ndarray:
+def mass_partition(instance: np.ndarray, voxel_size_um, margins_um: dict, slices=None) -> np.ndarray:
     """Owner label (int32, 0 = nobody) of every voxel: the partition of the module docstring.
 
     Parameters
@@ -129,13 +129,14 @@ def mass_partition(instance: np.ndarray, voxel_size_um, margins_um: dict) -> np.
     instance : (Z, Y, X) int array, 0 = background
     voxel_size_um : (dz, dy, dx)
     margins_um : {cell id: (m_z, m_y, m_x)} in µm (:func:`cell_margins_um`)
+    slices : the cells' boxes (:func:`label_slices`) when already known
     """
     inst = np.asarray(instance)
     vs = np.asarray(voxel_size_um, float)
     owner = inst.astype(np.int32, copy=True)
     best = np.full(inst.shape, np.inf, np.float32)
     best[owner > 0] = 0.0
-    for k, sl in enumerate(label_slices(inst), start=1):
+    for k, sl in enumerate(label_slices(inst) if slices is None else slices, start=1):
         if sl is None or k not in margins_um:
             continue
         m = np.asarray(margins_um[k], float)
@@ -152,7 +153,8 @@ def mass_partition(instance: np.ndarray, voxel_size_um, margins_um: dict) -> np.
 
 def partition_dry_mass_pg(ri: np.ndarray, owner: np.ndarray, medium_index: float, voxel_size_um,
                           alpha_um3_per_pg: float = ALPHA_PROTEIN_UM3_PER_PG) -> dict[int, float]:
-    """m_k = (1/α) Σ_{owner = k} (n − n_m) ΔV in pg, for every owner id present."""
+    """m_k = (1/α) Σ_{owner = k} (n − n_m) ΔV in pg, for every owner id present (only the owned
+    voxels are read in float64; each m_k sums the same terms in the same order as over all)."""
     owner = np.asarray(owner)
     n = int(owner.max(initial=0))
     if n == 0:
@@ -163,8 +165,9 @@ def partition_dry_mass_pg(ri: np.ndarray, owner: np.ndarray, medium_index: float
     count = np.zeros(n + 1, np.int64)
     step = 1 << 22  # float64 weights a few million voxels at a time
     for i in range(0, flat_owner.size, step):
-        o = flat_owner[i:i + step]
-        excess += np.bincount(o, weights=flat_ri[i:i + step].astype(np.float64) - float(medium_index), minlength=n + 1)
+        owned = np.flatnonzero(flat_owner[i:i + step]) + i
+        o = flat_owner[owned]
+        excess += np.bincount(o, weights=flat_ri[owned].astype(np.float64) - float(medium_index), minlength=n + 1)
         count += np.bincount(o, minlength=n + 1)
     present = count > 0
     return {k: float(excess[k] * dv / alpha_um3_per_pg) for k in range(1, n + 1) if present[k]}

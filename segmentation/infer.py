@@ -223,6 +223,47 @@ def _even_tiles(shape, tile_max, div, overlap: float) -> np.ndarray:
     return (np.ceil(t / div) * div).astype(int)
 
 
+def _axis_tiles(n: int, div: int, overlap_vox: int) -> list[tuple[int, int]]:
+    """(tiles k, tile size t) choices for an axis of ``n`` voxels: k tiles of t voxels (a
+    multiple of ``div``) whose neighbours overlap by at least ``overlap_vox``, i.e.
+    t = ⌈(n + (k − 1) o) / k⌉ rounded up to ``div``; k grows while t stays above 2 o."""
+    out = [(1, int(np.ceil(n / div) * div))]
+    for k in range(2, n // max(div, 1) + 2):
+        t = int(np.ceil(np.ceil((n + (k - 1) * overlap_vox) / k) / div) * div)
+        if t <= 2 * overlap_vox or t >= out[-1][1]:
+            break
+        out.append((k, t))
+    return out
+
+
+def tile_plan(shape, tile_zyx, div, overlap: float, max_tile_voxels: float | None = None):
+    """(tile size, tiles per axis) covering a (Z, Y, X) volume.
+
+    Without ``max_tile_voxels``: :func:`_even_tiles` (tiles of at most ``tile_zyx``, neighbours
+    overlapping by the fraction ``overlap``). With it: the tiles read the fewest voxels in all
+    (Π k_i · Π t_i, ties to fewer tiles) among those of at most ``max_tile_voxels`` voxels,
+    neighbours overlapping by o_i = ⌈overlap · min(tile_zyx_i, n_i)⌉ voxels — the halo the
+    configured tile has, which the network's receptive field asks for whatever the tile size
+    (:func:`_axis_tiles`); when no plan fits, the one with the smallest tile. A volume within
+    one configured tile gets the same single tile either way.
+    """
+    import itertools
+
+    shape, cfg_tile, div = (np.asarray(a, int) for a in (shape, tile_zyx, div))
+    if max_tile_voxels is None:
+        tile = _even_tiles(shape, cfg_tile, div, overlap)
+        stride = np.maximum(1, (tile * (1 - overlap)).astype(int))
+        k = [len(_starts(max(n, t), t, s)) for n, t, s in zip(shape, tile, stride)]
+        return tile, np.asarray(k)
+    ov = np.ceil(overlap * np.minimum(cfg_tile, shape)).astype(int)
+    choices = [_axis_tiles(int(n), int(d), int(o)) for n, d, o in zip(shape, div, ov)]
+    plans = [(np.prod([c[0] for c in p]) * np.prod([float(c[1]) for c in p]), np.prod([c[0] for c in p]), p)
+             for p in itertools.product(*choices)]
+    fits = [q for q in plans if np.prod([float(c[1]) for c in q[2]]) <= max_tile_voxels]
+    best = min(fits, key=lambda q: q[:2])[2] if fits else min(plans, key=lambda q: np.prod([float(c[1]) for c in q[2]]))[2]
+    return np.asarray([c[1] for c in best]), np.asarray([c[0] for c in best])
+
+
 def _flip_averaged(model, xb, n_classes: int, flips):
     """Softmax probabilities and sigmoid distance of a batch, averaged over lateral flips.
 
@@ -315,11 +356,12 @@ def contrast_mask(delta_ri: np.ndarray, *, k_sigma: float = 6.0, cap_ri: float |
     return np.abs(delta_ri) > np.float32(thr)
 
 
-def _tile_origins(full, tile, overlap):
-    stride = np.maximum(1, (tile * (1 - overlap)).astype(int))
-    return [(a, b, c) for a in _starts(full[0], tile[0], stride[0])
-            for b in _starts(full[1], tile[1], stride[1])
-            for c in _starts(full[2], tile[2], stride[2])]
+def _tile_origins(full, tile, counts):
+    """Origins of ``counts`` tiles per axis spread evenly over a padded volume ``full``."""
+    import itertools
+
+    return list(itertools.product(*[sorted(set(int(round(s)) for s in np.linspace(0, n - t, k)))
+                                    for n, t, k in zip(full, tile, counts)]))
 
 
 def _needed(mask, origin, tile, margin) -> bool:
@@ -332,7 +374,7 @@ def _needed(mask, origin, tile, margin) -> bool:
 
 def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: float = 0.25,
                   device=None, batch_size: int = 1, tta: int = 0, mask=None, margin_vox=(0, 0, 0),
-                  stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  max_tile_voxels: float | None = None, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sliding-window U-Net prediction with Gaussian blending.
 
     Parameters
@@ -345,6 +387,9 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
     tile_zyx : largest tile size (:func:`_even_tiles`: as few tiles as that allows, each as small
         as covers the volume; multiples of the network's divisor).
     overlap : float in [0, 0.9)
+    max_tile_voxels : float, optional
+        Memory budget of one tile: the tiles reading the fewest voxels within it, with the
+        halo of ``tile_zyx`` (:func:`tile_plan`; :func:`holo.memory.unet_tile_voxels`).
     tta : {0, 2, 4}
         Test-time augmentation: average over this many lateral mirror images (0 = none).
     mask : (Z, Y, X) bool, optional
@@ -370,14 +415,14 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
     flips = TTA_FLIPS[int(tta)]
     device = pick_device() if device is None else device
     shape = np.asarray(x.shape)
-    tile = _even_tiles(shape, np.asarray(tile_zyx), np.asarray(model.divisor), overlap)
+    tile, counts = tile_plan(shape, tile_zyx, model.divisor, overlap, max_tile_voxels)
     pad = np.maximum(tile - shape, 0)
     xp = np.pad(x, [(0, p) for p in pad]) if pad.any() else x
     C = model.n_classes
     acc = np.zeros((C + 1,) + xp.shape, np.float32)
     wsum = np.zeros(xp.shape, np.float32)
     win = _gauss_window(tile)
-    origins = _tile_origins(np.asarray(xp.shape), tile, overlap)
+    origins = _tile_origins(xp.shape, tile, counts)
     run = [o for o in origins if _needed(mask, o, tile, margin_vox)]
     for a, b, c in [o for o in origins if o not in set(run)]:  # background tiles: P(background) = 1, d = 0
         sl = (slice(a, a + tile[0]), slice(b, b + tile[1]), slice(c, c + tile[2]))
@@ -466,13 +511,14 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     names one (:func:`with_organelles`; run only on the tiles holding cells of the first
     network, the only voxels it writes), and the labels are resized back (nearest neighbour).
     ``name`` selects the weights set of ``weights_dir`` (:func:`unet_names`) when no ``model``
-    is given. ``fast``: no test-time augmentation for either network (one forward pass per
+    is given. Tiles: the largest the memory allows (:func:`holo.memory.unet_tile_voxels`,
+    :func:`tile_plan`; the halo of ``tile_zyx``, so fewer voxels are predicted twice). ``fast``: no test-time augmentation for either network (one forward pass per
     tile instead of ``tta``; the model card gives the accuracy it costs). Memory is checked
     before allocating (:func:`holo.memory.segmentation_bytes`); the first network's
     probabilities are freed before the organelle network runs. ``stats`` receives the tiles
     run per network.
     """
-    from holo.memory import check_memory, segmentation_bytes
+    from holo.memory import check_memory, segmentation_bytes, unet_tile_voxels
 
     if model is None:
         model, cfg = load_unet(weights_dir, name)
@@ -482,7 +528,9 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     train_vs = tuple(cfg["voxel_size_um"])
     tile = tuple(tile_zyx or cfg.get("tile_zyx", (48, 128, 128)))
     train_shape = np.maximum(1, np.round(np.asarray(ri.shape) * np.asarray(voxel_size_um, float) / np.asarray(train_vs)))
-    check_memory(segmentation_bytes(ri.shape, train_shape, tile, n_classes=int(cfg["n_classes"])),
+    max_vox = unet_tile_voxels(ri.shape, train_shape, n_classes=int(cfg["n_classes"]))
+    planned = tile_plan(train_shape.astype(int), tile, model.divisor, overlap, max_vox)[0]
+    check_memory(segmentation_bytes(ri.shape, train_shape, planned, n_classes=int(cfg["n_classes"])),
                  item="segmentation", what="segmenting it")
     x = resample_volume(ri, voxel_size_um, train_vs, order=1) - np.float32(medium_index)
     fg = contrast_mask(x, cap_ri=0.5 * float(cfg.get("min_peak_delta_ri", 0.0)) or None)
@@ -491,7 +539,7 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
     stats = {} if stats is None else stats
     probs, dist = predict_tiled(model, x, tile_zyx=tile, overlap=overlap, device=device,
                                 tta=0 if fast else int(cfg.get("tta", 0)), mask=fg, margin_vox=margin,
-                                stats=stats.setdefault("unet", {}))
+                                max_tile_voxels=max_vox, stats=stats.setdefault("unet", {}))
     del fg
     sem, inst = labels_from_prediction(probs, dist, x / np.float32(cfg["ri_scale"]), cfg)
     del probs, dist
@@ -501,7 +549,7 @@ def unet_segment(ri: np.ndarray, voxel_size_um, medium_index: float, *, model=No
             raise HoloError("organelle model: voxel size or RI scale differs from the U-Net's", item=cfg["organelle_model"])
         org_probs, _ = predict_tiled(org_model, x, tile_zyx=tile, overlap=overlap, device=device,
                                      tta=0 if fast else int(org_cfg.get("tta", 0)), mask=sem > 0,
-                                     stats=stats.setdefault("organelles", {}))
+                                     max_tile_voxels=max_vox, stats=stats.setdefault("organelles", {}))
         sem = with_organelles(sem, semantic_from_probabilities(org_probs, float(org_cfg.get("fg_threshold", 0.5))))
         del org_probs
     return resize_labels(sem, ri.shape), resize_labels(inst, ri.shape)

@@ -281,12 +281,12 @@ def _check_inputs(ri, semantic, instance):
     return ri, semantic, instance
 
 
-def _share_and_medium(ri, inst, vs, medium_index, medium, optics, margin):
-    """(owner labels of the shares, MediumEstimate, the n_m to use)."""
+def _share_and_medium(ri, inst, vs, medium_index, medium, optics, margin, slices):
+    """(owner labels of the shares, MediumEstimate, the n_m to use); ``slices`` the cells' boxes."""
     margins = drymass.cell_margins_um(inst, vs, optics["wavelength_um"], medium_index,
                                       objective_na=optics["objective_na"],
-                                      illumination_na=optics["illumination_na"], **margin)
-    owner = drymass.mass_partition(inst, vs, margins)
+                                      illumination_na=optics["illumination_na"], slices=slices, **margin)
+    owner = drymass.mass_partition(inst, vs, margins, slices=slices)
     est = estimate_medium_index(ri, owner == 0, vs, medium_index, **optics)
     return owner, est, (est.medium_index if medium == "estimate" else float(medium_index))
 
@@ -338,12 +338,13 @@ def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndar
     ri, semantic, instance = _check_inputs(ri, semantic, instance)
     inst = instance  # integer labels as given: find_objects needs no int64 copy (drymass.label_slices)
     optics = {"wavelength_um": wavelength_um, "objective_na": objective_na, "illumination_na": illumination_na}
+    slices = drymass.label_slices(inst)  # the cells' boxes, found once
     owner, est, n_m = _share_and_medium(ri, inst, vs, medium_index, medium, optics,
-                                        {"resolutions": margin_resolutions, "cone_fraction": cone_fraction})
+                                        {"resolutions": margin_resolutions, "cone_fraction": cone_fraction}, slices)
     share = drymass.partition_dry_mass_pg(ri, owner, n_m, vs)
     cut = border_labels(inst)
     rows = []
-    for idx, sl in enumerate(drymass.label_slices(inst)):
+    for idx, sl in enumerate(slices):
         if sl is None:
             continue
         m = inst[sl] == idx + 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from holo.errors import ResourceError
-from holo.memory import IGNORE_ENV, RECON_BYTES_PER_VOXEL, check_memory, format_bytes, reconstruction_bytes
+from holo.memory import (IGNORE_ENV, RECON_BYTES_PER_VOXEL, UNET_TILE_BUDGET_BYTES, UNET_TILE_BYTES_PER_VOXEL, check_memory,
+                         format_bytes, reconstruction_bytes, segmentation_bytes, unet_tile_voxels)
 
 MIB = 2**20
 
@@ -36,3 +37,14 @@ def test_refusal_names_file_item_estimate_and_available(monkeypatch):
 
 def test_format_bytes():
     assert format_bytes(512) == "512 B" and format_bytes(1536) == "1.5 KiB" and format_bytes(3 * 2**40) == "3.0 TiB"
+
+
+def test_tile_budget_is_capped_and_leaves_room_for_the_rest():
+    shape_in, shape_train = (96, 1024, 1024), (72, 563, 563)
+    big = unet_tile_voxels(shape_in, shape_train, available=64 * 2**30)
+    assert big == UNET_TILE_BUDGET_BYTES // UNET_TILE_BYTES_PER_VOXEL
+    rest = segmentation_bytes(shape_in, shape_train, (0, 0, 0))
+    small = unet_tile_voxels(shape_in, shape_train, available=rest + 2**29)
+    assert small == 2**29 // UNET_TILE_BYTES_PER_VOXEL  # what is left after the volumes
+    assert segmentation_bytes(shape_in, shape_train, (1, 1, small)) <= rest + 2**29
+    assert unet_tile_voxels(shape_in, shape_train, available=rest / 2) == 0

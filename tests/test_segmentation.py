@@ -142,6 +142,35 @@ def test_tiled_blending_is_exact_for_a_local_model():
     np.testing.assert_allclose(dist, 1 / (1 + np.exp(-2 * x)), atol=1e-5)
 
 
+def test_memory_budget_tiles_cover_the_volume_with_the_configured_halo():
+    from holo.segmentation.infer import tile_plan
+
+    cfg_tile, div = (96, 192, 192), (4, 8, 8)
+    # a volume within one configured tile: the same single tile with or without a budget
+    for shape in [(48, 128, 128), (40, 150, 190)]:
+        a, b = tile_plan(shape, cfg_tile, div, 0.25), tile_plan(shape, cfg_tile, div, 0.25, 8e6)
+        assert (a[0] == b[0]).all() and (a[1] == b[1]).all() and (a[1] == 1).all()
+    shape = np.array([72, 563, 563])  # the large bench field on the training grid
+    t0, k0 = tile_plan(shape, cfg_tile, div, 0.25)
+    for budget in (8e6, 3e6, 1e6):
+        t, k = tile_plan(shape, cfg_tile, div, 0.25, budget)
+        assert np.prod(t) <= budget and (t % div == 0).all()
+        assert (k * t - (k - 1) * np.ceil(0.25 * np.minimum(cfg_tile, shape)) >= shape).all()  # covered, halo kept
+    t, k = tile_plan(shape, cfg_tile, div, 0.25, 8e6)
+    assert np.prod(k) * np.prod(t) < 0.8 * np.prod(k0) * np.prod(t0)  # fewer voxels predicted twice
+    # a budget the plan cannot meet: the smallest tile, for the memory check to refuse
+    assert np.prod(tile_plan(shape, cfg_tile, div, 0.25, 10)[0]) < np.prod(t0)
+
+
+def test_budget_tiles_blend_exactly_for_a_local_model():
+    x = np.random.default_rng(0).normal(size=(20, 50, 70)).astype(np.float32)
+    stats = {}
+    probs, dist = predict_tiled(_Pointwise(), x, tile_zyx=(8, 16, 24), overlap=0.5, device=torch.device("cpu"),
+                                max_tile_voxels=8 * 30 * 40, stats=stats)
+    assert stats["tiles_run"] > 1 and np.prod(stats["tile_zyx"]) <= 8 * 30 * 40
+    np.testing.assert_allclose(dist, 1 / (1 + np.exp(-2 * x)), atol=1e-5)
+
+
 def test_resampling_roundtrip_keeps_shape_and_labels():
     lab = np.zeros((20, 60, 60), np.int32)
     lab[5:15, 10:40, 10:40] = 3
