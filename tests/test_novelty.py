@@ -159,3 +159,18 @@ def test_cells_cut_by_the_field_edge_are_unknown_above_the_limit(model):
     assert reason_counts(out) == {REASONS["edge"]: 1}
     with pytest.raises(ValueError, match="max_edge_cut"):
         abstain(cells, None, edge_cut={2: 0.9}, max_edge_cut=2.0)
+
+
+def test_shipped_model_was_fitted_on_training_seeds_at_several_samplings():
+    # issue 20, "any sampling": cells seen on anisotropic Tomocube-like grids are part of the
+    # fitted distribution, and no held-out seed (make_data val/test ranges, ≥ 5000) was used
+    from holo.segmentation.novelty import load_novelty
+    from holo.training.make_data import SPLIT_SEED0
+
+    prov = load_novelty()["provenance"]
+    held_out = min(v for (split, _), v in SPLIT_SEED0.items() if split != "train")
+    assert all(hi <= held_out for _, hi in prov["seeds"].values())
+    grids = [tuple(float(v) for v in k.split()[1].split("x")) for k in prov["n_cells_per_source_and_grid"]]
+    assert max(dz / dx for dz, _, dx in grids) > 4 and len(grids) >= 3
+    assert sum(prov["n_cells_per_source_and_grid"].values()) == prov["n_cells"]
+    assert "--reuse-table" not in prov["command"]
