@@ -4,7 +4,8 @@ Two steps, so that novelty models can be compared without rerunning the chain:
 
 1. ``collect OUT.csv SPEC...``: each SPEC ``condition:first_seed:n`` (conditions: ``adherent``,
    ``hl60_like``, ``debris`` of :mod:`holo.twin._unseen`, ``known`` = default twin volumes,
-   kinds cycling as in :mod:`holo.training.make_data`) is seen through the ``otf`` route,
+   kinds cycling as in :mod:`holo.training.make_data`; a suffix ``@S`` declares the tomogram at
+   S × its true voxel size, the wrong-pixel-size case, e.g. ``known@1.39``) is seen through the ``otf`` route,
    segmented, classified and measured by the shipped chain (``diagnose(fast=True)``, no
    abstention); each cell's row gets its matched true class (IoU > 0.5, '' when none).
 2. ``evaluate OUT.csv MODEL.json...``: per condition, fraction of cells (unseen types: every
@@ -13,7 +14,7 @@ Two steps, so that novelty models can be compared without rerunning the chain:
 
 Usage::
 
-    python benchmarks/eval_novelty_unseen.py collect /tmp/heldout.csv adherent:9800:4 known:9000:5
+    python benchmarks/eval_novelty_unseen.py collect /tmp/heldout.csv adherent:9800:4 known:9000:5 known@1.39:9000:5
     python benchmarks/eval_novelty_unseen.py evaluate /tmp/heldout.csv segmentation/weights/novelty.json
 """
 
@@ -53,11 +54,13 @@ def collect(out_csv: str, specs) -> pd.DataFrame:
     tables = []
     for spec in specs:
         condition, seed0, n = spec.split(":")
+        kind, _, scale = condition.partition("@")
         for seed in range(int(seed0), int(seed0) + int(n)):
             t0 = time.perf_counter()
-            ph = _phantom(condition, seed)
+            ph = _phantom(kind, seed)
             ri, vs = _seen_by_instrument(ph, "otf", seed, ph.medium_index, np.random.default_rng(seed + 7919), None)
-            tomo = Tomogram(ri=ri, voxel_size_um=vs, medium_index=ph.medium_index, wavelength_um=0.532)
+            declared = tuple(float(scale or 1) * v for v in vs)
+            tomo = Tomogram(ri=ri, voxel_size_um=declared, medium_index=ph.medium_index, wavelength_um=0.532)
             d = diagnose(tomo, fast=True, novelty_quantile=None, max_edge_cut=None)
             truth = _matched_true_class(d.segmentation.instance,
                                         labels_to_grid(np.asarray(ph.instance), ph.voxel_size_um, ri.shape, vs),

@@ -173,7 +173,8 @@ def main(argv=None) -> int:
         "source": "training-seed twin volumes (otf on the phantom's grid and on --grids, gp on the reconstruction's "
                   "grid) segmented, classified and measured by the shipped chain; matched cells under their true class",
         "seeds": {k: [min(v), max(v) + 1] for k, v in seeds.items()}, "n_cells": int(len(cells)),
-        "n_cells_per_source_and_grid": {f"{s} {g}": int(n) for (s, g), n in cells.groupby(["source", "grid"]).size().items()},
+        "n_cells_per_source_and_grid": {f"{s} {g}": int(n)
+                                        for (s, g), n in cells.groupby(["source", "grid"]).size().items()},
         "command": "python -m holo.training.fit_novelty " + " ".join(sys.argv[1:] if argv is None else argv),
         "note": "every input is made by the command itself from the twin (a --cache folder only saves reruns)"})
     a.out.mkdir(parents=True, exist_ok=True)
