@@ -453,10 +453,16 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
 
 def semantic_from_probabilities(probs: np.ndarray, fg_threshold: float = 0.5) -> np.ndarray:
     """Foreground where 1 − P(background) > ``fg_threshold``; there the most probable
-    non-background class (uint8). The threshold is tuned on validation data (weights' JSON)."""
+    non-background class (uint8). The threshold is tuned on validation data (weights' JSON).
+    The most probable class is found class by class (a running maximum, the first class kept
+    on ties: ``argmax``'s answer without its strided pass over the class axis)."""
     if not 0 < fg_threshold < 1:
         raise ValueError(f"fg_threshold must be in (0, 1), got {fg_threshold}")
-    sem = (np.argmax(probs[1:], axis=0) + 1).astype(np.uint8)
+    sem = np.ones(probs.shape[1:], np.uint8)
+    best = probs[1].copy() if len(probs) > 2 else probs[1]
+    for c in range(2, len(probs)):
+        sem[probs[c] > best] = c
+        np.maximum(best, probs[c], out=best)
     sem[(1.0 - probs[0]) <= fg_threshold] = 0
     return sem
 

@@ -162,6 +162,16 @@ def test_memory_budget_tiles_cover_the_volume_with_the_configured_halo():
     assert np.prod(tile_plan(shape, cfg_tile, div, 0.25, 10)[0]) < np.prod(t0)
 
 
+def test_semantic_labels_are_the_most_probable_class_first_on_ties():
+    from holo.segmentation.infer import semantic_from_probabilities
+
+    p = np.random.default_rng(1).random((5, 4, 6, 8)).astype(np.float32)
+    p[3, :2] = p[2, :2]  # ties: the lower class wins, as argmax
+    ref = (np.argmax(p[1:], axis=0) + 1).astype(np.uint8)
+    ref[1.0 - p[0] <= 0.4] = 0
+    assert np.array_equal(semantic_from_probabilities(p, 0.4), ref) and (ref[:2] != 3).all()
+
+
 def test_budget_tiles_blend_exactly_for_a_local_model():
     x = np.random.default_rng(0).normal(size=(20, 50, 70)).astype(np.float32)
     stats = {}
