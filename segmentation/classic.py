@@ -40,7 +40,9 @@ def foreground_mask(ri: np.ndarray, voxel_size_um, medium_index: float, *, thres
     else:
         raise ValueError(f"threshold must be 'otsu' or 'delta', got {threshold!r}")
     fg = sm > t
-    fg = ndi.binary_fill_holes(fg)
+    if fg.any():  # a hole is background cut off from the border: the box of fg and one voxel around decides
+        box = _foreground_box(fg)
+        fg[box] = ndi.binary_fill_holes(fg[box])
     return fg
 
 

@@ -29,3 +29,16 @@ def test_box_labels_equal_whole_volume():
         got = watershed_instances(fg, vs, h_um=h_um, min_volume_um3=vmin)
         assert ref.max() >= 2
         np.testing.assert_array_equal(got, ref)
+
+
+def test_holes_filled_on_the_box_as_on_the_whole_volume():
+    from holo.segmentation.classic import foreground_mask
+
+    z, y, x = np.indices((20, 30, 30))
+    r = np.sqrt((z - 10) ** 2 + (y - 12) ** 2 + (x - 14) ** 2)
+    ri = np.full(r.shape, 1.337, np.float32)
+    ri[(r > 3) & (r < 6)] = 1.36  # a hollow shell: its inside is a hole
+    ri[:, :, 27:] = 1.36  # a slab on the edge, its background open to the border
+    got = foreground_mask(ri, (1.0, 1.0, 1.0), 1.337, threshold="delta", smooth_um=0.0)
+    np.testing.assert_array_equal(got, ndi.binary_fill_holes(ri > 1.343))
+    assert got[10, 12, 14] and not got[10, 12, 24]
