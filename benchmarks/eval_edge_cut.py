@@ -65,7 +65,7 @@ def cut_records(d: dict, cfg_unet: dict, clf, cfg_clf: dict, novelty: dict) -> l
     sem, inst = labels_from_prediction(d["probs"].astype(np.float32), d["dist"].astype(np.float32),
                                        d["x"] / np.float32(cfg_unet["ri_scale"]), cfg_unet)
     sem, inst = resize_labels(sem, d["semantic"].shape), resize_labels(inst, d["semantic"].shape)
-    from eval_end_to_end import matched_pairs
+    from holo.segmentation.train import matched_pairs
 
     match = matched_pairs(inst, d["instance"])
     vs, n_m, ri, truth = tuple(d["voxel_size_um"]), float(d["medium_index"]), d["ri"], d["instance"]

@@ -116,22 +116,11 @@ def cached_volume(cache: Path, condition: str, i: int, log=print) -> dict:
     return d
 
 
-def matched_pairs(pred: np.ndarray, true: np.ndarray) -> dict[int, int]:
-    """{true id: predicted id} for the pairs with IoU > 0.5 (unique for IoU > 0.5)."""
-    p, t = pred.ravel().astype(np.int64), true.ravel().astype(np.int64)
-    n_p, n_t = int(p.max(initial=0)), int(t.max(initial=0))
-    both = (p > 0) & (t > 0)
-    inter = np.bincount(p[both] * (n_t + 1) + t[both], minlength=(n_p + 1) * (n_t + 1)).reshape(n_p + 1, n_t + 1)
-    union = np.bincount(p, minlength=n_p + 1)[:, None] + np.bincount(t, minlength=n_t + 1)[None, :] - inter
-    iou = inter / np.maximum(union, 1)
-    return {j: int(np.argmax(iou[1:, j])) + 1 for j in range(1, n_t + 1) if iou[1:, j].max(initial=0.0) > 0.5}
-
-
 def score_volume(d: dict) -> dict:
     """diagnose() on one volume, scored against its truth."""
     from holo.model import Tomogram
     from holo.segmentation import UNCERTAIN, UNKNOWN, diagnose
-    from holo.segmentation.train import NUCLEUS_LABELS, dice, instance_ap
+    from holo.segmentation.train import NUCLEUS_LABELS, dice, instance_ap, matched_pairs
 
     tomo = Tomogram(ri=d["ri"], voxel_size_um=tuple(d["voxel_size_um"]), medium_index=MEDIUM_INDEX,
                     wavelength_um=WAVELENGTH_UM)

@@ -58,28 +58,34 @@ def dice(pred: np.ndarray, true: np.ndarray) -> float:
     return 1.0 if s == 0 else float(2.0 * np.logical_and(p, t).sum() / s)
 
 
+def iou_matrix(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """IoU of every predicted id (rows) with every true id (columns), background row/column 0
+    included: |P_i ∩ T_j| / |P_i ∪ T_j| from one joint histogram of the two label volumes."""
+    p = np.asarray(pred).ravel().astype(np.int64)
+    t = np.asarray(true).ravel().astype(np.int64)
+    n_p, n_t = int(p.max(initial=0)), int(t.max(initial=0))
+    both = (p > 0) & (t > 0)
+    inter = np.bincount(p[both] * (n_t + 1) + t[both], minlength=(n_p + 1) * (n_t + 1)).reshape(n_p + 1, n_t + 1)
+    union = np.bincount(p, minlength=n_p + 1)[:, None] + np.bincount(t, minlength=n_t + 1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def matched_pairs(pred: np.ndarray, true: np.ndarray) -> dict[int, int]:
+    """{true id: predicted id} for the pairs with IoU > 0.5 (unique: at most one partner each)."""
+    iou = iou_matrix(pred, true)
+    return {j: int(np.argmax(iou[1:, j])) + 1 for j in range(1, iou.shape[1]) if iou[1:, j].max(initial=0.0) > 0.5}
+
+
 def instance_ap(pred: np.ndarray, true: np.ndarray, iou_threshold: float = 0.5) -> float:
     """TP / (TP + FP + FN) at an IoU threshold ≥ 0.5 (unique matching)."""
     if iou_threshold < 0.5:
         raise ValueError(f"iou_threshold must be ≥ 0.5 for unique matching, got {iou_threshold}")
-    p = np.asarray(pred).ravel().astype(np.int64)
-    t = np.asarray(true).ravel().astype(np.int64)
-    n_p, n_t = int(p.max(initial=0)), int(t.max(initial=0))
-    ids_p = np.unique(p[p > 0])
-    ids_t = np.unique(t[t > 0])
-    if len(ids_p) == 0 and len(ids_t) == 0:
+    p, t = np.asarray(pred), np.asarray(true)
+    n_pred, n_true = len(np.unique(p[p > 0])), len(np.unique(t[t > 0]))
+    if n_pred == 0 and n_true == 0:
         return 1.0
-    both = (p > 0) & (t > 0)
-    pair = p[both] * (n_t + 1) + t[both]
-    inter = np.bincount(pair, minlength=(n_p + 1) * (n_t + 1)).reshape(n_p + 1, n_t + 1)
-    size_p = np.bincount(p, minlength=n_p + 1)
-    size_t = np.bincount(t, minlength=n_t + 1)
-    union = size_p[:, None] + size_t[None, :] - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    tp = int((iou[1:, 1:] > iou_threshold).sum())
-    fp = len(ids_p) - tp
-    fn = len(ids_t) - tp
-    return tp / max(tp + fp + fn, 1)
+    tp = int((iou_matrix(p, t)[1:, 1:] > iou_threshold).sum())
+    return tp / max(tp + (n_pred - tp) + (n_true - tp), 1)
 
 
 def _augment(arrays, rng, allow_rot: bool):

@@ -45,20 +45,9 @@ __all__ = ["training_cells", "main"]
 
 def _matched_true_class(inst_pred, inst_true, classes_true) -> dict:
     """{predicted id: true class} for predicted cells overlapping one true cell with IoU > 0.5."""
-    out = {}
-    for p in np.unique(inst_pred[inst_pred > 0]):
-        m = inst_pred == p
-        t, n = np.unique(inst_true[m], return_counts=True)
-        keep = t > 0
-        if not keep.any():
-            continue
-        t, n = t[keep], n[keep]
-        k = int(t[np.argmax(n)])
-        inter = int(n.max())
-        union = int(m.sum() + (inst_true == k).sum() - inter)
-        if inter / union > 0.5:
-            out[int(p)] = classes_true[k]
-    return out
+    from holo.segmentation.train import matched_pairs
+
+    return {p: classes_true[t] for t, p in matched_pairs(inst_pred, inst_true).items()}
 
 
 def _seen_volume(seed: int, kind: str, source: str, grid_um, shape_zyx, voxel_size_um, medium_index):
