@@ -150,12 +150,20 @@ def measure(tomo, semantic, instance, classes=None, **options):
         when no classes are given); ``attrs["medium"]`` and ``attrs["warnings"]`` as
         ``measure_cells`` sets them.
     """
+    return _with_classes(_measured(tomo, semantic, instance, **options), classes)
+
+
+def _measured(tomo, semantic, instance, **options):
+    """The morphometrics table of :func:`measure` before the classes are joined."""
     from holo.segmentation.morphometrics import measure_cells
 
-    ri = _frame(tomo)
     if tomo.wavelength_um:
         options.setdefault("wavelength_um", tomo.wavelength_um)
-    df = measure_cells(ri, semantic, instance, tomo.voxel_size_um, tomo.medium_index, **options)
+    return measure_cells(_frame(tomo), semantic, instance, tomo.voxel_size_um, tomo.medium_index, **options)
+
+
+def _with_classes(df, classes):
+    """The cells table joined with ``classes`` on ``cell_id`` (:func:`measure`)."""
     attrs = dict(df.attrs)
     if classes is not None and len(classes.columns):
         if "cell_id" not in classes.columns:
@@ -243,7 +251,10 @@ def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None
         ``(segmentation, cells, timings_s)``: ``cells`` from :func:`measure` joined with the
         classes of :func:`classify`, which always runs, so that a tomogram without any cell
         gives a 0-row table with the same columns; ``timings_s`` holds the seconds of
-        ``"segmentation"``, ``"classification"`` and ``"measurement"``.
+        ``"segmentation"``, ``"classification"`` and ``"measurement"``. Classification and
+        measurement run at the same time (the measurement on a second thread): the
+        classification's seconds are those until it ends, the measurement's those it runs on
+        after that (with the novelty check).
     """
     report = progress or (lambda done, total, note="": None)
     timings: dict[str, float] = {}
@@ -260,10 +271,14 @@ def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None
     seg = segment(tomo, method=method, name=name, weights_dir=weights_dir, device=device, **seg_kw)
     lap("segmentation")
     report(1, 3, note="classifying")
-    classes = classify(tomo, seg.instance, weights_dir=weights_dir, device=device)
-    lap("classification")
-    report(2, 3, note="measuring")
-    cells = measure(tomo, seg.semantic, seg.instance, classes=classes, **measure_options)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="holo-measure") as pool:  # NumPy/SciPy while torch classifies
+        measuring = pool.submit(_measured, tomo, seg.semantic, seg.instance, **measure_options)
+        classes = classify(tomo, seg.instance, weights_dir=weights_dir, device=device)
+        lap("classification")
+        report(2, 3, note="measuring")
+        cells = _with_classes(measuring.result(), classes)
     if novelty_quantile is not None or max_edge_cut is not None:
         cells = abstain(cells, weights_dir=weights_dir, quantile=novelty_quantile, instance=seg.instance,
                         max_edge_cut=max_edge_cut)

@@ -51,6 +51,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from holo.conventions import ALPHA_PROTEIN_UM3_PER_PG
+from holo.threads import thread_map
 
 __all__ = [
     "MARGIN_RESOLUTIONS",
@@ -136,14 +137,17 @@ def mass_partition(instance: np.ndarray, voxel_size_um, margins_um: dict, slices
     owner = inst.astype(np.int32, copy=True)
     best = np.full(inst.shape, np.inf, np.float32)
     best[owner > 0] = 0.0
-    for k, sl in enumerate(label_slices(inst) if slices is None else slices, start=1):
-        if sl is None or k not in margins_um:
-            continue
+    def rho_of(k_sl):
+        k, sl = k_sl
         m = np.asarray(margins_um[k], float)
         # every voxel with ρ_k ≤ 1 lies within one margin of the cell's box, and all of the
         # cell's voxels are in the box, so ρ_k there is exact
         box = _box(sl, np.ceil(m / vs).astype(int) + 1, inst.shape)
-        rho = ndi.distance_transform_edt(inst[box] != k, sampling=vs / m).astype(np.float32)
+        return k, box, ndi.distance_transform_edt(inst[box] != k, sampling=vs / m).astype(np.float32)
+
+    cells = [(k, sl) for k, sl in enumerate(label_slices(inst) if slices is None else slices, start=1)
+             if sl is not None and k in margins_um]
+    for k, box, rho in thread_map(rho_of, cells, ahead=1):  # ρ_k on several threads, taken in the order of k
         b, o = best[box], owner[box]
         take = (rho <= 1.0) & (rho < b)
         b[take] = rho[take]

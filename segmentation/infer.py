@@ -32,7 +32,7 @@ from scipy import ndimage as ndi
 
 from holo.errors import HoloError
 from holo.labels import CYTOPLASM, ORGANELLE_LABELS
-from holo.threads import cpu_threads
+from holo.threads import cpu_threads, thread_map
 from holo.segmentation.instances import (drop_faint, merge_by_contact, refine_small_by_half_max,
                                          seeded_watershed_by_component)
 
@@ -183,13 +183,22 @@ def resize_labels(lab: np.ndarray, shape_zyx) -> np.ndarray:
 
     Output voxel i of an axis takes input voxel ⌊(i + ½) n_in / n_out⌋ (the centre of the
     output voxel in input voxel units; the same choice as ``scipy.ndimage.zoom(order=0,
-    grid_mode=True)``), gathered in one indexing pass without interpolation.
+    grid_mode=True)``), gathered in one indexing pass without interpolation, slabs of output
+    planes on separate threads (:func:`holo.threads.thread_map`).
     """
     if tuple(lab.shape) == tuple(shape_zyx):
         return lab
     idx = [np.minimum(np.floor((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.intp), n_in - 1)
            for n_in, n_out in zip(lab.shape, shape_zyx)]
-    return lab[np.ix_(*idx)]
+    out = np.empty(tuple(int(n) for n in shape_zyx), lab.dtype)
+    step = max(1, -(-len(idx[0]) // (4 * cpu_threads())))
+
+    def gather(z0):  # slabs of output planes on separate threads
+        out[z0:z0 + step] = lab[np.ix_(idx[0][z0:z0 + step], idx[1], idx[2])]
+
+    for _ in thread_map(gather, range(0, len(idx[0]), step)):
+        pass
+    return out
 
 
 def _gauss_window(tile):
@@ -265,22 +274,29 @@ def tile_plan(shape, tile_zyx, div, overlap: float, max_tile_voxels: float | Non
 
 
 def _flip_averaged(model, xb, n_classes: int, flips):
-    """Softmax probabilities and sigmoid distance of a batch, averaged over lateral flips.
+    """Softmax probabilities and sigmoid distance of a batch, averaged over lateral flips, as
+    one (N, C + 1, Z, Y, X) tensor in the default (contiguous) memory layout.
 
     ``flips`` lists the axis tuples to mirror (``()`` = the input as is); each prediction is
     mirrored back before averaging (test-time augmentation: the twin and the optics are
     symmetric under x → −x and y → −y, so every flipped view is an equally valid input).
+    The softmax and sigmoid are written straight into the output (no concatenation of the
+    channels-last network output, no division by one without flips): the same sums
+    v₁ + v₂ + … divided by their count, element by element.
     """
     import torch
 
     acc = None
-    for axes in flips:
+    for i, axes in enumerate(flips):
         xi = torch.flip(xb, dims=axes) if axes else xb
         out = model(xi)
-        res = torch.cat([torch.softmax(out[:, :n_classes], dim=1), torch.sigmoid(out[:, n_classes:])], dim=1)
-        res = torch.flip(res, dims=axes) if axes else res
-        acc = res if acc is None else acc + res
-    return acc / len(flips)
+        if acc is None:
+            acc = torch.empty(out.shape, dtype=out.dtype, device=out.device)
+        for dst, res in ((acc[:, :n_classes], torch.softmax(out[:, :n_classes], dim=1)),
+                         (acc[:, n_classes:], torch.sigmoid(out[:, n_classes:]))):
+            res = torch.flip(res, dims=axes) if axes else res
+            dst.add_(res) if i else dst.copy_(res)
+    return acc / len(flips) if len(flips) > 1 else acc
 
 
 #: Lateral mirror sets for test-time augmentation (axes of an (N, C, Z, Y, X) batch).
@@ -372,6 +388,17 @@ def _needed(mask, origin, tile, margin) -> bool:
     return bool(mask[box].any())
 
 
+def _blend(acc: np.ndarray, r: np.ndarray, win: np.ndarray, sl) -> None:
+    """acc[:, sl] += r · win, one channel per thread (:func:`holo.threads.thread_map`; ``r``
+    is overwritten): the same float operations as on the whole array."""
+    def one(k):
+        np.multiply(r[k], win, out=r[k])
+        acc[k][sl] += r[k]
+
+    for _ in thread_map(one, range(len(r))):
+        pass
+
+
 def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: float = 0.25,
                   device=None, batch_size: int = 1, tta: int = 0, mask=None, margin_vox=(0, 0, 0),
                   max_tile_voxels: float | None = None, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -436,16 +463,16 @@ def predict_tiled(model, x: np.ndarray, *, tile_zyx=(48, 128, 128), overlap: flo
             batch = np.stack([xp[a:a + tile[0], b:b + tile[1], c:c + tile[2]] for a, b, c in group])
             xb = torch.from_numpy(np.ascontiguousarray(batch[:, None], dtype=np.float32)).to(device)
             xb = xb.contiguous(memory_format=layout)
-            res = _flip_averaged(net, xb, C, flips).float().cpu().contiguous().numpy()
+            res = _flip_averaged(net, xb, C, flips).float().cpu().numpy()
             del xb
             for (a, b, c), r in zip(group, res):
                 sl = (slice(a, a + tile[0]), slice(b, b + tile[1]), slice(c, c + tile[2]))
-                r *= win
-                acc[(slice(None),) + sl] += r
+                _blend(acc, r, win, sl)
                 wsum[sl] += win
     if stats is not None:
         stats.update(tiles=len(origins), tiles_run=len(run), tile_zyx=[int(t) for t in tile])
-    acc /= wsum
+    for _ in thread_map(lambda ch: np.divide(ch, wsum, out=ch), acc):  # channels on separate threads
+        pass
     z, y, xx = shape
     acc = acc[:, :z, :y, :xx]
     return acc[:C], acc[C]
@@ -578,14 +605,20 @@ def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.nda
     ``instance_h_um``, ``min_volume_um3``, ``merge_contact_ratio``, ``min_peak_delta_ri``,
     ``half_max_below_um3``, ``half_max_fraction`` of ``cfg``; absent keys disable a step).
     ``delta_ri`` is n − n_m on the same grid; voxels a small object gains become cytoplasm."""
+    from concurrent.futures import ThreadPoolExecutor
+
     train_vs = tuple(cfg["voxel_size_um"])
-    sem = semantic_from_probabilities(probs, float(cfg.get("fg_threshold", 0.5)))
-    inst = instances_from_prediction(sem, dist, train_vs, h_um=float(cfg.get("instance_h_um", 0.2)),
-                                     min_volume_um3=float(cfg.get("min_volume_um3", 0.3)))
-    inst = merge_by_contact(inst, train_vs, float(cfg.get("merge_contact_ratio", 0.0)))
     min_peak, small = float(cfg.get("min_peak_delta_ri", 0.0)), float(cfg.get("half_max_below_um3", 0.0))
-    # the smoothed contrast both steps read (their default σ of 0.5 voxel), computed once
-    contrast = ndi.gaussian_filter(np.asarray(delta_ri, np.float32), 0.5) if min_peak > 0 or small > 0 else delta_ri
+    with ThreadPoolExecutor(1, thread_name_prefix="holo-contrast") as pool:
+        # the smoothed contrast both later steps read (their default σ of 0.5 voxel), computed
+        # once, on a second thread while the watershed runs
+        smoothing = pool.submit(ndi.gaussian_filter, np.asarray(delta_ri, np.float32), 0.5) \
+            if min_peak > 0 or small > 0 else None
+        sem = semantic_from_probabilities(probs, float(cfg.get("fg_threshold", 0.5)))
+        inst = instances_from_prediction(sem, dist, train_vs, h_um=float(cfg.get("instance_h_um", 0.2)),
+                                         min_volume_um3=float(cfg.get("min_volume_um3", 0.3)))
+        inst = merge_by_contact(inst, train_vs, float(cfg.get("merge_contact_ratio", 0.0)))
+        contrast = delta_ri if smoothing is None else smoothing.result()
     inst = drop_faint(inst, contrast, min_peak, smooth_voxels=0.0)
     if small > 0:
         inst = refine_small_by_half_max(inst, contrast, small, train_vs,
@@ -605,16 +638,16 @@ def label_centroids(instance: np.ndarray, ids, slices=None) -> list[tuple[float,
     from holo.segmentation.drymass import label_slices
 
     slices = label_slices(instance) if slices is None else slices
-    out = []
-    for cid in np.asarray(ids, np.int64):
+
+    def centroid(cid):
         sl = slices[cid - 1] if 0 < cid <= len(slices) else None
         if sl is None:
-            out.append((np.nan,) * 3)
-            continue
+            return (np.nan,) * 3
         idx = np.nonzero(instance[sl] == cid)
         n = float(idx[0].size)
-        out.append(tuple(float(np.sum(i, dtype=np.int64) + i.size * s.start) / n for i, s in zip(idx, sl)))
-    return out
+        return tuple(float(np.sum(i, dtype=np.int64) + i.size * s.start) / n for i, s in zip(idx, sl))
+
+    return list(thread_map(centroid, np.asarray(ids, np.int64)))  # labels on several threads
 
 
 def _sample_on_grid(vol: np.ndarray, coords, order: int) -> np.ndarray:
@@ -674,14 +707,18 @@ def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index
     offs = [(np.arange(n) - (n - 1) / 2.0) * c for n, c in zip(crop, cv)]
     out = np.zeros((len(ids), 2) + tuple(crop), np.float32)
     half = [int(np.ceil(o[-1] / v)) + 2 for o, v in zip(offs, vs)]  # crop half-extent in tomogram voxels
-    for k, (cid, cen) in enumerate(zip(ids, centroids)):
+    def crop(k):
         # only the box the crop covers is read: no whole-volume copy per cell
+        cid, cen = ids[k], centroids[k]
         c = [int(round(cen[a])) for a in range(3)]
         box = tuple(slice(max(c[a] - half[a], 0), min(c[a] + half[a] + 1, inst.shape[a])) for a in range(3))
         coords = [(cen[a] * vs[a] + offs[a]) / vs[a] - box[a].start for a in range(3)]
         x = (ri[box].astype(np.float32) - np.float32(medium_index)) * np.float32(ri_scale)
         out[k, 0] = _sample_on_grid(x, coords, 1)
         out[k, 1] = _sample_on_grid(inst[box], coords, 0) == cid
+
+    for _ in thread_map(crop, range(len(ids))):  # cells on several threads, each writing its own crop
+        pass
     return out, ids
 
 

@@ -28,6 +28,8 @@ from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from holo.threads import thread_map
+
 __all__ = ["contact_areas", "merge_by_contact", "drop_faint", "refine_small_by_half_max", "relabel_sequential",
            "seeded_watershed_by_component"]
 
@@ -64,16 +66,16 @@ def contact_areas(lab: np.ndarray, voxel_size_um) -> tuple[np.ndarray, np.ndarra
     if lab.ndim != 3 or vs.shape != (3,):
         raise ValueError(f"lab must be 3D and voxel_size_um have 3 entries, got {lab.shape}, {vs.shape}")
     n = int(lab.max(initial=0))
-    keys, faces = [], []
-    for ax in range(3):
-        face_um2 = float(np.prod(np.delete(vs, ax)))
+
+    def faces_along(ax):
         la = np.moveaxis(lab, ax, 0)
         a, b = la[:-1], la[1:]
         m = (a != b) & (a > 0) & (b > 0)
         lo = np.minimum(a[m], b[m]).astype(np.int64)
         hi = np.maximum(a[m], b[m]).astype(np.int64)
-        keys.append(lo * (n + 1) + hi)
-        faces.append(np.full(lo.size, face_um2))
+        return lo * (n + 1) + hi, np.full(lo.size, float(np.prod(np.delete(vs, ax))))
+
+    keys, faces = zip(*thread_map(faces_along, range(3)))  # the three axes on several threads
     keys = np.concatenate(keys)
     if keys.size == 0:
         e = np.zeros(0, np.int64)
@@ -174,10 +176,13 @@ def _grow_small(lab: np.ndarray, s: np.ndarray, small: np.ndarray, grow_voxels: 
     out = lab.copy()
     with_small = np.unique(parts[small[lab]])
     slices = ndi.find_objects(parts)
-    for p in with_small[with_small > 0]:
+
+    def flood(p):
         box = slices[p - 1]
         part = parts[box] == p
-        grown = watershed(-s[box], np.where(part, lab[box], 0), mask=part).astype(np.int32)
+        return box, part, watershed(-s[box], np.where(part, lab[box], 0), mask=part).astype(np.int32)
+
+    for box, part, grown in thread_map(flood, with_small[with_small > 0]):  # parts on several threads
         # large cells keep their voxels; voxels a large cell would gain stay background
         o = out[box]
         o[part] = np.where(small[grown], grown, o)[part]
@@ -210,7 +215,8 @@ def _component_watershed(relief: np.ndarray, own: np.ndarray, h: float):
     return markers, lab, n, orphans, n_orphans
 
 
-def seeded_watershed_by_component(fg: np.ndarray, relief_of, voxel_size_um, h_um: float) -> np.ndarray:
+def seeded_watershed_by_component(fg: np.ndarray, relief_of, voxel_size_um, h_um: float, *,
+                                  threads: int | None = None) -> np.ndarray:
     """Instances of a foreground mask: h-maxima seeds of a relief grown by its watershed, and
     every 26-connected part no seed reaches as an instance of its own — computed on the
     bounding box (plus one voxel) of each 26-connected foreground component instead of the
@@ -229,21 +235,28 @@ def seeded_watershed_by_component(fg: np.ndarray, relief_of, voxel_size_um, h_um
     never cross between components, and its queue order restricted to one component is the
     same. Numbering as for the whole volume: seeded instances by the raster order of their
     seed's first voxel, then unseeded parts by their first voxel (scipy's ``label`` numbers in
-    raster order). Voxels sorted: those of the boxes, not the volume.
+    raster order). Voxels sorted: those of the boxes, not the volume. The components are
+    processed on ``threads`` threads (:func:`holo.threads.thread_map`, default all allowed
+    CPUs; ``relief_of`` must then be safe to call from several threads) and numbered in their
+    order, so the labels do not depend on the thread count.
     """
     fg = np.asarray(fg, bool)
     comp, n_comp = ndi.label(fg, structure=_FULL)
     out = np.zeros(fg.shape, np.int32)
     keys, groups = [], []  # per temporary id: (group 0 seeded / 1 unseeded, first flat index)
     next_id = 1
-    for c, sl in enumerate(ndi.find_objects(comp), start=1):
+
+    def one(c_sl):
+        c, sl = c_sl
         box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(sl, fg.shape))
-        own = comp[box] == c
-        markers, lab, n, orphans, n_orphans = _component_watershed(relief_of(fg[box], box), own, h_um)
-        for labels, first_of, k, group in ((lab, markers, n, 0), (orphans, orphans, n_orphans, 1)):
-            if k == 0:
-                continue
-            keys.append(_first_flat_index(first_of, k, box, fg.shape))
+        markers, lab, n, orphans, n_orphans = _component_watershed(relief_of(fg[box], box), comp[box] == c, h_um)
+        return box, [(labels, _first_flat_index(first_of, k, box, fg.shape), k, group)
+                     for labels, first_of, k, group in ((lab, markers, n, 0), (orphans, orphans, n_orphans, 1)) if k]
+
+    # components on separate threads (thread_map), written in their order: the serial result
+    for box, parts in thread_map(one, enumerate(ndi.find_objects(comp), start=1), threads=threads):
+        for labels, first, k, group in parts:
+            keys.append(first)
             groups.append(np.full(k, group))
             o = out[box]
             o[labels > 0] = labels[labels > 0] + (next_id - 1)

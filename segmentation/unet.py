@@ -114,15 +114,22 @@ class UNet3D(nn.Module):
         return tuple(d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the layers of each block are called one by one and every activation is held by ``x``
+        # alone, so that (without autograd) each is freed as soon as the next layer has read
+        # it: the up-sampled tensor before its block runs, the concatenation after the
+        # block's first convolution (the same operations as calling the blocks)
         skips = []
         for i, block in enumerate(self.enc):
-            x = block(x)
+            for layer in block:
+                x = layer(x)
             if i < len(self.pools):
                 skips.append(x)
                 x = self.pools[i](x)
         for up, block in zip(self.ups, self.dec):
             x = up(x)
-            x = block(torch.cat([x, skips.pop()], dim=1))
+            x = torch.cat([x, skips.pop()], dim=1)
+            for layer in block:
+                x = layer(x)
         return self.head(x)
 
 

@@ -689,3 +689,37 @@ def test_crops_sampled_axis_by_axis_equal_map_coordinates():
     ref1 = ndi.map_coordinates(vol, pts, order=1, mode="constant", cval=0.0)
     np.testing.assert_allclose(_sample_on_grid(vol, coords, 1), ref1, atol=1e-6)
     np.testing.assert_array_equal(_sample_on_grid(lab, coords, 0), ndi.map_coordinates(lab, pts, order=0, mode="constant", cval=0))
+
+
+def test_threaded_steps_give_the_serial_labels_and_table(monkeypatch):
+    # holo.threads.thread_map runs the per-component watershed, the tile blending, the label
+    # resize, the per-cell shares and rows on several threads: the same numbers as one thread
+    from holo.segmentation.drymass import mass_partition
+    from holo.segmentation.infer import instances_from_prediction
+    from holo.segmentation.morphometrics import measure_cells
+
+    vs = (0.3, 0.2, 0.2)
+    rng = np.random.default_rng(5)
+    shape = (20, 48, 48)
+    specs = [tuple(rng.uniform(0.2, 0.8, 3) * np.multiply(shape, vs)) + (rng.uniform(0.8, 2.0),) for _ in range(9)]
+    ri, inst = _balls(shape, vs, specs)
+    ri = ri + rng.normal(0, 0.001, shape).astype(np.float32)
+    sem = (inst > 0).astype(np.uint8)
+    sem[inst % 3 == 0] = 2
+    dist = ndi.gaussian_filter(rng.uniform(0, 1, shape).astype(np.float32), 1.5)
+    x = rng.normal(size=shape).astype(np.float32)
+
+    def run(threads):
+        monkeypatch.setenv("HOLO_THREADS", str(threads))
+        lab = instances_from_prediction(sem, dist, vs, h_um=0.2, min_volume_um3=0.05)
+        probs, d = predict_tiled(_MirrorSensitive(), x, tile_zyx=(8, 16, 24), overlap=0.5, device=torch.device("cpu"))
+        margins = {k: (1.0, 0.5, 0.5) for k in range(1, int(lab.max()) + 1)}
+        cells = measure_cells(ri, sem, lab, vs, N_M)
+        return lab, probs, d, resize_labels(lab, (30, 61, 70)), mass_partition(lab, vs, margins), cells
+
+    serial, threaded = run(1), run(3)
+    assert serial[0].max() >= 5 and len(serial[-1]) == serial[0].max()  # several cells: several tasks
+    for a, b in zip(serial[:-1], threaded[:-1]):
+        assert np.array_equal(a, b)
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(serial[-1], threaded[-1], check_exact=True)

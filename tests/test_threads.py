@@ -31,3 +31,35 @@ def test_pool_workers_share_the_threads(monkeypatch):
     env = worker_thread_env(3)
     assert env == {"HOLO_THREADS": "2", "NUMBA_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
     assert worker_thread_env(16)["HOLO_THREADS"] == "1"
+
+
+def test_thread_map_keeps_the_order_bounds_the_work_ahead_and_raises():
+    import threading
+    import time
+
+    from holo.threads import thread_map
+
+    started, lock = [], threading.Lock()
+
+    def slow_square(i):
+        with lock:
+            started.append(i)
+        time.sleep(0.002 * (i % 3))
+        return i * i
+
+    assert list(thread_map(slow_square, range(20), threads=3)) == [i * i for i in range(20)]
+    started.clear()
+    it = thread_map(slow_square, range(50), threads=2, ahead=4)
+    assert next(it) == 0
+    time.sleep(0.05)
+    assert len(started) <= 5  # at most `ahead` submitted before the consumer took one
+    it.close()
+    assert list(thread_map(slow_square, range(5), threads=1)) == [0, 1, 4, 9, 16]  # the serial path
+
+    def fail(i):
+        if i == 3:
+            raise ValueError("item 3")
+        return i
+
+    with pytest.raises(ValueError, match="item 3"):
+        list(thread_map(fail, range(8), threads=2))
