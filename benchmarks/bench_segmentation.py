@@ -25,7 +25,9 @@ compare across machines.
 by one child process, then each mode loads it in its own child, so that the peak resident
 memory (``ru_maxrss`` of that child: the loaded volume, the imports and ``diagnose``) holds
 no trace of the volume's making, and the user and system CPU seconds are those of
-``diagnose`` alone. Target: ≤ 60 s wall on 2 cores, ≤ 4 GB peak.
+``diagnose`` alone; a per-stage table (wall, CPU seconds, CPU / wall, peak RSS; steps and
+the parts of the segmentation) goes to stderr, the JSON to stdout. Target: ≤ 60 s wall on 2
+cores, ≤ 4 GB peak.
 
 Usage::
 
@@ -78,13 +80,70 @@ def field_child(shape_zyx, voxel_size_um, mode: str, seed: int) -> dict:
             "n_cells": int(len(cells)), "n_true_cells": int(len(set(inst_true.ravel().tolist())) - 1)}
 
 
+def _usage() -> tuple[float, float, float, float]:
+    """(wall s, CPU s of the process: user + system, peak RSS MB so far, CPU s of the calling
+    thread)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), r.ru_utime + r.ru_stime, r.ru_maxrss / 1024.0, time.thread_time()
+
+
+#: Parts of the segmentation step timed on their own by ``--large`` (module, function, label).
+SEGMENTATION_PARTS = (("resample_volume", "resample to the training grid"), ("predict_tiled", "U-Net tiles"),
+                      ("labels_from_prediction", "watershed and clean-up"), ("resize_labels", "labels back to the grid"))
+
+
+def _time_parts(infer, rows: list) -> None:
+    """Wrap the functions of :data:`SEGMENTATION_PARTS` in ``infer`` so that each call appends
+    (label, wall s, CPU s, peak RSS MB at its end, CPU s of the calling thread) to ``rows``
+    (the second U-Net call is the organelle network's)."""
+    import functools
+
+    for name, label in SEGMENTATION_PARTS:
+        def timed(*args, _f=getattr(infer, name), _label=label, **kw):
+            t0, c0, _, m0 = _usage()
+            try:
+                return _f(*args, **kw)
+            finally:
+                t1, c1, rss, m1 = _usage()
+                n = sum(r[0].startswith(_label) for r in rows)
+                rows.append((f"{_label} #{n + 1}" if n else _label, t1 - t0, c1 - c0, rss, m1 - m0))
+
+        setattr(infer, name, functools.wraps(getattr(infer, name))(timed))
+
+
+def stage_table(res: dict) -> str:
+    """Per-stage table of a ``--large`` child's result: wall, CPU seconds, CPU / wall (how many
+    cores the stage kept busy), the peak RSS reached by its end, the CPU seconds of the main
+    thread and max(main thread, CPU / 2): the least wall the stage could take on two idle
+    cores (the main thread's work is serial; the rest at best splits evenly) — what a loaded
+    shared machine's wall cannot show."""
+    lines = [f"{'stage':36s} {'wall s':>7s} {'CPU s':>7s} {'CPU/wall':>8s} {'peak MB':>8s} {'main s':>7s} "
+             f"{'2-core bound':>12s}"]
+    bound = 0.0
+    for name, wall, cpu, rss, main in res["stages"]:
+        b = max(main, cpu / 2)
+        bound += b if not name.startswith(" ") else 0.0
+        lines.append(f"{name:36s} {wall:7.1f} {cpu:7.1f} {cpu / max(wall, 1e-9):8.2f} {rss:8.0f} {main:7.1f} {b:12.1f}")
+    cpu = res["cpu_user_s"] + res["cpu_system_s"]
+    lines.append(f"{'total (diagnose)':36s} {res['seconds_total']:7.1f} {cpu:7.1f} {cpu / max(res['seconds_total'], 1e-9):8.2f} "
+                 f"{res['peak_rss_mb']:8.0f} {'':7s} {bound:12.1f}")
+    lines.append(f"load (1 min) before / after: {res['load_1min_before_after']}, torch threads {res['torch_threads']}")
+    return "\n".join(lines)
+
+
 def large_child(npz: str, mode: str) -> dict:
     """Time diagnose() on the saved field in this process: wall, user and system CPU seconds,
-    peak RSS (whole process, before diagnose, and reached by the end of each step), tiles run
-    per network, the machine's 1-minute load before and after."""
+    peak RSS (whole process, before diagnose, and reached by the end of each step), per stage
+    (the three steps, and the parts of the segmentation, :data:`SEGMENTATION_PARTS`) wall, CPU
+    seconds and peak RSS, tiles run per network, the machine's 1-minute load before and after.
+    Classification and measurement run at the same time (:func:`holo.segmentation.diagnose`):
+    the classification stage ends when the classes are known, the measurement stage is the rest."""
     import resource
 
     import numpy as np
+    import torch
 
     from holo.model import Tomogram
     from holo.segmentation import diagnose
@@ -96,12 +155,21 @@ def large_child(npz: str, mode: str) -> dict:
     stats = {}
     seg_fn = infer.unet_segment
     infer.unet_segment = lambda *args, **kw: seg_fn(*args, stats=stats, **kw)  # record the tiles run
+    parts: list = []
+    _time_parts(infer, parts)
     steps = ("segmentation", "classification", "measurement")
     rss_by_step = {}
+    marks = []
+    stages: list = []
 
-    def progress(done, total, note=""):  # called after each step: the peak RSS reached so far
+    def progress(done, total, note=""):  # called before each step and at the end: usage so far
+        marks.append(_usage())
         if done:
-            rss_by_step[steps[done - 1]] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+            rss_by_step[steps[done - 1]] = round(marks[-1][2])
+            (t0, c0, _, m0), (t1, c1, rss, m1) = marks[-2], marks[-1]
+            stages.append((steps[done - 1], t1 - t0, c1 - c0, rss, m1 - m0))
+            if done == 1:
+                stages.extend(("  " + p[0], *p[1:]) for p in parts)
 
     load_before = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -114,7 +182,8 @@ def large_child(npz: str, mode: str) -> dict:
             "cpu_user_s": round(after.ru_utime - before.ru_utime, 1), "cpu_system_s": round(after.ru_stime - before.ru_stime, 1),
             "peak_rss_mb": round(after.ru_maxrss / 1024.0), "rss_mb_before_diagnose": round(before.ru_maxrss / 1024.0),
             "peak_rss_mb_by_end_of_step": rss_by_step, "load_1min_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
-            "tiles": stats, "n_cells": int(len(cells)), "n_true_cells": n_true}
+            "stages": [(n, round(w, 2), round(c, 2), round(r), round(m, 2)) for n, w, c, r, m in stages],
+            "torch_threads": torch.get_num_threads(), "tiles": stats, "n_cells": int(len(cells)), "n_true_cells": n_true}
 
 
 def large_benchmark(a) -> dict:
@@ -138,6 +207,7 @@ def large_benchmark(a) -> dict:
                 raise RuntimeError(f"{mode}: {r.stderr[-2000:]}")
             res = json.loads(r.stdout.strip().splitlines()[-1])
             res["meets_target"] = res["seconds_total"] <= 60 and res["peak_rss_mb"] <= 4096
+            print(f"{mode} mode\n{stage_table(res)}\n", file=sys.stderr)  # stdout stays the JSON
             out[mode] = res
     return out
 

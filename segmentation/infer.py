@@ -482,15 +482,23 @@ def semantic_from_probabilities(probs: np.ndarray, fg_threshold: float = 0.5) ->
     """Foreground where 1 − P(background) > ``fg_threshold``; there the most probable
     non-background class (uint8). The threshold is tuned on validation data (weights' JSON).
     The most probable class is found class by class (a running maximum, the first class kept
-    on ties: ``argmax``'s answer without its strided pass over the class axis)."""
+    on ties: ``argmax``'s answer without its strided pass over the class axis), voxel by
+    voxel, so slabs along the first axis are labelled on separate threads."""
     if not 0 < fg_threshold < 1:
         raise ValueError(f"fg_threshold must be in (0, 1), got {fg_threshold}")
     sem = np.ones(probs.shape[1:], np.uint8)
-    best = probs[1].copy() if len(probs) > 2 else probs[1]
-    for c in range(2, len(probs)):
-        sem[probs[c] > best] = c
-        np.maximum(best, probs[c], out=best)
-    sem[(1.0 - probs[0]) <= fg_threshold] = 0
+    step = max(1, -(-sem.shape[0] // (2 * cpu_threads())))
+
+    def label_slab(z0):
+        p, out = probs[:, z0:z0 + step], sem[z0:z0 + step]
+        best = p[1].copy() if len(p) > 2 else p[1]
+        for c in range(2, len(p)):
+            out[p[c] > best] = c
+            np.maximum(best, p[c], out=best)
+        out[(1.0 - p[0]) <= fg_threshold] = 0
+
+    for _ in thread_map(label_slab, range(0, sem.shape[0], step)):
+        pass
     return sem
 
 
@@ -723,8 +731,12 @@ def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index
 
 
 def classify_cells(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index: float, *,
-                   model=None, cfg=None, weights_dir=None, device=None, batch_size: int = 16):
-    """Calibrated class probabilities of every cell: (ids, probs (N, K), class names)."""
+                   model=None, cfg=None, weights_dir=None, device=None, batch_size: int = 8):
+    """Calibrated class probabilities of every cell: (ids, probs (N, K), class names).
+
+    ``batch_size`` crops per forward pass: 8 keeps the classifier's activations near 0.5 GB on
+    the CPU (16: ≈ 1 GB), which :func:`holo.segmentation.diagnose` holds while it measures the
+    cells; the logits depend on it only to float rounding (≈ 1e-5)."""
     import torch
 
     from holo.segmentation.classifier import calibrated_probabilities

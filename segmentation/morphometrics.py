@@ -40,6 +40,8 @@ For every instance (cell) the table holds, with the voxel size (dz, dy, dx) in Â
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
@@ -282,14 +284,18 @@ def _check_inputs(ri, semantic, instance):
     return ri, semantic, instance
 
 
-def _share_and_medium(ri, inst, vs, medium_index, medium, optics, margin, slices):
-    """(owner labels of the shares, MediumEstimate, the n_m to use); ``slices`` the cells' boxes."""
+def _share_and_medium(ri, inst, vs, medium_index, medium, optics, margin, slices, pool):
+    """(owner labels of the shares, MediumEstimate, the n_m to use); ``slices`` the cells' boxes.
+    With the metadata's n_m the estimate (only compared) is a Future of ``pool``, made while
+    the cells are measured."""
     margins = drymass.cell_margins_um(inst, vs, optics["wavelength_um"], medium_index,
                                       objective_na=optics["objective_na"],
                                       illumination_na=optics["illumination_na"], slices=slices, **margin)
     owner = drymass.mass_partition(inst, vs, margins, slices=slices)
+    if medium != "estimate":
+        return owner, pool.submit(estimate_medium_index, ri, owner == 0, vs, medium_index, **optics), float(medium_index)
     est = estimate_medium_index(ri, owner == 0, vs, medium_index, **optics)
-    return owner, est, (est.medium_index if medium == "estimate" else float(medium_index))
+    return owner, est, est.medium_index
 
 
 def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndarray,
@@ -340,10 +346,26 @@ def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndar
     inst = instance  # integer labels as given: find_objects needs no int64 copy (drymass.label_slices)
     optics = {"wavelength_um": wavelength_um, "objective_na": objective_na, "illumination_na": illumination_na}
     slices = drymass.label_slices(inst)  # the cells' boxes, found once
-    owner, est, n_m = _share_and_medium(ri, inst, vs, medium_index, medium, optics,
-                                        {"resolutions": margin_resolutions, "cone_fraction": cone_fraction}, slices)
-    share = drymass.partition_dry_mass_pg(ri, owner, n_m, vs)
-    cut = border_labels(inst)
+    with ThreadPoolExecutor(1, thread_name_prefix="holo-medium") as pool:  # the medium estimate, meanwhile
+        owner, est, n_m = _share_and_medium(ri, inst, vs, medium_index, medium, optics,
+                                            {"resolutions": margin_resolutions, "cone_fraction": cone_fraction},
+                                            slices, pool)
+        rows = _cell_rows(ri, semantic, inst, slices, vs, n_m, mass_region,
+                          drymass.partition_dry_mass_pg(ri, owner, n_m, vs), border_labels(inst))
+        del owner
+        est = est.result() if isinstance(est, Future) else est
+    for row in rows:
+        row["medium_mismatch"] = est.differs
+    df = pd.DataFrame(rows, columns=list(CELL_COLUMNS))
+    df.attrs["medium"] = {"estimated": est.medium_index, "metadata": est.metadata_index, "tolerance": est.tolerance,
+                          "noise_std": est.noise_std, "used": n_m, "mismatch": est.differs}
+    df.attrs["warnings"] = [w for w in (est.warning(),) if w]
+    return df
+
+
+def _cell_rows(ri, semantic, inst, slices, vs, n_m: float, mass_region: str, share: dict, cut: set) -> list[dict]:
+    """The rows of :func:`measure_cells` (``medium_mismatch`` aside), one cell per task on
+    several threads (:func:`holo.threads.thread_map`), in the order of the ids."""
 
     def row_of(idx_sl):
         idx, sl = idx_sl
@@ -353,15 +375,9 @@ def measure_cells(ri: np.ndarray, semantic: np.ndarray | None, instance: np.ndar
             row["dry_mass_pg"] = share.get(idx + 1, row["dry_mass_mask_pg"])
         conc = row["dry_mass_pg"] / row["volume_um3"]
         row.update(concentration_pg_per_um3=conc, concentration_g_per_dl=conc * PG_PER_UM3_TO_G_PER_DL,
-                   medium_index=n_m, medium_mismatch=est.differs, touches_border=(idx + 1) in cut)
+                   medium_index=n_m, medium_mismatch=None, touches_border=(idx + 1) in cut)
         s = None if semantic is None else semantic[sl]
         row.update(_organelle_features(m, s, ri[sl], row["volume_um3"], vs, n_m))
         return row
 
-    # one cell per task on several threads (holo.threads.thread_map), rows in the order of the ids
-    rows = list(thread_map(row_of, [(idx, sl) for idx, sl in enumerate(slices) if sl is not None]))
-    df = pd.DataFrame(rows, columns=list(CELL_COLUMNS))
-    df.attrs["medium"] = {"estimated": est.medium_index, "metadata": est.metadata_index, "tolerance": est.tolerance,
-                          "noise_std": est.noise_std, "used": n_m, "mismatch": est.differs}
-    df.attrs["warnings"] = [w for w in (est.warning(),) if w]
-    return df
+    return list(thread_map(row_of, [(idx, sl) for idx, sl in enumerate(slices) if sl is not None]))

@@ -695,7 +695,7 @@ def test_threaded_steps_give_the_serial_labels_and_table(monkeypatch):
     # holo.threads.thread_map runs the per-component watershed, the tile blending, the label
     # resize, the per-cell shares and rows on several threads: the same numbers as one thread
     from holo.segmentation.drymass import mass_partition
-    from holo.segmentation.infer import instances_from_prediction
+    from holo.segmentation.infer import instances_from_prediction, semantic_from_probabilities
     from holo.segmentation.morphometrics import measure_cells
 
     vs = (0.3, 0.2, 0.2)
@@ -708,6 +708,7 @@ def test_threaded_steps_give_the_serial_labels_and_table(monkeypatch):
     sem[inst % 3 == 0] = 2
     dist = ndi.gaussian_filter(rng.uniform(0, 1, shape).astype(np.float32), 1.5)
     x = rng.normal(size=shape).astype(np.float32)
+    p4 = rng.dirichlet(np.ones(4), shape).astype(np.float32).transpose(3, 0, 1, 2)
 
     def run(threads):
         monkeypatch.setenv("HOLO_THREADS", str(threads))
@@ -715,7 +716,8 @@ def test_threaded_steps_give_the_serial_labels_and_table(monkeypatch):
         probs, d = predict_tiled(_MirrorSensitive(), x, tile_zyx=(8, 16, 24), overlap=0.5, device=torch.device("cpu"))
         margins = {k: (1.0, 0.5, 0.5) for k in range(1, int(lab.max()) + 1)}
         cells = measure_cells(ri, sem, lab, vs, N_M)
-        return lab, probs, d, resize_labels(lab, (30, 61, 70)), mass_partition(lab, vs, margins), cells
+        return (lab, probs, d, semantic_from_probabilities(p4, 0.4), resize_labels(lab, (30, 61, 70)),
+                mass_partition(lab, vs, margins), cells)
 
     serial, threaded = run(1), run(3)
     assert serial[0].max() >= 5 and len(serial[-1]) == serial[0].max()  # several cells: several tasks
