@@ -252,9 +252,10 @@ def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None
         classes of :func:`classify`, which always runs, so that a tomogram without any cell
         gives a 0-row table with the same columns; ``timings_s`` holds the seconds of
         ``"segmentation"``, ``"classification"`` and ``"measurement"``. Classification and
-        measurement run at the same time (the measurement on a second thread): the
-        classification's seconds are those until it ends, the measurement's those it runs on
-        after that (with the novelty check).
+        measurement run at the same time (the measurement on a second thread; one after the
+        other for a lazy volume, which each step computes): the classification's seconds are
+        those until it ends, the measurement's those it runs on after that (with the novelty
+        check).
     """
     report = progress or (lambda done, total, note="": None)
     timings: dict[str, float] = {}
@@ -273,12 +274,15 @@ def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None
     report(1, 3, note="classifying")
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(1, thread_name_prefix="holo-measure") as pool:  # NumPy/SciPy while torch classifies
-        measuring = pool.submit(_measured, tomo, seg.semantic, seg.instance, **measure_options)
+    # NumPy/SciPy measure while torch classifies; a lazy volume (computed by each step) one step at a time
+    lazy = hasattr(getattr(tomo, "ri", None), "compute")
+    with ThreadPoolExecutor(1, thread_name_prefix="holo-measure") as pool:
+        measuring = None if lazy else pool.submit(_measured, tomo, seg.semantic, seg.instance, **measure_options)
         classes = classify(tomo, seg.instance, weights_dir=weights_dir, device=device)
         lap("classification")
         report(2, 3, note="measuring")
-        cells = _with_classes(measuring.result(), classes)
+        cells = _with_classes(measuring.result() if measuring else _measured(tomo, seg.semantic, seg.instance,
+                                                                             **measure_options), classes)
     if novelty_quantile is not None or max_edge_cut is not None:
         cells = abstain(cells, weights_dir=weights_dir, quantile=novelty_quantile, instance=seg.instance,
                         max_edge_cut=max_edge_cut)
