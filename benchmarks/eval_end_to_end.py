@@ -59,8 +59,9 @@ WAVELENGTH_UM = 0.532
 MEDIUM_INDEX = 1.337
 
 
-def make_volume(condition: str, i: int) -> dict:
-    """Volume i of a condition: RI on its grid and the ground truth on the same grid."""
+def make_volume(condition: str, i: int, gp_shrink_sigmas: float | None = None) -> dict:
+    """Volume i of a condition: RI on its grid and the ground truth on the same grid
+    (``gp_shrink_sigmas``: κ of gp's ℓ1 mode for the ``gp`` condition, None: gp's default)."""
     spec = CONDITIONS[condition]
     seed = spec["seed0"] + i
     if spec["dense"]:
@@ -74,12 +75,12 @@ def make_volume(condition: str, i: int) -> dict:
         kind = KINDS[i % len(KINDS)]
         v = phantom_volume(seed, kind=kind, source="otf", train_voxel_size_um=spec["grid"], medium_index=MEDIUM_INDEX)
     else:
-        return _chain_volume(seed, i)
+        return _chain_volume(seed, i, gp_shrink_sigmas)
     return {"ri": v.ri, "voxel_size_um": np.asarray(v.voxel_size_um), "semantic": v.semantic, "instance": v.instance,
             "classes": json.dumps(v.classes), "kind": kind, "seed": seed}
 
 
-def _chain_volume(seed: int, i: int) -> dict:
+def _chain_volume(seed: int, i: int, shrink_sigmas: float | None = None) -> dict:
     """A make_data-sized phantom through holograms and the default ``gp`` reconstruction."""
     from holo.pipeline import reconstruct
     from holo.segmentation.data import labels_to_grid
@@ -90,7 +91,8 @@ def _chain_volume(seed: int, i: int) -> dict:
     kind = KINDS[i % len(KINDS)]
     ph = make_phantom(kind, shape_zyx=(96, 256, 256), voxel_size_um=(0.2, 0.1, 0.1), medium_index=MEDIUM_INDEX,
                       seed=seed)
-    tomo = reconstruct(simulate_acquisition(ph, seed=seed), method="gp")
+    kw = {} if shrink_sigmas is None else {"shrink_sigmas": shrink_sigmas}
+    tomo = reconstruct(simulate_acquisition(ph, seed=seed), method="gp", **kw)
     ri, vs = tomo.frame(0), tuple(float(v) for v in tomo.voxel_size_um)
     pv = tuple(float(v) for v in ph.voxel_size_um)
     return {"ri": ri.astype(np.float32), "voxel_size_um": np.asarray(vs),
@@ -99,16 +101,17 @@ def _chain_volume(seed: int, i: int) -> dict:
             "classes": json.dumps({int(k): str(v) for k, v in dict(ph.classes).items()}), "kind": kind, "seed": seed}
 
 
-def cached_volume(cache: Path, condition: str, i: int, log=print) -> dict:
+def cached_volume(cache: Path, condition: str, i: int, log=print, gp_shrink_sigmas: float | None = None) -> dict:
     """Volume i of a condition from the cache, made when missing."""
     spec = CONDITIONS[condition]
     grid = "recon" if spec["grid"] is None else "x".join(f"{g:g}" for g in spec["grid"])
     dense = "dense" if CONDITIONS[condition]["dense"] else "default"
-    p = cache / f"{CONDITIONS[condition]['source']}_{dense}_{grid}_{CONDITIONS[condition]['seed0'] + i}.npz"
+    kappa = "" if gp_shrink_sigmas is None or condition != "gp" else f"_k{gp_shrink_sigmas:g}"
+    p = cache / f"{CONDITIONS[condition]['source']}_{dense}_{grid}{kappa}_{CONDITIONS[condition]['seed0'] + i}.npz"
     if not p.exists():
         t0 = time.perf_counter()
         cache.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(p, **make_volume(condition, i))
+        np.savez_compressed(p, **make_volume(condition, i, gp_shrink_sigmas if condition == "gp" else None))
         log(f"made {p.name} ({time.perf_counter() - t0:.0f} s)")
     d = dict(np.load(p, allow_pickle=False))
     d["classes"] = {int(k): v for k, v in json.loads(str(d["classes"])).items()}
@@ -179,6 +182,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=None,
                     help="volumes per condition (default: one cycle of kinds, 5 or 4; ≈ 20 CPU-s each)")
     ap.add_argument("--n-gp", type=int, default=4, help="volumes of the gp condition (≈ 2–3 CPU-min each to make)")
+    ap.add_argument("--gp-shrink-sigmas", type=float, default=None,
+                    help="κ of gp's ℓ1 mode for the gp condition (default: gp's own default; named in the cache file)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     results = json.loads(a.json.read_text()) if a.json and a.json.exists() else {}
@@ -187,7 +192,7 @@ def main(argv=None) -> int:
         recs = []
         n = a.n_gp if c == "gp" else a.n or (4 if CONDITIONS[c]["dense"] else 5)
         for i in range(n):
-            recs.append(score_volume(cached_volume(a.cache, c, i)))
+            recs.append(score_volume(cached_volume(a.cache, c, i, gp_shrink_sigmas=a.gp_shrink_sigmas)))
             print(f"{c} {recs[-1]['seed']} {recs[-1]['kind']}: found {recs[-1]['found']}/{recs[-1]['n_true']}, "
                   f"correct {recs[-1]['found_correct']}, AP {recs[-1]['ap50']:.2f}", flush=True)
         r1 = resource.getrusage(resource.RUSAGE_SELF)

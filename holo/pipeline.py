@@ -73,7 +73,7 @@ def reconstruct(
     weight: float | None = None,
     shape_zyx=None,
     voxel_size_um=None,
-    shrink_sigmas: float = 0.0,
+    shrink_sigmas: float | None = None,
     progress: Callable | None = None,
 ) -> Tomogram:
     """Reconstruct the 3D RI of one acquisition.
@@ -92,11 +92,12 @@ def reconstruct(
     shape_zyx, voxel_size_um : optional
         Override of the grid chosen from the optics
         (:func:`holo.reconstruction.tomography.default_grid`).
-    shrink_sigmas : float
-        ``gp`` only: κ of its opt-in ℓ1 mode (λ = κ σ̂ shrinkage, then GP on the detected
+    shrink_sigmas : float, optional
+        ``gp`` only: κ of its ℓ1 mode (λ = κ σ̂ shrinkage, then GP on the detected object
         support: the background stays at n_m; :mod:`holo.reconstruction.regularization.gp`,
-        :data:`~holo.reconstruction.regularization.SPARSE_GP_SHRINK_SIGMAS` = 3). Default 0:
-        classic GP, what the U-Net is trained on.
+        :data:`~holo.reconstruction.regularization.SPARSE_GP_SHRINK_SIGMAS` = 3); 0: classic
+        GP. None (default): gp's default,
+        :data:`~holo.reconstruction.regularization.DEFAULT_GP_SHRINK_SIGMAS`.
     progress : callable(done, total, note=""), optional
         Progress reports.
 
@@ -115,6 +116,7 @@ def reconstruct(
         Unknown method or bad grid; HoloError / ValidationError for bad data.
     """
     _check_arguments(method, iterations, weight, shrink_sigmas)
+    shrink_sigmas = _shrink_sigmas(method, shrink_sigmas)
     t0 = time.perf_counter()
     acq = _open_acquisition(acq_or_path)
     source = getattr(acq, "source", None) or (str(acq_or_path) if isinstance(acq_or_path, (str, Path)) else None)
@@ -162,7 +164,18 @@ def _check_memory(acq, method: str, shape_zyx, voxel_size_um, source) -> None:
                  what="reconstructing it")
 
 
-def _check_arguments(method: str, iterations, weight, shrink_sigmas: float = 0.0) -> None:
+def _shrink_sigmas(method: str, shrink_sigmas: float | None) -> float:
+    """κ of gp's ℓ1 mode: the given one, gp's default when None, 0 for the other methods."""
+    if shrink_sigmas is not None:
+        return float(shrink_sigmas)
+    if method != "gp":
+        return 0.0
+    from holo.reconstruction.regularization import DEFAULT_GP_SHRINK_SIGMAS
+
+    return float(DEFAULT_GP_SHRINK_SIGMAS)
+
+
+def _check_arguments(method: str, iterations, weight, shrink_sigmas: float | None = None) -> None:
     """ValueError for an unknown method, iterations < 1, a negative weight or an ℓ1 mode
     asked of another method than gp."""
     if method not in METHODS:
@@ -171,7 +184,7 @@ def _check_arguments(method: str, iterations, weight, shrink_sigmas: float = 0.0
         raise ValueError(f"iterations must be ≥ 1, got {iterations!r}")
     if weight is not None and not float(weight) >= 0:
         raise ValueError(f"weight must be ≥ 0, got {weight!r}")
-    if not float(shrink_sigmas) >= 0 or (shrink_sigmas and method != "gp"):
+    if shrink_sigmas is not None and (not float(shrink_sigmas) >= 0 or (shrink_sigmas and method != "gp")):
         raise ValueError(f"shrink_sigmas (gp's ℓ1 mode) must be ≥ 0 and applies to method 'gp' only, got {shrink_sigmas!r} "
                          f"with {method!r}")
 

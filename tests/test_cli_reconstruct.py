@@ -92,6 +92,8 @@ def test_progress_is_reported(acq_path):
         (["--voxel", "0.1,0.2"], 2, "--voxel"),
         (["--shape", "8", "8"], 2, "--shape"),
         (["--method", "rytov", "--sparse-background"], 2, "--sparse-background"),
+        (["--method", "rytov", "--classic-background"], 2, "--classic-background"),
+        (["--method", "gp", "--sparse-background", "--classic-background"], 2, "--classic-background"),
     ],
 )
 def test_cli_usage_errors(acq_path, tmp_path, args, code, fragment):
@@ -130,15 +132,24 @@ def test_regularised_method_dispatch(acq_path):
 
 
 def test_gp_l1_mode_is_reachable_and_recorded(acq_path):
-    # the opt-in l1 mode of gp keeps the background at n_m outside the detected sphere
-    pytest.importorskip("holo.reconstruction.regularization")
+    # gp's l1 mode keeps the background at n_m outside the detected sphere; shrink_sigmas=0
+    # is classic gp (the way back), None (the default) gp's default κ
+    from holo.reconstruction.regularization import DEFAULT_GP_SHRINK_SIGMAS
+
     with pytest.raises(ValueError, match="gp"):
         reconstruct(acq_path, method="rytov", shrink_sigmas=3.0)
-    tomo = reconstruct(acq_path, method="gp", iterations=8, shape_zyx=(24, 48, 48), shrink_sigmas=3.0)
+    kw = dict(method="gp", iterations=8, shape_zyx=(24, 48, 48))
+    tomo = reconstruct(acq_path, shrink_sigmas=3.0, **kw)
     assert tomo.provenance["parameters"]["shrink_sigmas"] == 3.0
+    assert tomo.provenance["parameters"]["min_component_cells"] > 0
     ri = tomo.frame(0)
     assert float(ri.min()) >= NM - 1e-6 and float(ri[12, 24, 24] - NM) > 0.5 * DN
-    assert float(np.mean(ri == np.float32(NM))) > 0.85  # medium, exactly, outside the support (classic gp: 0.74)
+    assert float(np.mean(ri == np.float32(NM))) > 0.85  # medium, exactly, outside the support
+    classic = reconstruct(acq_path, shrink_sigmas=0, **kw)
+    assert classic.provenance["parameters"]["shrink_sigmas"] == 0.0
+    assert float(np.mean(classic.frame(0) == np.float32(NM))) < 0.8  # the clamp's specks (measured 0.74)
+    default = reconstruct(acq_path, **kw)
+    assert default.provenance["parameters"]["shrink_sigmas"] == DEFAULT_GP_SHRINK_SIGMAS
 
 
 def test_cli_compress_option_writes_the_same_volume(acq_path, tmp_path):

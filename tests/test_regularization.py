@@ -239,6 +239,35 @@ def test_shrinkage_thresholds_at_three_sigma_of_the_unphysical_side():
     assert lam0 == 0 and np.array_equal(f0, np.minimum(b0, 0))
 
 
+def test_resolution_cell_is_the_voxels_per_measured_sample(cone_problem):
+    # N/|Ω| counts both Hermitian halves: equal to the full-grid count of a symmetric support
+    # (Ω ∪ −Ω of the one-sided scan support), whatever the rfft half-grid bookkeeping.
+    from holo.reconstruction.regularization import hermitian_half_data, resolution_cell_voxels
+
+    sup = cone_problem.support
+    sym = sup | sup[np.ix_(*[(-np.arange(n)) % n for n in sup.shape])]
+    rd = hermitian_half_data(np.where(sym, 1, 0).astype(np.complex64), sym)
+    assert resolution_cell_voxels(rd) == pytest.approx(sym.size / np.count_nonzero(sym))
+    full = hermitian_half_data(np.ones(SHAPE, np.complex64), np.ones(SHAPE, bool))
+    assert resolution_cell_voxels(full) == pytest.approx(1.0)
+
+
+def test_object_support_drops_components_below_one_resolution_cell():
+    # Specks of 1–8 voxels (the tips of noise/artefact fluctuations above κσ̂) go, an object
+    # of 64 voxels and one of exactly the cell size stay, whatever their amplitude.
+    from holo.reconstruction.regularization import object_support
+
+    f = np.zeros((16, 32, 32), np.float32)
+    f[2:6, 2:6, 2:6] = -0.01  # 64 voxels, faint
+    f[10:12, 20:22, 20:22] = -0.5  # 8 voxels, strong
+    f[14, 30, 30] = -1.0  # one voxel
+    f[8:10, 8:10, 25:28] = -0.02  # 12 voxels = the cell
+    keep = object_support(f, 12)
+    assert keep[2:6, 2:6, 2:6].all() and keep[8:10, 8:10, 25:28].all()
+    assert np.count_nonzero(keep) == 64 + 12
+    assert np.array_equal(object_support(f, 0), f < 0)
+
+
 def test_gridding_weighted_data_term_matches_hard_consistency_on_noise_free_data(cone_problem):
     # With exact data, any positive weighting has the same minimiser (the truth), so both
     # data terms recover the RI inside the ball to the same level.

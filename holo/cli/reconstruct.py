@@ -90,14 +90,18 @@ def reconstruct_cmd(
     weight: Optional[float] = typer.Option(None, "--weight", min=0.0, help="Regularisation weight of tv/bpm."),
     shape: Optional[Tuple[int, int, int]] = typer.Option(None, "--shape", min=2, help="Grid shape: --shape Z Y X."),
     voxel: Optional[str] = typer.Option(None, "--voxel", help="Voxel size in µm: one value (isotropic) or DZ,DY,DX."),
-    sparse_background: bool = typer.Option(False, "--sparse-background", help="gp only: its l1 mode (3-sigma detection, then GP on the detected support) keeps the background at the medium's index; opt-in (the U-Net is trained on classic gp)."),
+    sparse_background: bool = typer.Option(False, "--sparse-background", help="gp only: its l1 mode (3-sigma detection of the objects, then GP on their support) keeps the background at the medium's index; opt-in (the U-Net is trained on classic gp)."),
+    classic_background: bool = typer.Option(False, "--classic-background", help="gp only: classic GP, whatever gp's default (today the default)."),
     compress: bool = typer.Option(False, "--compress", help="zlib-compress an OME-TIFF (about a third smaller, ~10x slower to write)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
 ) -> int:
     """Reconstruct the 3D refractive index of INPUT and write it to OUT."""
     _check_method(method)
-    if sparse_background and method != "gp":
-        raise typer.BadParameter(f"applies to --method gp only, not {method!r}", param_hint="--sparse-background")
+    for flag, given in (("--sparse-background", sparse_background), ("--classic-background", classic_background)):
+        if given and method != "gp":
+            raise typer.BadParameter(f"applies to --method gp only, not {method!r}", param_hint=flag)
+    if sparse_background and classic_background:
+        raise typer.BadParameter("choose one of --sparse-background and --classic-background", param_hint="--classic-background")
     voxel_size = _parse_voxel(voxel)
     from holo.cli._progress import progress_bar
     from holo.io import save_tomogram
@@ -113,7 +117,7 @@ def reconstruct_cmd(
             str(input_path), method=method, iterations=iterations, weight=weight,
             shape_zyx=tuple(shape) if shape else None,
             voxel_size_um=voxel_size,
-            shrink_sigmas=_sparse_sigmas() if sparse_background else 0.0,
+            shrink_sigmas=_sparse_sigmas() if sparse_background else 0.0 if classic_background else None,
             progress=update,
         )
     writer_kw = {"compression": "zlib" if compress else None} if out_fmt == "ome-tiff" else {}

@@ -20,7 +20,21 @@ from holo.conventions import potential_to_ri
 from holo.model import Tomogram
 from holo.reconstruction.methods import REGULARIZED_METHODS
 
-from .gp import DEFAULT_GP_ITERATIONS, DEFAULT_GP_SHRINK_SIGMAS, DEFAULT_GP_SUPPORT_FRACTION, SPARSE_GP_SHRINK_SIGMAS, RealData, SolveInfo, gerchberg_papoulis, hermitian_half_data, select_backend, solve_fista
+from .gp import (
+    DEFAULT_GP_ITERATIONS,
+    DEFAULT_GP_MIN_COMPONENT_CELLS,
+    DEFAULT_GP_SHRINK_SIGMAS,
+    DEFAULT_GP_SUPPORT_FRACTION,
+    SPARSE_GP_SHRINK_SIGMAS,
+    RealData,
+    SolveInfo,
+    gerchberg_papoulis,
+    hermitian_half_data,
+    object_support,
+    resolution_cell_voxels,
+    select_backend,
+    solve_fista,
+)
 from .tv import DEFAULT_TV_INNER, DEFAULT_TV_ITERATIONS, DEFAULT_TV_WEIGHT, TVProx, tv_fista, tv_prox, tv_value
 
 __all__ = [
@@ -28,6 +42,8 @@ __all__ = [
     "regularize_potential",
     "hermitian_half_data",
     "gerchberg_papoulis",
+    "object_support",
+    "resolution_cell_voxels",
     "tv_fista",
     "tv_prox",
     "tv_value",
@@ -37,6 +53,7 @@ __all__ = [
     "solve_fista",
     "select_backend",
     "DEFAULT_GP_ITERATIONS",
+    "DEFAULT_GP_MIN_COMPONENT_CELLS",
     "DEFAULT_GP_SHRINK_SIGMAS",
     "DEFAULT_GP_SUPPORT_FRACTION",
     "SPARSE_GP_SHRINK_SIGMAS",
@@ -192,6 +209,7 @@ def reconstruct_regularized(
     if method == "gp":
         params.update(shrink_sigmas=float(shrink_sigmas), shrinkage_abs=float(getattr(info, "shrinkage", 0.0)),
                       support_iterations_fraction=DEFAULT_GP_SUPPORT_FRACTION if shrink_sigmas > 0 else 0.0,
+                      min_component_cells=DEFAULT_GP_MIN_COMPONENT_CELLS if shrink_sigmas > 0 else 0.0,
                       object_support_fraction=float(getattr(info, "support_fraction", 1.0)))
     if method == "tv":
         params.update(
