@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-__all__ = ["TRACK_COLUMNS", "TimelapseResult", "frame_cells", "track_timelapse", "track_lut", "relabel_by_track",
+__all__ = ["TRACK_COLUMNS", "MIN_MASS_FRACTION", "TimelapseResult", "light_labels", "drop_light_detections", "frame_cells", "track_timelapse", "track_lut", "relabel_by_track",
            "simulate_timelapse", "open_time_series", "is_time_series", "segment_frame", "frames_on_dask",
            "write_timelapse", "raw_labels_store", "process_timelapse", "SeriesAwareProcess"]
 
@@ -42,11 +42,56 @@ class TimelapseResult:
     timings_s: dict = field(default_factory=dict)
 
 
-def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = False, **segment_kwargs):
+#: A detection whose dry mass (over its territory) is below this fraction of its frame's
+#: median detection is not a cell but a fragment of the segmentation (a noise blob, a ringing
+#: lobe beside a cell): a culture's cells span about a factor 4 in dry mass (birth to division,
+#: cell to cell), so one ten times lighter than the median is none of them. Left in, its
+#: territory takes the blurred halo of the cell beside it, by a share that changes from frame
+#: to frame (growth fits off by 10–30 % on the twin series).
+MIN_MASS_FRACTION = 0.1
+
+
+def light_labels(masses_pg: dict, border: set, fraction: float = MIN_MASS_FRACTION) -> list:
+    """Labels whose dry mass is below ``fraction`` × the median of the whole cells of
+    ``masses_pg`` ({label: m}; whole: not in ``border``, the labels cut by the field's edge, or
+    all labels when every one is). A light label at the edge goes too: a fragment there, or a
+    cell with under a tenth of a cell's mass in the field, whose mass cannot be measured."""
+    whole = [m for k, m in masses_pg.items() if k not in border] or list(masses_pg.values())
+    if not whole or fraction <= 0:
+        return []
+    limit = float(fraction) * float(np.median(whole))
+    return sorted(k for k, m in masses_pg.items() if m < limit)
+
+
+def drop_light_detections(vol, semantic: np.ndarray, instance: np.ndarray, fraction: float = MIN_MASS_FRACTION):
+    """``(semantic, instance)`` without the :func:`light_labels` of the frame ``vol`` (their voxels
+    become background, so the territories of the cells around them take their mass back); the
+    instance labels renumbered 1..K in their order. Unchanged arrays when nothing is light."""
+    from skimage.segmentation import relabel_sequential
+
+    from holo.segmentation.tracking import border_labels, territory_dry_mass_pg
+
+    if fraction <= 0 or not instance.any():
+        return semantic, instance
+    masses = territory_dry_mass_pg(instance, vol.ri, vol.medium_index, vol.voxel_size_um,
+                                   wavelength_um=vol.wavelength_um or 0.532)
+    light = light_labels(masses, border_labels(instance), fraction)
+    if not light:
+        return semantic, instance
+    gone = np.isin(instance, light)
+    semantic, instance = semantic.copy(), instance.copy()
+    semantic[gone], instance[gone] = 0, 0
+    return semantic, relabel_sequential(instance)[0].astype(np.int32)
+
+
+def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = False,
+                min_mass_fraction: float = MIN_MASS_FRACTION, **segment_kwargs):
     """Segment and measure frame ``t``: (instance labels, cells table of one row per label).
 
     The table has ``frame``, ``label`` and the morphometrics of
     :func:`holo.segmentation.measure` (``class`` filled by the classifier when ``classify``).
+    Detections lighter than ``min_mass_fraction`` of the frame's median are dropped first
+    (:func:`drop_light_detections`; 0 keeps every one).
     """
     from holo.model import Tomogram
     from holo.segmentation import classify as classify_cells
@@ -56,14 +101,15 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
     vol = Tomogram(tomo.frame(t), voxel_size_um=tomo.voxel_size_um, medium_index=tomo.medium_index,
                    wavelength_um=tomo.wavelength_um)
     seg = segment(vol, method=method, **segment_kwargs)
-    classes = classify_cells(vol, seg.instance) if classify and seg.n_cells else None
+    semantic, instance = drop_light_detections(vol, seg.semantic, seg.instance, min_mass_fraction)
+    classes = classify_cells(vol, instance) if classify and instance.any() else None
     # dry mass over each cell's territory (holo.segmentation.tracking.territory_dry_mass_pg):
     # growth is the slope of ln m, the fraction held must not change as the cell grows
-    cells = measure(vol, seg.semantic, seg.instance, classes=classes, margin_resolutions=TRACK_MARGIN_RESOLUTIONS,
+    cells = measure(vol, semantic, instance, classes=classes, margin_resolutions=TRACK_MARGIN_RESOLUTIONS,
                     cone_fraction=TRACK_CONE_FRACTION)
     cells = cells.rename(columns={"cell_id": "label"})
     cells.insert(0, "frame", int(t))  # touches_border comes with the measurements
-    return seg.instance, cells
+    return instance, cells
 
 
 def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, keep_labels: bool = False,
@@ -77,7 +123,8 @@ def track_timelapse(tomo, *, method: str = "classic", classify: bool = False, ke
     tomo : holo.Tomogram
         (T, Z, Y, X) RI with ``time_step_s`` (a 3D tomogram is one frame).
     method, classify, segment_kwargs
-        Per-frame segmentation (:func:`holo.segmentation.segment`) and classification.
+        Per-frame segmentation (:func:`holo.segmentation.segment`) and classification
+        (``min_mass_fraction`` among ``segment_kwargs`` goes to :func:`frame_cells`).
     keep_labels
         Return the per-frame instance labels relabelled by track id (T·Z·Y·X int32 in memory).
     max_distance_um, gap_frames, min_branch_frames

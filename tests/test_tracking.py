@@ -430,3 +430,46 @@ def test_daughter_lost_after_her_birth_frame_keeps_the_division_but_a_cut_cell_d
     assert tr.groupby("track_id")["parent_id"].first().astype(bool).sum() == 2
     cut = link_cells(_series(n=8, divide_at=99, drop=(), cut=(6,)))
     assert (cut["parent_id"] == 0).all()
+
+
+def test_light_labels_are_fragments_relative_to_the_frame_median():
+    """A detection lighter than a tenth of the median whole cell of its frame is a fragment
+    (cells cut by the field's edge do not set the median); fraction 0 keeps every detection."""
+    from holo.timelapse import light_labels
+
+    masses = {1: 40.0, 2: 60.0, 3: 1.5, 4: 20.0, 5: 0.5}
+    assert light_labels(masses, border=set()) == [3, 5]  # median 20 pg → limit 2 pg
+    assert light_labels(masses, border={5}) == [3, 5]  # a light label at the edge goes too
+    assert light_labels({**masses, 3: 4.5}, border=set()) == [5]
+    assert light_labels({**masses, 3: 4.5}, border={1, 2}) == []  # whole cells' median 4.5 pg
+    assert light_labels(masses, border=set(), fraction=0.0) == []
+    assert light_labels({1: 0.2, 2: 0.25}, border=set()) == []  # small cells alike: none is a fragment
+
+
+def test_fragment_in_a_cells_halo_is_dropped_and_its_mass_returns_to_the_cell():
+    """A ball of known excess RI seen through the tomograph's transfer function, a fragment
+    detected in its blurred halo and a second cell far away: with the fragment the ball's
+    territory mass is short of the analytic mass (the fragment's territory holds part of the
+    halo); without it the ball gets it back, and the labels are renumbered."""
+    from holo.conventions import ALPHA_PROTEIN_UM3_PER_PG
+    from holo.model import Tomogram
+    from holo.segmentation.data import apply_otf
+    from holo.segmentation.tracking import territory_dry_mass_pg
+    from holo.timelapse import drop_light_detections
+
+    vs, n_m = (0.5, 0.5, 0.5), 1.337
+    z, y, x = np.indices((24, 48, 80)) * 0.5
+    ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - 10) ** 2 <= 3.0**2
+    far = (z - 6) ** 2 + (y - 12) ** 2 + (x - 30) ** 2 <= 3.0**2
+    truth = ball.sum() * 0.125 * 0.03 / ALPHA_PROTEIN_UM3_PER_PG
+    ri = apply_otf(np.where(ball | far, n_m + 0.03, n_m), vs, n_m, noise_ri=0.0)
+    inst = np.zeros(ri.shape, np.int32)
+    inst[far], inst[ball] = 3, 1
+    inst[11:13, 23:27, 18:21] = 2  # 3 µm³ in the halo, 0.5 µm from the ball's surface
+    before = territory_dry_mass_pg(inst, ri, n_m, vs)
+    sem, lab = drop_light_detections(Tomogram(ri, voxel_size_um=vs, medium_index=n_m, wavelength_um=0.532),
+                                     (inst > 0).astype(np.uint8), inst)
+    after = territory_dry_mass_pg(lab, ri, n_m, vs)
+    assert sorted(np.unique(lab)) == [0, 1, 2] and not (lab[inst == 2]).any() and not sem[inst == 2].any()
+    assert before[1] < 0.975 * truth and after[1] == pytest.approx(truth, rel=0.02)  # 0.967 → 0.987
+    assert after[2] == pytest.approx(before[3], rel=1e-9)  # the far cell, renumbered, is unchanged
