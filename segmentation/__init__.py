@@ -94,8 +94,10 @@ def segment(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None,
     return Segmentation(sem.astype(np.uint8), inst.astype(np.int32), method=method)
 
 
-def classify(tomo, instance, *, weights_dir=None, device=None, threshold: float | None = None):
-    """Classify every cell of an instance volume with the calibrated 3D CNN.
+def classify(tomo, instance, *, weights_dir=None, device=None, threshold: float | None = None,
+             threads: int | None = None):
+    """Classify every cell of an instance volume with the calibrated 3D CNN (``threads``: torch
+    CPU threads for it, default all allowed CPUs).
 
     Returns
     -------
@@ -115,7 +117,7 @@ def classify(tomo, instance, *, weights_dir=None, device=None, threshold: float 
     model, cfg = load_classifier(weights_dir)
     thr = float(cfg.get("uncertain_below", 0.6) if threshold is None else threshold)
     ids, probs, names = classify_cells(ri, instance, tomo.voxel_size_um, tomo.medium_index, model=model, cfg=cfg,
-                                       device=device)
+                                       device=device, threads=threads)
     top = probs.argmax(axis=1) if len(ids) else np.zeros(0, int)
     conf = probs.max(axis=1) if len(ids) else np.zeros(0)
     df = pd.DataFrame({
@@ -274,11 +276,14 @@ def diagnose(tomo, method: str = "unet", *, name: str = "unet", weights_dir=None
     report(1, 3, note="classifying")
     from concurrent.futures import ThreadPoolExecutor
 
+    from holo.threads import cpu_threads
+
     # NumPy/SciPy measure while torch classifies; a lazy volume (computed by each step) one step at a time
     lazy = hasattr(getattr(tomo, "ri", None), "compute")
     with ThreadPoolExecutor(1, thread_name_prefix="holo-measure") as pool:
         measuring = None if lazy else pool.submit(_measured, tomo, seg.semantic, seg.instance, **measure_options)
-        classes = classify(tomo, seg.instance, weights_dir=weights_dir, device=device)
+        classes = classify(tomo, seg.instance, weights_dir=weights_dir, device=device,
+                           threads=None if lazy else max(1, cpu_threads() - 1))  # a core left to the measurement
         lap("classification")
         report(2, 3, note="measuring")
         cells = _with_classes(measuring.result() if measuring else _measured(tomo, seg.semantic, seg.instance,

@@ -731,12 +731,16 @@ def cell_crops(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index
 
 
 def classify_cells(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_index: float, *,
-                   model=None, cfg=None, weights_dir=None, device=None, batch_size: int = 8):
+                   model=None, cfg=None, weights_dir=None, device=None, batch_size: int = 8,
+                   threads: int | None = None):
     """Calibrated class probabilities of every cell: (ids, probs (N, K), class names).
 
     ``batch_size`` crops per forward pass: 8 keeps the classifier's activations near 0.5 GB on
     the CPU (16: ≈ 1 GB), which :func:`holo.segmentation.diagnose` holds while it measures the
-    cells; the logits depend on it only to float rounding (≈ 1e-5)."""
+    cells; the logits depend on it only to float rounding (≈ 1e-5). ``threads``: torch CPU
+    threads for these passes (default :func:`holo.threads.cpu_threads`), e.g. one fewer while
+    another thread measures the cells, so that torch's threads do not wait on each other at
+    every layer for a core."""
     import torch
 
     from holo.segmentation.classifier import calibrated_probabilities
@@ -749,9 +753,15 @@ def classify_cells(ri: np.ndarray, instance: np.ndarray, voxel_size_um, medium_i
                             crop_voxel_size_um=cfg["voxel_size_um"], ri_scale=cfg["ri_scale"])
     logits = np.zeros((len(ids), len(cfg["classes"])), np.float32)
     model, layout = _for_device(fused_for_inference(model.eval()), device)
-    with _heap_kept(), torch.inference_mode():
-        for i in range(0, len(ids), batch_size):
-            xb = torch.from_numpy(crops[i:i + batch_size]).to(device).contiguous(memory_format=layout)
-            logits[i:i + batch_size] = model(xb).float().cpu().numpy()
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(max(1, int(threads)))
+    try:
+        with _heap_kept(), torch.inference_mode():
+            for i in range(0, len(ids), batch_size):
+                xb = torch.from_numpy(crops[i:i + batch_size]).to(device).contiguous(memory_format=layout)
+                logits[i:i + batch_size] = model(xb).float().cpu().numpy()
+    finally:
+        torch.set_num_threads(before)
     probs = calibrated_probabilities(logits, float(cfg.get("temperature", 1.0)))
     return ids, probs, list(cfg["classes"])
