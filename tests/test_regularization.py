@@ -268,6 +268,21 @@ def test_object_support_drops_components_below_one_resolution_cell():
     assert np.array_equal(object_support(f, 0), f < 0)
 
 
+def test_masked_l1_estimate_is_classic_gp_outside_the_specks(cone_problem):
+    # l1_estimate="masked": classic GP over the whole volume, zero outside the detected
+    # support; inside it, exactly the classic result
+    from holo.reconstruction.regularization import gerchberg_papoulis
+
+    rd = hermitian_half_data(cone_problem.data, cone_problem.support)
+    classic, _ = gerchberg_papoulis(rd, iterations=12, tol=0, shrink_sigmas=0, device="cpu")
+    masked, info = gerchberg_papoulis(rd, iterations=12, tol=0, shrink_sigmas=3, l1_estimate="masked", device="cpu")
+    inside = masked < 0
+    assert 0 < info.support_fraction < 0.5 and inside.any()
+    np.testing.assert_array_equal(masked[inside], classic[inside])
+    with pytest.raises(ValueError, match="l1_estimate"):
+        gerchberg_papoulis(rd, iterations=2, shrink_sigmas=3, l1_estimate="median", device="cpu")
+
+
 def test_gridding_weighted_data_term_matches_hard_consistency_on_noise_free_data(cone_problem):
     # With exact data, any positive weighting has the same minimiser (the truth), so both
     # data terms recover the RI inside the ball to the same level.

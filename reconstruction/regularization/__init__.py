@@ -22,6 +22,7 @@ from holo.reconstruction.methods import REGULARIZED_METHODS
 
 from .gp import (
     DEFAULT_GP_ITERATIONS,
+    DEFAULT_GP_L1_ESTIMATE,
     DEFAULT_GP_MIN_COMPONENT_CELLS,
     DEFAULT_GP_SHRINK_SIGMAS,
     DEFAULT_GP_SUPPORT_FRACTION,
@@ -53,6 +54,7 @@ __all__ = [
     "solve_fista",
     "select_backend",
     "DEFAULT_GP_ITERATIONS",
+    "DEFAULT_GP_L1_ESTIMATE",
     "DEFAULT_GP_MIN_COMPONENT_CELLS",
     "DEFAULT_GP_SHRINK_SIGMAS",
     "DEFAULT_GP_SUPPORT_FRACTION",
@@ -210,6 +212,7 @@ def reconstruct_regularized(
         params.update(shrink_sigmas=float(shrink_sigmas), shrinkage_abs=float(getattr(info, "shrinkage", 0.0)),
                       support_iterations_fraction=DEFAULT_GP_SUPPORT_FRACTION if shrink_sigmas > 0 else 0.0,
                       min_component_cells=DEFAULT_GP_MIN_COMPONENT_CELLS if shrink_sigmas > 0 else 0.0,
+                      l1_estimate=DEFAULT_GP_L1_ESTIMATE if shrink_sigmas > 0 else None,
                       object_support_fraction=float(getattr(info, "support_fraction", 1.0)))
     if method == "tv":
         params.update(
