@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-__all__ = ["TRACK_COLUMNS", "MIN_MASS_FRACTION", "TimelapseResult", "light_labels", "drop_light_detections", "frame_cells", "track_timelapse", "track_lut", "relabel_by_track",
+__all__ = ["TRACK_COLUMNS", "MIN_MASS_FRACTION", "TimelapseResult", "light_labels", "labels_beside_heavier", "drop_light_detections", "frame_cells", "track_timelapse", "track_lut", "relabel_by_track",
            "simulate_timelapse", "open_time_series", "is_time_series", "segment_frame", "frames_on_dask",
            "write_timelapse", "raw_labels_store", "process_timelapse", "SeriesAwareProcess"]
 
@@ -43,11 +43,13 @@ class TimelapseResult:
 
 
 #: A detection whose dry mass (over its territory) is below this fraction of its frame's
-#: median detection is not a cell but a fragment of the segmentation (a noise blob, a ringing
-#: lobe beside a cell): a culture's cells span about a factor 4 in dry mass (birth to division,
-#: cell to cell), so one ten times lighter than the median is none of them. Left in, its
-#: territory takes the blurred halo of the cell beside it, by a share that changes from frame
-#: to frame (growth fits off by 10–30 % on the twin series).
+#: median detection, and which lies in the halo of a heavier cell or at the field's edge, is
+#: not a cell but a fragment of the segmentation (a ringing lobe or sliver beside a cell): a
+#: culture's cells span about a factor 4 in dry mass (birth to division, cell to cell), so one
+#: ten times lighter than the median is none of them. Left in, its territory takes the blurred
+#: halo of the cell beside it, by a share that changes from frame to frame (growth fits off by
+#: 10–30 % on the twin series). A light object on its own (a bacterium among large cells) is
+#: kept: it takes no other cell's halo.
 MIN_MASS_FRACTION = 0.1
 
 
@@ -63,10 +65,41 @@ def light_labels(masses_pg: dict, border: set, fraction: float = MIN_MASS_FRACTI
     return sorted(k for k, m in masses_pg.items() if m < limit)
 
 
+def labels_beside_heavier(instance: np.ndarray, light: list, voxel_size_um, medium_index: float,
+                          wavelength_um: float) -> set:
+    """The labels of ``light`` with a voxel of another, not light, label within their own
+    territory margin (ρ_k ≤ 1 in the metric of :func:`holo.segmentation.drymass.cell_margins_um`
+    with the time-lapse's c and κ): the detections sitting in a heavier cell's blurred halo."""
+    from scipy import ndimage as ndi
+
+    from holo.segmentation import drymass
+    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS
+
+    if not light:
+        return set()
+    inst = np.asarray(instance)
+    vs = np.asarray(voxel_size_um, float)
+    slices = drymass.label_slices(inst)
+    margins = drymass.cell_margins_um(inst, vs, wavelength_um, medium_index, resolutions=TRACK_MARGIN_RESOLUTIONS,
+                                      cone_fraction=TRACK_CONE_FRACTION, slices=slices)
+    light_set, out = set(int(k) for k in light), set()
+    for k in light_set:
+        m = np.asarray(margins[k], float)
+        box = tuple(slice(max(s.start - w, 0), min(s.stop + w, n))
+                    for s, w, n in zip(slices[k - 1], np.ceil(m / vs).astype(int) + 1, inst.shape))
+        sub = inst[box]
+        rho = ndi.distance_transform_edt(sub != k, sampling=vs / m)
+        near = np.unique(sub[(rho <= 1.0) & (sub > 0)])
+        if any(int(j) != k and int(j) not in light_set for j in near):
+            out.add(k)
+    return out
+
+
 def drop_light_detections(vol, semantic: np.ndarray, instance: np.ndarray, fraction: float = MIN_MASS_FRACTION):
-    """``(semantic, instance)`` without the :func:`light_labels` of the frame ``vol`` (their voxels
+    """``(semantic, instance)`` without the :func:`light_labels` of the frame ``vol`` that touch
+    the field's edge or sit beside a heavier cell (:func:`labels_beside_heavier`; their voxels
     become background, so the territories of the cells around them take their mass back); the
-    instance labels renumbered 1..K in their order. Unchanged arrays when nothing is light."""
+    instance labels renumbered 1..K in their order. Unchanged arrays when nothing is dropped."""
     from skimage.segmentation import relabel_sequential
 
     from holo.segmentation.tracking import border_labels, territory_dry_mass_pg
@@ -75,7 +108,10 @@ def drop_light_detections(vol, semantic: np.ndarray, instance: np.ndarray, fract
         return semantic, instance
     masses = territory_dry_mass_pg(instance, vol.ri, vol.medium_index, vol.voxel_size_um,
                                    wavelength_um=vol.wavelength_um or 0.532)
-    light = light_labels(masses, border_labels(instance), fraction)
+    border = border_labels(instance)
+    light = light_labels(masses, border, fraction)
+    beside = labels_beside_heavier(instance, light, vol.voxel_size_um, vol.medium_index, vol.wavelength_um or 0.532)
+    light = [k for k in light if k in border or k in beside]
     if not light:
         return semantic, instance
     gone = np.isin(instance, light)

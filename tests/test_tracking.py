@@ -473,3 +473,23 @@ def test_fragment_in_a_cells_halo_is_dropped_and_its_mass_returns_to_the_cell():
     assert sorted(np.unique(lab)) == [0, 1, 2] and not (lab[inst == 2]).any() and not sem[inst == 2].any()
     assert before[1] < 0.975 * truth and after[1] == pytest.approx(truth, rel=0.02)  # 0.967 → 0.987
     assert after[2] == pytest.approx(before[3], rel=1e-9)  # the far cell, renumbered, is unchanged
+
+
+def test_a_light_object_on_its_own_is_kept_only_a_fragment_beside_a_cell_goes():
+    """A bacterium-sized object far from every cell is light (< a tenth of the median) but
+    takes no cell's halo: it stays; the same object in a cell's halo is dropped."""
+    from holo.model import Tomogram
+    from holo.timelapse import drop_light_detections, labels_beside_heavier
+
+    vs, n_m = (0.5, 0.5, 0.5), 1.337
+    z, y, x = np.indices((24, 48, 96)) * 0.5
+    inst = np.zeros(z.shape, np.int32)
+    for k, cx in enumerate((10.0, 24.0, 38.0), start=1):
+        inst[(z - 6) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 3.0**2] = k
+    inst[11:13, 23:27, 18:21] = 4  # in cell 1's halo, 0.5 µm from its surface
+    inst[11:13, 40:43, 88:91] = 5  # alone, ≥ 8 µm from every cell
+    ri = np.where(inst > 0, n_m + 0.03, n_m).astype(np.float32)
+    assert labels_beside_heavier(inst, [4, 5], vs, n_m, 0.532) == {4}
+    _, lab = drop_light_detections(Tomogram(ri, voxel_size_um=vs, medium_index=n_m, wavelength_um=0.532),
+                                   (inst > 0).astype(np.uint8), inst)
+    assert lab.max() == 4 and not lab[inst == 4].any() and (lab[inst == 5] > 0).all()
