@@ -39,12 +39,16 @@ class SampleOptions:
     image_format: str = "ome-tiff"
     frame: int = 0
     unet_model: str = "unet"
+    #: U-Net without test-time flips (≈ 4× faster; :func:`holo.segmentation.diagnose` ``fast``)
+    fast: bool = False
 
     def __post_init__(self) -> None:
         if self.image_format not in ("ome-tiff", "ome-zarr"):
             raise ValueError(f"image_format must be 'ome-tiff' or 'ome-zarr', got {self.image_format!r}")
         if self.seg_method not in METHODS:
             raise ValueError(f"seg_method must be {' or '.join(repr(m) for m in METHODS)}, got {self.seg_method!r}")
+        if self.fast and self.seg_method != "unet":
+            raise ValueError(f"fast applies to the U-Net (seg_method 'unet'), not {self.seg_method!r}")
         if self.seg_method == "unet":
             from holo.segmentation.infer import check_unet_name
 
@@ -130,7 +134,8 @@ def process_sample(
         t = time.perf_counter()
         tomo = _load_tomogram(input_path, options, progress)
         t = _step("reconstruction", t)
-        seg, cells, chain_timings = diagnose(tomo, method=options.seg_method, name=options.unet_model, progress=progress)
+        seg, cells, chain_timings = diagnose(tomo, method=options.seg_method, name=options.unet_model, progress=progress,
+                                             fast=options.fast)
         timings.update(chain_timings)
         cells.insert(0, "sample", name)
         t = time.perf_counter()

@@ -372,6 +372,8 @@ def _frame_kwargs(options) -> dict:
     kw = {"method": options.seg_method}
     if options.seg_method == "unet":
         kw["name"] = options.unet_model
+        if getattr(options, "fast", False):
+            kw["fast"] = True
     return kw
 
 

@@ -13,7 +13,8 @@ from holo.reconstruction.methods import METHODS
 __all__ = ["register", "run_cmd"]
 
 
-def _sample_options(method: str, iterations: Optional[int], seg_method: str, image_format: str, model: str):
+def _sample_options(method: str, iterations: Optional[int], seg_method: str, image_format: str, model: str,
+                    fast: bool = False):
     """The :class:`holo.sample.SampleOptions` of the command line, or a usage error."""
     from holo.sample import SampleOptions
 
@@ -21,7 +22,7 @@ def _sample_options(method: str, iterations: Optional[int], seg_method: str, ima
         raise typer.BadParameter(f"unknown method {method!r}", param_hint="--method")
     try:
         return SampleOptions(method=method, iterations=iterations, seg_method=seg_method, image_format=image_format,
-                             unet_model=model)
+                             unet_model=model, fast=fast)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -44,6 +45,8 @@ def run_cmd(
     seg_method: str = typer.Option("unet", "--seg-method", help="Segmentation: unet|classic."),
     model: str = typer.Option("unet", "--model", help="U-Net weights set: unet (default) or unet_fine (0.1 µm lateral, "
                               "finer small objects such as bacteria on finely sampled tomograms, about 4x slower)."),
+    fast: bool = typer.Option(False, "--fast", help="U-Net without test-time flips: about 4x faster (96 x 1024^2 in "
+                              "about 32 s on 2 cores), slightly fewer small cells found (model card, fast mode)."),
     image_format: str = typer.Option("ome-tiff", "--format", help="RI/label files: ome-tiff|ome-zarr."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Start a local dask cluster with N worker processes."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Use an existing dask scheduler, tcp://HOST:PORT."),
@@ -66,7 +69,7 @@ def run_cmd(
     from holo.cli._progress import progress_bar, stderr_console
     from holo.timelapse import SeriesAwareProcess
 
-    options = _sample_options(method, iterations, seg_method, image_format, model)
+    options = _sample_options(method, iterations, seg_method, image_format, model, fast)
     with progress_bar("samples") as update:
         finished = [0]
 

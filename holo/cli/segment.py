@@ -156,16 +156,20 @@ def segment_cmd(
     model: str = typer.Option("unet", "--model", help="U-Net weights set of the folder: unet (default, 0.2 µm lateral "
                               "training voxel) or unet_fine (shipped, 0.1 µm: finer small objects such as bacteria, "
                               "about 4x slower)."),
+    fast: bool = typer.Option(False, "--fast", help="U-Net without test-time flips: about 4x faster, slightly fewer "
+                              "small cells found (model card, fast mode)."),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
 ) -> int:
     """3D semantic + instance segmentation of a tomogram."""
     from holo.segmentation import segment
 
     _check_segment_options(method, model, weights)
+    if fast and method != "unet":
+        raise typer.BadParameter(f"applies to the U-Net (--method unet), not {method!r}", param_hint="--fast")
     tomo = _tomogram(tomo_path)
-    seg = segment(tomo, method=method, name=model, weights_dir=weights)
+    seg = segment(tomo, method=method, name=model, weights_dir=weights, **({"fast": True} if fast else {}))
     paths = write_label_pair(out, tomo, seg.semantic, seg.instance)
-    summary = {"cells": seg.n_cells, "method": method, **({"model": model} if method == "unet" else {}),
+    summary = {"cells": seg.n_cells, "method": method, **({"model": model, "fast": fast} if method == "unet" else {}),
                "outputs": [str(p) for p in paths]}
     if as_json:
         print(json.dumps(summary))

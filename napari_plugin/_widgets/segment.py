@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QWidget
 
 from holo.napari._layers import cells_features, image_layer_to_tomogram, labels_layer
 from holo.napari._view import follow
@@ -26,9 +26,13 @@ class SegmentWidget(QWidget):
         self.method = QComboBox()
         self.method.addItems(weight_choices())  # shipped U-Nets, the user's fine-tuned sets, other methods
         self.method.setCurrentText("unet")
+        self.fast = QCheckBox("fast (no test-time flips, ≈ 4× faster)")
+        self.fast.setToolTip("U-Net only: one forward pass per tile instead of four mirrored ones; "
+                             "slightly fewer small cells found (model card, fast mode)")
         form = QFormLayout()
         form.addRow("RI layer", self.layer_combo)
         form.addRow("method", self.method)
+        form.addRow("", self.fast)
         self.runner = attach_task_layout(self, form, "Segment && classify", self.run)
 
     def run(self):
@@ -44,11 +48,12 @@ class SegmentWidget(QWidget):
 
         method, name, weights = resolve_choice(self.method.currentText())
         base = layer.name
+        fast = self.fast.isChecked() and method == "unet"
 
         def work(progress):
             from holo.segmentation import diagnose
 
-            seg, cells, _ = diagnose(tomo, method=method, name=name, weights_dir=weights, progress=progress)
+            seg, cells, _ = diagnose(tomo, method=method, name=name, weights_dir=weights, progress=progress, fast=fast)
             return seg, cells
 
         def done(result):

@@ -119,6 +119,8 @@ def test_segment_table_report_and_screenshot(make_napari_viewer, qtbot, tmp_path
     seg_widget.layer_combo.setCurrentText(ri.name)
     assert [seg_widget.method.itemText(i) for i in range(seg_widget.method.count())] == ["unet", "unet_fine", "classic"]
     seg_widget.method.setCurrentText("unet")
+    assert not seg_widget.fast.isChecked()  # test-time flips by default
+    seg_widget.fast.setChecked(True)  # one pass per tile (what a large field needs), as `holo run --fast`
     seg_widget.runner.run_button.click()
     qtbot.waitUntil(lambda: seg_widget.runner.run_button.isEnabled() and seg_widget.runner.worker is not None, timeout=240_000)
     assert seg_widget.runner.error is None, seg_widget.runner.error
