@@ -54,6 +54,9 @@ CONDITIONS = {
     "dense": {"source": "otf", "grid": DEFAULT_GRID, "dense": True, "seed0": 9100},
     "dense_ht2": {"source": "otf", "grid": HT2_GRID, "dense": True, "seed0": 9100},
     "gp": {"source": "gp", "grid": None, "dense": False, "seed0": 9500},
+    # the same phantoms acquired by sample rotation (60 views over π about Y, missing cone about
+    # the rotation axis: a geometry the networks never saw) and reconstructed with gp
+    "rotation": {"source": "gp_rotation", "grid": None, "dense": False, "seed0": 9500},
 }
 WAVELENGTH_UM = 0.532
 MEDIUM_INDEX = 1.337
@@ -75,13 +78,14 @@ def make_volume(condition: str, i: int, gp_shrink_sigmas: float | None = None) -
         kind = KINDS[i % len(KINDS)]
         v = phantom_volume(seed, kind=kind, source="otf", train_voxel_size_um=spec["grid"], medium_index=MEDIUM_INDEX)
     else:
-        return _chain_volume(seed, i, gp_shrink_sigmas)
+        geometry = "sample-rotation" if spec["source"] == "gp_rotation" else "illumination-scan"
+        return _chain_volume(seed, i, gp_shrink_sigmas, geometry=geometry)
     return {"ri": v.ri, "voxel_size_um": np.asarray(v.voxel_size_um), "semantic": v.semantic, "instance": v.instance,
             "classes": json.dumps(v.classes), "kind": kind, "seed": seed}
 
 
-def _chain_volume(seed: int, i: int, shrink_sigmas: float | None = None) -> dict:
-    """A make_data-sized phantom through holograms and the default ``gp`` reconstruction."""
+def _chain_volume(seed: int, i: int, shrink_sigmas: float | None = None, geometry: str = "illumination-scan") -> dict:
+    """A make_data-sized phantom through holograms (``geometry``) and the default ``gp`` reconstruction."""
     from holo.pipeline import reconstruct
     from holo.segmentation.data import labels_to_grid
     from holo.training.make_data import KINDS
@@ -92,7 +96,7 @@ def _chain_volume(seed: int, i: int, shrink_sigmas: float | None = None) -> dict
     ph = make_phantom(kind, shape_zyx=(96, 256, 256), voxel_size_um=(0.2, 0.1, 0.1), medium_index=MEDIUM_INDEX,
                       seed=seed)
     kw = {} if shrink_sigmas is None else {"shrink_sigmas": shrink_sigmas}
-    tomo = reconstruct(simulate_acquisition(ph, seed=seed), method="gp", **kw)
+    tomo = reconstruct(simulate_acquisition(ph, seed=seed, geometry=geometry), method="gp", **kw)
     ri, vs = tomo.frame(0), tuple(float(v) for v in tomo.voxel_size_um)
     pv = tuple(float(v) for v in ph.voxel_size_um)
     return {"ri": ri.astype(np.float32), "voxel_size_um": np.asarray(vs),
@@ -190,7 +194,7 @@ def main(argv=None) -> int:
     for c in a.conditions:
         t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         recs = []
-        n = a.n_gp if c == "gp" else a.n or (4 if CONDITIONS[c]["dense"] else 5)
+        n = a.n_gp if c in ("gp", "rotation") else a.n or (4 if CONDITIONS[c]["dense"] else 5)
         for i in range(n):
             recs.append(score_volume(cached_volume(a.cache, c, i, gp_shrink_sigmas=a.gp_shrink_sigmas)))
             print(f"{c} {recs[-1]['seed']} {recs[-1]['kind']}: found {recs[-1]['found']}/{recs[-1]['n_true']}, "
