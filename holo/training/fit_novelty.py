@@ -120,6 +120,11 @@ def _cached_cells(cache: Path | None, source: str, grid_um, seed: int, kind: str
     return cells
 
 
+def _seed_source(source: str) -> str:
+    """The make_data source whose training seeds ``source`` uses (sample rotation: gp's phantoms)."""
+    return "gp" if source == "gp_rotation" else source
+
+
 def _plan(a) -> list[tuple[str, object, int]]:
     """(source, grid or None, seed) of every training volume of the fit (training seeds only)."""
     from holo.training.make_data import SPLIT_SEED0
@@ -127,6 +132,7 @@ def _plan(a) -> list[tuple[str, object, int]]:
     plan = [("otf", None, SPLIT_SEED0[("train", "otf")] + i) for i in range(a.volumes)]
     plan += [("gp", None, SPLIT_SEED0[("train", "gp")] + i) for i in range(a.gp_volumes)]
     plan += [("otf", g, SPLIT_SEED0[("train", "otf")] + i) for g in a.grids for i in range(a.grid_volumes)]
+    plan += [("gp_rotation", None, SPLIT_SEED0[("train", "gp")] + i) for i in range(a.rotation_volumes)]
     return plan
 
 
@@ -139,6 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--volumes", type=int, default=30, help="otf volumes on the phantom's own grid")
     ap.add_argument("--gp-volumes", type=int, default=12, help="gp (twin end to end) volumes")
+    ap.add_argument("--rotation-volumes", type=int, default=0,
+                    help="gp volumes of the same training phantoms acquired by sample rotation (missing cone about Y)")
     ap.add_argument("--grids", type=_parse_grid, nargs="*", default=[],
                     help="further samplings 'dz x dy x dx' (µm) the otf volumes are seen on")
     ap.add_argument("--grid-volumes", type=int, default=10, help="otf volumes per grid of --grids")
@@ -150,7 +158,7 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     plan = _plan(a)
-    tables = [_cached_cells(a.cache, src, g, seed, KINDS[(seed - SPLIT_SEED0[("train", src)]) % len(KINDS)])
+    tables = [_cached_cells(a.cache, src, g, seed, KINDS[(seed - SPLIT_SEED0[("train", _seed_source(src))]) % len(KINDS)])
               for src, g, seed in plan]
     cells = pd.concat(tables, ignore_index=True)
     cells = cells[cells["true_class"] != ""]

@@ -66,14 +66,15 @@ def _seen_by_instrument(ph, source: str, seed: int, medium_index: float, rng, no
     if source == "otf":
         noise = float(rng.uniform(0.001, 0.004)) if noise_ri is None else float(noise_ri)
         return apply_otf(ph.ri, pv, medium_index, rng=rng, noise_ri=noise), pv
-    if source in ("pipeline", "gp"):
+    if source in ("pipeline", "gp", "gp_rotation"):
         from holo.pipeline import reconstruct
         from holo.twin.acquire import simulate_acquisition
 
-        acq = simulate_acquisition(ph, seed=int(seed))
+        geometry = "sample-rotation" if source == "gp_rotation" else "illumination-scan"
+        acq = simulate_acquisition(ph, seed=int(seed), geometry=geometry)
         tomo = reconstruct(acq, method="rytov" if source == "pipeline" else "gp")
         return tomo.frame(0), tuple(tomo.voxel_size_um)
-    raise ValueError(f"source must be 'otf', 'pipeline' or 'gp', got {source!r}")
+    raise ValueError(f"source must be 'otf', 'pipeline', 'gp' or 'gp_rotation', got {source!r}")
 
 
 def phantom_volume(seed: int, *, kind: str = "mixed", source: str = "otf", train_voxel_size_um=(0.4, 0.2, 0.2),
