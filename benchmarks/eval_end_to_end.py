@@ -78,26 +78,24 @@ def make_volume(condition: str, i: int, gp_shrink_sigmas: float | None = None) -
         kind = KINDS[i % len(KINDS)]
         v = phantom_volume(seed, kind=kind, source="otf", train_voxel_size_um=spec["grid"], medium_index=MEDIUM_INDEX)
     else:
-        geometry = "sample-rotation" if spec["source"] == "gp_rotation" else "illumination-scan"
-        return _chain_volume(seed, i, gp_shrink_sigmas, geometry=geometry)
+        return _chain_volume(seed, i, gp_shrink_sigmas, source=spec["source"])
     return {"ri": v.ri, "voxel_size_um": np.asarray(v.voxel_size_um), "semantic": v.semantic, "instance": v.instance,
             "classes": json.dumps(v.classes), "kind": kind, "seed": seed}
 
 
-def _chain_volume(seed: int, i: int, shrink_sigmas: float | None = None, geometry: str = "illumination-scan") -> dict:
-    """A make_data-sized phantom through holograms (``geometry``) and the default ``gp`` reconstruction."""
-    from holo.pipeline import reconstruct
+def _chain_volume(seed: int, i: int, shrink_sigmas: float | None = None, source: str = "gp") -> dict:
+    """A make_data-sized phantom through holograms (``source`` "gp": illumination scan,
+    "gp_rotation": sample rotation) and the default ``gp`` reconstruction."""
     from holo.segmentation.data import labels_to_grid
-    from holo.training.make_data import KINDS
-    from holo.twin.acquire import simulate_acquisition
+    from holo.training.make_data import KINDS, _seen_by_instrument
     from holo.twin.phantoms import make_phantom
 
     kind = KINDS[i % len(KINDS)]
     ph = make_phantom(kind, shape_zyx=(96, 256, 256), voxel_size_um=(0.2, 0.1, 0.1), medium_index=MEDIUM_INDEX,
                       seed=seed)
     kw = {} if shrink_sigmas is None else {"shrink_sigmas": shrink_sigmas}
-    tomo = reconstruct(simulate_acquisition(ph, seed=seed, geometry=geometry), method="gp", **kw)
-    ri, vs = tomo.frame(0), tuple(float(v) for v in tomo.voxel_size_um)
+    ri, vs = _seen_by_instrument(ph, source, seed, MEDIUM_INDEX, None, None, reconstruct_kw=kw)
+    vs = tuple(float(v) for v in vs)
     pv = tuple(float(v) for v in ph.voxel_size_um)
     return {"ri": ri.astype(np.float32), "voxel_size_um": np.asarray(vs),
             "semantic": labels_to_grid(np.asarray(ph.semantic), pv, ri.shape, vs).astype(np.uint8),

@@ -116,7 +116,6 @@ def reconstruct(
         Unknown method or bad grid; HoloError / ValidationError for bad data.
     """
     _check_arguments(method, iterations, weight, shrink_sigmas)
-    shrink_sigmas = _shrink_sigmas(method, shrink_sigmas)
     t0 = time.perf_counter()
     acq = _open_acquisition(acq_or_path)
     source = getattr(acq, "source", None) or (str(acq_or_path) if isinstance(acq_or_path, (str, Path)) else None)
@@ -164,17 +163,6 @@ def _check_memory(acq, method: str, shape_zyx, voxel_size_um, source) -> None:
                  what="reconstructing it")
 
 
-def _shrink_sigmas(method: str, shrink_sigmas: float | None) -> float:
-    """κ of gp's ℓ1 mode: the given one, gp's default when None, 0 for the other methods."""
-    if shrink_sigmas is not None:
-        return float(shrink_sigmas)
-    if method != "gp":
-        return 0.0
-    from holo.reconstruction.regularization import DEFAULT_GP_SHRINK_SIGMAS
-
-    return float(DEFAULT_GP_SHRINK_SIGMAS)
-
-
 def _check_arguments(method: str, iterations, weight, shrink_sigmas: float | None = None) -> None:
     """ValueError for an unknown method, iterations < 1, a negative weight or an ℓ1 mode
     asked of another method than gp."""
@@ -189,7 +177,7 @@ def _check_arguments(method: str, iterations, weight, shrink_sigmas: float | Non
                          f"with {method!r}")
 
 
-def _run_method(fs, method: str, iterations, weight, grid_kw: dict, progress, *, shrink_sigmas: float = 0.0) -> Tomogram:
+def _run_method(fs, method: str, iterations, weight, grid_kw: dict, progress, *, shrink_sigmas: float | None = None) -> Tomogram:
     """The tomogram of fields ``fs`` by ``method`` (dispatch of :func:`reconstruct`)."""
     from holo.reconstruction.tomography import reconstruct_fdt
 
@@ -203,7 +191,7 @@ def _run_method(fs, method: str, iterations, weight, grid_kw: dict, progress, *,
 
 
 def _run_regularized(fs, method: str, iterations, weight, grid_kw: dict, map_progress, solve_progress, *,
-                     shrink_sigmas: float = 0.0) -> Tomogram:
+                     shrink_sigmas: float | None = None) -> Tomogram:
     """gp / tv: the Rytov Fourier data of ``fs`` completed by the regularised solver."""
     from holo.reconstruction.regularization import reconstruct_regularized
     from holo.reconstruction.tomography import fourier_map

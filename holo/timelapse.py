@@ -70,8 +70,6 @@ def labels_beside_heavier(instance: np.ndarray, light: list, voxel_size_um, medi
     """The labels of ``light`` with a voxel of another, not light, label within their own
     territory margin (ρ_k ≤ 1 in the metric of :func:`holo.segmentation.drymass.cell_margins_um`
     with the time-lapse's c and κ): the detections sitting in a heavier cell's blurred halo."""
-    from scipy import ndimage as ndi
-
     from holo.segmentation import drymass
     from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS
 
@@ -84,11 +82,8 @@ def labels_beside_heavier(instance: np.ndarray, light: list, voxel_size_um, medi
                                       cone_fraction=TRACK_CONE_FRACTION, slices=slices)
     light_set, out = set(int(k) for k in light), set()
     for k in light_set:
-        m = np.asarray(margins[k], float)
-        box = tuple(slice(max(s.start - w, 0), min(s.stop + w, n))
-                    for s, w, n in zip(slices[k - 1], np.ceil(m / vs).astype(int) + 1, inst.shape))
+        box, rho = drymass.cell_distance(inst, k, slices[k - 1], margins[k], vs)
         sub = inst[box]
-        rho = ndi.distance_transform_edt(sub != k, sampling=vs / m)
         near = np.unique(sub[(rho <= 1.0) & (sub > 0)])
         if any(int(j) != k and int(j) not in light_set for j in near):
             out.add(k)

@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_ILLUMINATION_NA",
     "blur_lengths_um",
     "cell_margins_um",
+    "cell_distance",
     "mass_partition",
     "partition_dry_mass_pg",
 ]
@@ -122,6 +123,16 @@ def _box(sl, margin_vox, shape):
     return tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(sl, margin_vox, shape))
 
 
+def cell_distance(instance: np.ndarray, k: int, sl, margin_um, voxel_size_um):
+    """``(box, ρ_k)``: cell k's normalised distance ρ_k (module docstring; float32, 0 on the
+    cell) over its box ``sl`` widened by one margin ``margin_um`` = (m_z, m_y, m_x). Every voxel
+    with ρ_k ≤ 1 lies in that box, and all of the cell's voxels are in it, so ρ_k there is exact."""
+    vs = np.asarray(voxel_size_um, float)
+    m = np.asarray(margin_um, float)
+    box = _box(sl, np.ceil(m / vs).astype(int) + 1, instance.shape)
+    return box, ndi.distance_transform_edt(instance[box] != k, sampling=vs / m).astype(np.float32)
+
+
 def mass_partition(instance: np.ndarray, voxel_size_um, margins_um: dict, slices=None) -> np.ndarray:
     """Owner label (int32, 0 = nobody) of every voxel: the partition of the module docstring.
 
@@ -139,11 +150,7 @@ def mass_partition(instance: np.ndarray, voxel_size_um, margins_um: dict, slices
     best[owner > 0] = 0.0
     def rho_of(k_sl):
         k, sl = k_sl
-        m = np.asarray(margins_um[k], float)
-        # every voxel with ρ_k ≤ 1 lies within one margin of the cell's box, and all of the
-        # cell's voxels are in the box, so ρ_k there is exact
-        box = _box(sl, np.ceil(m / vs).astype(int) + 1, inst.shape)
-        return k, box, ndi.distance_transform_edt(inst[box] != k, sampling=vs / m).astype(np.float32)
+        return (k, *cell_distance(inst, k, sl, margins_um[k], vs))
 
     cells = [(k, sl) for k, sl in enumerate(label_slices(inst) if slices is None else slices, start=1)
              if sl is not None and k in margins_um]

@@ -120,11 +120,6 @@ def _cached_cells(cache: Path | None, source: str, grid_um, seed: int, kind: str
     return cells
 
 
-def _seed_source(source: str) -> str:
-    """The make_data source whose training seeds ``source`` uses (sample rotation: gp's phantoms)."""
-    return "gp" if source == "gp_rotation" else source
-
-
 def _plan(a) -> list[tuple[str, object, int]]:
     """(source, grid or None, seed) of every training volume of the fit (training seeds only)."""
     from holo.training.make_data import SPLIT_SEED0
@@ -132,7 +127,7 @@ def _plan(a) -> list[tuple[str, object, int]]:
     plan = [("otf", None, SPLIT_SEED0[("train", "otf")] + i) for i in range(a.volumes)]
     plan += [("gp", None, SPLIT_SEED0[("train", "gp")] + i) for i in range(a.gp_volumes)]
     plan += [("otf", g, SPLIT_SEED0[("train", "otf")] + i) for g in a.grids for i in range(a.grid_volumes)]
-    plan += [("gp_rotation", None, SPLIT_SEED0[("train", "gp")] + i) for i in range(a.rotation_volumes)]
+    plan += [("gp_rotation", None, SPLIT_SEED0[("train", "gp_rotation")] + i) for i in range(a.rotation_volumes)]
     return plan
 
 
@@ -158,7 +153,7 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     plan = _plan(a)
-    tables = [_cached_cells(a.cache, src, g, seed, KINDS[(seed - SPLIT_SEED0[("train", _seed_source(src))]) % len(KINDS)])
+    tables = [_cached_cells(a.cache, src, g, seed, KINDS[(seed - SPLIT_SEED0[("train", src)]) % len(KINDS)])
               for src, g, seed in plan]
     cells = pd.concat(tables, ignore_index=True)
     cells = cells[cells["true_class"] != ""]

@@ -53,15 +53,18 @@ __all__ = ["phantom_volume", "SPLIT_SEED0", "KINDS", "main"]
 #: First seed of each (split, source); volume i of it has seed SPLIT_SEED0 + i.
 SPLIT_SEED0 = {("train", "otf"): 1000, ("train", "pipeline"): 3000, ("val", "otf"): 5000,
                ("val", "pipeline"): 6000, ("test", "otf"): 9000, ("test", "pipeline"): 9500,
-               ("train", "gp"): 3300, ("val", "gp"): 6000, ("test", "gp"): 9500}
+               ("train", "gp"): 3300, ("val", "gp"): 6000, ("test", "gp"): 9500,
+               # the gp phantoms, acquired by sample rotation
+               ("train", "gp_rotation"): 3300, ("val", "gp_rotation"): 6000, ("test", "gp_rotation"): 9500}
 #: Phantom kind of volume i: KINDS[i % len(KINDS)].
 KINDS = ("mixed", "cell", "rbc", "bacteria", "mixed")
 DEFAULT_SPLITS = ("train:otf:320", "train:pipeline:48", "val:otf:16", "val:pipeline:16", "test:pipeline:40",
                   "test:otf:24")
 
 
-def _seen_by_instrument(ph, source: str, seed: int, medium_index: float, rng, noise_ri):
-    """(RI, its voxel size) of a phantom as the instrument sees it through ``source``."""
+def _seen_by_instrument(ph, source: str, seed: int, medium_index: float, rng, noise_ri, reconstruct_kw=None):
+    """(RI, its voxel size) of a phantom as the instrument sees it through ``source``
+    (``reconstruct_kw``: more options of :func:`holo.pipeline.reconstruct` for the chain sources)."""
     pv = tuple(float(v) for v in ph.voxel_size_um)
     if source == "otf":
         noise = float(rng.uniform(0.001, 0.004)) if noise_ri is None else float(noise_ri)
@@ -72,7 +75,7 @@ def _seen_by_instrument(ph, source: str, seed: int, medium_index: float, rng, no
 
         geometry = "sample-rotation" if source == "gp_rotation" else "illumination-scan"
         acq = simulate_acquisition(ph, seed=int(seed), geometry=geometry)
-        tomo = reconstruct(acq, method="rytov" if source == "pipeline" else "gp")
+        tomo = reconstruct(acq, method="rytov" if source == "pipeline" else "gp", **(reconstruct_kw or {}))
         return tomo.frame(0), tuple(tomo.voxel_size_um)
     raise ValueError(f"source must be 'otf', 'pipeline', 'gp' or 'gp_rotation', got {source!r}")
 

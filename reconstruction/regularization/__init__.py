@@ -81,7 +81,7 @@ def regularize_potential(
     inner_iterations: int = DEFAULT_TV_INNER,
     progress=None,
     device: str | None = None,
-    shrink_sigmas: float = DEFAULT_GP_SHRINK_SIGMAS,
+    shrink_sigmas: float | None = None,
 ):
     """Regularised scattering potential from a measured spectrum (array-level entry point).
 
@@ -109,9 +109,10 @@ def regularize_potential(
         trilinear gridding leaves poorly normalised values in barely touched voxels.
     inner_iterations : int
         TV proximal iterations per outer iteration.
-    shrink_sigmas : float
+    shrink_sigmas : float, optional
         ``"gp"`` only: κ of its ℓ1 mode (:func:`.gp.gerchberg_papoulis`; 0 = classic GP,
-        :data:`SPARSE_GP_SHRINK_SIGMAS` = 3 keeps the background at n_m).
+        :data:`SPARSE_GP_SHRINK_SIGMAS` = 3 keeps the background at n_m). None: the method's
+        default (gp: :data:`DEFAULT_GP_SHRINK_SIGMAS`; tv: none).
     progress : callable(iteration, n_iterations, residual), optional
     device : str, optional
         None: CUDA through torch when available, else NumPy; "cpu" forces NumPy.
@@ -130,7 +131,8 @@ def regularize_potential(
     if method == "gp":
         if weight not in (None, 0, 0.0):
             raise ValueError(f"weight is the TV weight and does not apply to method 'gp' (got {weight})")
-        return gerchberg_papoulis(rd, iterations=it, tol=tol, shrink_sigmas=shrink_sigmas, progress=progress, device=device)
+        kappa = DEFAULT_GP_SHRINK_SIGMAS if shrink_sigmas is None else shrink_sigmas
+        return gerchberg_papoulis(rd, iterations=it, tol=tol, shrink_sigmas=kappa, progress=progress, device=device)
     if shrink_sigmas:
         raise ValueError(f"shrink_sigmas is gp's l1 mode and does not apply to method 'tv' (got {shrink_sigmas})")
     w = DEFAULT_TV_WEIGHT if weight is None else float(weight)
@@ -148,7 +150,7 @@ def reconstruct_regularized(
     data_weighting: str = "auto",
     inner_iterations: int = DEFAULT_TV_INNER,
     device: str | None = None,
-    shrink_sigmas: float = DEFAULT_GP_SHRINK_SIGMAS,
+    shrink_sigmas: float | None = None,
 ) -> Tomogram:
     """Missing-cone-regularised RI tomogram from the Fourier data of the direct mapping.
 
@@ -209,7 +211,8 @@ def reconstruct_regularized(
         "momentum": True,
     }
     if method == "gp":
-        params.update(shrink_sigmas=float(shrink_sigmas), shrinkage_abs=float(getattr(info, "shrinkage", 0.0)),
+        shrink_sigmas = DEFAULT_GP_SHRINK_SIGMAS if shrink_sigmas is None else float(shrink_sigmas)
+        params.update(shrink_sigmas=shrink_sigmas, shrinkage_abs=float(getattr(info, "shrinkage", 0.0)),
                       support_iterations_fraction=DEFAULT_GP_SUPPORT_FRACTION if shrink_sigmas > 0 else 0.0,
                       min_component_cells=DEFAULT_GP_MIN_COMPONENT_CELLS if shrink_sigmas > 0 else 0.0,
                       l1_estimate=DEFAULT_GP_L1_ESTIMATE if shrink_sigmas > 0 else None,
