@@ -5,7 +5,8 @@ memory holds one frame and its labels plus the per-cell tables. Tables:
 
 * ``tracks``: one row per cell and frame — ``track_id`` (the cell id), ``parent_id``,
   ``frame``, ``time_s``, ``label`` (its instance label in that frame), centroid (µm),
-  ``volume_um3``, ``dry_mass_pg``, ``mean_ri``, ``class``, ``touches_border``;
+  ``volume_um3``, ``dry_mass_pg``, ``mean_ri``, ``class``, ``touches_border``, ``contact_group``
+  (the group of cells touching it in that frame, 0 when alone: weighed less by the growth fit);
 * ``growth``: per track, exponential fit of the dry mass (:mod:`holo.segmentation.growth`);
 * ``lineage``: per track, parent, root, generation, fate and daughters.
 
@@ -27,7 +28,8 @@ __all__ = ["TRACK_COLUMNS", "MIN_MASS_FRACTION", "TimelapseResult", "light_label
            "write_timelapse", "raw_labels_store", "process_timelapse", "SeriesAwareProcess"]
 
 TRACK_COLUMNS = ("track_id", "parent_id", "frame", "time_s", "label", "centroid_z_um", "centroid_y_um",
-                 "centroid_x_um", "volume_um3", "dry_mass_pg", "mean_ri", "class", "touches_border")
+                 "centroid_x_um", "volume_um3", "dry_mass_pg", "mean_ri", "class", "touches_border",
+                 "contact_group")
 
 
 @dataclass
@@ -68,26 +70,15 @@ def light_labels(masses_pg: dict, border: set, fraction: float = MIN_MASS_FRACTI
 def labels_beside_heavier(instance: np.ndarray, light: list, voxel_size_um, medium_index: float,
                           wavelength_um: float) -> set:
     """The labels of ``light`` with a voxel of another, not light, label within their own
-    territory margin (ρ_k ≤ 1 in the metric of :func:`holo.segmentation.drymass.cell_margins_um`
-    with the time-lapse's c and κ): the detections sitting in a heavier cell's blurred halo."""
-    from holo.segmentation import drymass
-    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS
+    territory margin (:func:`holo.segmentation.tracking.territory_neighbours`, the time-lapse's
+    c and κ): the detections sitting in a heavier cell's blurred halo."""
+    from holo.segmentation.tracking import territory_neighbours
 
     if not light:
         return set()
-    inst = np.asarray(instance)
-    vs = np.asarray(voxel_size_um, float)
-    slices = drymass.label_slices(inst)
-    margins = drymass.cell_margins_um(inst, vs, wavelength_um, medium_index, resolutions=TRACK_MARGIN_RESOLUTIONS,
-                                      cone_fraction=TRACK_CONE_FRACTION, slices=slices)
-    light_set, out = set(int(k) for k in light), set()
-    for k in light_set:
-        box, rho = drymass.cell_distance(inst, k, slices[k - 1], margins[k], vs)
-        sub = inst[box]
-        near = np.unique(sub[(rho <= 1.0) & (sub > 0)])
-        if any(int(j) != k and int(j) not in light_set for j in near):
-            out.add(k)
-    return out
+    light_set = {int(k) for k in light}
+    near = territory_neighbours(instance, voxel_size_um, medium_index, wavelength_um, labels=light_set)
+    return {k for k, js in near.items() if js - light_set}
 
 
 def drop_light_detections(vol, semantic: np.ndarray, instance: np.ndarray, fraction: float = MIN_MASS_FRACTION):
@@ -119,15 +110,16 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
                 min_mass_fraction: float = MIN_MASS_FRACTION, **segment_kwargs):
     """Segment and measure frame ``t``: (instance labels, cells table of one row per label).
 
-    The table has ``frame``, ``label`` and the morphometrics of
-    :func:`holo.segmentation.measure` (``class`` filled by the classifier when ``classify``).
+    The table has ``frame``, ``label``, the morphometrics of :func:`holo.segmentation.measure`
+    (``class`` filled by the classifier when ``classify``) and ``contact_group``
+    (:func:`holo.segmentation.tracking.contact_groups`).
     Detections lighter than ``min_mass_fraction`` of the frame's median are dropped first
     (:func:`drop_light_detections`; 0 keeps every one).
     """
     from holo.model import Tomogram
     from holo.segmentation import classify as classify_cells
     from holo.segmentation import measure, segment
-    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS
+    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS, contact_groups
 
     vol = Tomogram(tomo.frame(t), voxel_size_um=tomo.voxel_size_um, medium_index=tomo.medium_index,
                    wavelength_um=tomo.wavelength_um)
@@ -140,6 +132,8 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
                     cone_fraction=TRACK_CONE_FRACTION)
     cells = cells.rename(columns={"cell_id": "label"})
     cells.insert(0, "frame", int(t))  # touches_border comes with the measurements
+    group = contact_groups(instance, vol.voxel_size_um, vol.medium_index, vol.wavelength_um or 0.532)
+    cells["contact_group"] = np.array([group.get(int(k), 0) for k in cells["label"]], np.int64)
     return instance, cells
 
 

@@ -602,7 +602,7 @@ def write_timelapse_report(out_dir, tomo, tracks, growth, lineage, *, title: str
     if len(tracks):
         parts += ["<h2>Growth</h2>", f"<img alt='growth curves' src='data:image/png;base64,{_growth_figure(tracks, growth)}'>",
                   "<p>Dry mass of each track (points, frames touching the field's edge included) and its exponential "
-                  "fit (Theil–Sen on ln m, edge frames left out).</p>",
+                  "fit (robust, on ln m: frames touching another cell weigh less, edge frames left out).</p>",
                   "<h2>Lineage</h2>", f"<img alt='lineage' src='data:image/png;base64,{_lineage_figure(lineage)}'>",
                   "<h2>Tracks</h2>", cells_table_html(growth)]
     parts.append("</body></html>")

@@ -43,7 +43,7 @@ from scipy import ndimage
 from holo.segmentation.morphometrics import border_labels
 
 
-__all__ = ["COORDINATES", "BOUNDARY_VOXELS", "TRACK_MARGIN_RESOLUTIONS", "TRACK_CONE_FRACTION", "territory_dry_mass_pg", "border_labels", "frame_detections", "link_cells", "join_fragments", "find_divisions", "cut_at_hidden_divisions", "prune_divisions", "track_graph"]
+__all__ = ["COORDINATES", "BOUNDARY_VOXELS", "TRACK_MARGIN_RESOLUTIONS", "TRACK_CONE_FRACTION", "territory_dry_mass_pg", "territory_neighbours", "contact_groups", "border_labels", "frame_detections", "link_cells", "join_fragments", "find_divisions", "cut_at_hidden_divisions", "prune_divisions", "track_graph"]
 
 #: Centroid columns of a detections table (µm, array order).
 COORDINATES = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
@@ -129,6 +129,54 @@ def territory_dry_mass_pg(instance: np.ndarray, ri: np.ndarray, medium_index: fl
         otf = otf_support(lab.shape, vs, wavelength_um=wavelength_um, medium_index=float(medium_index))
         return split_dry_mass_pg(lab, ri, float(medium_index), vs, margins, otf)
     return drymass.partition_dry_mass_pg(ri, drymass.mass_partition(lab, vs, margins), float(medium_index), vs)
+
+
+def territory_neighbours(instance: np.ndarray, voxel_size_um, medium_index: float, wavelength_um: float = 0.532, *,
+                         labels=None, floor_um=None) -> dict[int, set]:
+    """{k: the other labels with a voxel within cell k's territory margin} for every cell k of
+    ``labels`` (default: all): ρ_k ≤ 1 in the metric of :func:`territory_dry_mass_pg`
+    (:func:`holo.segmentation.drymass.cell_distance`). A neighbour's excess RI is blurred into
+    k's territory there, and k's into the neighbour's: their masses share the contact zone."""
+    from holo.segmentation import drymass
+
+    inst = np.asarray(instance)
+    vs = np.asarray(voxel_size_um, float)
+    slices = drymass.label_slices(inst)
+    margins = drymass.cell_margins_um(inst, vs, wavelength_um, float(medium_index), resolutions=TRACK_MARGIN_RESOLUTIONS,
+                                      cone_fraction=TRACK_CONE_FRACTION, floor_um=floor_um, slices=slices)
+    wanted = margins if labels is None else [int(k) for k in labels if int(k) in margins]
+    out = {}
+    for k in wanted:
+        box, rho = drymass.cell_distance(inst, k, slices[k - 1], margins[k], vs)
+        sub = inst[box]
+        out[int(k)] = {int(j) for j in np.unique(sub[(rho <= 1.0) & (sub > 0)])} - {int(k)}
+    return out
+
+
+def contact_groups(instance: np.ndarray, voxel_size_um, medium_index: float, wavelength_um: float = 0.532, *,
+                   floor_um=None) -> dict[int, int]:
+    """{label: group} of one frame: cells joined (transitively) by :func:`territory_neighbours`
+    share a group id 1, 2, … (in the order of their smallest label); a cell alone gets 0.
+
+    The partition splits the blurred excess of a contact zone by distance, and that share drifts
+    by several percent from frame to frame (twin series: SD of ln m 3.3 % against 1.1 % for a
+    cell alone), while the group's total is conserved (0.7 %): the growth fit weighs such
+    frames less and fits the group's total (:func:`holo.segmentation.growth.fit_growth_rates`)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    near = territory_neighbours(instance, voxel_size_um, medium_index, wavelength_um, floor_um=floor_um)
+    labels = sorted(near)
+    index = {k: i for i, k in enumerate(labels)}
+    edges = np.array([(index[k], index[j]) for k in labels for j in near[k] if j in index], int).reshape(-1, 2)
+    n = len(labels)
+    _, comp = connected_components(coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n)),
+                                   directed=False)
+    size = np.bincount(comp, minlength=1)
+    ids, out = {}, {}
+    for k, c in zip(labels, comp):
+        out[k] = ids.setdefault(int(c), len(ids) + 1) if size[c] > 1 else 0
+    return out
 
 
 def link_cells(det: pd.DataFrame, *, max_distance_um: float = 10.0, mass_weight_um: float | None = None,
@@ -285,9 +333,17 @@ def _merge_rows(det: pd.DataFrame, pairs: list) -> pd.DataFrame:
     if "touches_border" in det:
         tb = det["touches_border"].to_numpy(bool)
         det.loc[a, "touches_border"] = tb[a] | tb[b]
+    if "contact_group" in det:
+        cg = det["contact_group"].to_numpy(np.int64)
+        det.loc[a, "contact_group"] = np.maximum(cg[a], cg[b])
     if "label" in det:
         det.loc[a, "label_joined"] = det["label"].to_numpy()[b]
-    return det.drop(index=b).reset_index(drop=True)
+    det = det.drop(index=b).reset_index(drop=True)
+    if "contact_group" in det:  # two halves that touched only each other: the joined cell is alone
+        cg = det["contact_group"].to_numpy(np.int64)
+        size = det.groupby(["frame", "contact_group"])["contact_group"].transform("size").to_numpy()
+        det["contact_group"] = np.where((cg > 0) & (size < 2), 0, cg)
+    return det
 
 
 def _size(det: pd.DataFrame) -> np.ndarray:
