@@ -90,8 +90,8 @@ def reconstruct_cmd(
     weight: Optional[float] = typer.Option(None, "--weight", min=0.0, help="Regularisation weight of tv/bpm."),
     shape: Optional[Tuple[int, int, int]] = typer.Option(None, "--shape", min=2, help="Grid shape: --shape Z Y X."),
     voxel: Optional[str] = typer.Option(None, "--voxel", help="Voxel size in µm: one value (isotropic) or DZ,DY,DX."),
-    sparse_background: bool = typer.Option(False, "--sparse-background", help="gp only: its l1 mode (3-sigma detection of the objects, then GP on their support) keeps the background at the medium's index; opt-in (the U-Net is trained on classic gp)."),
-    classic_background: bool = typer.Option(False, "--classic-background", help="gp only: classic GP, whatever gp's default (today the default)."),
+    sparse_background: bool = typer.Option(False, "--sparse-background", help="gp only: its l1 mode (3-sigma detection of the objects, classic GP kept on their support), which keeps the background at the medium's index; today gp's default."),
+    classic_background: bool = typer.Option(False, "--classic-background", help="gp only: classic GP (n >= n_m specks left in the background), whatever gp's default."),
     compress: bool = typer.Option(False, "--compress", help="zlib-compress an OME-TIFF (about a third smaller, ~10x slower to write)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
 ) -> int:

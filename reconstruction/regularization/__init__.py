@@ -24,6 +24,7 @@ from .gp import (
     DEFAULT_GP_ITERATIONS,
     DEFAULT_GP_L1_ESTIMATE,
     DEFAULT_GP_MIN_COMPONENT_CELLS,
+    DEFAULT_GP_REFIT_ITERATIONS,
     DEFAULT_GP_SHRINK_SIGMAS,
     DEFAULT_GP_SUPPORT_FRACTION,
     SPARSE_GP_SHRINK_SIGMAS,
@@ -55,6 +56,7 @@ __all__ = [
     "select_backend",
     "DEFAULT_GP_ITERATIONS",
     "DEFAULT_GP_L1_ESTIMATE",
+    "DEFAULT_GP_REFIT_ITERATIONS",
     "DEFAULT_GP_MIN_COMPONENT_CELLS",
     "DEFAULT_GP_SHRINK_SIGMAS",
     "DEFAULT_GP_SUPPORT_FRACTION",
@@ -216,6 +218,7 @@ def reconstruct_regularized(
                       support_iterations_fraction=DEFAULT_GP_SUPPORT_FRACTION if shrink_sigmas > 0 else 0.0,
                       min_component_cells=DEFAULT_GP_MIN_COMPONENT_CELLS if shrink_sigmas > 0 else 0.0,
                       l1_estimate=DEFAULT_GP_L1_ESTIMATE if shrink_sigmas > 0 else None,
+                      refit_iterations=DEFAULT_GP_REFIT_ITERATIONS if shrink_sigmas > 0 and DEFAULT_GP_L1_ESTIMATE == "masked" else 0,
                       object_support_fraction=float(getattr(info, "support_fraction", 1.0)))
     if method == "tv":
         params.update(

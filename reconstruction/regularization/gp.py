@@ -28,7 +28,7 @@ is rectified by the clamp at every iteration into positive RI specks whose spect
 f = min(b + λ, 0) (:func:`shrink_nonpositive`). λ = κ σ̂ is set at every iteration from the
 iterate's own noise: σ̂ is the RMS of the unphysical part b > 0 (n < n_m, made by nothing
 but the inconsistency; the RMS of a half-normal is σ), κ = 3 (a 3σ detection threshold;
-:data:`SPARSE_GP_SHRINK_SIGMAS`, opt-in: the default κ = 0 is classic GP). On
+:data:`SPARSE_GP_SHRINK_SIGMAS`, the default; κ = 0 is classic GP). On
 exact data b > 0 vanishes as the iterations converge, so λ → 0 and the fixed point is GP's.
 
 The ℓ1 term also biases what it keeps: at its fixed point the data residual is −λ over the
@@ -41,6 +41,13 @@ the data (the "debiasing" step of ℓ1 solvers: least squares on the detected su
 :func:`object_support`): a κσ̂ threshold also passes the tips of noise and Rytov/gridding
 artefacts, one- to twenty-voxel specks that the support stage would otherwise raise to
 several 1e-3. Outside S the background stays exactly n_m; inside, the mass comes back.
+
+The "masked" estimate (``l1_estimate``) keeps classic GP's interior instead: classic GP over
+the whole volume, set to 0 outside S. Classic GP's background specks hold positive mass that
+the measured K = 0 sample (the total dry mass) took from the objects (on the measured HL60
+cell 4 % of it lay outside S), so a few iterations of the support-constrained GP from the
+masked result (``refit_iterations``) give that mass back to S while moving the interior
+little (docs/regularization.md).
 
 A real f has a Hermitian spectrum, so the least-squares data for a real f combine each measured
 sample with its conjugate partner at −K:
@@ -76,6 +83,7 @@ __all__ = [
     "DEFAULT_GP_ITERATIONS",
     "DEFAULT_GP_L1_ESTIMATE",
     "DEFAULT_GP_MIN_COMPONENT_CELLS",
+    "DEFAULT_GP_REFIT_ITERATIONS",
     "DEFAULT_GP_SHRINK_SIGMAS",
     "DEFAULT_GP_SUPPORT_FRACTION",
     "SPARSE_GP_SHRINK_SIGMAS",
@@ -100,19 +108,24 @@ DEFAULT_GP_ITERATIONS = 40
 #: docs/regularization.md.
 SPARSE_GP_SHRINK_SIGMAS = 3.0
 
-#: Default κ: 0, classic GP. The ℓ1 mode meets the ±5e-4 background on every scan pattern,
-#: but the shipped U-Net was trained on classic-gp volumes and segments ℓ1-mode volumes worse
-#: (docs/regularization.md); off until it is retrained on them.
-DEFAULT_GP_SHRINK_SIGMAS = 0.0
+#: Default κ: the ℓ1 mode (:data:`SPARSE_GP_SHRINK_SIGMAS`), which keeps the background at
+#: n_m on every scan pattern; 0 is classic GP (docs/regularization.md).
+DEFAULT_GP_SHRINK_SIGMAS = SPARSE_GP_SHRINK_SIGMAS
 
 #: Fraction of the iterations run as support-constrained GP after the ℓ1 stage (module
 #: docstring); results moved < 2e-4 in mean RI between 1/8 and 1/2 on the validation data.
 DEFAULT_GP_SUPPORT_FRACTION = 0.25
 
 #: What the ℓ1 mode returns on its support S (:func:`gerchberg_papoulis` ``l1_estimate``):
-#: "support" keeps the measured dry mass of a real cell (HL60 0.974 of the 2D mass; "masked"
-#: 0.959), "masked" the classic interior the U-Net is trained on (docs/regularization.md).
-DEFAULT_GP_L1_ESTIMATE = "support"
+#: "masked", classic GP's interior (the volumes the U-Net is trained on) with the specks'
+#: mass given back to S by :data:`DEFAULT_GP_REFIT_ITERATIONS`; "support", GP constrained to
+#: S from the ℓ1 result, whose interiors the U-Net segments worse (docs/regularization.md).
+DEFAULT_GP_L1_ESTIMATE = "masked"
+
+#: Support-constrained GP iterations after the "masked" estimate (:func:`gerchberg_papoulis`):
+#: they give back to S the mass that classic GP's background specks took from it (module
+#: docstring); chosen on twin validation seeds (docs/regularization.md).
+DEFAULT_GP_REFIT_ITERATIONS = 3
 
 #: Smallest component of the ℓ1 stage's support kept for the support stage, in resolution
 #: cells (:func:`object_support`, :func:`resolution_cell_voxels`); 0 keeps every component.
@@ -542,6 +555,7 @@ def gerchberg_papoulis(
     support_fraction: float = DEFAULT_GP_SUPPORT_FRACTION,
     min_component_cells: float = DEFAULT_GP_MIN_COMPONENT_CELLS,
     l1_estimate: str = DEFAULT_GP_L1_ESTIMATE,
+    refit_iterations: int = DEFAULT_GP_REFIT_ITERATIONS,
     progress=None,
     device: str | None = None,
 ):
@@ -573,7 +587,11 @@ def gerchberg_papoulis(
         What the ℓ1 mode returns once S is found: ``"support"``, the support stage (classic GP
         constrained to S, from the ℓ1 result); ``"masked"``, classic GP over the whole volume
         (``iterations`` more, from the direct inverse) set to f = 0 outside S — the classic
-        interior, without the background specks (docs/regularization.md).
+        interior, without the background specks (docs/regularization.md), then
+        ``refit_iterations`` of classic GP constrained to S from it.
+    refit_iterations : int
+        ``"masked"`` only: support-constrained iterations after the mask (0: the masked
+        classic result itself).
     device : str, optional
         Back end (see :func:`select_backend`).
 
@@ -606,6 +624,8 @@ def gerchberg_papoulis(
         raise ValueError(f"min_component_cells must be ≥ 0, got {min_component_cells}")
     if l1_estimate not in ("support", "masked"):
         raise ValueError(f"l1_estimate must be 'support' or 'masked', got {l1_estimate!r}")
+    if not int(refit_iterations) >= 0:
+        raise ValueError(f"refit_iterations must be ≥ 0, got {refit_iterations}")
     be = select_backend(real_data.shape_zyx, device)
     n_support = int(round(support_fraction * int(iterations))) if shrink_sigmas > 0 else 0
     lam = [0.0]
@@ -615,21 +635,33 @@ def gerchberg_papoulis(
         return f
 
     total = int(iterations)
-    first = None if progress is None else (lambda i, n, r: progress(i, total, r))
-    f, info = solve_fista(real_data, shrink, iterations=total - n_support, tol=tol, momentum=momentum, progress=first, backend=be)
+    masked = n_support > 0 and l1_estimate == "masked"
+    # progress numbers the iterations of every stage in one sequence out of their planned sum
+    n_all = total - n_support + total + int(refit_iterations) if masked else total
+    f, info = solve_fista(real_data, shrink, iterations=total - n_support, tol=tol, momentum=momentum,
+                          progress=_offset_progress(progress, 0, n_all), backend=be)
     info.shrinkage, info.support_fraction = lam[0], 1.0
     if n_support == 0:
         return f, info
-    shifted = None if progress is None else (lambda i, n, r: progress(info.iterations + i, total, r))
     cell = resolution_cell_voxels(real_data) if min_component_cells > 0 else 0.0
     keep = object_support(f, min_component_cells * cell)
-    if l1_estimate == "masked":
-        f2, info2 = solve_fista(real_data, be.clamp_nonpositive, iterations=total, tol=tol, momentum=momentum, progress=shifted, backend=be)
-        np.multiply(f2, keep, out=f2)
-        return f2, _merged(info, info2, float(np.count_nonzero(keep) / keep.size))
+    fraction = float(np.count_nonzero(keep) / keep.size)
+    if masked:
+        del f  # the classic run starts again from the direct inverse
+        f, info2 = solve_fista(real_data, be.clamp_nonpositive, iterations=total, tol=tol, momentum=momentum,
+                               progress=_offset_progress(progress, info.iterations, n_all), backend=be)
+        info = _merged(info, info2, fraction)
+        n_support = int(refit_iterations)
     np.multiply(f, keep, out=f)  # f is the solver's own array: no second volume
-    f2, info2 = _gp_on_support(real_data, f, keep, n_support, tol, momentum, shifted, be)
-    return f2, _merged(info, info2, float(np.count_nonzero(keep) / keep.size))
+    if n_support == 0:
+        return f, info
+    f2, info2 = _gp_on_support(real_data, f, keep, n_support, tol, momentum, _offset_progress(progress, info.iterations, n_all), be)
+    return f2, _merged(info, info2, fraction)
+
+
+def _offset_progress(progress, offset: int, n_all: int):
+    """``progress`` of a later stage: its iterations numbered after the ``offset`` done before."""
+    return None if progress is None else (lambda i, n, r: progress(offset + i, n_all, r))
 
 
 def resolution_cell_voxels(real_data: RealData) -> float:
