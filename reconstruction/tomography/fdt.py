@@ -62,12 +62,12 @@ import scipy.fft
 
 from holo.conventions import GEOMETRIES, medium_wavenumber, potential_to_ri, vacuum_wavenumber
 from holo.errors import ValidationError
-from holo.memory import FFT_PADDING, fft_padding
+from holo.memory import FFT_PADDING, PLANE_OVERSAMPLING, fft_padding
 from holo.model import Tomogram
 from holo.reconstruction.methods import DIRECT_METHODS
 from holo.threads import fft_workers
 
-from .grid import Grid, PaddedGrid, default_grid, padded_grid
+from .grid import Grid, PaddedGrid, default_grid, padded_grid, plane_oversampled_grid
 
 __all__ = ["FourierData", "fourier_map", "reconstruct_fdt", "rytov_field", "born_field", "spectrum_to_ri", "cap_rotation", "pad_frames"]
 
@@ -223,7 +223,7 @@ def rytov_field(u, unwrapped_phase=None):
     return out
 
 
-def pad_frames(ur, pad_yx):
+def pad_frames(ur, pad_yx, taper_yx=None):
     """Pad Rytov/Born fields (B, Y, X) with the medium, tapered from the frame edge.
 
     Outside the field of view the sample is medium, where u_R = u_B = 0. A hard step from the
@@ -234,23 +234,34 @@ def pad_frames(ur, pad_yx):
     and nothing of the frame's interior (the object) is copied into the pad, as a mirror
     image would.
 
+    The taper spans ``taper_yx`` pixels (default: the whole pad) and the pad is 0 beyond:
+    the edge values (background residue, noise) extrapolated over the taper add
+    ≈ edge·p/2 to each row's ∫u dA, hence to the exactly measured K = 0 term, so a pad
+    made longer only to refine the K grid (:func:`.grid.plane_oversampled_grid`) keeps the
+    taper of the working padding.
+
     Parameters
     ----------
     ur : (B, Y, X) complex64
     pad_yx : ((before, after), (before, after))
         Pixels added on each side of Y and X.
+    taper_yx : ((before, after), (before, after)), optional
+        Taper widths (≤ the pads); default ``pad_yx``.
     """
     (y0, y1), (x0, x1) = pad_yx
     if not (y0 or y1 or x0 or x1):
         return ur
+    taper_yx = pad_yx if taper_yx is None else taper_yx
     out = np.pad(ur, ((0, 0), (y0, y1), (x0, x1)), mode="edge")
-    for axis, (a, b) in ((1, (y0, y1)), (2, (x0, x1))):
+    for axis, (a, b), (ta, tb) in ((1, (y0, y1), taper_yx[0]), (2, (x0, x1), taper_yx[1])):
         n = out.shape[axis]
         w = np.ones(n, np.float32)
         if a:
-            w[:a] = 0.5 * (1 + np.cos(np.pi * np.arange(a, 0, -1) / (a + 1)))
+            w[:a] = 0.0
+            w[a - ta:a] = 0.5 * (1 + np.cos(np.pi * np.arange(ta, 0, -1) / (ta + 1)))
         if b:
-            w[n - b:] = 0.5 * (1 + np.cos(np.pi * np.arange(1, b + 1) / (b + 1)))
+            w[n - b:] = 0.0
+            w[n - b:n - b + tb] = 0.5 * (1 + np.cos(np.pi * np.arange(1, tb + 1) / (tb + 1)))
         out *= w.reshape((1, -1, 1) if axis == 1 else (1, 1, -1))
     return out
 
@@ -325,9 +336,21 @@ def _zero_frequency_samples(spec_q0, kin_zyx, k_pupil: float, period: float, her
     return total, int(np.count_nonzero(ok))
 
 
-def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress, axial_halfwidth: float = 1.0, frame_pad_yx=((0, 0), (0, 0))):
+def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress, axial_halfwidth: float = 1.0,
+               frame_pad_yx=((0, 0), (0, 0)), fine: PaddedGrid | None = None):
     """Spread all valid frames, padded by ``frame_pad_yx`` (:func:`pad_frames`), onto ``grid``;
-    return (spectrum, weight, support)."""
+    return (spectrum, weight, support). With ``fine`` (:func:`.grid.plane_oversampled_grid`
+    of ``grid``) the frames are padded by its ``frame_pad_yx`` and spread onto its finer K
+    grid, and ``grid``'s spectrum is cut out of the fine one (:func:`_cut_working_spectrum`)."""
+    if fine is not None:
+        num, den, _, f0 = _spread_caps(fs, method, fine.grid, oversampling, hermitian, progress, axial_halfwidth, fine.frame_pad_yx,
+                                       taper_yx=frame_pad_yx)
+        return _cut_working_spectrum(num, den, fine, grid.shape_zyx, hermitian, f0)
+    return _spread_caps(fs, method, grid, oversampling, hermitian, progress, axial_halfwidth, frame_pad_yx)[:3]
+
+
+def _spread_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progress, axial_halfwidth: float, frame_pad_yx, taper_yx=None):
+    """The caps spread onto ``grid``: (spectrum in the FFT layout, weight, support, exact F(0) or None)."""
     from . import _gridding
 
     n_frames, ny, nx = (int(s) for s in fs.fields.shape)
@@ -365,7 +388,7 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
             ur = born_field(u)
         else:
             ur = rytov_field(u, None if unwrapped is None else np.asarray(unwrapped[idx]))
-        spec = scipy.fft.fft2(pad_frames(ur, frame_pad_yx), workers=fft_workers(), overwrite_x=True)
+        spec = scipy.fft.fft2(pad_frames(ur, frame_pad_yx, taper_yx), workers=fft_workers(), overwrite_x=True)
         spec *= frame_phase
         kin = np.stack([_kin_zyx(fs, a, km, k0) for a in idx])
         rot = np.stack([cap_rotation(float(fs.angles[a]), fs.rotation_axis) if rotation else np.eye(3) for a in idx])
@@ -386,9 +409,10 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
         den_c = np.empty(grid.shape_zyx, np.float32)
         _gridding.coarsen_z(num, den, int(oversampling), np.float32(1e-6), num_c, den_c)
         num, den = num_c, den_c
-    if zero_count and den[0, 0, 0] > 1e-6:
+    f0 = zero_sum / zero_count if zero_count else None
+    if f0 is not None and den[0, 0, 0] > 1e-6:
         # K = 0 takes the mean of the exact samples only (see _zero_frequency_samples)
-        num[0, 0, 0] = np.complex64(zero_sum / zero_count * float(den[0, 0, 0]))
+        num[0, 0, 0] = np.complex64(f0 * float(den[0, 0, 0]))
     # Back from "origin at the volume centre" to the FFT layout: multiply by e^{−i K·c}.
     phases = []
     for n, d, c in zip(grid.shape_zyx, grid.voxel_size_um, grid.centre_um()):
@@ -396,10 +420,103 @@ def _grid_caps(fs, method, grid: Grid, oversampling: int, hermitian: bool, progr
         phases.append(np.exp(-1j * k * c).astype(np.complex64))
     support = np.empty(grid.shape_zyx, bool)
     _gridding.normalise_and_centre(num, den, phases[0], phases[1], phases[2], np.float32(1e-6), support)
-    return num, den, support
+    return num, den, support, f0
 
 
-def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth=1.0, padding=None, direct=False):
+def _coarsen_weight(den, factors):
+    """The weight direct trilinear gridding on a grid ``factors`` times coarser per axis
+    would give (any array shape, one factor per axis).
+
+    A tent of half-width F fine steps is Σ_{|d|<F} (1 − |d|/F) times the unit tent shifted
+    by d steps, so the coarse weight at signed index k is that sum of the fine weights
+    around index F·k, axis by axis.
+    """
+    out = den
+    for axis, f in enumerate(factors):
+        if f == 1:
+            continue
+        n_c = out.shape[axis] // f
+        idx = (f * np.fft.fftfreq(n_c, 1.0 / n_c).astype(int)) % out.shape[axis]
+        acc = np.take(out, idx, axis=axis)
+        for d in range(1, f):
+            c = np.float32(1.0 - d / f)
+            acc += c * (np.take(out, (idx + d) % out.shape[axis], axis=axis) + np.take(out, (idx - d) % out.shape[axis], axis=axis))
+        out = acc
+    return np.ascontiguousarray(out, np.float32)
+
+
+#: Planes of the fine spectrum cut to the working grid together (batched 2D FFTs).
+_CUT_PLANES = 8
+
+
+def _cut_working_spectrum(num, den, fine: PaddedGrid, shape_zyx, hermitian: bool, f0):
+    """Spectrum, weight and support on the working grid ``shape_zyx`` from the fine grid.
+
+    The fine spectrum (FFT layout) is taken to its periodic volume, the working grid cut out
+    of it (``fine.crop``, same centre) and transformed back: a sinc interpolation of the fine
+    K samples onto the coarse K grid. The axis that is not refined (the rotation axis) is
+    untouched by the cut, so it runs plane by plane across that axis (2D transforms; the
+    memory is the fine accumulators plus the working spectrum). The coarse voxels keep
+    values only on the support direct gridding would give (:func:`_coarsen_weight`), and
+    K = 0 takes the exact F(0). With ``hermitian`` (F(−K) = F(K)*, both spread) only the
+    planes K_axis ≥ 0 are cut; the others are their mirror images.
+    """
+    factors = tuple(n // m for n, m in zip(num.shape, shape_zyx))
+    keep = [a for a in range(3) if factors[a] == 1]
+    axis = keep[0] if keep else 1
+    plane_axes = tuple(a for a in range(3) if a != axis)
+    spectrum = np.empty(shape_zyx, np.complex64)
+    weight = np.empty(shape_zyx, np.float32)
+    crop = fine.crop
+    n_axis = num.shape[axis]
+    n_cut = n_axis // 2 + 1 if hermitian else n_axis
+    for j0 in range(0, n_cut, _CUT_PLANES):
+        sl = [slice(None)] * 3
+        sl[axis] = slice(j0, min(j0 + _CUT_PLANES, n_cut))
+        sl = tuple(sl)
+        if not den[sl].any():  # beyond the band along the axis: nothing measured
+            weight[sl] = 0
+            spectrum[sl] = 0
+            continue
+        weight[sl] = _coarsen_weight(den[sl], [1 if a == axis else factors[a] for a in range(3)])
+        # the cut, one plane axis after the other: transform, keep the working extent
+        vol = num[sl]
+        for a in plane_axes:
+            vol = scipy.fft.ifft(vol, axis=a, workers=fft_workers())
+            keep = [slice(None)] * 3
+            keep[a] = crop[a]
+            vol = vol[tuple(keep)]
+        spectrum[sl] = scipy.fft.fftn(vol, axes=plane_axes, workers=fft_workers())
+    if n_cut < n_axis:
+        _mirror_planes(spectrum, weight, axis, n_cut)
+    support = weight > np.float32(1e-6)
+    spectrum[~support] = 0
+    if f0 is not None and support[0, 0, 0]:
+        spectrum[0, 0, 0] = np.complex64(f0)
+    return spectrum, weight, support
+
+
+def _mirror_planes(spectrum, weight, axis: int, n_done: int) -> None:
+    """Fill the planes ``n_done`` … N − 1 along ``axis`` from planes N − j (in place):
+    spectrum(−K) = spectrum(K)*, weight(−K) = weight(K)."""
+    n = spectrum.shape[axis]
+    dst = np.arange(n_done, n)
+    for j0 in range(0, dst.size, _CUT_PLANES):
+        d = dst[j0 : j0 + _CUT_PLANES]
+        s_blk = np.take(spectrum, n - d, axis=axis)
+        w_blk = np.take(weight, n - d, axis=axis)
+        for a in range(3):
+            if a != axis:
+                neg = (-np.arange(spectrum.shape[a])) % spectrum.shape[a]
+                s_blk = np.take(s_blk, neg, axis=a)
+                w_blk = np.take(w_blk, neg, axis=a)
+        sl = [slice(None)] * 3
+        sl[axis] = slice(int(d[0]), int(d[-1]) + 1)
+        spectrum[tuple(sl)] = np.conj(s_blk)
+        weight[tuple(sl)] = w_blk
+
+
+def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth=1.0, padding=None, direct=False, plane_oversampling=None):
     if not (0.0 < float(axial_halfwidth) <= 1.0):
         raise ValueError(f"axial_halfwidth must be in (0, 1] grid steps, got {axial_halfwidth!r}")
     if float(axial_halfwidth) < 1.0:
@@ -423,11 +540,19 @@ def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_hal
         padding = fft_padding(fs.geometry, method) if direct else FFT_PADDING[fs.geometry]
     padding = float(padding)
     padded = padded_grid(grid, (ny, nx), fs.pixel_size_um, padding, fs.geometry, fs.rotation_axis)
-    return fs, grid, int(oversampling), padded
+    plane = PLANE_OVERSAMPLING[fs.geometry] if plane_oversampling is None else plane_oversampling
+    if int(plane) != plane or plane < 1:
+        raise ValueError(f"plane_oversampling must be an integer ≥ 1, got {plane!r}")
+    fine = None
+    if int(plane) > 1 and fs.geometry == "sample-rotation":
+        fine = plane_oversampled_grid(padded, (ny, nx), int(plane), fs.rotation_axis)
+    return fs, grid, int(oversampling), padded, fine
 
 
-def _provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth=1.0, padded: PaddedGrid | None = None):
+def _provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth=1.0, padded: PaddedGrid | None = None,
+                fine: PaddedGrid | None = None):
     return {
+        "plane_oversampling": int(fine.grid.shape_zyx[0] // padded.grid.shape_zyx[0]) if fine is not None else 1,
         "axial_halfwidth": float(axial_halfwidth),
         "padding": float(padded.grid.shape_zyx[2] / grid.shape_zyx[2]) if padded is not None else 1.0,
         "padded_shape_zyx": list(padded.grid.shape_zyx) if padded is not None else list(grid.shape_zyx),
@@ -445,7 +570,7 @@ def _provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth=1.0, 
 
 def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_um=None, hermitian: bool = True,
                 oversampling: int | None = None, axial_halfwidth: float = 1.0, padding: float | None = None,
-                progress=None) -> FourierData:
+                plane_oversampling: int | None = None, progress=None) -> FourierData:
     """Map every valid frame's Rytov/Born field onto its Ewald cap in the 3D spectrum of f.
 
     Parameters
@@ -474,6 +599,12 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
         :func:`pad_frames`) and the grid are enlarged before the FFTs (:func:`.grid.padded_grid`): the spectrum lives on the padded grid, so that neither
         the frames' DFT nor the volume's (here or in a regulariser) wraps anything around;
         :meth:`FourierData.crop_volume` takes the grid asked for out of it. 1: no padding.
+    plane_oversampling : int, optional
+        Sample rotation: K-grid refinement across the rotation axis (default
+        :data:`holo.memory.PLANE_OVERSAMPLING`, 2; 1 off): the caps are gridded on a grid this many times
+        larger along the two rotation-plane axes and the working grid is cut out of its
+        periodic volume (:func:`.grid.plane_oversampled_grid`). Ignored for an
+        illumination scan.
     progress : callable(done, total), optional
         Called after each batch of frames.
 
@@ -495,12 +626,13 @@ def fourier_map(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_u
     frames are streamed in batches (fields → batched 2D FFT → one parallel spreading call
     per batch), never stacked whole.
     """
-    fs, grid, oversampling, padded = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth, padding)
-    spectrum, weight, support = _grid_caps(fs, method, padded.grid, oversampling, hermitian, progress, axial_halfwidth, padded.frame_pad_yx)
+    fs, grid, oversampling, padded, fine = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_halfwidth, padding,
+                                                    plane_oversampling=plane_oversampling)
+    spectrum, weight, support = _grid_caps(fs, method, padded.grid, oversampling, hermitian, progress, axial_halfwidth, padded.frame_pad_yx, fine)
     return FourierData(
         spectrum=spectrum.astype(np.complex64, copy=False), weight=weight, support=support, voxel_size_um=grid.voxel_size_um,
         shape_zyx=padded.grid.shape_zyx, wavelength_um=fs.wavelength_um, medium_index=fs.medium_index, method=method,
-        excluded_frames=excluded_frames(fs), provenance=_provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth, padded),
+        excluded_frames=excluded_frames(fs), provenance=_provenance(fs, method, grid, hermitian, oversampling, axial_halfwidth, padded, fine),
         source=fs.source, crop=padded.crop,
     )
 
@@ -522,7 +654,8 @@ def spectrum_to_ri(spectrum, wavelength_um: float, medium_index: float, *, hermi
 
 
 def reconstruct_fdt(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_size_um=None, hermitian: bool = True,
-                    oversampling: int | None = None, padding: float | None = None, progress=None) -> Tomogram:
+                    oversampling: int | None = None, padding: float | None = None, plane_oversampling: int | None = None,
+                    progress=None) -> Tomogram:
     """Direct Fourier diffraction tomography (Rytov or first Born): fields → RI volume.
 
     Parameters are those of :func:`fourier_map`; the volume is
@@ -539,14 +672,15 @@ def reconstruct_fdt(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_si
         ``method``, ``parameters``, ``excluded_frames``, ``source_file``, ``geometry``.
     """
     t0 = time.perf_counter()
-    fs, grid, oversampling, padded = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, padding=padding, direct=True)
-    spectrum, weight, support = _grid_caps(fs, method, padded.grid, oversampling, hermitian, progress, frame_pad_yx=padded.frame_pad_yx)
+    fs, grid, oversampling, padded, fine = _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, padding=padding, direct=True,
+                                                    plane_oversampling=plane_oversampling)
+    spectrum, weight, support = _grid_caps(fs, method, padded.grid, oversampling, hermitian, progress, frame_pad_yx=padded.frame_pad_yx, fine=fine)
     del weight, support
     ri = np.ascontiguousarray(spectrum_to_ri(spectrum, fs.wavelength_um, fs.medium_index, hermitian=hermitian)[padded.crop])
     del spectrum
     fd = SimpleNamespace(
         voxel_size_um=grid.voxel_size_um, medium_index=fs.medium_index, wavelength_um=fs.wavelength_um, method=method,
-        excluded_frames=excluded_frames(fs), provenance=_provenance(fs, method, grid, hermitian, oversampling, padded=padded),
+        excluded_frames=excluded_frames(fs), provenance=_provenance(fs, method, grid, hermitian, oversampling, padded=padded, fine=fine),
         source=fs.source,
     )
     return tomogram_from_fourier(fd, ri, elapsed_s=time.perf_counter() - t0)
