@@ -548,3 +548,25 @@ def test_contact_groups_join_cells_whose_territories_touch():
     assert contact_groups(lab, (0.5, 0.5, 0.5), 1.337) == {1: 1, 2: 1, 3: 0, 4: 0}
     lab[2:6, 12:29, 28:34] = 5  # 1 µm from 3 and from 4 (within both margins): one group of three
     assert contact_groups(lab, (0.5, 0.5, 0.5), 1.337) == {1: 1, 2: 1, 3: 2, 4: 2, 5: 2}
+
+
+def test_territory_neighbours_between_surfaces_equal_those_of_the_distance_transform():
+    """Neighbours found between surface voxels (k-d tree) are those with a voxel at ρ_k ≤ 1 in
+    the distance transform of each cell's box, on random blobs of several sizes."""
+    from scipy import ndimage
+
+    from holo.segmentation import drymass
+    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS, territory_neighbours
+
+    rng = np.random.default_rng(3)
+    vs = np.array([0.4, 0.25, 0.25])
+    lab, _ = ndimage.label(ndimage.gaussian_filter(rng.random((16, 48, 48)), 1.5) > 0.53)
+    margins = drymass.cell_margins_um(lab, vs, 0.532, 1.337, resolutions=TRACK_MARGIN_RESOLUTIONS,
+                                      cone_fraction=TRACK_CONE_FRACTION)
+    slices = drymass.label_slices(lab)
+    expected = {}
+    for k in margins:
+        box, rho = drymass.cell_distance(lab, k, slices[k - 1], margins[k], vs)
+        expected[k] = {int(j) for j in np.unique(lab[box][(rho <= 1.0) & (lab[box] > 0)])} - {k}
+    assert len(expected) > 5 and any(expected.values()) and not all(expected.values())
+    assert territory_neighbours(lab, vs, 1.337) == expected
