@@ -63,6 +63,7 @@ import scipy.fft
 from holo.conventions import GEOMETRIES, medium_wavenumber, potential_to_ri, vacuum_wavenumber
 from holo.errors import ValidationError
 from holo.memory import FFT_PADDING, PLANE_OVERSAMPLING, fft_padding
+from holo.memory import plane_oversampling as default_plane_oversampling
 from holo.model import Tomogram
 from holo.reconstruction.methods import DIRECT_METHODS
 from holo.threads import fft_workers
@@ -540,7 +541,9 @@ def _prepare(fieldset, method, shape_zyx, voxel_size_um, oversampling, axial_hal
         padding = fft_padding(fs.geometry, method) if direct else FFT_PADDING[fs.geometry]
     padding = float(padding)
     padded = padded_grid(grid, (ny, nx), fs.pixel_size_um, padding, fs.geometry, fs.rotation_axis)
-    plane = PLANE_OVERSAMPLING[fs.geometry] if plane_oversampling is None else plane_oversampling
+    if plane_oversampling is None:  # the direct inverse of a sample rotation is not refined (holo.memory.UNREFINED_METHODS)
+        plane_oversampling = default_plane_oversampling(fs.geometry, method) if direct else PLANE_OVERSAMPLING[fs.geometry]
+    plane = plane_oversampling
     if int(plane) != plane or plane < 1:
         raise ValueError(f"plane_oversampling must be an integer ≥ 1, got {plane!r}")
     fine = None
@@ -663,7 +666,10 @@ def reconstruct_fdt(fieldset, *, method: str = "rytov", shape_zyx=None, voxel_si
     :func:`holo.memory.fft_padding` (geometry, method): 1.5 for sample rotation, never for an
     illumination scan, whose direct volume is never transformed again and where a longer
     period only changes how the unmeasured missing cone is filled (measured in
-    docs/tomography.md; :data:`holo.memory.UNPADDED_METHODS`).
+    docs/tomography.md; :data:`holo.memory.UNPADDED_METHODS`), and ``plane_oversampling``
+    to :func:`holo.memory.plane_oversampling`: 1, the direct inverse of a sample rotation is
+    the fast path (:data:`holo.memory.UNREFINED_METHODS`; ``plane_oversampling=2`` keeps an
+    off-axis object's mass in place).
 
     Returns
     -------
