@@ -165,16 +165,16 @@ def _check_memory(acq, method: str, shape_zyx, voxel_size_um, source) -> None:
 
 def _check_arguments(method: str, iterations, weight, shrink_sigmas: float | None = None) -> None:
     """ValueError for an unknown method, iterations < 1, a negative weight or an ℓ1 mode
-    asked of another method than gp."""
+    asked of another method than gp or tv."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if iterations is not None and int(iterations) < 1:
         raise ValueError(f"iterations must be ≥ 1, got {iterations!r}")
     if weight is not None and not float(weight) >= 0:
         raise ValueError(f"weight must be ≥ 0, got {weight!r}")
-    if shrink_sigmas is not None and (not float(shrink_sigmas) >= 0 or (shrink_sigmas and method != "gp")):
-        raise ValueError(f"shrink_sigmas (gp's ℓ1 mode) must be ≥ 0 and applies to method 'gp' only, got {shrink_sigmas!r} "
-                         f"with {method!r}")
+    if shrink_sigmas is not None and (not float(shrink_sigmas) >= 0 or (shrink_sigmas and method not in REGULARIZED_METHODS)):
+        raise ValueError(f"shrink_sigmas (the ℓ1 mode of gp and tv) must be ≥ 0 and applies to methods "
+                         f"{', '.join(REGULARIZED_METHODS)} only, got {shrink_sigmas!r} with {method!r}")
 
 
 def _run_method(fs, method: str, iterations, weight, grid_kw: dict, progress, *, shrink_sigmas: float | None = None) -> Tomogram:

@@ -90,16 +90,16 @@ def reconstruct_cmd(
     weight: Optional[float] = typer.Option(None, "--weight", min=0.0, help="Regularisation weight of tv/bpm."),
     shape: Optional[Tuple[int, int, int]] = typer.Option(None, "--shape", min=2, help="Grid shape: --shape Z Y X."),
     voxel: Optional[str] = typer.Option(None, "--voxel", help="Voxel size in µm: one value (isotropic) or DZ,DY,DX."),
-    sparse_background: bool = typer.Option(False, "--sparse-background", help="gp only: its l1 mode (3-sigma detection of the objects, classic GP kept on their support), which keeps the background at the medium's index; today gp's default."),
-    classic_background: bool = typer.Option(False, "--classic-background", help="gp only: classic GP (n >= n_m specks left in the background), whatever gp's default."),
+    sparse_background: bool = typer.Option(False, "--sparse-background", help="gp/tv: their l1 mode (3-sigma detection of the objects, the result kept on their support), which keeps the background at the medium's index; today the default."),
+    classic_background: bool = typer.Option(False, "--classic-background", help="gp/tv: classic GP or plain TV (n >= n_m specks left in the background), whatever the default."),
     compress: bool = typer.Option(False, "--compress", help="zlib-compress an OME-TIFF (about a third smaller, ~10x slower to write)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
 ) -> int:
     """Reconstruct the 3D refractive index of INPUT and write it to OUT."""
     _check_method(method)
     for flag, given in (("--sparse-background", sparse_background), ("--classic-background", classic_background)):
-        if given and method != "gp":
-            raise typer.BadParameter(f"applies to --method gp only, not {method!r}", param_hint=flag)
+        if given and method not in ("gp", "tv"):
+            raise typer.BadParameter(f"applies to --method gp or tv only, not {method!r}", param_hint=flag)
     if sparse_background and classic_background:
         raise typer.BadParameter("choose one of --sparse-background and --classic-background", param_hint="--classic-background")
     voxel_size = _parse_voxel(voxel)

@@ -31,19 +31,21 @@ from .gp import (
     RealData,
     SolveInfo,
     gerchberg_papoulis,
+    grown_support,
     hermitian_half_data,
     object_support,
     resolution_cell_voxels,
     select_backend,
     solve_fista,
 )
-from .tv import DEFAULT_TV_INNER, DEFAULT_TV_ITERATIONS, DEFAULT_TV_WEIGHT, TVProx, tv_fista, tv_prox, tv_value
+from .tv import DEFAULT_TV_INNER, DEFAULT_TV_ITERATIONS, DEFAULT_TV_SHRINK_SIGMAS, DEFAULT_TV_WEIGHT, TVProx, tv_fista, tv_prox, tv_value
 
 __all__ = [
     "reconstruct_regularized",
     "regularize_potential",
     "hermitian_half_data",
     "gerchberg_papoulis",
+    "grown_support",
     "object_support",
     "resolution_cell_voxels",
     "tv_fista",
@@ -63,6 +65,7 @@ __all__ = [
     "SPARSE_GP_SHRINK_SIGMAS",
     "DEFAULT_TV_ITERATIONS",
     "DEFAULT_TV_WEIGHT",
+    "DEFAULT_TV_SHRINK_SIGMAS",
     "DEFAULT_TV_INNER",
 ]
 
@@ -112,9 +115,10 @@ def regularize_potential(
     inner_iterations : int
         TV proximal iterations per outer iteration.
     shrink_sigmas : float, optional
-        ``"gp"`` only: κ of its ℓ1 mode (:func:`.gp.gerchberg_papoulis`; 0 = classic GP,
-        :data:`SPARSE_GP_SHRINK_SIGMAS` = 3 keeps the background at n_m). None: the method's
-        default (gp: :data:`DEFAULT_GP_SHRINK_SIGMAS`; tv: none).
+        κ of gp's ℓ1 mode (:func:`.gp.gerchberg_papoulis`; 0 = classic GP,
+        :data:`SPARSE_GP_SHRINK_SIGMAS` = 3 keeps the background at n_m), or of the ℓ1
+        detection after TV (:func:`.tv.tv_fista`; 0 = plain TV). None: the method's
+        default (gp: :data:`DEFAULT_GP_SHRINK_SIGMAS`; tv: :data:`DEFAULT_TV_SHRINK_SIGMAS`).
     progress : callable(iteration, n_iterations, residual), optional
     device : str, optional
         None: CUDA through torch when available, else NumPy; "cpu" forces NumPy.
@@ -135,10 +139,10 @@ def regularize_potential(
             raise ValueError(f"weight is the TV weight and does not apply to method 'gp' (got {weight})")
         kappa = DEFAULT_GP_SHRINK_SIGMAS if shrink_sigmas is None else shrink_sigmas
         return gerchberg_papoulis(rd, iterations=it, tol=tol, shrink_sigmas=kappa, progress=progress, device=device)
-    if shrink_sigmas:
-        raise ValueError(f"shrink_sigmas is gp's l1 mode and does not apply to method 'tv' (got {shrink_sigmas})")
     w = DEFAULT_TV_WEIGHT if weight is None else float(weight)
-    return tv_fista(rd, voxel_size_um, weight=w, iterations=it, inner_iterations=inner_iterations, tol=tol, progress=progress, device=device)
+    kappa = DEFAULT_TV_SHRINK_SIGMAS if shrink_sigmas is None else float(shrink_sigmas)
+    return tv_fista(rd, voxel_size_um, weight=w, iterations=it, inner_iterations=inner_iterations, tol=tol, shrink_sigmas=kappa,
+                    progress=progress, device=device)
 
 
 def reconstruct_regularized(
@@ -227,6 +231,9 @@ def reconstruct_regularized(
             inner_iterations=int(inner_iterations),
             tv="isotropic, voxel-size weighted",
         )
+        shrink_sigmas = DEFAULT_TV_SHRINK_SIGMAS if shrink_sigmas is None else float(shrink_sigmas)
+        params.update(shrink_sigmas=shrink_sigmas, refit_iterations=DEFAULT_GP_REFIT_ITERATIONS if shrink_sigmas > 0 else 0,
+                      object_support_fraction=float(getattr(info, "support_fraction", 1.0)))
     return Tomogram(
         ri=ri,
         voxel_size_um=tuple(float(v) for v in fourier_data.voxel_size_um),
