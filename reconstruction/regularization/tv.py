@@ -27,7 +27,8 @@ a ball of radius R voxels loses about 3·weight/R of its contrast).
 The constraint f ≤ 0 rectifies the part of the data no f ≤ 0 reproduces into positive
 background specks, as in classic GP (:mod:`holo.reconstruction.regularization.gp`): on exact
 Mie spheres TV added 2.6–6.5 % of the mass that way. By default (``shrink_sigmas``) the
-objects are then detected by gp's ℓ1 stage and f is set to the medium outside them, with
+objects are then detected by gp's ℓ1 stage (an object it cut taken whole from the TV result,
+:func:`~holo.reconstruction.regularization.gp.grown_support`) and f is set to the medium outside them, with
 three support-constrained iterations that give the specks' mass (taken from the objects
 through the measured K = 0) back to them: gp's default treatment of its own result
 (docs/regularization.md).
@@ -45,6 +46,7 @@ from holo.reconstruction.regularization.gp import (
     RealData,
     detect_objects,
     fista_momentum,
+    grown_support,
     mask_to_objects,
     select_backend,
     solve_fista,
@@ -260,7 +262,8 @@ def tv_fista(
     if shrink_sigmas > 0:
         _, keep, detection = detect_objects(real_data, iterations=DEFAULT_GP_DETECTION_ITERATIONS, shrink_sigmas=shrink_sigmas,
                                             tol=tol, backend=be)
+        keep = grown_support(keep, f, detection.shrinkage)
         f, _ = mask_to_objects(real_data, f, keep, refit_iterations=refit_iterations, tol=tol, backend=be)
-        info.support_fraction, info.shrinkage = detection.support_fraction, detection.shrinkage
+        info.support_fraction, info.shrinkage = float(np.count_nonzero(keep) / keep.size), detection.shrinkage
     info.lam = lam
     return f, info
