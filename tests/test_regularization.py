@@ -307,19 +307,26 @@ def test_masked_l1_estimate_is_classic_gp_outside_the_specks(cone_problem):
         gerchberg_papoulis(rd, iterations=2, shrink_sigmas=3, refit_iterations=-1, device="cpu")
 
 
-def test_masked_refit_gives_the_specks_mass_back_to_the_object(cone_problem):
-    # Noisy data (white noise of 5 % of the ball's potential added to f before sampling) with
-    # the exact K = 0 sample (the total mass): classic GP's clamp rectifies the noise into
+@pytest.fixture(scope="module")
+def noisy_cone_data(cone_problem):
+    """The cone problem's data with white noise of 5 % of the ball's potential added to f
+    before sampling, and the exact K = 0 sample (the total mass)."""
+    f_true = cone_problem.f
+    noise = 0.05 * np.abs(f_true).max() * np.random.default_rng(1).standard_normal(f_true.shape).astype(np.float32)
+    d = np.where(cone_problem.support, sfft.fftn(f_true + noise), 0).astype(np.complex64)
+    d[0, 0, 0] = f_true.sum(dtype=np.float64)
+    return hermitian_half_data(d, cone_problem.support)
+
+
+def test_masked_refit_gives_the_specks_mass_back_to_the_object(cone_problem, noisy_cone_data):
+    # Noisy data (noisy_cone_data): classic GP's clamp rectifies the noise into
     # positive specks that add mass; masking them off keeps the ball's own (the support grown
     # over the classic result keeps its blurred edge), and the support-constrained refit
     # re-inserts the K = 0 sample (measured: classic 1.080, masked 0.9986, refit 1.0025).
     from holo.reconstruction.regularization import gerchberg_papoulis
 
     f_true = cone_problem.f
-    noise = 0.05 * np.abs(f_true).max() * np.random.default_rng(1).standard_normal(f_true.shape).astype(np.float32)
-    d = np.where(cone_problem.support, sfft.fftn(f_true + noise), 0).astype(np.complex64)
-    d[0, 0, 0] = f_true.sum(dtype=np.float64)
-    rd = hermitian_half_data(d, cone_problem.support)
+    rd = noisy_cone_data
     kw = dict(iterations=12, tol=0, device="cpu")
     classic, _ = gerchberg_papoulis(rd, shrink_sigmas=0, **kw)
     masked, _ = gerchberg_papoulis(rd, shrink_sigmas=3, l1_estimate="masked", refit_iterations=0, **kw)
@@ -332,17 +339,14 @@ def test_masked_refit_gives_the_specks_mass_back_to_the_object(cone_problem):
     assert info.iterations == 12 - 3 + 12 + 3
 
 
-def test_tv_keeps_the_medium_outside_the_detected_objects(cone_problem):
+def test_tv_keeps_the_medium_outside_the_detected_objects(cone_problem, noisy_cone_data):
     # The same noisy data: plain TV's n >= n_m constraint also rectifies noise into background
     # specks that add mass; by default the objects are detected by gp's l1 stage and the
     # rest set to the medium, with the mass given back by the refit.
     from holo.reconstruction.regularization import tv_fista
 
     f_true = cone_problem.f
-    noise = 0.05 * np.abs(f_true).max() * np.random.default_rng(1).standard_normal(f_true.shape).astype(np.float32)
-    d = np.where(cone_problem.support, sfft.fftn(f_true + noise), 0).astype(np.complex64)
-    d[0, 0, 0] = f_true.sum(dtype=np.float64)
-    rd = hermitian_half_data(d, cone_problem.support)
+    rd = noisy_cone_data
     plain, _ = tv_fista(rd, VOXEL, iterations=6, shrink_sigmas=0, device="cpu")
     default, info = tv_fista(rd, VOXEL, iterations=6, device="cpu")
     outside = cone_problem.ri == NM
