@@ -93,11 +93,13 @@ def reconstruct(
         Override of the grid chosen from the optics
         (:func:`holo.reconstruction.tomography.default_grid`).
     shrink_sigmas : float, optional
-        ``gp`` only: κ of its ℓ1 mode (λ = κ σ̂ detection of the objects, then classic GP kept
-        on their support: the background stays at n_m; :mod:`holo.reconstruction.regularization.gp`,
+        ``gp`` and ``tv``: κ of their ℓ1 mode (λ = κ σ̂ detection of the objects, then the
+        classic GP or TV result kept on their support: the background stays at n_m;
+        :mod:`holo.reconstruction.regularization.gp`,
         :data:`~holo.reconstruction.regularization.SPARSE_GP_SHRINK_SIGMAS` = 3); 0: classic
-        GP. None (default): gp's default,
-        :data:`~holo.reconstruction.regularization.DEFAULT_GP_SHRINK_SIGMAS` (the ℓ1 mode).
+        GP or plain TV. None (default): the method's default, the ℓ1 mode
+        (:data:`~holo.reconstruction.regularization.DEFAULT_GP_SHRINK_SIGMAS`,
+        :data:`~holo.reconstruction.regularization.DEFAULT_TV_SHRINK_SIGMAS`).
     progress : callable(done, total, note=""), optional
         Progress reports.
 
