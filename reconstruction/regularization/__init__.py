@@ -137,10 +137,10 @@ def regularize_potential(
     if method == "gp":
         if weight not in (None, 0, 0.0):
             raise ValueError(f"weight is the TV weight and does not apply to method 'gp' (got {weight})")
-        kappa = DEFAULT_GP_SHRINK_SIGMAS if shrink_sigmas is None else shrink_sigmas
+        kappa = _shrink_sigmas(method, shrink_sigmas)
         return gerchberg_papoulis(rd, iterations=it, tol=tol, shrink_sigmas=kappa, progress=progress, device=device)
     w = DEFAULT_TV_WEIGHT if weight is None else float(weight)
-    kappa = DEFAULT_TV_SHRINK_SIGMAS if shrink_sigmas is None else float(shrink_sigmas)
+    kappa = _shrink_sigmas(method, shrink_sigmas)
     return tv_fista(rd, voxel_size_um, weight=w, iterations=it, inner_iterations=inner_iterations, tol=tol, shrink_sigmas=kappa,
                     progress=progress, device=device)
 
@@ -217,7 +217,7 @@ def reconstruct_regularized(
         "momentum": True,
     }
     if method == "gp":
-        shrink_sigmas = DEFAULT_GP_SHRINK_SIGMAS if shrink_sigmas is None else float(shrink_sigmas)
+        shrink_sigmas = _shrink_sigmas(method, shrink_sigmas)
         params.update(shrink_sigmas=shrink_sigmas, shrinkage_abs=float(getattr(info, "shrinkage", 0.0)),
                       support_iterations_fraction=DEFAULT_GP_SUPPORT_FRACTION if shrink_sigmas > 0 else 0.0,
                       min_component_cells=DEFAULT_GP_MIN_COMPONENT_CELLS if shrink_sigmas > 0 else 0.0,
@@ -231,7 +231,7 @@ def reconstruct_regularized(
             inner_iterations=int(inner_iterations),
             tv="isotropic, voxel-size weighted",
         )
-        shrink_sigmas = DEFAULT_TV_SHRINK_SIGMAS if shrink_sigmas is None else float(shrink_sigmas)
+        shrink_sigmas = _shrink_sigmas(method, shrink_sigmas)
         params.update(shrink_sigmas=shrink_sigmas, refit_iterations=DEFAULT_GP_REFIT_ITERATIONS if shrink_sigmas > 0 else 0,
                       object_support_fraction=float(getattr(info, "support_fraction", 1.0)))
     return Tomogram(
@@ -248,6 +248,13 @@ def _data_weighting(data_weighting: str, weight_map) -> str:
     if data_weighting == "auto":
         return "gridding" if weight_map is not None and np.any(np.asarray(weight_map) > 0) else "support"
     return data_weighting
+
+
+def _shrink_sigmas(method: str, shrink_sigmas: float | None) -> float:
+    """κ of the ℓ1 mode of ``method``: ``shrink_sigmas``, or the method's default when None."""
+    if shrink_sigmas is not None:
+        return float(shrink_sigmas)
+    return DEFAULT_GP_SHRINK_SIGMAS if method == "gp" else DEFAULT_TV_SHRINK_SIGMAS
 
 
 def _iterations(method: str, iterations: int | None) -> int:

@@ -99,6 +99,7 @@ __all__ = [
     "resolution_cell_voxels",
     "detect_objects",
     "grown_support",
+    "keep_detected_objects",
     "mask_to_objects",
     "solve_fista",
     "fista_momentum",
@@ -643,24 +644,46 @@ def gerchberg_papoulis(
     if n_support == 0:
         return solve_fista(real_data, be.clamp_nonpositive, iterations=total, tol=tol, momentum=momentum, progress=progress,
                            backend=be)
-    masked = l1_estimate == "masked"
     # progress numbers the iterations of every stage in one sequence out of their planned sum
-    n_all = total - n_support + total + int(refit_iterations) if masked else total
+    if l1_estimate == "masked":
+        n_all = total + total - n_support + int(refit_iterations)
+        f, info = solve_fista(real_data, be.clamp_nonpositive, iterations=total, tol=tol, momentum=momentum,
+                              progress=_offset_progress(progress, 0, n_all), backend=be)
+        f2, info2 = keep_detected_objects(real_data, f, detection_iterations=total - n_support, shrink_sigmas=shrink_sigmas,
+                                          min_component_cells=min_component_cells, refit_iterations=refit_iterations,
+                                          tol=tol, momentum=momentum, progress=_offset_progress(progress, info.iterations, n_all),
+                                          backend=be)
+        merged = _merged(info, info2, info2.support_fraction)
+        merged.shrinkage = info2.shrinkage
+        return f2, merged
     f, keep, info = detect_objects(real_data, iterations=total - n_support, shrink_sigmas=shrink_sigmas,
                                    min_component_cells=min_component_cells, tol=tol, momentum=momentum,
-                                   progress=_offset_progress(progress, 0, n_all), backend=be)
-    fraction = info.support_fraction
-    if masked:
-        del f  # the classic run starts again from the direct inverse
-        f, info2 = solve_fista(real_data, be.clamp_nonpositive, iterations=total, tol=tol, momentum=momentum,
-                               progress=_offset_progress(progress, info.iterations, n_all), backend=be)
-        keep = grown_support(keep, f, info.shrinkage)
-        fraction = float(np.count_nonzero(keep) / keep.size)
-        info = _merged(info, info2, fraction)
-        n_support = int(refit_iterations)
+                                   progress=_offset_progress(progress, 0, total), backend=be)
     f2, info2 = mask_to_objects(real_data, f, keep, refit_iterations=n_support, tol=tol, momentum=momentum,
-                                progress=_offset_progress(progress, info.iterations, n_all), backend=be)
-    return f2, _merged(info, info2, fraction)
+                                progress=_offset_progress(progress, info.iterations, total), backend=be)
+    return f2, _merged(info, info2, info.support_fraction)
+
+
+def keep_detected_objects(real_data: RealData, f, *, detection_iterations: int = DEFAULT_GP_DETECTION_ITERATIONS,
+                          shrink_sigmas: float = SPARSE_GP_SHRINK_SIGMAS,
+                          min_component_cells: float = DEFAULT_GP_MIN_COMPONENT_CELLS,
+                          refit_iterations: int = DEFAULT_GP_REFIT_ITERATIONS, tol: float = 1e-3, momentum: bool = True,
+                          progress=None, backend=None) -> tuple[np.ndarray, SolveInfo]:
+    """``f``, an unbiased estimate (classic GP, TV), with the medium outside the objects:
+    the ℓ1 stage detects them (:func:`detect_objects`), an object it cut is taken whole from
+    ``f`` (:func:`grown_support`), then f is masked and refitted (:func:`mask_to_objects`;
+    ``f`` is overwritten). The info's ``shrinkage`` is the detection's λ, ``support_fraction``
+    the share of the voxels kept."""
+    be = select_backend(real_data.shape_zyx) if backend is None else backend
+    n_all = int(detection_iterations) + int(refit_iterations)
+    _, keep, info = detect_objects(real_data, iterations=detection_iterations, shrink_sigmas=shrink_sigmas,
+                                   min_component_cells=min_component_cells, tol=tol, momentum=momentum,
+                                   progress=_offset_progress(progress, 0, n_all), backend=be)
+    keep = grown_support(keep, f, info.shrinkage)
+    fraction = float(np.count_nonzero(keep) / keep.size)
+    f, info2 = mask_to_objects(real_data, f, keep, refit_iterations=refit_iterations, tol=tol, momentum=momentum,
+                               progress=_offset_progress(progress, info.iterations, n_all), backend=be)
+    return f, _merged(info, info2, fraction)
 
 
 def detect_objects(real_data: RealData, *, iterations: int, shrink_sigmas: float = SPARSE_GP_SHRINK_SIGMAS,

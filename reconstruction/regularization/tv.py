@@ -28,7 +28,7 @@ The constraint f ≤ 0 rectifies the part of the data no f ≤ 0 reproduces into
 background specks, as in classic GP (:mod:`holo.reconstruction.regularization.gp`): on exact
 Mie spheres TV added 2.6–6.5 % of the mass that way. By default (``shrink_sigmas``) the
 objects are then detected by gp's ℓ1 stage (an object it cut taken whole from the TV result,
-:func:`~holo.reconstruction.regularization.gp.grown_support`) and f is set to the medium outside them, with
+:func:`~holo.reconstruction.regularization.gp.keep_detected_objects`) and f is set to the medium outside them, with
 three support-constrained iterations that give the specks' mass (taken from the objects
 through the measured K = 0) back to them: gp's default treatment of its own result
 (docs/regularization.md).
@@ -44,10 +44,8 @@ from holo.reconstruction.regularization.gp import (
     DEFAULT_GP_REFIT_ITERATIONS,
     SPARSE_GP_SHRINK_SIGMAS,
     RealData,
-    detect_objects,
     fista_momentum,
-    grown_support,
-    mask_to_objects,
+    keep_detected_objects,
     select_backend,
     solve_fista,
 )
@@ -260,10 +258,8 @@ def tv_fista(
     del direct
     f, info = solve_fista(real_data, prox, iterations=iterations, tol=tol, momentum=True, init=init, progress=progress, backend=be)
     if shrink_sigmas > 0:
-        _, keep, detection = detect_objects(real_data, iterations=DEFAULT_GP_DETECTION_ITERATIONS, shrink_sigmas=shrink_sigmas,
-                                            tol=tol, backend=be)
-        keep = grown_support(keep, f, detection.shrinkage)
-        f, _ = mask_to_objects(real_data, f, keep, refit_iterations=refit_iterations, tol=tol, backend=be)
-        info.support_fraction, info.shrinkage = float(np.count_nonzero(keep) / keep.size), detection.shrinkage
+        f, kept = keep_detected_objects(real_data, f, detection_iterations=DEFAULT_GP_DETECTION_ITERATIONS,
+                                        shrink_sigmas=shrink_sigmas, refit_iterations=refit_iterations, tol=tol, backend=be)
+        info.support_fraction, info.shrinkage = kept.support_fraction, kept.shrinkage
     info.lam = lam
     return f, info
