@@ -15,7 +15,8 @@ Two settings:
 
 Growth: a predicted track is compared with the true track it follows when all its
 detections map to that track (majority of voxels) and it spans ≥ 80 % of its frames with ≥ 5
-usable frames; error = |k̂ − k| / k.
+usable frames; error = |k̂ − k| / k; ``growth_ci95_covers``: how many of them have the true k
+inside the reported 95 % interval (``growth_rate_ci95_low_per_h`` … ``_high_per_h``).
 
 Divisions are scored with the CTC majority matching of TRA/DET: ``division_recall`` is the
 strict score (the division at its true frame), ``division_recall_buffer1`` allows one frame of
@@ -61,7 +62,9 @@ def _truth_of(lab, inst):
     return out
 
 
-def growth_errors(tracks, growth, lab, inst, tl, label_col="label"):
+def growth_errors(tracks, growth, lab, inst, tl, label_col="label", covered=None):
+    """Relative errors |k̂ − k| / k of the scored tracks; ``covered`` (a list) receives, for each,
+    whether the 95 % interval of growth_table holds the true rate."""
     m = _truth_of(lab, inst)
     errs = []
     for tid, g in tracks.groupby("track_id"):
@@ -74,6 +77,10 @@ def growth_errors(tracks, growth, lab, inst, tl, label_col="label"):
         if np.isfinite(k_hat) and len(g) >= 0.8 * n_true and growth.loc[growth["track_id"] == tid,
                                                                         "n_frames_fitted"].iloc[0] >= 5:
             errs.append(abs(k_hat - true["growth_per_h"]) / true["growth_per_h"])
+            if covered is not None:
+                row = growth.loc[growth["track_id"] == tid].iloc[0]
+                covered.append(bool(row["growth_rate_ci95_low_per_h"] <= true["growth_per_h"]
+                                    <= row["growth_rate_ci95_high_per_h"]))
     return errs
 
 
@@ -133,10 +140,12 @@ def degraded_case(seed: int, frames: int, trackers) -> dict:
         # scored on the labels the user gets: each frame relabelled by track id (rejoined halves as one)
         plab = np.stack([track_lut(tr, t, int(lab[t].max()))[lab[t]] for t in range(frames)])
         s = ctc_scores(inst, truth, plab, tr.assign(label=tr["track_id"]))
-        errs = growth_errors(tr, growth_table(tr), lab, inst, tl) if name == "laptrack" else []
+        cover = []
+        errs = growth_errors(tr, growth_table(tr), lab, inst, tl, covered=cover) if name == "laptrack" else []
         out[name] = {**{k: round(v, 4) for k, v in s.items()}, "link_s_per_frame": round(dt / frames, 4),
                      "growth_err_median": round(float(np.median(errs)), 4) if errs else None,
-                     "growth_within_5pct": f"{sum(e <= 0.05 for e in errs)}/{len(errs)}"}
+                     "growth_within_5pct": f"{sum(e <= 0.05 for e in errs)}/{len(errs)}",
+                     "growth_ci95_covers": f"{sum(cover)}/{len(cover)}"}
     return out
 
 
@@ -151,12 +160,14 @@ def pipeline_case(seed: int, frames: int, segmenter: str = "classic") -> dict:
     truth = truth_tracks_table(inst, {k: v["parent_id"] for k, v in tl.tracks.items()}, tl.voxel_size_um)
     pred = res.tracks.assign(label=res.tracks["track_id"])
     s = ctc_scores(inst, truth, res.labels, pred)
-    errs = growth_errors(pred, res.growth, res.labels, inst, tl)
+    cover = []
+    errs = growth_errors(pred, res.growth, res.labels, inst, tl, covered=cover)
     return {"seed": seed, "segmenter": segmenter, "frames": frames, **{k: round(v, 4) for k, v in s.items()},
             "s_per_frame": round(res.seconds_per_frame, 3), "cpu_s_per_frame": round(cpu_s / frames, 3),
             "growth_errors": [round(float(e), 4) for e in errs], "peak_mib": round(peak / 2**20, 1),
             "growth_err_median": round(float(np.median(errs)), 4) if errs else None,
-            "growth_within_5pct": f"{sum(e <= 0.05 for e in errs)}/{len(errs)}"}
+            "growth_within_5pct": f"{sum(e <= 0.05 for e in errs)}/{len(errs)}",
+            "growth_ci95_covers": f"{sum(cover)}/{len(cover)}"}
 
 
 def main(argv=None) -> None:

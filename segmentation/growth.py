@@ -11,6 +11,8 @@ weighted least squares (:func:`fit_growth_rates`), minimising Σ ρ(r²) over th
 * r = (â_i(t) − ln m_i(t)) / σ_contact for a frame where it touches others,
 * r = (ln Σ_{j∈G} e^{â_j(t)} − ln Σ_{j∈G} m_j(t)) / σ_group for each group G of touching
   cells in a frame (every member tracked and fitted, none cut by the field's edge),
+* r = (k_i − k_j) / (s k̃) for two sisters i, j (both fitted): a prior that they grow at
+  similar specific rates (:data:`SISTER_RATE_SD` s, k̃ the median Theil–Sen rate),
 
 with â_i(t) = a_i + k_i (t − t̄_i) and ρ(z) = arctan z of scale :data:`ROBUST_SCALE` σ (a
 redescending loss: a merged or cut frame, an identity swap, many σ off, stop pulling the
@@ -21,25 +23,34 @@ ones): :data:`SIGMA_FREE`, :data:`SIGMA_GROUP`, :data:`SIGMA_CONTACT`. The conta
 drift comes from the blur (overlapping halos): a table without ``contact_group`` (labels
 given with an unblurred RI, :func:`holo.segmentation.tracking.frame_detections`) is fitted
 with all frames alike.
-Reported per track: the specific growth rate k (1/h), the doubling time T_d = ln 2 / k (h),
-and the mean absolute growth rate over the fitted span, (m̂(t_end) − m̂(t_start)) /
-(t_end − t_start) in pg/h, with m̂ the fitted exponential.
+Reported per track: the specific growth rate k (1/h), its standard error from the
+Gauss–Newton covariance (JᵀJ)⁻¹ of the fit (residuals in units of their σ, frames the robust
+loss discounted carrying no weight) and the 95 % interval k ± 1.96 SE (on validation series
+it holds the true rate for 95 % of the tracks at 16 frames, 93–95 % at 8 and with degraded
+labels), whether the rate is measured apart from its neighbours' (``growth_identifiable``:
+not when the cell touches others in every fitted frame, ``growth_note`` says which), the
+doubling time T_d = ln 2 / k (h), and the mean absolute growth rate over the fitted span,
+(m̂(t_end) − m̂(t_start)) / (t_end − t_start) in pg/h, with m̂ the fitted exponential.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, sparse, stats
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["GROWTH_COLUMNS", "LINEAGE_COLUMNS", "SIGMA_FREE", "SIGMA_CONTACT", "SIGMA_GROUP", "ROBUST_SCALE", "LOSS",
-           "fit_exponential_growth", "fit_growth_rates", "growth_table", "lineage_table"]
+__all__ = ["GROWTH_COLUMNS", "LINEAGE_COLUMNS", "SIGMA_FREE", "SIGMA_CONTACT", "SIGMA_GROUP", "SISTER_RATE_SD",
+           "ROBUST_SCALE", "LOSS", "CI95_Z", "GrowthFit", "fit_exponential_growth", "fit_growth_rates", "growth_table",
+           "lineage_table"]
 
-GROWTH_COLUMNS = ("track_id", "parent_id", "n_frames_fitted", "first_time_h", "last_time_h", "mass_start_pg",
-                  "mass_end_pg", "growth_rate_per_h", "growth_rate_pg_per_h", "doubling_time_h")
+GROWTH_COLUMNS = ("track_id", "parent_id", "n_frames_fitted", "n_frames_alone", "first_time_h", "last_time_h",
+                  "mass_start_pg", "mass_end_pg", "growth_rate_per_h", "growth_rate_se_per_h",
+                  "growth_rate_ci95_low_per_h", "growth_rate_ci95_high_per_h", "growth_identifiable", "growth_note",
+                  "growth_rate_pg_per_h", "doubling_time_h")
 LINEAGE_COLUMNS = ("track_id", "parent_id", "root_id", "generation", "start_frame", "end_frame", "start_time_h",
                    "end_time_h", "fate", "daughters")
 
@@ -56,6 +67,25 @@ SIGMA_CONTACT = 0.05
 #: series over soft-L1 and Cauchy (equal on blurred series, better with merged and cut frames).
 ROBUST_SCALE = 3.0
 LOSS = "arctan"
+#: Prior on the specific growth rates of two sisters (the daughters of one division, born
+#: together from one cytoplasm): k₁ − k₂ ~ N(0, (s·k̃)²), s = 0.1 of the series' median rate k̃
+#: (Theil–Sen), under the same robust loss (a pair 3 s apart stops being pulled together). It
+#: separates sisters that touch in every frame only through this prior (``growth_note``).
+#: Validation series (16 / 8 frames, degraded labels) within 5 %: s = 0 93/116, 40/60,
+#: 118/132; 0.05 97, 45, 122; **0.1 96, 48, 118** (kept: the weaker prior, twice the spread of
+#: the twin's sisters, ±5 % uniform each); 0.2 92, 46, 118.
+SISTER_RATE_SD = 0.1
+#: Normal quantile of the two-sided 95 % interval k ± z·SE.
+CI95_Z = 1.959964
+
+
+class GrowthFit(NamedTuple):
+    """One track's fit: specific growth rate k (1/h), ln m₀ (m in pg at t = 0) and the
+    standard error of k (1/h, :func:`fit_growth_rates`)."""
+
+    rate_per_h: float
+    ln_mass0: float
+    rate_se_per_h: float
 
 
 def fit_exponential_growth(time_h, mass_pg) -> tuple[float, float]:
@@ -93,14 +123,26 @@ def _contact_sums(tracks: pd.DataFrame, ok: np.ndarray, fitted: np.ndarray) -> l
     return out
 
 
+def _sister_pairs(tracks: pd.DataFrame, ids: list) -> np.ndarray:
+    """(i, j) indices into ``ids`` of the fitted tracks that are the two daughters of one parent."""
+    parent = tracks.groupby("track_id")["parent_id"].first()
+    kids: dict = {}
+    for i, t in enumerate(ids):
+        if parent[t] > 0:
+            kids.setdefault(int(parent[t]), []).append(i)
+    return np.array([v for v in kids.values() if len(v) == 2], int).reshape(-1, 2)
+
+
 def fit_growth_rates(tracks: pd.DataFrame, *, min_frames: int = 4, exclude_border: bool = True,
                      sigma_free: float = SIGMA_FREE, sigma_contact: float = SIGMA_CONTACT,
-                     sigma_group: float = SIGMA_GROUP, loss: str = LOSS, robust_scale: float = ROBUST_SCALE) -> dict:
-    """{track_id: (k in 1/h, ln m₀)} of the joint robust fit of the module docstring, for the
+                     sigma_group: float = SIGMA_GROUP, sister_rate_sd: float = SISTER_RATE_SD,
+                     loss: str = LOSS, robust_scale: float = ROBUST_SCALE) -> dict[int, GrowthFit]:
+    """{track_id: :class:`GrowthFit`} of the joint robust fit of the module docstring, for the
     tracks with at least ``min_frames`` usable frames (not at the field's edge when
     ``exclude_border``); ``contact_group`` (optional) marks the frames where cells touch.
-    ``sigma_*``: the per-frame SDs of ln m (another segmenter has its own); ``loss``, ``robust_scale``:
-    the robust loss of :func:`scipy.optimize.least_squares` and its scale in σ."""
+    ``sigma_*``: the per-frame SDs of ln m (another segmenter has its own); ``sister_rate_sd``:
+    the sisters' prior, relative to the median rate (0: none); ``loss``, ``robust_scale``: the
+    robust loss of :func:`scipy.optimize.least_squares` and its scale in σ."""
     if tracks.empty:
         return {}
     ok = _usable(tracks, exclude_border)
@@ -111,52 +153,59 @@ def fit_growth_rates(tracks: pd.DataFrame, *, min_frames: int = 4, exclude_borde
     ids = [int(i) for i in np.unique(tid[ok]) if (ok & (tid == i)).sum() >= n_min and np.ptp(t_h[ok & (tid == i)]) > 0]
     col = np.full(len(tracks), -1)
     col[ok] = pd.Series(np.arange(len(ids)), index=ids).reindex(tid[ok]).fillna(-1).to_numpy(int)
-    sums = _contact_sums(tracks, ok, col >= 0)
     rows = np.flatnonzero(col >= 0)
+    start = np.array([fit_exponential_growth(t_h[rows[col[rows] == i]], np.exp(lm[rows[col[rows] == i]]))
+                      for i in range(len(ids))], float).reshape(-1, 2)  # Theil–Sen (k, ln m₀) per fitted track
+    sums = _contact_sums(tracks, ok, col >= 0)
     contact = tracks["contact_group"].to_numpy(np.int64)[rows] > 0 if "contact_group" in tracks else np.zeros(len(rows), bool)
     weight = np.where(contact, 1.0 / sigma_contact, 1.0 / sigma_free)
-    # tracks joined by a contact sum are fitted together; the others one by one
-    pairs = np.array([(col[ii[0]], col[j]) for ii in sums for j in ii[1:]], int).reshape(-1, 2)
+    sisters = _sister_pairs(tracks, ids) if sister_rate_sd > 0 else np.zeros((0, 2), int)
+    sigma_k = sister_rate_sd * abs(float(np.median(start[:, 0]))) if len(sisters) else 1.0
+    # tracks joined by a contact sum or a sisters' prior are fitted together; the others one by one
+    pairs = np.vstack([np.array([(col[ii[0]], col[j]) for ii in sums for j in ii[1:]], int).reshape(-1, 2), sisters])
     adj = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(ids), len(ids)))
     n_comp, comp = connected_components(adj, directed=False)
     rows_of = pd.Series(rows).groupby(comp[col[rows]]).apply(np.array) if len(rows) else {}
     sums_of: dict = {}
     for ii in sums:
         sums_of.setdefault(int(comp[col[ii[0]]]), []).append(ii)
+    sisters_of: dict = {}
+    for pair in sisters:
+        sisters_of.setdefault(int(comp[pair[0]]), []).append(pair)
     out = {}
     for c in range(n_comp):
         members = np.flatnonzero(comp == c)
         r = rows_of[c]
-        k, a0, tc = _fit_component(members, col, r, t_h, lm, weight[np.searchsorted(rows, r)], sums_of.get(c, []),
-                                   sigma_group, loss, robust_scale)
+        k, a0, tc, se = _fit_component(members, col, r, t_h, lm, weight[np.searchsorted(rows, r)], start[members],
+                                       sums_of.get(c, []), sigma_group, sisters_of.get(c, []), sigma_k, loss,
+                                       robust_scale)
         for j, i in enumerate(members):
-            out[ids[i]] = (float(k[j]), float(a0[j] - k[j] * tc[j]))
+            out[ids[i]] = GrowthFit(float(k[j]), float(a0[j] - k[j] * tc[j]), float(se[j]))
     return out
 
 
-def _fit_component(members, col, rows, t_h, lm, weight, sums, sigma_group, loss, robust_scale):
-    """(k, a, t̄) per member of one component: robust least squares (analytic Jacobian, sparse
-    for large components) started at each member's Theil–Sen line."""
+def _fit_component(members, col, rows, t_h, lm, weight, start, sums, sigma_group, sisters, sigma_k, loss,
+                   robust_scale):
+    """(k, a, t̄, SE of k) per member of one component: robust least squares (analytic Jacobian,
+    sparse for large components) started at each member's Theil–Sen line ``start`` (k, ln m₀)."""
     local = {int(m): j for j, m in enumerate(members)}
     n = len(members)
-    tc, p0 = np.zeros(n), np.zeros(2 * n)
     ri = np.array([local[int(col[i])] for i in rows])
-    for j in range(n):
-        s = rows[ri == j]
-        tc[j] = t_h[s].mean()
-        k, c = fit_exponential_growth(t_h[s], np.exp(lm[s]))
-        p0[2 * j], p0[2 * j + 1] = c + k * tc[j], k
+    tc = np.array([t_h[rows[ri == j]].mean() for j in range(n)])
+    p0 = np.column_stack([start[:, 1] + start[:, 0] * tc, start[:, 0]]).ravel()
     dt = t_h[rows] - tc[ri]
     g_cols = [np.array([local[int(col[i])] for i in ii]) for ii in sums]
     g_dt = [t_h[ii] - tc[g] for ii, g in zip(sums, g_cols)]
     g_obs = [math.log(float(np.exp(lm[ii]).sum())) for ii in sums]
-    n_res = len(rows) + len(sums)
+    sis = np.array([(local[int(i)], local[int(j)]) for i, j in sisters], int).reshape(-1, 2)
+    n_res = len(rows) + len(sums) + len(sis)
 
     def residuals(p):
         a, k = p[0::2], p[1::2]
         r1 = (a[ri] + k[ri] * dt - lm[rows]) * weight
         r2 = [(np.logaddexp.reduce(a[g] + k[g] * d) - s) / sigma_group for g, d, s in zip(g_cols, g_dt, g_obs)]
-        return np.concatenate([r1, np.asarray(r2, float)])
+        r3 = (k[sis[:, 0]] - k[sis[:, 1]]) / sigma_k
+        return np.concatenate([r1, np.asarray(r2, float), r3])
 
     def jacobian(p):
         a, k = p[0::2], p[1::2]
@@ -167,12 +216,36 @@ def _fit_component(members, col, rows, t_h, lm, weight, sums, sigma_group, loss,
             r_idx += [np.full(len(g), len(rows) + m)] * 2
             c_idx += [2 * g, 2 * g + 1]
             v += [w, w * d]
+        r_sis = len(rows) + len(sums) + np.arange(len(sis))
+        r_idx += [r_sis, r_sis]
+        c_idx += [2 * sis[:, 0] + 1, 2 * sis[:, 1] + 1]
+        v += [np.full(len(sis), 1.0 / sigma_k), np.full(len(sis), -1.0 / sigma_k)]
         jac = sparse.csr_matrix((np.concatenate(v), (np.concatenate(r_idx), np.concatenate(c_idx))), shape=(n_res, 2 * n))
         return jac if n > 100 else jac.toarray()
 
     sol = optimize.least_squares(residuals, p0, jac=jacobian, loss=loss, f_scale=robust_scale,
                                  tr_solver="lsmr" if n > 100 else "exact")
-    return sol.x[1::2], sol.x[0::2], tc
+    return sol.x[1::2], sol.x[0::2], tc, _rate_standard_errors(sol.jac, n)
+
+
+def _rate_standard_errors(jac, n: int) -> np.ndarray:
+    """SE of each k: √ of the diagonal of the Gauss–Newton covariance (JᵀJ)⁻¹ at the solution.
+    The residuals are in units of their σ, and ``least_squares``' Jacobian of the robust loss
+    gives the frames it discounted (outliers) about no weight; ∞ where JᵀJ is singular."""
+    jtj = jac.T @ jac
+    rows = np.arange(1, 2 * n, 2)
+    try:
+        if sparse.issparse(jtj):
+            from scipy.sparse.linalg import splu
+
+            eye_k = np.zeros((2 * n, n))
+            eye_k[rows, np.arange(n)] = 1.0
+            var = splu(sparse.csc_matrix(jtj)).solve(eye_k)[rows, np.arange(n)]
+        else:
+            var = np.diag(np.linalg.inv(jtj))[rows]
+    except (np.linalg.LinAlgError, RuntimeError):
+        return np.full(n, np.inf)
+    return np.where(var > 0, np.sqrt(np.abs(var)), np.inf)
 
 
 def growth_table(tracks: pd.DataFrame, *, min_frames: int = 4, exclude_border: bool = True, **fit_kw) -> pd.DataFrame:
@@ -189,23 +262,54 @@ def growth_table(tracks: pd.DataFrame, *, min_frames: int = 4, exclude_border: b
     exclude_border
         Leave out frames where the cell touches the border (its mass is truncated).
     fit_kw
-        The σ and loss of :func:`fit_growth_rates`.
+        The σ, sisters' prior and loss of :func:`fit_growth_rates`.
     """
     fits = fit_growth_rates(tracks, min_frames=min_frames, exclude_border=exclude_border, **fit_kw)
     ok = _usable(tracks, exclude_border) if len(tracks) else np.zeros(0, bool)
+    alone = _frames_alone(tracks, ok)
     rows = []
     for tid, g in tracks.assign(_ok=ok).groupby("track_id", sort=True):
         use = g[g["_ok"]]
         t_h = use["time_s"].to_numpy(float) / 3600.0
-        k, c = fits.get(int(tid), (np.nan, np.nan))
+        k, c, se = fits.get(int(tid), (np.nan, np.nan, np.nan))
         t0, t1 = (float(t_h.min()), float(t_h.max())) if len(use) else (np.nan, np.nan)
         m0, m1 = math.exp(c + k * t0) if np.isfinite(k) else np.nan, math.exp(c + k * t1) if np.isfinite(k) else np.nan
+        n_alone, note = alone.get(int(tid), (0, ""))
+        note = note if np.isfinite(k) else f"fewer than {max(int(min_frames), 3)} usable frames"
         rows.append({"track_id": int(tid), "parent_id": int(g["parent_id"].iloc[0]), "n_frames_fitted": len(use),
-                     "first_time_h": t0, "last_time_h": t1, "mass_start_pg": m0, "mass_end_pg": m1,
-                     "growth_rate_per_h": k,
+                     "n_frames_alone": n_alone, "first_time_h": t0, "last_time_h": t1, "mass_start_pg": m0,
+                     "mass_end_pg": m1, "growth_rate_per_h": k, "growth_rate_se_per_h": se,
+                     "growth_rate_ci95_low_per_h": k - CI95_Z * se, "growth_rate_ci95_high_per_h": k + CI95_Z * se,
+                     "growth_identifiable": not note, "growth_note": note,
                      "growth_rate_pg_per_h": (m1 - m0) / (t1 - t0) if np.isfinite(k) and t1 > t0 else np.nan,
                      "doubling_time_h": math.log(2.0) / k if np.isfinite(k) and k > 0 else np.nan})
     return pd.DataFrame(rows, columns=list(GROWTH_COLUMNS))
+
+
+def _frames_alone(tracks: pd.DataFrame, ok: np.ndarray) -> dict:
+    """{track_id: (usable frames alone, note)}: the note says when the cell touches others in
+    every usable frame: its own mass is then always a share of its group's, which drifts, and its
+    rate comes from the group's total (and, for a sister, from the sisters' prior): the rate is
+    not measured apart from its neighbours' (``growth_identifiable`` false, a wide interval)."""
+    if tracks.empty:
+        return {}
+    if "contact_group" not in tracks:
+        return {int(t): (int(n), "") for t, n in tracks[ok].groupby("track_id").size().items()}
+    use = tracks[ok]
+    grp = use["contact_group"].to_numpy(np.int64)
+    members = use[grp > 0].groupby(["frame", "contact_group"])["track_id"].apply(frozenset)
+    kids = use[use["parent_id"] > 0].groupby("parent_id")["track_id"].apply(frozenset)
+    out = {}
+    for tid, g in use.groupby("track_id"):
+        n_alone = int((g["contact_group"] == 0).sum())
+        note = ""
+        if n_alone == 0:
+            pid = int(g["parent_id"].iloc[0])
+            sister = kids.get(pid, frozenset()) - {tid} if pid else frozenset()
+            with_sister = bool(sister) and all(sister & members[(f, c)] for f, c in zip(g["frame"], g["contact_group"]))
+            note = f"touches {'its sister' if with_sister else 'other cells'} in every fitted frame"
+        out[int(tid)] = (n_alone, note)
+    return out
 
 
 def lineage_table(tracks: pd.DataFrame) -> pd.DataFrame:
