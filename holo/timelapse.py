@@ -23,7 +23,8 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-__all__ = ["TRACK_COLUMNS", "MIN_MASS_FRACTION", "TimelapseResult", "light_labels", "labels_beside_heavier", "drop_light_detections", "frame_cells", "track_timelapse", "track_lut", "relabel_by_track",
+__all__ = ["TRACK_COLUMNS", "MIN_MASS_FRACTION", "TimelapseResult", "light_labels", "labels_beside_heavier", "light_detections",
+           "without_labels", "drop_light_detections", "frame_cells", "track_timelapse", "track_lut", "relabel_by_track",
            "simulate_timelapse", "open_time_series", "is_time_series", "segment_frame", "frames_on_dask",
            "write_timelapse", "raw_labels_store", "process_timelapse", "SeriesAwareProcess"]
 
@@ -68,42 +69,63 @@ def light_labels(masses_pg: dict, border: set, fraction: float = MIN_MASS_FRACTI
 
 
 def labels_beside_heavier(instance: np.ndarray, light: list, voxel_size_um, medium_index: float,
-                          wavelength_um: float) -> set:
+                          wavelength_um: float, *, near: dict | None = None) -> set:
     """The labels of ``light`` with a voxel of another, not light, label within their own
     territory margin (:func:`holo.segmentation.tracking.territory_neighbours`, the time-lapse's
-    c and κ): the detections sitting in a heavier cell's blurred halo."""
+    c and κ; ``near``: that neighbour map of the frame when known): the detections sitting in a
+    heavier cell's blurred halo."""
     from holo.segmentation.tracking import territory_neighbours
 
     if not light:
         return set()
     light_set = {int(k) for k in light}
-    near = territory_neighbours(instance, voxel_size_um, medium_index, wavelength_um, labels=light_set)
-    return {k for k, js in near.items() if js - light_set}
+    if near is None:
+        near = territory_neighbours(instance, voxel_size_um, medium_index, wavelength_um, labels=light_set)
+    return {k for k in light_set if near.get(k, set()) - light_set}
 
 
-def drop_light_detections(vol, semantic: np.ndarray, instance: np.ndarray, fraction: float = MIN_MASS_FRACTION):
-    """``(semantic, instance)`` without the :func:`light_labels` of the frame ``vol`` that touch
-    the field's edge or sit beside a heavier cell (:func:`labels_beside_heavier`; their voxels
-    become background, so the territories of the cells around them take their mass back); the
-    instance labels renumbered 1..K in their order. Unchanged arrays when nothing is dropped."""
-    from skimage.segmentation import relabel_sequential
-
+def light_detections(vol, instance: np.ndarray, fraction: float = MIN_MASS_FRACTION, *, near: dict | None = None) -> list:
+    """The :func:`light_labels` of the frame ``vol`` that touch the field's edge or sit beside a
+    heavier cell (:func:`labels_beside_heavier`, ``near`` passed on)."""
     from holo.segmentation.tracking import border_labels, territory_dry_mass_pg
 
     if fraction <= 0 or not instance.any():
-        return semantic, instance
+        return []
     masses = territory_dry_mass_pg(instance, vol.ri, vol.medium_index, vol.voxel_size_um,
                                    wavelength_um=vol.wavelength_um or 0.532)
     border = border_labels(instance)
     light = light_labels(masses, border, fraction)
-    beside = labels_beside_heavier(instance, light, vol.voxel_size_um, vol.medium_index, vol.wavelength_um or 0.532)
-    light = [k for k in light if k in border or k in beside]
-    if not light:
+    beside = labels_beside_heavier(instance, light, vol.voxel_size_um, vol.medium_index, vol.wavelength_um or 0.532,
+                                   near=near)
+    return [k for k in light if k in border or k in beside]
+
+
+def without_labels(semantic: np.ndarray, instance: np.ndarray, gone: list):
+    """``(semantic, instance)`` with the voxels of the labels ``gone`` made background and the
+    instance labels renumbered 1..K in their order; the same arrays when ``gone`` is empty."""
+    from skimage.segmentation import relabel_sequential
+
+    if not len(gone):
         return semantic, instance
-    gone = np.isin(instance, light)
+    out = np.isin(instance, gone)
     semantic, instance = semantic.copy(), instance.copy()
-    semantic[gone], instance[gone] = 0, 0
+    semantic[out], instance[out] = 0, 0
     return semantic, relabel_sequential(instance)[0].astype(np.int32)
+
+
+def drop_light_detections(vol, semantic: np.ndarray, instance: np.ndarray, fraction: float = MIN_MASS_FRACTION):
+    """``(semantic, instance)`` without the :func:`light_detections` of the frame ``vol`` (their
+    voxels become background, so the territories of the cells around them take their mass
+    back); the instance labels renumbered 1..K in their order. Unchanged arrays when nothing is
+    dropped."""
+    return without_labels(semantic, instance, light_detections(vol, instance, fraction))
+
+
+def _renumbered(near: dict, gone: list) -> dict:
+    """The neighbour map ``near`` ({label: labels}) after :func:`without_labels` dropped ``gone``:
+    a cell's margin depends on its own footprint only, so its neighbours are the same cells."""
+    new = {k: i for i, k in enumerate(sorted(set(near) - set(gone)), start=1)}
+    return {new[k]: {new[j] for j in js if j in new} for k, js in near.items() if k in new}
 
 
 def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = False,
@@ -119,12 +141,16 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
     from holo.model import Tomogram
     from holo.segmentation import classify as classify_cells
     from holo.segmentation import measure, segment
-    from holo.segmentation.tracking import TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS, contact_groups
+    from holo.segmentation.tracking import (TRACK_CONE_FRACTION, TRACK_MARGIN_RESOLUTIONS, contact_groups,
+                                            territory_neighbours)
 
     vol = Tomogram(tomo.frame(t), voxel_size_um=tomo.voxel_size_um, medium_index=tomo.medium_index,
                    wavelength_um=tomo.wavelength_um)
     seg = segment(vol, method=method, **segment_kwargs)
-    semantic, instance = drop_light_detections(vol, seg.semantic, seg.instance, min_mass_fraction)
+    # one neighbour map for the fragments' drop and the contact groups
+    near = territory_neighbours(seg.instance, vol.voxel_size_um, vol.medium_index, vol.wavelength_um or 0.532)
+    gone = light_detections(vol, seg.instance, min_mass_fraction, near=near)
+    semantic, instance = without_labels(seg.semantic, seg.instance, gone)
     classes = classify_cells(vol, instance) if classify and instance.any() else None
     # dry mass over each cell's territory (holo.segmentation.tracking.territory_dry_mass_pg):
     # growth is the slope of ln m, the fraction held must not change as the cell grows
@@ -132,7 +158,8 @@ def frame_cells(tomo, t: int = 0, *, method: str = "classic", classify: bool = F
                     cone_fraction=TRACK_CONE_FRACTION)
     cells = cells.rename(columns={"cell_id": "label"})
     cells.insert(0, "frame", int(t))  # touches_border comes with the measurements
-    group = contact_groups(instance, vol.voxel_size_um, vol.medium_index, vol.wavelength_um or 0.532)
+    group = contact_groups(instance, vol.voxel_size_um, vol.medium_index, vol.wavelength_um or 0.532,
+                           near=_renumbered(near, gone))
     cells["contact_group"] = np.array([group.get(int(k), 0) for k in cells["label"]], np.int64)
     return instance, cells
 
