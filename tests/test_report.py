@@ -158,13 +158,14 @@ def test_report_renders_in_a_browser(report, tmp_path):
 
 def _lineage_tracks():
     """Cell 1 grows for 4 frames and divides into 2 and 3; 2 divides again into 4 and 5;
-    cell 6 enters at frame 2 and is lost after frame 4; masses double every hour."""
-    spans = {1: (0, 3, 0), 2: (4, 7, 1), 3: (4, 9, 1), 4: (8, 9, 2), 5: (8, 9, 2), 6: (2, 4, 0)}
+    cell 6 enters at frame 2 and is lost after frame 4; masses double every hour and halve at a
+    division (each daughter takes half her mother's)."""
+    spans = {1: (0, 3, 0, 0), 2: (4, 7, 1, 1), 3: (4, 9, 1, 1), 4: (8, 9, 2, 2), 5: (8, 9, 2, 2), 6: (2, 4, 0, 0)}
     rows = []
-    for tid, (a, b, pid) in spans.items():
+    for tid, (a, b, pid, generation) in spans.items():
         for f in range(a, b + 1):
             rows.append({"track_id": tid, "parent_id": pid, "frame": f, "time_s": f * 900.0,
-                         "dry_mass_pg": 20.0 * 2 ** (f * 0.25), "touches_border": False})
+                         "dry_mass_pg": 20.0 * 2 ** (f * 0.25 - generation), "touches_border": False})
     return pd.DataFrame(rows)
 
 
