@@ -73,7 +73,7 @@ ROBUST_SCALE = 3.0
 LOSS = "arctan"
 #: Prior on the specific growth rates of two sisters (the daughters of one division, born
 #: together from one cytoplasm): k₁ − k₂ ~ N(0, (s·k̃)²), s = 0.1 of the series' median rate k̃
-#: (Theil–Sen), under the same robust loss (a pair 3 s apart stops being pulled together). It
+#: (Theil–Sen), under the same robust loss (rates over 3 s k̃ apart stop being pulled together). It
 #: separates sisters that touch in every frame only through this prior (``growth_note``).
 #: Validation series (16 / 8 frames, degraded labels) within 5 %: s = 0 93/116, 40/60,
 #: 118/132; 0.05 97, 45, 122; **0.1 96, 48, 118** (kept: the weaker prior, twice the spread of

@@ -4,7 +4,8 @@
 ``holo track TOMO -o OUT/`` writes into the folder OUT (atomically, nothing partial on
 failure): ``tracks.csv`` (one row per cell and frame: track id, parent id, frame, time,
 centroid µm, volume, dry mass, mean RI, class), ``growth.csv`` (per track: specific growth
-rate 1/h, pg/h, doubling time), ``lineage.csv`` and ``labels.ome.zarr`` (T, Z, Y, X cell
+rate 1/h with its standard error and 95 % interval, whether it is measured apart from the
+cells it touches, pg/h, doubling time), ``lineage.csv`` and ``labels.ome.zarr`` (T, Z, Y, X cell
 labels = track ids, streamed to disk frame by frame so memory holds one frame). ``holo simulate-timelapse -o OUT/``
 writes ``timelapse.tcf`` (or ``.ome.zarr``/``.ome.tif`` by ``--format``), ``truth_instance.npz``
 (T, Z, Y, X labels = track ids) and ``truth_tracks.csv``.
