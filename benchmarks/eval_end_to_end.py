@@ -121,8 +121,9 @@ def cached_volume(cache: Path, condition: str, i: int, log=print, gp_shrink_sigm
     return d
 
 
-def score_volume(d: dict) -> dict:
-    """diagnose() on one volume, scored against its truth."""
+def score_volume(d: dict, weights_dir=None) -> dict:
+    """diagnose() on one volume, scored against its truth (``weights_dir``: another weights
+    folder, e.g. the shipped one with a post-processing key changed; default the shipped)."""
     from holo.model import Tomogram
     from holo.segmentation import UNCERTAIN, UNKNOWN, diagnose
     from holo.segmentation.train import NUCLEUS_LABELS, dice, instance_ap, matched_pairs
@@ -130,7 +131,7 @@ def score_volume(d: dict) -> dict:
     tomo = Tomogram(ri=d["ri"], voxel_size_um=tuple(d["voxel_size_um"]), medium_index=MEDIUM_INDEX,
                     wavelength_um=WAVELENGTH_UM)
     t0 = time.perf_counter()
-    seg, cells, _ = diagnose(tomo)
+    seg, cells, _ = diagnose(tomo, weights_dir=weights_dir)
     seconds = time.perf_counter() - t0
     true_inst, true_sem = d["instance"], d["semantic"]
     pairs = matched_pairs(seg.instance, true_inst)
@@ -186,6 +187,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-gp", type=int, default=4, help="volumes of the gp condition (≈ 2–3 CPU-min each to make)")
     ap.add_argument("--gp-shrink-sigmas", type=float, default=None,
                     help="κ of gp's ℓ1 mode for the gp condition (default: gp's own default; named in the cache file)")
+    ap.add_argument("--weights", type=Path, default=None,
+                    help="weights folder for diagnose (default: the shipped one), e.g. a copy with a unet.json key changed")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     results = json.loads(a.json.read_text()) if a.json and a.json.exists() else {}
@@ -194,7 +197,7 @@ def main(argv=None) -> int:
         recs = []
         n = a.n_gp if c in ("gp", "rotation") else a.n or (4 if CONDITIONS[c]["dense"] else 5)
         for i in range(n):
-            recs.append(score_volume(cached_volume(a.cache, c, i, gp_shrink_sigmas=a.gp_shrink_sigmas)))
+            recs.append(score_volume(cached_volume(a.cache, c, i, gp_shrink_sigmas=a.gp_shrink_sigmas), a.weights))
             print(f"{c} {recs[-1]['seed']} {recs[-1]['kind']}: found {recs[-1]['found']}/{recs[-1]['n_true']}, "
                   f"correct {recs[-1]['found_correct']}, AP {recs[-1]['ap50']:.2f}", flush=True)
         r1 = resource.getrusage(resource.RUSAGE_SELF)

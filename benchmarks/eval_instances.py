@@ -44,9 +44,11 @@ KIND_CYCLE = ("cell", "rbc", "mixed", "bacteria")
 SEED0 = {"val": 5100, "test": 9100}
 
 #: Post-processing variants (overrides of the U-Net JSON; ``baseline`` = the shipped config
-#: without the half-maximum boundary of small objects).
+#: without the half-maximum boundary of small objects and without the cross-section split of
+#: merged bacteria, ``half_max`` = without the split only).
 VARIANTS = {
-    "baseline": {"half_max_below_um3": 0.0},
+    "baseline": {"half_max_below_um3": 0.0, "split_cross_section_um2": 0.0},
+    "half_max": {"split_cross_section_um2": 0.0},  # the shipped chain before the cross-section split
     "shipped": {},
 }
 
@@ -125,17 +127,18 @@ def score_volume(d: dict, cfg: dict) -> dict:
     from holo.segmentation.infer import labels_from_prediction, resize_labels
     from holo.segmentation.train import NUCLEUS_LABELS, dice, instance_ap
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sem, inst = labels_from_prediction(d["probs"].astype(np.float32), d["dist"].astype(np.float32),
                                        d["x"] / np.float32(cfg["ri_scale"]), cfg)
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     sem, inst = resize_labels(sem, d["semantic"].shape), resize_labels(inst, d["semantic"].shape)
     found, n_true = found_cells(inst, d["instance"])
     return {"kind": d["kind"], "seed": d["seed"], "ap50": instance_ap(inst, d["instance"]),
             "dice_cell": dice(sem > 0, d["semantic"] > 0),
             "dice_nucleus": dice(np.isin(sem, NUCLEUS_LABELS), np.isin(d["semantic"], NUCLEUS_LABELS)),
             "has_nucleus": bool(np.isin(d["semantic"], NUCLEUS_LABELS).any()),
-            "found": found, "n_true": n_true, "n_pred": int(inst.max(initial=0)), "seconds_post": dt}
+            "found": found, "n_true": n_true, "n_pred": int(inst.max(initial=0)), "seconds_post": dt,
+            "cpu_seconds_post": dc}
 
 
 def summary(records: list[dict]) -> dict:
@@ -147,7 +150,8 @@ def summary(records: list[dict]) -> dict:
                 "dice_nucleus": float(np.mean(nuc)) if nuc else None,
                 "found": int(sum(r["found"] for r in rs)), "n_true": int(sum(r["n_true"] for r in rs)),
                 "n_pred": int(sum(r["n_pred"] for r in rs)),
-                "seconds_post_max": float(max(r["seconds_post"] for r in rs))}
+                "seconds_post_max": float(max(r["seconds_post"] for r in rs)),
+                "cpu_seconds_post_total": float(sum(r["cpu_seconds_post"] for r in rs))}
     out = {"all": agg(records)}
     for k in KIND_CYCLE:
         rs = [r for r in records if r["kind"] == k]
@@ -167,10 +171,12 @@ def evaluate(paths, cfg: dict) -> dict:
 
 def _fmt(s: dict) -> str:
     a = s["all"]
-    kinds = " ".join(f"{k}:{s[k]['ap50']:.2f}" for k in KIND_CYCLE if k in s)
+    kinds = " ".join(f"{k}:{s[k]['ap50']:.2f} {s[k]['found']}/{s[k]['n_true']} D{s[k]['dice_cell']:.3f}"
+                     for k in KIND_CYCLE if k in s)
     nuc = "—" if a["dice_nucleus"] is None else f"{a['dice_nucleus']:.3f}"
     return (f"AP {a['ap50']:.3f} ({kinds}) found {a['found']}/{a['n_true']} pred {a['n_pred']} "
-            f"Dice cell {a['dice_cell']:.3f} nucleus {nuc} post ≤ {a['seconds_post_max']:.2f} s [{a['n_volumes']} vol]")
+            f"Dice cell {a['dice_cell']:.3f} nucleus {nuc} post ≤ {a['seconds_post_max']:.2f} s, "
+            f"{a['cpu_seconds_post_total']:.1f} CPU-s in all [{a['n_volumes']} vol]")
 
 
 def main(argv=None) -> int:

@@ -33,6 +33,7 @@ from scipy import ndimage as ndi
 from holo.errors import HoloError
 from holo.labels import CYTOPLASM, ORGANELLE_LABELS
 from holo.threads import cpu_threads, thread_map
+from holo.segmentation.cross_section import split_by_cross_section
 from holo.segmentation.instances import (drop_faint, merge_by_contact, refine_small_by_half_max,
                                          seeded_watershed_by_component)
 
@@ -609,9 +610,12 @@ def with_organelles(semantic: np.ndarray, organelle_semantic: np.ndarray, labels
 def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.ndarray, cfg: dict):
     """Semantic (uint8) and instance (int32) labels on the training grid from the network's
     output: foreground threshold, distance-relief watershed, contact merging, faint-object
-    removal, half-maximum boundary of small objects (parameters ``fg_threshold``,
-    ``instance_h_um``, ``min_volume_um3``, ``merge_contact_ratio``, ``min_peak_delta_ri``,
-    ``half_max_below_um3``, ``half_max_fraction`` of ``cfg``; absent keys disable a step).
+    removal, half-maximum boundary of small objects, splitting of merged bacteria by their
+    cross-section (:func:`holo.segmentation.cross_section.split_by_cross_section`; parameters
+    ``fg_threshold``, ``instance_h_um``, ``min_volume_um3``, ``merge_contact_ratio``,
+    ``min_peak_delta_ri``, ``half_max_below_um3``, ``half_max_fraction``,
+    ``split_cross_section_um2``, ``split_max_piece_ratio``, ``split_below_um3``,
+    ``split_h_fraction``, ``split_min_piece_um3`` of ``cfg``; absent keys disable a step).
     ``delta_ri`` is n − n_m on the same grid; voxels a small object gains become cytoplasm."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -621,7 +625,7 @@ def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.nda
         # the smoothed contrast both later steps read (their default σ of 0.5 voxel), computed
         # once, on a second thread while the watershed runs
         smoothing = pool.submit(ndi.gaussian_filter, np.asarray(delta_ri, np.float32), 0.5) \
-            if min_peak > 0 or small > 0 else None
+            if min_peak > 0 or small > 0 or float(cfg.get("split_cross_section_um2", 0.0)) > 0 else None
         sem = semantic_from_probabilities(probs, float(cfg.get("fg_threshold", 0.5)))
         inst = instances_from_prediction(sem, dist, train_vs, h_um=float(cfg.get("instance_h_um", 0.2)),
                                          min_volume_um3=float(cfg.get("min_volume_um3", 0.3)))
@@ -632,6 +636,13 @@ def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.nda
         inst = refine_small_by_half_max(inst, contrast, small, train_vs,
                                         fraction=float(cfg.get("half_max_fraction", 0.5)), smooth_voxels=0.0)
         sem = np.where((inst > 0) & (sem == 0), np.uint8(CYTOPLASM), sem)
+    if float(cfg.get("split_cross_section_um2", 0.0)) > 0:
+        inst = split_by_cross_section(inst, contrast, train_vs,
+                                      max_cross_section_um2=float(cfg["split_cross_section_um2"]),
+                                      max_volume_um3=float(cfg.get("split_below_um3", 15.0)),
+                                      h_fraction=float(cfg.get("split_h_fraction", 0.05)),
+                                      min_piece_um3=float(cfg.get("split_min_piece_um3", 0.3)),
+                                      max_piece_ratio=float(cfg.get("split_max_piece_ratio", 1.0)))
     del contrast
     sem[inst == 0] = 0
     return sem, inst
