@@ -27,7 +27,7 @@ from holo.timelapse import TRACK_COLUMNS
 
 __all__ = ["REQUIRED_COLUMNS", "is_tracks_table", "read_tracks_table", "frame_interval_s", "division_graph",
            "tracks_layer_data", "tracks_layer", "track_series", "track_hue", "track_rgba", "track_label_colormap",
-           "track_labels_layer"]
+           "track_labels_layer", "read_growth_beside", "track_growth"]
 
 #: Leading header of a ``tracks.csv`` written by ``holo track`` (ids, frame, time, label, centroid µm).
 REQUIRED_COLUMNS = TRACK_COLUMNS[:8]
@@ -147,6 +147,30 @@ def track_series(tracks: pd.DataFrame, track_id: int, column: str = "dry_mass_pg
     out = pd.DataFrame({"time_h": rows["time_s"].to_numpy(float) / 3600.0, column: rows[column].to_numpy(float),
                         "track_id": rows["track_id"].to_numpy(np.int64)})
     return out.reset_index(drop=True)
+
+
+def read_growth_beside(tracks_path) -> pd.DataFrame | None:
+    """The ``growth.csv`` that ``holo track`` writes beside ``tracks_path`` (per track: rate k
+    with its 95 % interval, doubling time, identifiability and note), None when there is none
+    or it has no ``growth_rate_per_h`` column."""
+    if not tracks_path:
+        return None
+    path = Path(str(tracks_path)).parent / "growth.csv"
+    if not path.is_file():
+        return None
+    try:
+        growth = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return growth if {"track_id", "growth_rate_per_h"} <= set(growth.columns) else None
+
+
+def track_growth(growth: pd.DataFrame | None, track_id: int) -> pd.Series | None:
+    """The row of ``track_id`` in a growth table, None when absent."""
+    if growth is None:
+        return None
+    rows = growth[growth["track_id"].astype(np.int64) == int(track_id)]
+    return rows.iloc[0] if len(rows) else None
 
 
 def track_labels_layer(path, name: str | None = None) -> tuple | None:

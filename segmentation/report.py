@@ -35,8 +35,11 @@ import numpy as np
 from holo.io._atomic import atomic_path
 from holo.labels import SEMANTIC_NAMES
 
-__all__ = ["write_report", "write_timelapse_report", "timelapse_summary", "lineage_layout", "report_summary", "reconstruction_facts", "to_json", "column_groups", "column_header",
-           "class_names", "UNCLASSIFIED"]
+__all__ = ["write_report", "write_timelapse_report", "timelapse_summary", "lineage_layout", "growth_identifiable",
+           "doubling_time_interval_h", "rate_interval_text", "doubling_interval_text", "growth_rate_text",
+           "growth_counts", "growth_count_text", "growth_table_html", "growth_fit_curves", "NOT_IDENTIFIABLE_MARK",
+           "report_summary", "reconstruction_facts", "to_json", "column_groups", "column_header", "class_names",
+           "UNCLASSIFIED"]
 
 UNCLASSIFIED = "unclassified"
 _HIST_FEATURES = (
@@ -490,6 +493,126 @@ def write_report(out_dir, tomo, seg, cells, *, title: str | None = None) -> Path
 
 
 # -- time-lapse: growth curves and lineage ----------------------------------------------------
+#: Mark of a growth rate not measured apart from the cells its track touches (footnoted).
+NOT_IDENTIFIABLE_MARK = "†"
+_NOT_IDENTIFIABLE_FOOTNOTE = (
+    "rate not identifiable: the cell touches others in every fitted frame, so its own mass is always a share "
+    "of its group's; the rate rests on the group's total (and, for a sister, on the sisters' prior) and its "
+    "interval is wider. The note says which neighbours.")
+
+
+def _value(row, key, default=np.nan):
+    """``row[key]`` of a dict or pandas row, ``default`` when absent or None."""
+    v = row.get(key, default) if hasattr(row, "get") else default
+    return default if v is None else v
+
+
+def _number_text(v, digits: int = 3) -> str:
+    """``v`` to ``digits`` significant digits, trailing zeros kept (1.00, 0.0350); "" when not finite."""
+    v = float(v)
+    return f"{v:#.{digits}g}".rstrip(".") if np.isfinite(v) else ""
+
+
+def _truthy(v) -> bool:
+    """A flag as a growth table holds it: a bool (NumPy's too) or its text in a CSV read back."""
+    return str(v).strip().lower() in ("true", "1", "1.0")
+
+
+def _note(row) -> str:
+    v = _value(row, "growth_note", "")
+    return "" if not isinstance(v, str) else v
+
+
+def growth_identifiable(growth) -> np.ndarray:
+    """Bool per row of a growth table (:data:`holo.segmentation.growth.GROWTH_COLUMNS`): the
+    rate k is finite and measured apart from the cells the track touches (column
+    ``growth_identifiable``; taken as true where an older table lacks it)."""
+    k = growth["growth_rate_per_h"].to_numpy(float) if len(growth) else np.zeros(0)
+    if "growth_identifiable" not in growth:
+        return np.isfinite(k)
+    return np.isfinite(k) & np.array([_truthy(v) for v in growth["growth_identifiable"]], bool)
+
+
+def doubling_time_interval_h(k_low_per_h: float, k_high_per_h: float) -> tuple[float, float]:
+    """95 % interval of the doubling time T_d = ln 2 / k from the rate's interval
+    [k_low, k_high] (1/h): T_d falls as k rises, so it is [ln 2 / k_high, ln 2 / k_low]; the
+    upper end is ∞ when k_low ≤ 0 (no growth is within the interval), both NaN when k_high ≤ 0
+    or the interval is unknown."""
+    lo, hi = float(k_low_per_h), float(k_high_per_h)
+    if not (np.isfinite(hi) and hi > 0) or np.isnan(lo):
+        return (np.nan, np.nan)
+    return (math.log(2.0) / hi, math.log(2.0) / lo if lo > 0 else math.inf)
+
+
+def rate_interval_text(row) -> str:
+    """``k ± h`` (1/h) of one growth-table row, h = half the 95 % interval (k ± 1.96 SE, from
+    ``growth_rate_ci95_*``); ``k (interval unknown)`` without a finite one; "" without k."""
+    k = float(_value(row, "growth_rate_per_h"))
+    if not np.isfinite(k):
+        return ""
+    lo, hi = float(_value(row, "growth_rate_ci95_low_per_h")), float(_value(row, "growth_rate_ci95_high_per_h"))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{_number_text(k)} (interval unknown)"
+    return f"{_number_text(k)} ± {_number_text(0.5 * (hi - lo), 2)}"
+
+
+def doubling_interval_text(row) -> str:
+    """``T_d (low–high)`` in h of one growth-table row (:func:`doubling_time_interval_h`); "" without T_d."""
+    td = float(_value(row, "doubling_time_h"))
+    if not np.isfinite(td):
+        return ""
+    lo, hi = doubling_time_interval_h(_value(row, "growth_rate_ci95_low_per_h"),
+                                      _value(row, "growth_rate_ci95_high_per_h"))
+    if np.isnan(lo):
+        return _number_text(td)
+    return f"{_number_text(td)} ({_number_text(lo)}–{'∞' if math.isinf(hi) else _number_text(hi)})"
+
+
+def growth_rate_text(row) -> str:
+    """One line on a track's growth (for the napari track plot and summaries): the specific rate
+    with its 95 % interval, the doubling time with its interval, the mean pg/h over the fitted
+    span, and the note when the rate is not identifiable (``growth_note``)."""
+    note = _note(row)
+    k = rate_interval_text(row)
+    if not k:
+        return f"no growth rate: {note}" if note else "no growth rate"
+    parts = [f"k = {k} /h (95 %)"]
+    if doubling_interval_text(row):
+        parts.append(f"doubling time {doubling_interval_text(row)} h")
+    pg = float(_value(row, "growth_rate_pg_per_h"))
+    if np.isfinite(pg):
+        parts.append(f"{_number_text(pg)} pg/h")
+    text = ", ".join(parts)
+    ident = _value(row, "growth_identifiable", True)
+    if _truthy(ident):
+        return text
+    return f"{text}; {NOT_IDENTIFIABLE_MARK} not identifiable: {note or 'touches other cells'}"
+
+
+def growth_table_html(growth) -> str:
+    """Per-track growth table: ids, frames fitted (alone), time span, fitted mass, the rate
+    k ± 95 % interval (:data:`NOT_IDENTIFIABLE_MARK` when not identifiable), doubling time with
+    its interval, pg/h and the note; a footnote explains the mark."""
+    ident = growth_identifiable(growth)
+    heads = ("track", "mother", "frames fitted (alone)", "time (h)", "dry mass, fitted (pg)",
+             "growth rate k (1/h) ± 95 %", "doubling time (h), 95 % interval", "growth (pg/h)", "note")
+    body = []
+    for ok, (_, r) in zip(ident, growth.iterrows()):
+        k = rate_interval_text(r)
+        span = f"{r['first_time_h']:.2f}–{r['last_time_h']:.2f}" if np.isfinite(float(r["first_time_h"])) else ""
+        mass = f"{_number_text(r['mass_start_pg'])} → {_number_text(r['mass_end_pg'])}" if k else ""
+        cells = (int(r["track_id"]), int(r["parent_id"]) or "",
+                 f"{int(r['n_frames_fitted'])} ({int(_value(r, 'n_frames_alone', 0))})", span, mass,
+                 k + (NOT_IDENTIFIABLE_MARK if k and not ok else ""), doubling_interval_text(r),
+                 _number_text(_value(r, "growth_rate_pg_per_h")), _note(r))
+        body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    foot = (f"<p>{NOT_IDENTIFIABLE_MARK} {html.escape(_NOT_IDENTIFIABLE_FOOTNOTE)}</p>"
+            if (~ident & np.isfinite(growth["growth_rate_per_h"].to_numpy(float))).any() else "")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+    return (f"<div class='scroll'><table class='cells'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>{foot}")
+
+
 def lineage_layout(lineage) -> dict[int, float]:
     """Vertical position of every track in a lineage plot: leaves (tracks without daughters)
     0, 1, 2, … in depth-first order from each root, a mother midway between her daughters."""
@@ -514,16 +637,18 @@ def lineage_layout(lineage) -> dict[int, float]:
     return y
 
 
-def _lineage_figure(lineage) -> str:
-    """Lineage tree: one horizontal line per track over its lifetime (h), a vertical line from a
-    mother's end to her daughters, × where a track is lost before the end of the series."""
+def _lineage_figure(lineage, growth=None) -> str:
+    """Lineage tree: one horizontal line per track over its lifetime (h), dashed where its
+    growth rate is not identifiable, a vertical line from a mother's end to her daughters, ×
+    where a track is lost before the end of the series."""
     plt = _pyplot()
     y = lineage_layout(lineage)
     rows = lineage.set_index(lineage["track_id"].astype(int))
+    unsure = _not_identifiable_ids(growth)
     fig, ax = plt.subplots(figsize=(7.0, max(2.0, 0.22 * len(y) + 1.0)))
     for tid, yt in y.items():
         r = rows.loc[tid]
-        ax.plot([r["start_time_h"], r["end_time_h"]], [yt, yt], color="0.2", lw=1.5)
+        ax.plot([r["start_time_h"], r["end_time_h"]], [yt, yt], "--" if tid in unsure else "-", color="0.2", lw=1.5)
         if r["fate"] == "lost":
             ax.plot(r["end_time_h"], yt, "x", color="tab:red", ms=5)
         pid = int(r["parent_id"])
@@ -532,17 +657,41 @@ def _lineage_figure(lineage) -> str:
     ax.set_yticks(list(y.values()), [str(t) for t in y], fontsize=7)
     ax.set_xlabel("time (h)")
     ax.set_ylabel("track id")
-    ax.set_title("lineage (blue: division, ×: lost)")
+    ax.set_title("lineage (blue: division, ×: lost" + (", dashed: rate not identifiable)" if unsure else ")"))
     return _png(fig)
+
+
+def _not_identifiable_ids(growth) -> set[int]:
+    """Track ids whose fitted rate is not identifiable (finite k, ``growth_identifiable`` false)."""
+    if growth is None or not len(growth):
+        return set()
+    fitted = np.isfinite(growth["growth_rate_per_h"].to_numpy(float))
+    return set(growth["track_id"].astype(int)[fitted & ~growth_identifiable(growth)].tolist())
+
+
+def growth_fit_curves(f, t_h: np.ndarray):
+    """(fit, low, high) dry mass (pg) at ``t_h`` of one growth row: m̂(t) = m_start·e^{k (t − t_start)}
+    and the curves of the rate's 95 % interval ends pivoted at the middle of the fitted span,
+    m̂(t_mid)·e^{k_lo,hi (t − t_mid)} (the rate's uncertainty only, not that of the level)."""
+    k, t0 = float(f["growth_rate_per_h"]), float(f["first_time_h"])
+    fit = f["mass_start_pg"] * np.exp(k * (t_h - t0))
+    t_mid = 0.5 * (t0 + float(f["last_time_h"]))
+    m_mid = f["mass_start_pg"] * math.exp(k * (t_mid - t0))
+    ends = [m_mid * np.exp(float(_value(f, key)) * (t_h - t_mid))
+            for key in ("growth_rate_ci95_low_per_h", "growth_rate_ci95_high_per_h")]
+    return fit, np.minimum(*ends), np.maximum(*ends)
 
 
 def _growth_figure(tracks, growth, max_tracks: int = 40) -> str:
     """Dry mass (pg, log scale) against time (h) of the longest ``max_tracks`` tracks with the
-    fitted exponential m(t) = m_start·e^{k (t − t_start)}; beside it the growth rates k (1/h)."""
+    fitted exponential m(t) = m_start·e^{k (t − t_start)} (dashed when the rate is not
+    identifiable) and the band of k's 95 % interval (:func:`growth_fit_curves`); beside it the growth
+    rates k (1/h), identifiable and not apart."""
     plt = _pyplot()
     fig, (ax, axk) = plt.subplots(1, 2, figsize=(10.0, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
     sizes = tracks.groupby("track_id").size().sort_values(ascending=False)
     fits = growth.set_index(growth["track_id"].astype(int))
+    unsure = _not_identifiable_ids(growth)
     cmap = plt.get_cmap("tab20")
     for i, tid in enumerate(sizes.index[:max_tracks]):
         g = tracks[tracks["track_id"] == tid].sort_values("time_s")
@@ -551,7 +700,10 @@ def _growth_figure(tracks, growth, max_tracks: int = 40) -> str:
         f = fits.loc[int(tid)] if int(tid) in fits.index else None
         if f is not None and np.isfinite(f["growth_rate_per_h"]):
             t = np.linspace(f["first_time_h"], f["last_time_h"], 20)
-            ax.plot(t, f["mass_start_pg"] * np.exp(f["growth_rate_per_h"] * (t - f["first_time_h"])), "-", lw=1, color=c)
+            fit, lo, hi = growth_fit_curves(f, t)
+            ax.plot(t, fit, "--" if int(tid) in unsure else "-", lw=1, color=c)
+            if np.isfinite(lo).all() and np.isfinite(hi).all():
+                ax.fill_between(t, lo, hi, color=c, alpha=0.15, lw=0)
     from matplotlib.ticker import LogLocator, ScalarFormatter
 
     ax.set_yscale("log")
@@ -560,31 +712,67 @@ def _growth_figure(tracks, growth, max_tracks: int = 40) -> str:
     ax.yaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("time (h)")
     ax.set_ylabel("dry mass (pg)")
-    ax.set_title(f"growth curves ({min(len(sizes), max_tracks)} longest tracks; lines: fits)")
-    k = growth["growth_rate_per_h"].to_numpy(float)
-    k = k[np.isfinite(k)]
-    if k.size:
-        axk.hist(k, bins=histogram_bins(k), histtype="step", color="0.2")
-    _count_axis(axk, "tracks")
-    axk.set_xlabel("growth rate k (1/h)")
+    ax.set_title(f"growth curves ({min(len(sizes), max_tracks)} longest tracks)\nlines: fits, bands: 95 % "
+                 "interval of k" + (", dashed: not identifiable" if unsure else ""), fontsize=10)
+    _rate_histograms(axk, growth)
     return _png(fig)
 
 
+def _rate_histograms(ax, growth) -> None:
+    """Step histograms of the fitted rates k (1/h): identifiable (solid), not identifiable (dashed), shared bins."""
+    k = growth["growth_rate_per_h"].to_numpy(float)
+    ident = growth_identifiable(growth)
+    fitted = np.isfinite(k)
+    if fitted.any():
+        bins = histogram_bins(k[fitted])
+        ax.hist(k[ident], bins=bins, histtype="step", color="0.2", label=f"identifiable ({int(ident.sum())})")
+        if (fitted & ~ident).any():
+            ax.hist(k[fitted & ~ident], bins=bins, histtype="step", ls="--", color="tab:orange",
+                    label=f"not identifiable ({int((fitted & ~ident).sum())})")
+        ax.legend(fontsize=7)
+    _count_axis(ax, "tracks")
+    ax.set_xlabel("growth rate k (1/h)")
+
+
 def timelapse_summary(tomo, tracks, growth, lineage) -> dict:
-    """Counts and medians of a tracked time series (the JSON summary of its report)."""
+    """Counts and medians of a tracked time series (the JSON summary of its report): the
+    medians over every fitted track; ``n_growth_not_identifiable`` fitted tracks whose rate is
+    not measured apart from the cells they touch, ``n_growth_not_fitted`` tracks too short to fit."""
     k = growth["growth_rate_per_h"].to_numpy(float) if len(growth) else np.array([])
     td = growth["doubling_time_h"].to_numpy(float) if len(growth) else np.array([])
     return {"n_frames": int(tomo.n_times), "time_step_s": tomo.time_step_s, "shape_zyx": list(tomo.shape_zyx),
             "voxel_size_um": list(tomo.voxel_size_um), "n_tracks": int(len(lineage)),
-            "n_divisions": int((lineage["fate"] == "divided").sum()) if len(lineage) else 0,
-            "n_growth_fits": int(np.isfinite(k).sum()),
+            "n_divisions": int((lineage["fate"] == "divided").sum()) if len(lineage) else 0, **growth_counts(growth),
             "median_growth_rate_per_h": float(np.nanmedian(k)) if np.isfinite(k).any() else None,
             "median_doubling_time_h": float(np.nanmedian(td)) if np.isfinite(td).any() else None}
 
 
+def growth_counts(growth) -> dict:
+    """``n_growth_fits`` (tracks with a fitted rate), ``n_growth_not_identifiable`` (of those,
+    rates not measured apart from the cells they touch) and ``n_growth_not_fitted`` (tracks
+    with too few usable frames) of a growth table."""
+    k = growth["growth_rate_per_h"].to_numpy(float) if len(growth) else np.zeros(0)
+    ident = growth_identifiable(growth) if len(growth) else np.zeros(0, bool)
+    return {"n_growth_fits": int(np.isfinite(k).sum()),
+            "n_growth_not_identifiable": int((np.isfinite(k) & ~ident).sum()),
+            "n_growth_not_fitted": int((~np.isfinite(k)).sum())}
+
+
+def growth_count_text(summary: dict) -> str:
+    """"N growth rates fitted, M not identifiable (touching other cells in every fitted frame),
+    L tracks too short": the line the report and ``holo track`` print."""
+    text = f"{summary['n_growth_fits']} growth rates fitted, {summary['n_growth_not_identifiable']} not identifiable"
+    if summary["n_growth_not_identifiable"]:
+        text += " (touching other cells in every fitted frame)"
+    if summary["n_growth_not_fitted"]:
+        text += f", {summary['n_growth_not_fitted']} tracks too short to fit"
+    return text
+
+
 def write_timelapse_report(out_dir, tomo, tracks, growth, lineage, *, title: str | None = None) -> Path:
     """``report.html`` and ``report.json`` of a tracked time series (atomically): the series'
-    facts, growth curves with their fits, the lineage plot and the per-track growth table."""
+    facts, growth curves with their fits and intervals, the lineage plot and the per-track
+    growth table (k ± 95 % interval, doubling time, the note of a rate not identifiable)."""
     out_dir = Path(out_dir)
     summary = timelapse_summary(tomo, tracks, growth, lineage)
     title = title or (Path(str(tomo.source)).name if tomo.source else "holo time-lapse report")
@@ -592,6 +780,7 @@ def write_timelapse_report(out_dir, tomo, tracks, growth, lineage, *, title: str
              ("shape (Z, Y, X)", f"{tuple(summary['shape_zyx'])} voxels"),
              ("voxel (dz, dy, dx)", f"{tuple(round(v, 4) for v in tomo.voxel_size_um)} µm"),
              ("tracks", summary["n_tracks"]), ("divisions", summary["n_divisions"]),
+             ("growth rates", growth_count_text(summary)),
              ("median growth rate", "—" if summary["median_growth_rate_per_h"] is None
               else f"{summary['median_growth_rate_per_h']:.3f} /h"),
              ("median doubling time", "—" if summary["median_doubling_time_h"] is None
@@ -600,11 +789,14 @@ def write_timelapse_report(out_dir, tomo, tracks, growth, lineage, *, title: str
              f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              "<h2>Time series</h2>", _facts_html(facts)]
     if len(tracks):
-        parts += ["<h2>Growth</h2>", f"<img alt='growth curves' src='data:image/png;base64,{_growth_figure(tracks, growth)}'>",
+        parts += ["<h2>Growth</h2>",
+                  f"<img alt='growth curves' src='data:image/png;base64,{_growth_figure(tracks, growth)}'>",
                   "<p>Dry mass of each track (points, frames touching the field's edge included) and its exponential "
-                  "fit (robust, on ln m: frames touching another cell weigh less, edge frames left out).</p>",
-                  "<h2>Lineage</h2>", f"<img alt='lineage' src='data:image/png;base64,{_lineage_figure(lineage)}'>",
-                  "<h2>Tracks</h2>", cells_table_html(growth)]
+                  "fit (robust, on ln m: frames touching another cell weigh less, edge frames left out); the band is "
+                  "the 95 % interval of the rate k (k ± 1.96 SE), dashed fits are rates not identifiable.</p>",
+                  "<h2>Lineage</h2>",
+                  f"<img alt='lineage' src='data:image/png;base64,{_lineage_figure(lineage, growth)}'>",
+                  "<h2>Tracks</h2>", growth_table_html(growth)]
     parts.append("</body></html>")
     doc = to_json({"title": title, "summary": summary, "growth": growth.to_dict(orient="records"),
                    "lineage": lineage.to_dict(orient="records")})
@@ -613,3 +805,4 @@ def write_timelapse_report(out_dir, tomo, tracks, growth, lineage, *, title: str
     with atomic_path(out_dir / "report.html") as tmp:
         tmp.write_text("\n".join(parts), encoding="utf-8")
     return out_dir / "report.html"
+

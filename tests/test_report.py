@@ -174,6 +174,8 @@ def test_timelapse_report_lineage_layout_and_growth(tmp_path):
     from holo.segmentation.report import lineage_layout, write_timelapse_report
 
     tracks = _lineage_tracks()
+    # sisters 2 and 3 touch in frames 4-7: 2 is never alone (rate not identifiable), 3 is alone in 8-9
+    tracks["contact_group"] = np.where(tracks["track_id"].isin([2, 3]) & (tracks["frame"] <= 7), 1, 0)
     growth, lineage = growth_table(tracks), lineage_table(tracks)
     y = lineage_layout(lineage)
     # leaves 4, 5, 3, 6 on 0, 1, 2, 3; each mother midway between her daughters
@@ -189,3 +191,36 @@ def test_timelapse_report_lineage_layout_and_growth(tmp_path):
     # k = ln 2 per hour exactly (tracks with ≥ 4 frames), doubling time 1 h
     assert s["median_growth_rate_per_h"] == pytest.approx(np.log(2.0), rel=1e-9)
     assert s["median_doubling_time_h"] == pytest.approx(1.0, rel=1e-9)
+    # each fitted rate with its 95 % interval (which holds the true ln 2 / h), the note of track 2
+    assert s["n_growth_fits"] == 3 and s["n_growth_not_identifiable"] == 1 and s["n_growth_not_fitted"] == 3
+    assert "3 growth rates fitted, 1 not identifiable" in page
+    rows = {r["track_id"]: r for r in doc["growth"]}
+    for tid in (1, 2, 3):
+        r = rows[tid]
+        assert r["growth_rate_ci95_low_per_h"] < np.log(2.0) < r["growth_rate_ci95_high_per_h"]
+        half = 0.5 * (r["growth_rate_ci95_high_per_h"] - r["growth_rate_ci95_low_per_h"])
+        mark = "†" if tid == 2 else ""
+        assert f"<td>0.693 ± {half:#.2g}{mark}</td>" in page
+    assert rows[2]["growth_identifiable"] is False
+    assert rows[2]["growth_note"] == "touches its sister in every fitted frame"
+    assert rows[3]["growth_identifiable"] is True and rows[3]["n_frames_alone"] == 2
+    row2 = page[page.index("<tr><td>2</td>"):]
+    assert row2[: row2.index("</tr>")].endswith("<td>touches its sister in every fitted frame</td>")
+    assert "<p>† rate not identifiable" in page
+    assert rows[6]["growth_note"] == "fewer than 4 usable frames" and "fewer than 4 usable frames</td>" in page
+
+
+def test_doubling_time_interval_and_growth_text():
+    from holo.segmentation.report import doubling_time_interval_h, growth_rate_text
+
+    ln2 = np.log(2.0)
+    assert doubling_time_interval_h(0.5, 1.0) == pytest.approx((ln2, 2 * ln2))
+    assert doubling_time_interval_h(-0.1, 0.2) == (pytest.approx(ln2 / 0.2), np.inf)  # no growth within the interval
+    assert all(np.isnan(doubling_time_interval_h(-0.2, -0.1)))
+    row = {"growth_rate_per_h": 0.2, "growth_rate_ci95_low_per_h": 0.18, "growth_rate_ci95_high_per_h": 0.22,
+           "doubling_time_h": ln2 / 0.2, "growth_rate_pg_per_h": 5.0, "growth_identifiable": False,
+           "growth_note": "touches other cells in every fitted frame"}
+    assert growth_rate_text(row) == ("k = 0.200 ± 0.020 /h (95 %), doubling time 3.47 (3.15–3.85) h, 5.00 pg/h; "
+                                     "† not identifiable: touches other cells in every fitted frame")
+    short = {"growth_rate_per_h": np.nan, "growth_note": "fewer than 4 usable frames", "growth_identifiable": False}
+    assert growth_rate_text(short) == "no growth rate: fewer than 4 usable frames"

@@ -125,7 +125,10 @@ def test_cli_track_writes_tables_and_refuses_bad_input(tmp_path, capsys):
     assert main(["simulate-timelapse", "-o", str(sim), "--frames", "3", "--size", "64", "--depth", "12",
                  "--cells", "2", "--voxel-um", "0.6"]) == 0
     out = tmp_path / "trk"
+    capsys.readouterr()
     assert main(["track", str(sim / "timelapse.tcf"), "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert " growth rates fitted, " in said and " not identifiable" in said
     tracks = pd.read_csv(out / "tracks.csv")
     for col in ("track_id", "parent_id", "frame", "time_s", "centroid_x_um", "volume_um3", "dry_mass_pg",
                 "mean_ri", "class"):

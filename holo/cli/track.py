@@ -6,7 +6,8 @@ failure): ``tracks.csv`` (one row per cell and frame: track id, parent id, frame
 centroid µm, volume, dry mass, mean RI, class), ``growth.csv`` (per track: specific growth
 rate 1/h with its standard error and 95 % interval, whether it is measured apart from the
 cells it touches, pg/h, doubling time), ``lineage.csv`` and ``labels.ome.zarr`` (T, Z, Y, X cell
-labels = track ids, streamed to disk frame by frame so memory holds one frame). ``holo simulate-timelapse -o OUT/``
+labels = track ids, streamed to disk frame by frame so memory holds one frame); the summary
+line counts the growth rates fitted and those not identifiable. ``holo simulate-timelapse -o OUT/``
 writes ``timelapse.tcf`` (or ``.ome.zarr``/``.ome.tif`` by ``--format``), ``truth_instance.npz``
 (T, Z, Y, X labels = track ids) and ``truth_tracks.csv``.
 """
@@ -36,6 +37,7 @@ def track_cmd(
     """Segment every frame, link the cells over time, fit their dry-mass growth."""
     from holo.cli._progress import progress_bar
     from holo.io._atomic import atomic_path
+    from holo.segmentation.report import growth_count_text, growth_counts
     from holo.timelapse import open_time_series, raw_labels_store, track_timelapse, write_timelapse
 
     if seg_method not in ("classic", "unet"):
@@ -51,9 +53,10 @@ def track_cmd(
         shutil.rmtree(tmp / "raw-labels.zarr")
     summary = {"frames": tomo.n_times, "tracks": int(res.lineage.shape[0]),
                "divisions": int((res.lineage["fate"] == "divided").sum()) if len(res.lineage) else 0,
-               "seconds_per_frame": round(res.seconds_per_frame, 3), "out": str(out)}
+               **growth_counts(res.growth), "seconds_per_frame": round(res.seconds_per_frame, 3), "out": str(out)}
     print(json.dumps(summary) if as_json else f"{summary['tracks']} tracks, {summary['divisions']} divisions "
-          f"over {summary['frames']} frames ({summary['seconds_per_frame']} s/frame) → {out}")
+          f"over {summary['frames']} frames ({summary['seconds_per_frame']} s/frame); "
+          f"{growth_count_text(summary)} → {out}")
     return 0
 
 

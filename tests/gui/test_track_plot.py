@@ -1,5 +1,7 @@
 """The Track dry mass widget: choosing a daughter's track (by id, or by clicking her cell in
-the Labels layer of track ids) plots her dry mass after her mother's, in the tracks' colours."""
+the Labels layer of track ids) plots her dry mass after her mother's, in the tracks' colours;
+with the ``growth.csv`` beside, her fit, its rate's 95 % interval and the note of a rate not
+identifiable."""
 
 from __future__ import annotations
 
@@ -47,3 +49,34 @@ def test_daughter_track_plots_her_lineage_and_a_click_selects_a_track(make_napar
     widget._on_click(viewer, SimpleNamespace(position=position))
     assert widget.track_spin.value() == 2
     np.testing.assert_allclose(widget.figure.axes[0].get_lines()[1].get_ydata(), [12.0, 13.0])
+
+
+def test_track_plot_shows_the_rate_interval_and_note(make_napari_viewer, tmp_path):
+    from matplotlib.collections import PolyCollection
+
+    from holo.napari._widgets.track_plot import TrackPlotWidget
+
+    path = _tracks_csv(tmp_path)
+    k, se = np.log(13.5 / 12.5) / 0.5, 0.02  # daughter 3: 12.5 -> 13.5 pg over 0.5 h
+    growth = pd.DataFrame([{"track_id": 3, "parent_id": 1, "n_frames_fitted": 2, "n_frames_alone": 0,
+                            "first_time_h": 1.0, "last_time_h": 1.5, "mass_start_pg": 12.5, "mass_end_pg": 13.5,
+                            "growth_rate_per_h": k, "growth_rate_se_per_h": se,
+                            "growth_rate_ci95_low_per_h": k - 1.96 * se, "growth_rate_ci95_high_per_h": k + 1.96 * se,
+                            "growth_identifiable": False, "growth_note": "touches its sister in every fitted frame",
+                            "growth_rate_pg_per_h": 2.0, "doubling_time_h": np.log(2.0) / k}])
+    growth.to_csv(tmp_path / "growth.csv", index=False)
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="holo")
+    widget = TrackPlotWidget(viewer)
+    widget.select_track(3)
+    text = widget.growth_label.text()
+    assert text.startswith(f"track 3: k = {k:.3f} ± 0.039 /h (95 %), doubling time ")
+    assert text.endswith("† not identifiable: touches its sister in every fitted frame")
+    ax = widget.figure.axes[0]
+    fit = ax.get_lines()[-1]
+    assert fit.get_linestyle() == "--"  # not identifiable
+    np.testing.assert_allclose(fit.get_ydata()[[0, -1]], [12.5, 13.5])
+    band = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(band) == 1
+    widget.select_track(2)  # no row in growth.csv: no fit, no text
+    assert widget.growth_label.text() == "" and len(ax.figure.axes[0].get_lines()) == 2
