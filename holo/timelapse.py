@@ -407,6 +407,7 @@ def process_timelapse(input_path, out_dir, options=None, progress: Callable | No
 
     from holo.io._atomic import atomic_path
     from holo.sample import SampleOptions, sample_name
+    from holo.segmentation.report import growth_counts
 
     options = options or SampleOptions()
     input_path = Path(input_path)
@@ -426,7 +427,7 @@ def process_timelapse(input_path, out_dir, options=None, progress: Callable | No
         summary = {"name": name, "input": str(input_path.resolve()), "status": "done", "time_series": True,
                    "n_frames": tomo.n_times, "frames_on_dask": on_dask is not None, "n_cells": int(len(res.lineage)),
                    "n_divisions": int((res.lineage["fate"] == "divided").sum()) if len(res.lineage) else 0,
-                   "class_counts": {}, "seconds_per_frame": round(res.seconds_per_frame, 3),
+                   **growth_counts(res.growth), "class_counts": {}, "seconds_per_frame": round(res.seconds_per_frame, 3),
                    "outputs": sorted(p.name for p in tmp.iterdir()) + ["provenance.json"],
                    "seconds": round(time.perf_counter() - t0, 3), "timings_s": res.timings_s}
         (tmp / "provenance.json").write_text(json.dumps({"sample": summary, "options": asdict(options),

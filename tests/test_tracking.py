@@ -177,7 +177,10 @@ def _check_run_on_time_series(tmp_path, sim, tracked, capsys):
                      "report.json", "tracks.csv"]
     rec = json.loads((run / "manifest.json").read_text())["samples"]["timelapse"]
     assert rec["status"] == "done" and rec["time_series"] and rec["n_frames"] == 3
-    assert json.loads((run / "timelapse" / "report.json").read_text())["summary"]["n_tracks"] == rec["n_cells"]
+    report_summary = json.loads((run / "timelapse" / "report.json").read_text())["summary"]
+    assert report_summary["n_tracks"] == rec["n_cells"]
+    for key in ("n_growth_fits", "n_growth_not_identifiable", "n_growth_not_fitted"):  # the manifest counts as the report
+        assert rec[key] == report_summary[key]
     real = tlmod.frame_cells
 
     def fail_frame_1(tomo, t, **kw):
