@@ -155,9 +155,11 @@ def _agglomerate(frag: np.ndarray, n: int, s: np.ndarray, voxel_size_um, max_chi
 
 
 def _piece_ratio(piece: np.ndarray, ids, voxel_size_um, chi_whole: float) -> float:
-    """Σ_j V_j χ_j / (V χ): the pieces' volume-weighted cross-section relative to the whole's."""
-    vols = np.array([(piece == j).sum() for j in ids], float)
-    chis = np.array([cross_section_um2(piece == j, voxel_size_um) for j in ids])
+    """Σ_j V_j χ_j / (V χ): the pieces' volume-weighted cross-section relative to the whole's
+    (the moments of every piece from one pass over the box)."""
+    cnt, s1, s2 = _moments(piece, int(piece.max()), voxel_size_um)
+    vols = cnt[ids]
+    chis = np.array([_chi(cnt[j], s1[j], s2[j], voxel_size_um) for j in ids])
     return float((vols * chis).sum() / (vols.sum() * chi_whole))
 
 

@@ -533,6 +533,12 @@ def growth_identifiable(growth) -> np.ndarray:
     return np.isfinite(k) & np.array([_truthy(v) for v in growth["growth_identifiable"]], bool)
 
 
+def _not_identifiable(growth) -> np.ndarray:
+    """Bool per row: a rate was fitted (finite k) but is not identifiable (:func:`growth_identifiable`)."""
+    k = growth["growth_rate_per_h"].to_numpy(float) if len(growth) else np.zeros(0)
+    return np.isfinite(k) & ~growth_identifiable(growth)
+
+
 def doubling_time_interval_h(k_low_per_h: float, k_high_per_h: float) -> tuple[float, float]:
     """95 % interval of the doubling time T_d = ln 2 / k from the rate's interval
     [k_low, k_high] (1/h): T_d falls as k rises, so it is [ln 2 / k_high, ln 2 / k_low]; the
@@ -607,7 +613,7 @@ def growth_table_html(growth) -> str:
                  _number_text(_value(r, "growth_rate_pg_per_h")), _note(r))
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     foot = (f"<p>{NOT_IDENTIFIABLE_MARK} {html.escape(_NOT_IDENTIFIABLE_FOOTNOTE)}</p>"
-            if (~ident & np.isfinite(growth["growth_rate_per_h"].to_numpy(float))).any() else "")
+            if _not_identifiable(growth).any() else "")
     head = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
     return (f"<div class='scroll'><table class='cells'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div>{foot}")
@@ -665,8 +671,7 @@ def _not_identifiable_ids(growth) -> set[int]:
     """Track ids whose fitted rate is not identifiable (finite k, ``growth_identifiable`` false)."""
     if growth is None or not len(growth):
         return set()
-    fitted = np.isfinite(growth["growth_rate_per_h"].to_numpy(float))
-    return set(growth["track_id"].astype(int)[fitted & ~growth_identifiable(growth)].tolist())
+    return set(growth["track_id"].astype(int)[_not_identifiable(growth)].tolist())
 
 
 def growth_fit_curves(f, t_h: np.ndarray):
@@ -721,14 +726,14 @@ def _growth_figure(tracks, growth, max_tracks: int = 40) -> str:
 def _rate_histograms(ax, growth) -> None:
     """Step histograms of the fitted rates k (1/h): identifiable (solid), not identifiable (dashed), shared bins."""
     k = growth["growth_rate_per_h"].to_numpy(float)
-    ident = growth_identifiable(growth)
+    ident, unsure = growth_identifiable(growth), _not_identifiable(growth)
     fitted = np.isfinite(k)
     if fitted.any():
         bins = histogram_bins(k[fitted])
         ax.hist(k[ident], bins=bins, histtype="step", color="0.2", label=f"identifiable ({int(ident.sum())})")
-        if (fitted & ~ident).any():
-            ax.hist(k[fitted & ~ident], bins=bins, histtype="step", ls="--", color="tab:orange",
-                    label=f"not identifiable ({int((fitted & ~ident).sum())})")
+        if unsure.any():
+            ax.hist(k[unsure], bins=bins, histtype="step", ls="--", color="tab:orange",
+                    label=f"not identifiable ({int(unsure.sum())})")
         ax.legend(fontsize=7)
     _count_axis(ax, "tracks")
     ax.set_xlabel("growth rate k (1/h)")
@@ -752,9 +757,8 @@ def growth_counts(growth) -> dict:
     rates not measured apart from the cells they touch) and ``n_growth_not_fitted`` (tracks
     with too few usable frames) of a growth table."""
     k = growth["growth_rate_per_h"].to_numpy(float) if len(growth) else np.zeros(0)
-    ident = growth_identifiable(growth) if len(growth) else np.zeros(0, bool)
     return {"n_growth_fits": int(np.isfinite(k).sum()),
-            "n_growth_not_identifiable": int((np.isfinite(k) & ~ident).sum()),
+            "n_growth_not_identifiable": int(_not_identifiable(growth).sum()),
             "n_growth_not_fitted": int((~np.isfinite(k)).sum())}
 
 
