@@ -59,17 +59,27 @@ class TrainingVolume:
 
 
 def otf_support(shape_zyx, voxel_size_um, *, wavelength_um: float = 0.532, medium_index: float = 1.337,
-                objective_na: float = 1.2, illumination_na: float = 1.1, n_illum: int = 100) -> np.ndarray:
-    """Boolean Fourier support (scipy.fft layout) of an illumination-scan tomograph.
+                objective_na: float = 1.2, illumination_na: float = 1.1, n_illum: int = 100,
+                geometry: str = "illumination-scan", n_views: int = 60) -> np.ndarray:
+    """Boolean Fourier support (scipy.fft layout) of a tomograph.
 
-    For each illumination k_in and each detected direction k_s on the lateral frequency grid
-    (both on the Ewald sphere of radius n_m/λ, cycles/µm) the voxel of K = k_s − k_in is
-    marked; a 1-voxel closing fills the gaps between neighbouring caps. Includes K = 0.
+    ``"illumination-scan"``: for each illumination k_in (a Fibonacci spiral of ``n_illum``
+    directions inside the condenser NA, plus normal incidence) and each detected direction k_s
+    on the lateral frequency grid (both on the Ewald sphere of radius n_m/λ, cycles/µm) the
+    voxel of K = k_s − k_in is marked: the missing cone lies about K_z.
+    ``"sample-rotation"``: normal incidence, k_in = (n_m/λ, 0, 0) in (z, y, x), and the sample
+    turned about Y by θ_k = kπ/``n_views``; in the sample's frame the cap K = k_s − k_in is
+    turned back by −θ (K_z' = K_z cos θ + K_x sin θ, K_x' = −K_z sin θ + K_x cos θ), so a half
+    turn fills the space with its Hermitian mirror −K, but a cone about K_y (the rotation axis)
+    stays empty.
+    In both, a 1-voxel closing fills the gaps between neighbouring caps, and K = 0 is included.
     """
     shape = tuple(int(s) for s in shape_zyx)
     vs = np.asarray(voxel_size_um, float)
     if objective_na > medium_index or illumination_na >= medium_index:
         raise ValueError(f"NA must stay below the medium index {medium_index}, got {objective_na}, {illumination_na}")
+    if geometry not in ("illumination-scan", "sample-rotation"):
+        raise ValueError(f"geometry must be 'illumination-scan' or 'sample-rotation', got {geometry!r}")
     km = medium_index / wavelength_um
     fy = np.fft.fftfreq(shape[1], vs[1])
     fx = np.fft.fftfreq(shape[2], vs[2])
@@ -77,21 +87,28 @@ def otf_support(shape_zyx, voxel_size_um, *, wavelength_um: float = 0.532, mediu
     det = FY**2 + FX**2 <= (objective_na / wavelength_um) ** 2
     sy, sx = FY[det], FX[det]
     sz = np.sqrt(km**2 - sy**2 - sx**2)
-    # Fibonacci spiral of illumination directions inside the condenser disk (+ normal incidence)
-    i = np.arange(n_illum)
-    r = np.sqrt((i + 0.5) / n_illum) * illumination_na / wavelength_um
-    th = i * np.pi * (3 - np.sqrt(5))
-    iy = np.concatenate([[0.0], r * np.sin(th)])
-    ix = np.concatenate([[0.0], r * np.cos(th)])
-    iz = np.sqrt(km**2 - iy**2 - ix**2)
+    if geometry == "illumination-scan":
+        # Fibonacci spiral of illumination directions inside the condenser disk (+ normal incidence)
+        i = np.arange(n_illum)
+        r = np.sqrt((i + 0.5) / n_illum) * illumination_na / wavelength_um
+        th = i * np.pi * (3 - np.sqrt(5))
+        iy = np.concatenate([[0.0], r * np.sin(th)])
+        ix = np.concatenate([[0.0], r * np.cos(th)])
+        caps = [(sz - kz, sy - ky, sx - kx) for ky, kx, kz in zip(iy, ix, np.sqrt(km**2 - iy**2 - ix**2))]
+    else:
+        kz_cap = sz - km
+        caps = [(kz_cap * np.cos(t) + sx * np.sin(t), sy, -kz_cap * np.sin(t) + sx * np.cos(t))
+                for t in np.arange(int(n_views)) * np.pi / int(n_views)]
     dfz, dfy, dfx = 1.0 / (shape[0] * vs[0]), 1.0 / (shape[1] * vs[1]), 1.0 / (shape[2] * vs[2])
     hit = np.zeros(shape, bool)
-    for ky, kx, kz in zip(iy, ix, iz):
-        Kz = np.rint((sz - kz) / dfz).astype(np.int64)
-        Ky = np.rint((sy - ky) / dfy).astype(np.int64)
-        Kx = np.rint((sx - kx) / dfx).astype(np.int64)
+    for cz, cy, cx in caps:
+        Kz = np.rint(cz / dfz).astype(np.int64)
+        Ky = np.rint(cy / dfy).astype(np.int64)
+        Kx = np.rint(cx / dfx).astype(np.int64)
         ok = (np.abs(Kz) <= shape[0] // 2) & (np.abs(Ky) <= shape[1] // 2) & (np.abs(Kx) <= shape[2] // 2)
         hit[Kz[ok] % shape[0], Ky[ok] % shape[1], Kx[ok] % shape[2]] = True
+    if geometry == "sample-rotation":  # the half turn's other half: F(−K) = F(K)* for a real Δn
+        hit |= np.roll(np.flip(hit), 1, axis=(0, 1, 2))
     # close the gaps between caps (on the centred spectrum, then back)
     c = np.fft.fftshift(hit)
     c = ndi.binary_closing(c, structure=np.ones((3, 3, 3), bool), iterations=1) | c

@@ -67,6 +67,38 @@ def test_apply_otf_elongates_a_sphere_along_z():
     assert dn.sum() == pytest.approx((ri - N_M).sum(), rel=1e-3)
 
 
+def test_sample_rotation_otf_moves_the_missing_cone_to_the_rotation_axis():
+    # Views about Y with normal incidence: K = k_s − k_in turned by θ ∈ [0, π) fills the cone
+    # about K_z that an illumination scan misses, and misses one about K_y: near K_y the
+    # cap reaches only |K_zx| ≤ n_m/λ − √((n_m/λ)² − K_y²) (0.76 /µm at |K_y| = 1.8 /µm).
+    shape, vs = (64, 64, 64), (0.2, 0.2, 0.2)
+    fz, fy, fx = np.meshgrid(*[np.fft.fftfreq(n, v) for n, v in zip(shape, vs)], indexing="ij")
+    near_y = (np.hypot(fz, fx) < 0.3) & (np.abs(fy) > 1.8) & (np.abs(fy) < 2.2)
+    near_z = (np.hypot(fy, fx) < 0.3) & (np.abs(fz) > 1.0)
+    scan = otf_support(shape, vs, wavelength_um=LAMBDA, medium_index=N_M)
+    rot = otf_support(shape, vs, wavelength_um=LAMBDA, medium_index=N_M, geometry="sample-rotation")
+    assert not scan[near_z].any() and scan[near_y].all()
+    assert not rot[near_y].any() and rot[near_z].mean() > 0.95
+    assert rot[0, 0, 0]
+    # a ball seen by sample rotation is not stretched along Z as by the illumination scan:
+    # the spread σ_a = √(Σ|Δn|(a − a₀)² / Σ|Δn|) along Z equals that along X (the views turn
+    # Z into X), and the dry mass (K = 0) is kept
+    ri, _ = _balls(shape, vs, [(6.4, 6.4, 6.4, 1.5)], n_in=1.37)
+    z, _, x = np.meshgrid(*[np.arange(n) * v - 6.4 for n, v in zip(shape, vs)], indexing="ij")
+
+    def spreads(geometry):
+        w = np.abs(apply_otf(ri, vs, N_M, noise_ri=0.0, geometry=geometry) - N_M)
+        return [float(np.sqrt((w * a**2).sum() / w.sum())) for a in (z, x)]
+
+    (sz_scan, sx_scan), (sz_rot, sx_rot) = spreads("illumination-scan"), spreads("sample-rotation")
+    assert sz_scan > 1.05 * sx_scan
+    assert sz_rot == pytest.approx(sx_rot, rel=0.02) and sz_rot < sz_scan
+    dn = apply_otf(ri, vs, N_M, noise_ri=0.0, geometry="sample-rotation") - N_M
+    assert dn.sum() == pytest.approx((ri - N_M).sum(), rel=1e-3)
+    with pytest.raises(ValueError, match="geometry"):
+        otf_support(shape, vs, geometry="tilt")
+
+
 def test_apply_otf_noise_level():
     vs = (0.4, 0.2, 0.2)
     rec = apply_otf(np.full((32, 64, 64), N_M, np.float32), vs, N_M, noise_ri=0.002, rng=0)

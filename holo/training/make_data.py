@@ -16,6 +16,11 @@ labels, on the training voxel grid. Three sources:
 ``"otf"``
     the instrument's optical transfer function applied to the phantom RI plus band-limited
     noise (:func:`holo.segmentation.data.apply_otf`), then resampled to the reconstruction grid.
+``"otf_rotation"``
+    the same phantoms (seeds of ``"otf"``) through the transfer function of a sample-rotation
+    tomograph (60 views over π about Y: the missing cone lies about the rotation axis), so that
+    training covers that geometry at the cost of an FFT (``"gp_rotation"``, the twin end to end
+    by sample rotation, costs minutes per volume).
 
 Every sample is finally put on the training voxel grid (linear for RI, nearest for labels).
 Seeds are disjoint between splits (and between the training sources up to 300 pipeline
@@ -55,7 +60,9 @@ SPLIT_SEED0 = {("train", "otf"): 1000, ("train", "pipeline"): 3000, ("val", "otf
                ("val", "pipeline"): 6000, ("test", "otf"): 9000, ("test", "pipeline"): 9500,
                ("train", "gp"): 3300, ("val", "gp"): 6000, ("test", "gp"): 9500,
                # the gp phantoms, acquired by sample rotation
-               ("train", "gp_rotation"): 3300, ("val", "gp_rotation"): 6000, ("test", "gp_rotation"): 9500}
+               ("train", "gp_rotation"): 3300, ("val", "gp_rotation"): 6000, ("test", "gp_rotation"): 9500,
+               # the otf phantoms, seen through a sample-rotation transfer function
+               ("train", "otf_rotation"): 1000, ("val", "otf_rotation"): 5000, ("test", "otf_rotation"): 9000}
 #: Phantom kind of volume i: KINDS[i % len(KINDS)].
 KINDS = ("mixed", "cell", "rbc", "bacteria", "mixed")
 DEFAULT_SPLITS = ("train:otf:320", "train:pipeline:48", "val:otf:16", "val:pipeline:16", "test:pipeline:40",
@@ -66,9 +73,10 @@ def _seen_by_instrument(ph, source: str, seed: int, medium_index: float, rng, no
     """(RI, its voxel size) of a phantom as the instrument sees it through ``source``
     (``reconstruct_kw``: more options of :func:`holo.pipeline.reconstruct` for the chain sources)."""
     pv = tuple(float(v) for v in ph.voxel_size_um)
-    if source == "otf":
+    if source in ("otf", "otf_rotation"):
         noise = float(rng.uniform(0.001, 0.004)) if noise_ri is None else float(noise_ri)
-        return apply_otf(ph.ri, pv, medium_index, rng=rng, noise_ri=noise), pv
+        geometry = "sample-rotation" if source == "otf_rotation" else "illumination-scan"
+        return apply_otf(ph.ri, pv, medium_index, rng=rng, noise_ri=noise, geometry=geometry), pv
     if source in ("pipeline", "gp", "gp_rotation"):
         from holo.pipeline import reconstruct
         from holo.twin.acquire import simulate_acquisition
@@ -77,7 +85,7 @@ def _seen_by_instrument(ph, source: str, seed: int, medium_index: float, rng, no
         acq = simulate_acquisition(ph, seed=int(seed), geometry=geometry)
         tomo = reconstruct(acq, method="rytov" if source == "pipeline" else "gp", **(reconstruct_kw or {}))
         return tomo.frame(0), tuple(tomo.voxel_size_um)
-    raise ValueError(f"source must be 'otf', 'pipeline', 'gp' or 'gp_rotation', got {source!r}")
+    raise ValueError(f"source must be 'otf', 'otf_rotation', 'pipeline', 'gp' or 'gp_rotation', got {source!r}")
 
 
 def phantom_volume(seed: int, *, kind: str = "mixed", source: str = "otf", train_voxel_size_um=(0.4, 0.2, 0.2),
@@ -135,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--split", action="append", default=None,
-                    help="SPLIT:SOURCE:COUNT, e.g. train:otf:320 (repeatable; split train|val|test, source otf|pipeline|gp)")
+                    help="SPLIT:SOURCE:COUNT, e.g. train:otf:320 (repeatable; split train|val|test, source otf|otf_rotation|pipeline|gp|gp_rotation)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--train-voxel", type=float, nargs=3, default=(0.4, 0.2, 0.2))
     ap.add_argument("--phantom-shape", type=int, nargs=3, default=(96, 256, 256))

@@ -24,7 +24,7 @@ from holo.labels import CELL_CLASSES, SEMANTIC_NAMES
 from holo.segmentation import train as st
 
 #: Data sources (:mod:`holo.training.make_data`), in the order of the validation round robin.
-SOURCES = ("gp", "pipeline", "otf")
+SOURCES = ("gp", "pipeline", "otf", "otf_rotation")
 
 
 def _load(folder: Path, source: str | None = None):
