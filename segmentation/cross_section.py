@@ -35,7 +35,16 @@ hierarchy:
    its necks gives pieces as wide as itself, ratio ≈ 1.
 
 An instance with χ ≤ χ_max is kept whole: collinear bacteria touching end to end (a rod
-against a chain, two cocci) look like one tube and are not split by this rule.
+against a chain, two cocci) look like one tube and are not split by this rule (on the
+validation fields neither the contrast's pass between them nor their contact face told them
+from a chain's necks: both overlap over their whole range once blurred).
+
+Curved chains (option ``max_turn_rad``). A chain bent along an arc widens χ by the arc's own
+spread, so a long bent chain reads as two bacteria and is cut at a neck. The bent score χ_b
+(:func:`bent_cross_section_um2`) measures the cross-section about a parabolic centre line
+instead of the straight axis, for a parabola whose end tangents turn by at most
+``max_turn_rad`` (a gentle bend, not two rods in a V); steps 1–3 then use χ_b, the width test
+of step 4 keeps the straight χ.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ from scipy import ndimage as ndi
 
 from holo.segmentation.instances import relabel_sequential
 
-__all__ = ["cross_section_um2", "split_by_cross_section", "saddle_heights"]
+__all__ = ["bent_cross_section_um2", "cross_section_um2", "split_by_cross_section", "saddle_heights"]
 
 _FULL = np.ones((3, 3, 3), bool)
 
@@ -78,6 +87,40 @@ def cross_section_um2(mask: np.ndarray, voxel_size_um) -> float:
         return 0.0
     cnt, s1, s2 = _moments(m, 1, voxel_size_um)
     return _chi(cnt[1], s1[1], s2[1], voxel_size_um)
+
+
+def bent_cross_section_um2(coords_um: np.ndarray, voxel_size_um, max_turn_rad: float = np.pi) -> float:
+    """χ_b (µm²): the cross-section σ₂σ₃ about a parabolic centre line instead of a straight one.
+
+    With t the coordinate along the first principal axis e₁ and w = P(x − x̄) the two across
+    (P = [e₂ e₃]ᵀ), the centre line is the least-squares fit w ≈ c₀ + c₁ t + c₂ t² and
+
+        χ_b = √det(Cov(w − ŵ) + P diag(v²/12) Pᵀ),
+
+    the voxels' spread about the fitted arc (each voxel a uniform box, as in χ). For a straight
+    tube χ_b = χ (the fit removes nothing); a chain bent along an arc of sagitta s keeps its
+    tube's d²/16 where χ grows by the arc's own spread (≈ s²/10 on one axis); two bacteria side
+    by side, crossing or at a sharp angle stay wide about any parabola. A parabola whose end
+    tangents turn by more than ``max_turn_rad`` is no chain's gentle bend (two rods touching
+    in a V): χ about the straight axis is returned then. ``coords_um``: (N, 3) voxel centres
+    in µm; 0 for fewer than 4 voxels.
+    """
+    x = np.asarray(coords_um, float)
+    if len(x) < 4:
+        return 0.0
+    x = x - x.mean(axis=0)
+    _, vec = np.linalg.eigh(x.T @ x)  # ascending: vec[:, 2] the long axis
+    t, w = x @ vec[:, 2], x @ vec[:, :2]
+    half_um = max(float(np.abs(t).max()), 1e-9)
+    t = t / half_um
+    design = np.stack([np.ones_like(t), t, t * t], axis=1)
+    coef, *_ = np.linalg.lstsq(design, w, rcond=None)
+    box = vec[:, :2].T @ np.diag(np.asarray(voxel_size_um, float) ** 2 / 12.0) @ vec[:, :2]
+    ends = [np.r_[1.0, (coef[1] + sign * 2.0 * coef[2]) / half_um] for sign in (-1.0, 1.0)]
+    turn = np.arccos(np.clip(ends[0] @ ends[1] / (np.linalg.norm(ends[0]) * np.linalg.norm(ends[1])), -1.0, 1.0))
+    r = w - design @ coef if turn <= max_turn_rad else w
+    cov = r.T @ r / len(r) + box
+    return float(np.sqrt(max(np.linalg.det(cov), 0.0)))
 
 
 def saddle_heights(lab: np.ndarray, s: np.ndarray) -> dict[tuple[int, int], float]:
@@ -116,17 +159,37 @@ def _fragments(mask: np.ndarray, s: np.ndarray, h_fraction: float) -> tuple[np.n
     return watershed(-s, seeds, mask=mask).astype(np.int32), n
 
 
+def _coords_by_label(lab: np.ndarray, n: int, voxel_size_um) -> list[np.ndarray]:
+    """Voxel centres (µm, (N, 3)) of each label 0..n (0: empty)."""
+    idx = np.nonzero(lab)
+    k = lab[idx]
+    order = np.argsort(k, kind="stable")
+    x = (np.stack(idx, axis=1) * np.asarray(voxel_size_um, float))[order]
+    return [np.zeros((0, 3))] + np.split(x, np.cumsum(np.bincount(k, minlength=n + 1)[1:])[:-1])
+
+
 def _agglomerate(frag: np.ndarray, n: int, s: np.ndarray, voxel_size_um, max_chi: float,
-                 min_piece_vox: float) -> np.ndarray:
-    """Lookup table fragment → piece (steps 2 and 3 of the module docstring)."""
+                 min_piece_vox: float, max_turn_rad: float = 0.0) -> np.ndarray:
+    """Lookup table fragment → piece (steps 2 and 3 of the module docstring); ``max_turn_rad``
+    > 0: the union's score is χ_b (:func:`bent_cross_section_um2`) instead of χ."""
+    bent = max_turn_rad > 0
     cnt, s1, s2 = _moments(frag, n, voxel_size_um)
     stats = {i: [cnt[i], s1[i], s2[i]] for i in range(1, n + 1)}
+    coords = _coords_by_label(frag, n, voxel_size_um) if bent else None
+    members = {i: [i] for i in range(1, n + 1)}
+
+    def union_chi(p, q):
+        if bent:
+            return bent_cross_section_um2(np.concatenate([coords[f] for f in members[p] + members[q]]), voxel_size_um,
+                                          max_turn_rad)
+        return _chi(*[x + y for x, y in zip(stats[p], stats[q])], voxel_size_um)
     edges = saddle_heights(frag, s)
     parent = np.arange(n + 1)
 
     def merge(a, b):  # b into a
         parent[parent == b] = a
         stats[a] = [p + q for p, q in zip(stats[a], stats.pop(b))]
+        members[a] += members.pop(b)
         joined: dict[tuple[int, int], float] = {}
         for (p, q), v in edges.items():
             p, q = (a if p == b else p), (a if q == b else q)
@@ -140,8 +203,7 @@ def _agglomerate(frag: np.ndarray, n: int, s: np.ndarray, voxel_size_um, max_chi
     while merged:
         merged = False
         for (p, q), _ in sorted(edges.items(), key=lambda e: -e[1]):
-            union = [x + y for x, y in zip(stats[p], stats[q])]
-            if _chi(*union, voxel_size_um) <= max_chi:
+            if union_chi(p, q) <= max_chi:
                 merge(p, q)
                 merged = True
                 break
@@ -165,10 +227,16 @@ def _piece_ratio(piece: np.ndarray, ids, voxel_size_um, chi_whole: float) -> flo
 
 def split_by_cross_section(lab: np.ndarray, s: np.ndarray, voxel_size_um, *, max_cross_section_um2: float,
                            max_volume_um3: float = 15.0, h_fraction: float = 0.05,
-                           min_piece_um3: float = 0.3, max_piece_ratio: float = 1.0) -> np.ndarray:
+                           min_piece_um3: float = 0.3, max_piece_ratio: float = 1.0,
+                           max_turn_rad: float = 0.0) -> np.ndarray:
     """Split every instance smaller than ``max_volume_um3`` whose cross-section χ = σ₂σ₃
     exceeds ``max_cross_section_um2`` into the coarsest partition of single-bacterium pieces,
     if their cross-section is at most ``max_piece_ratio`` times the whole's (module docstring). ``s`` is the smoothed contrast n − n_m on the grid of ``lab``.
+    ``max_turn_rad`` > 0: the trigger and the merges score χ_b about a parabolic centre line
+    turning by at most that angle (:func:`bent_cross_section_um2`), so a gently curved chain
+    is one tube; the width test keeps the straight χ of the whole and of the pieces (a
+    fitted arc would make any cut of a wide, blurred mask look thinner). 0 (default): χ
+    about the straight axis everywhere.
     Labels renumbered 1..K (the other instances keep their order). ``max_cross_section_um2``
     ≤ 0 disables the step.
     """
@@ -187,13 +255,14 @@ def split_by_cross_section(lab: np.ndarray, s: np.ndarray, voxel_size_um, *, max
             continue
         m = lab[sl] == k  # the moments of small instances only, on their boxes
         chi = cross_section_um2(m, vs)
-        if chi <= max_cross_section_um2:
+        if (bent_cross_section_um2(np.argwhere(m) * vs, vs, max_turn_rad) if max_turn_rad > 0 else chi) \
+                <= max_cross_section_um2:
             continue
         frag, nf = _fragments(m, np.asarray(s[sl], np.float32), h_fraction)
         if nf < 2:
             continue
         piece = _agglomerate(frag, nf, np.asarray(s[sl], np.float32), vs, max_cross_section_um2,
-                             min_piece_um3 / vv)[frag]
+                             min_piece_um3 / vv, max_turn_rad)[frag]
         ids = np.unique(piece[m])
         if len(ids) < 2 or _piece_ratio(piece, ids, vs, chi) > max_piece_ratio:
             continue

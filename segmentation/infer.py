@@ -615,7 +615,8 @@ def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.nda
     ``fg_threshold``, ``instance_h_um``, ``min_volume_um3``, ``merge_contact_ratio``,
     ``min_peak_delta_ri``, ``half_max_below_um3``, ``half_max_fraction``,
     ``split_cross_section_um2``, ``split_max_piece_ratio``, ``split_below_um3``,
-    ``split_h_fraction``, ``split_min_piece_um3`` of ``cfg``; absent keys disable a step).
+    ``split_h_fraction``, ``split_min_piece_um3``, ``split_max_turn_rad`` of
+    ``cfg``; absent keys disable a step or keep its first behaviour).
     ``delta_ri`` is n − n_m on the same grid; voxels a small object gains become cytoplasm."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -642,7 +643,8 @@ def labels_from_prediction(probs: np.ndarray, dist: np.ndarray, delta_ri: np.nda
                                       max_volume_um3=float(cfg.get("split_below_um3", 15.0)),
                                       h_fraction=float(cfg.get("split_h_fraction", 0.05)),
                                       min_piece_um3=float(cfg.get("split_min_piece_um3", 0.3)),
-                                      max_piece_ratio=float(cfg.get("split_max_piece_ratio", 1.0)))
+                                      max_piece_ratio=float(cfg.get("split_max_piece_ratio", 1.0)),
+                                      max_turn_rad=float(cfg.get("split_max_turn_rad", 0.0)))
     del contrast
     sem[inst == 0] = 0
     return sem, inst

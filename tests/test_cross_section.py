@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from holo.segmentation.cross_section import cross_section_um2, saddle_heights, split_by_cross_section
+from holo.segmentation.cross_section import (bent_cross_section_um2, cross_section_um2, saddle_heights,
+                                             split_by_cross_section)
 
 VS = (0.4, 0.2, 0.2)  # the U-Net's grid, µm
 SHAPE = (12, 45, 45)  # odd: a voxel centre on each axis
@@ -111,3 +112,52 @@ def test_saddle_is_the_highest_pass_between_regions():
     lab[0, 0, :2], lab[0, 0, 2:] = 1, 2
     s = np.array([[[5.0, 3.0, 4.0, 1.0, 0.0]]])
     assert saddle_heights(lab, s) == {(1, 2): 3.0}
+
+
+def _arc_chain(n, turn_rad, d=1.0):
+    """Centres (µm) of n cocci at spacing 0.85 d whose heading turns by ``turn_rad`` in all."""
+    step = turn_rad / max(n - 2, 1)
+    pts, th = [np.zeros(3)], -turn_rad / 2 - step
+    for _ in range(n - 1):
+        th += step
+        pts.append(pts[-1] + 0.85 * d * np.array([0.0, np.sin(th), np.cos(th)]))
+    return np.array(pts) - np.mean(pts, axis=0)
+
+
+def test_bent_cross_section_follows_a_gentle_arc_not_a_v_or_a_pair():
+    vs = (0.1, 0.1, 0.1)
+    grid = [(np.arange(n) - (n - 1) / 2) * 0.1 for n in (14, 40, 70)]
+    p = np.stack(np.meshgrid(*grid, indexing="ij"), -1)
+
+    def tube(pts, r=0.45):  # voxel centres within r of the polyline through pts
+        d = np.full(p.shape[:3], np.inf)
+        for a, b in zip(pts[:-1], pts[1:]):
+            t = np.clip(((p - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
+            d = np.minimum(d, np.linalg.norm(p - (a + t[..., None] * (b - a)), axis=-1))
+        return np.argwhere(d <= r) * 0.1
+
+    line = tube(_arc_chain(8, 0.0, 0.8))  # straight, 5.5 µm long
+    straight_um2 = bent_cross_section_um2(line, vs)
+    assert straight_um2 == pytest.approx(0.45 ** 2 / 4, rel=0.1)  # a cylinder's σ₂σ₃ (module docstring)
+    arc = tube(_arc_chain(8, 1.0, 0.8))  # a chain bent by 1 rad (57°)
+    assert bent_cross_section_um2(arc, vs) == pytest.approx(straight_um2, rel=0.1)
+    assert bent_cross_section_um2(arc, vs, 0.3) > 1.3 * straight_um2  # turn over 0.3 rad: straight axis
+    v = tube(np.array([[0, -1.5, -1.5], [0, 0.0, 0.0], [0, -1.5, 1.5]]))  # two rods in an L (turn 90°)
+    assert bent_cross_section_um2(v, vs, 1.2) > 1.8 * straight_um2
+    pair = np.concatenate([tube(np.array([[0, y, -1.5], [0, y, 1.5]])) for y in (-0.5, 0.5)])  # side by side
+    assert bent_cross_section_um2(pair, vs) > 2 * straight_um2
+    assert bent_cross_section_um2(arc[:3], vs) == 0.0
+
+
+def test_bent_split_keeps_an_arc_chain_and_still_splits_rods_side_by_side():
+    # six cocci turning 100° in all: wider than a straight tube (χ > χ_max) and cut by the
+    # straight score, one tube about its arc
+    lab, s, _ = _seen(np.logical_or.reduce([_capsule(c, c, 0.5) for c in _arc_chain(6, np.deg2rad(100))]))
+    assert cross_section_um2(lab > 0, VS) > CHI_MAX
+    kw = dict(max_cross_section_um2=CHI_MAX, max_piece_ratio=1.0, min_piece_um3=0.6)
+    assert split_by_cross_section(lab, s, VS, **kw).max() >= 2
+    assert np.array_equal(split_by_cross_section(lab, s, VS, max_turn_rad=2.0, **kw), lab)
+    rods = [_capsule((0, y, -1.2), (0, y, 1.2), 0.45) for y in (-0.5, 0.5)]
+    lab, s, truth = _seen(*rods)
+    out = split_by_cross_section(lab, s, VS, max_turn_rad=2.0, **kw)
+    assert out.max() == 2 and min(_best_iou(out, truth, k) for k in (1, 2)) > 0.6
