@@ -13,9 +13,10 @@ variant of the post-processing costs seconds. Validation volumes:
 
 Never pass a held-out folder for choosing (``--dense-split test`` measures a choice once). Printed:
 AP@0.5 per source and kind, cells found, bacteria found, predicted objects matching no true
-cell, post-processing CPU seconds, then the chosen values (the best mean AP over the sources;
-with ``--demo``, the best that does not cut the demo's bacteria chain): the JSON keys to write
-into the weights' ``unet.json``.
+cell, post-processing CPU seconds, then the chosen values: the best mean AP over the sources
+among the variants that lose nothing against the shipped configuration on any source (cells
+found, bacteria found, white / red / mixed AP; :func:`loses_nothing`) and, with ``--demo``, do
+not cut the demo's bacteria chain — the JSON keys to write into the weights' ``unet.json``.
 
 Usage::
 
@@ -139,6 +140,45 @@ def score(d: dict, cfg: dict) -> dict:
             "cpu_s": cpu}
 
 
+def _true_error(j: int, inter, st, iou, classes) -> str:
+    """Why true bacterium j is not found (IoU ≤ 0.5 with every object): ``missed_fg`` (under
+    half its voxels in the foreground), ``absorbed`` (its main object is mostly another kind of
+    cell), ``merge2`` / ``merge3+`` (its main object holds over 40 % of 2 / ≥ 3 true cells),
+    ``split`` (its main object holds under 60 % of it), else ``boundary``."""
+    i = int(np.argmax(inter[1:, j])) + 1
+    inside = int(np.count_nonzero(inter[i, 1:] > 0.4 * np.maximum(st[1:], 1)))
+    if inter[1:, j].sum() < 0.5 * st[j]:
+        return "missed_fg"
+    if classes.get(int(np.argmax(inter[i, 1:])) + 1, "") not in BACTERIA:
+        return "absorbed"
+    if inside >= 2:
+        return "merge2" if inside == 2 else "merge3+"
+    return "split" if inter[i, j] < 0.6 * st[j] else "boundary"
+
+
+def error_census(d: dict, cfg: dict) -> dict[str, int]:
+    """Counts of the true bacteria of one volume by outcome (``found`` or :func:`_true_error`),
+    and of the objects matching no true cell: ``unmatched_piece`` (over 30 % of a single true
+    cell in it), ``unmatched_merged`` (of two or more), ``unmatched_background`` (mostly
+    background)."""
+    from collections import Counter
+
+    from holo.segmentation.infer import labels_from_prediction, resize_labels
+
+    _, inst = labels_from_prediction(d["probs"], d["dist"], d["delta_ri"], cfg)
+    inter, sp, st, iou = iou_table(resize_labels(inst, d["instance"].shape), d["instance"])
+    out = Counter()
+    for j in range(1, iou.shape[1]):
+        if st[j] and d["classes"].get(j, "") in BACTERIA:
+            out["found" if (iou[1:, j] > 0.5).any() else _true_error(j, inter, st, iou, d["classes"])] += 1
+    for i in range(1, iou.shape[0]):
+        if sp[i] and not (iou[i, 1:] > 0.5).any():
+            n_major = int(np.count_nonzero(inter[i, 1:] > 0.3 * np.maximum(st[1:], 1)))
+            out["unmatched_background" if inter[i, 1:].sum() < 0.5 * sp[i] else
+                "unmatched_merged" if n_major >= 2 else "unmatched_piece"] += 1
+    return dict(out)
+
+
 def table(records: list[dict]) -> dict:
     """{source: {kind or 'all': mean AP, found, bacteria found, unmatched, objects}}."""
     out: dict = {}
@@ -158,6 +198,13 @@ def table(records: list[dict]) -> dict:
 def objective(tab: dict) -> float:
     """Mean over sources of the mean AP@0.5 (each source weighs the same)."""
     return float(np.mean([t["all"]["ap50"] for t in tab.values()]))
+
+
+def loses_nothing(tab: dict, ref: dict) -> bool:
+    """The goal's guard: on every source, cells found, bacteria found and the AP of the white
+    cell, red cell and mixed volumes at least those of ``ref`` (the shipped configuration)."""
+    return all(tab[s]["all"][f] >= ref[s]["all"][f] for s in ref for f in ("found", "bac_found")) and \
+        all(tab[s][k]["ap50"] >= ref[s][k]["ap50"] - 1e-9 for s in ref for k in ("cell", "rbc", "mixed") if k in ref[s])
 
 
 def fmt(tab: dict) -> str:
@@ -230,7 +277,9 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", type=json.loads, default=GRID, help="JSON {key: [values]} to sweep")
     ap.add_argument("--dense-split", choices=("val", "test"), default="val",
                     help="test: the held-out volumes, to MEASURE a choice once (never to choose)")
-    ap.add_argument("--demo", type=Path, help="a `holo demo` output folder: a variant that cuts its chain is not chosen")
+    ap.add_argument("--demo", type=Path,
+                    help="a `holo demo` output folder: a variant that cuts its chain is not chosen")
+    ap.add_argument("--census", action="store_true", help="classify the errors on bacteria (shipped and chosen)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     from holo.segmentation.infer import load_unet
@@ -247,6 +296,9 @@ def main(argv=None) -> int:
     demo = demo_prediction(a.demo, weights) if a.demo else None
     best = "shipped"
     for name in sorted(results, key=lambda k: (-results[k]["objective"], k != "shipped")):
+        if not loses_nothing(results[name]["table"], results["shipped"]["table"]):
+            print(f"{name}: finds fewer cells or bacteria, or lowers a white/red/mixed AP, on a source: not chosen")
+            continue
         if demo is not None and cuts_a_chain(demo, {**cfg, **results[name]["overrides"]}):
             print(f"{name}: cuts the demo's chain, not chosen")
             continue
@@ -256,6 +308,17 @@ def main(argv=None) -> int:
         break
     print(f"chosen ({'held-out: not a choice' if a.dense_split == 'test' else 'validation'}): {best} "
           f"{json.dumps(results[best]['overrides'])}")
+    if a.census:
+        for name in dict.fromkeys(("shipped", best)):
+            by: dict = {}
+            for d in data:
+                for k, v in error_census(d, {**cfg, **results[name]["overrides"]}).items():
+                    by.setdefault(d["source"], {}).setdefault(k, 0)
+                    by[d["source"]][k] += v
+            results[name]["census"] = by
+            print(f"census of the true bacteria and the unmatched objects, {name}:")
+            for src, c in by.items():
+                print(f"  {src:9s} " + " ".join(f"{k} {v}" for k, v in sorted(c.items())))
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
     return 0
