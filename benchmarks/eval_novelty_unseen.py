@@ -16,6 +16,8 @@ Usage::
 
     python benchmarks/eval_novelty_unseen.py collect /tmp/heldout.csv adherent:9800:4 known:9000:5 known@1.39:9000:5
     python benchmarks/eval_novelty_unseen.py evaluate /tmp/heldout.csv segmentation/weights/novelty.json
+
+``collect OUT.csv --weights DIR SPEC...`` runs the chain with another weights folder.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def _phantom(condition: str, seed: int):
     return make_phantom(condition, **UNSEEN[condition], seed=seed)
 
 
-def collect(out_csv: str, specs) -> pd.DataFrame:
+def collect(out_csv: str, specs, weights_dir=None) -> pd.DataFrame:
     from holo.model import Tomogram
     from holo.segmentation import diagnose
     from holo.segmentation.data import labels_to_grid
@@ -61,7 +63,7 @@ def collect(out_csv: str, specs) -> pd.DataFrame:
             ri, vs = _seen_by_instrument(ph, "otf", seed, ph.medium_index, np.random.default_rng(seed + 7919), None)
             declared = tuple(float(scale or 1) * v for v in vs)
             tomo = Tomogram(ri=ri, voxel_size_um=declared, medium_index=ph.medium_index, wavelength_um=0.532)
-            d = diagnose(tomo, fast=True, novelty_quantile=None, max_edge_cut=None)
+            d = diagnose(tomo, fast=True, novelty_quantile=None, max_edge_cut=None, weights_dir=weights_dir)
             truth = _matched_true_class(d.segmentation.instance,
                                         labels_to_grid(np.asarray(ph.instance), ph.voxel_size_um, ri.shape, vs),
                                         dict(ph.classes))
@@ -98,7 +100,8 @@ def evaluate(table: pd.DataFrame, model: dict) -> dict:
 
 def main(argv) -> int:
     if argv[0] == "collect":
-        collect(argv[1], argv[2:])
+        weights = argv[3] if argv[2:3] == ["--weights"] else None
+        collect(argv[1], argv[4:] if weights else argv[2:], weights)
     elif argv[0] == "evaluate":
         table = pd.read_csv(argv[1], keep_default_na=False)
         for path in argv[2:]:

@@ -68,9 +68,10 @@ def _seen_volume(seed: int, kind: str, source: str, grid_um, shape_zyx, voxel_si
 
 
 def training_cells(seeds, kinds, *, source: str = "otf", grid_um=None, shape_zyx=(96, 256, 256),
-                   voxel_size_um=(0.2, 0.1, 0.1), medium_index=1.337, log=print):
+                   voxel_size_um=(0.2, 0.1, 0.1), medium_index=1.337, weights_dir=None, log=print):
     """Cells table (measured by the chain) of the twin volumes of the given seeds, with ``true_class``
-    and ``grid`` (the sampling the chain saw, "z x y x x" µm)."""
+    and ``grid`` (the sampling the chain saw, "z x y x x" µm). ``weights_dir``: the networks'
+    folder (default: the shipped one)."""
     import pandas as pd
 
     from holo.model import Tomogram
@@ -81,8 +82,8 @@ def training_cells(seeds, kinds, *, source: str = "otf", grid_um=None, shape_zyx
         t0 = time.perf_counter()
         ri, vs, inst_true, classes = _seen_volume(seed, kind, source, grid_um, shape_zyx, voxel_size_um, medium_index)
         tomo = Tomogram(ri=ri, voxel_size_um=vs, medium_index=medium_index, wavelength_um=0.532)
-        seg = segment(tomo)
-        cells = measure(tomo, seg.semantic, seg.instance, classes=classify(tomo, seg.instance))
+        seg = segment(tomo, weights_dir=weights_dir)
+        cells = measure(tomo, seg.semantic, seg.instance, classes=classify(tomo, seg.instance, weights_dir=weights_dir))
         truth = _matched_true_class(seg.instance, inst_true, classes)
         cells["true_class"] = [truth.get(int(i), "") for i in cells["cell_id"]]
         cells["seed"] = seed
@@ -105,7 +106,7 @@ def _parse_grid(text: str) -> tuple[float, float, float]:
     return parts
 
 
-def _cached_cells(cache: Path | None, source: str, grid_um, seed: int, kind: str):
+def _cached_cells(cache: Path | None, source: str, grid_um, seed: int, kind: str, weights_dir=None):
     """Cells table of one training volume, from ``cache`` (one CSV per source, grid and seed,
     written by this function) or made by :func:`training_cells`."""
     import pandas as pd
@@ -113,7 +114,7 @@ def _cached_cells(cache: Path | None, source: str, grid_um, seed: int, kind: str
     name = f"{source}_{'native' if grid_um is None else _grid_name(grid_um)}_{seed}.csv"
     if cache is not None and (cache / name).is_file():
         return pd.read_csv(cache / name, keep_default_na=False)
-    cells = training_cells([seed], [kind], source=source, grid_um=grid_um)
+    cells = training_cells([seed], [kind], source=source, grid_um=grid_um, weights_dir=weights_dir)
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         cells.to_csv(cache / name, index=False)
@@ -148,12 +149,15 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=None,
                     help="folder of per-volume cells tables (made when missing; a rerun reuses them)")
     ap.add_argument("--keep-table", action="store_true")
+    ap.add_argument("--weights", type=Path, default=None,
+                    help="networks' folder the chain runs with (default: the shipped one); OUT gets novelty.json only")
     a = ap.parse_args(argv)
     import pandas as pd
 
     t0 = time.perf_counter()
     plan = _plan(a)
-    tables = [_cached_cells(a.cache, src, g, seed, KINDS[(seed - SPLIT_SEED0[("train", src)]) % len(KINDS)])
+    tables = [_cached_cells(a.cache, src, g, seed, KINDS[(seed - SPLIT_SEED0[("train", src)]) % len(KINDS)],
+                            a.weights)
               for src, g, seed in plan]
     cells = pd.concat(tables, ignore_index=True)
     cells = cells[cells["true_class"] != ""]
