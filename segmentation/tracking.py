@@ -28,6 +28,11 @@ lost, :func:`_lost_daughters`): an over-segmented frame (one cell cut in two, wh
 halves the mass) otherwise looks like a division. The short branch of a rejected division
 becomes a track of its own and the long one continues the mother's track.
 
+A cell the segmentation missed for one frame (its track bridged by gap closing) can be given
+a mask after linking: its mask of the frame before, moved half-way to where it is seen next,
+written where the segmentation left background (:func:`fill_one_frame_gaps`; no mass is read
+through an invented mask).
+
 Output: the detections table with ``track_id`` (one id per branch between divisions, Cell
 Tracking Challenge convention) and ``parent_id`` (the mother branch, 0 for none).
 """
@@ -43,7 +48,7 @@ from scipy import ndimage
 from holo.segmentation.morphometrics import border_labels
 
 
-__all__ = ["COORDINATES", "BOUNDARY_VOXELS", "TRACK_MARGIN_RESOLUTIONS", "TRACK_CONE_FRACTION", "territory_dry_mass_pg", "territory_neighbours", "contact_groups", "border_labels", "frame_detections", "link_cells", "join_fragments", "find_divisions", "cut_at_hidden_divisions", "prune_divisions", "track_graph"]
+__all__ = ["COORDINATES", "BOUNDARY_VOXELS", "TRACK_MARGIN_RESOLUTIONS", "TRACK_CONE_FRACTION", "territory_dry_mass_pg", "territory_neighbours", "contact_groups", "border_labels", "frame_detections", "link_cells", "join_fragments", "find_divisions", "cut_at_hidden_divisions", "prune_divisions", "one_frame_gaps", "fill_one_frame_gaps", "track_graph"]
 
 #: Centroid columns of a detections table (µm, array order).
 COORDINATES = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
@@ -612,6 +617,66 @@ def prune_divisions(frames: np.ndarray, track: np.ndarray, parents: dict, min_br
             changed = True
             break
     return track, parents
+
+
+def one_frame_gaps(tracks: pd.DataFrame) -> list[tuple[int, int]]:
+    """``(track_id, frame)`` of every frame t that a track skips between detections at t − 1
+    and t + 1 (a one-frame segmentation dropout bridged by gap closing)."""
+    out = []
+    for tid, f in tracks.groupby("track_id")["frame"]:
+        f = np.sort(f.to_numpy())
+        out += [(int(tid), int(t) + 1) for t in f[:-1][np.diff(f) == 2]]
+    return out
+
+
+def fill_one_frame_gaps(labels: np.ndarray, tracks: pd.DataFrame, voxel_size_um, *,
+                        min_free_fraction: float = 0.5) -> tuple[np.ndarray, pd.DataFrame]:
+    """Masks for the cells a track skips for one frame (:func:`one_frame_gaps`).
+
+    ``labels`` is the series labelled by track id. A cell seen at t − 1 and t + 1 and missing
+    at t has moved about half its displacement in between, so its mask at t is taken as its
+    mask at t − 1 moved by round((r(t+1) − r(t−1)) / 2 / voxel) voxels along each axis (cells
+    move a fraction of their size per frame, so the moved mask covers most of the cell).
+    Only background voxels of frame t are written (a detected cell is never overwritten), and
+    only where the segmentation left the place empty: at least ``min_free_fraction`` of the
+    moved mask is background. A cell merged with a neighbour or cut at t also leaves a gap
+    in its track, but its place is then occupied, so no mask is invented.
+
+    Returns
+    -------
+    (labels, rows)
+        The filled series (a copy) and one row per filled mask (``frame``, ``track_id``,
+        ``parent_id``, centroids, ``volume_um3``, ``interpolated`` = True, ``dry_mass_pg``
+        NaN: the mass of an invented mask is not measured, so growth fits skip it).
+    """
+    lab = np.array(labels, copy=True)
+    vs = np.asarray(voxel_size_um, float)
+    parent = tracks.groupby("track_id")["parent_id"].first()
+    rows = []
+    for tid, t in one_frame_gaps(tracks):
+        ends = tracks[(tracks["track_id"] == tid) & tracks["frame"].isin([t - 1, t + 1])].sort_values("frame")
+        r = ends[list(COORDINATES)].to_numpy(float)
+        shift = tuple(np.round((r[1] - r[0]) / 2.0 / vs).astype(int))
+        moved = _shifted(lab[t - 1] == tid, shift)
+        free = moved & (lab[t] == 0)
+        if not moved.any() or free.sum() < min_free_fraction * moved.sum():
+            continue
+        lab[t][free] = tid
+        com = np.argwhere(free).mean(axis=0) * vs
+        rows.append({"frame": t, "track_id": tid, "parent_id": int(parent[tid]),
+                     **dict(zip(COORDINATES, com)), "volume_um3": float(free.sum() * vs.prod()),
+                     "dry_mass_pg": np.nan, "interpolated": True})
+    cols = ["frame", "track_id", "parent_id", *COORDINATES, "volume_um3", "dry_mass_pg", "interpolated"]
+    return lab, pd.DataFrame(rows, columns=cols)
+
+
+def _shifted(mask: np.ndarray, shift) -> np.ndarray:
+    """``mask`` moved by integer ``shift`` voxels per axis; what leaves the volume is dropped."""
+    out = np.zeros_like(mask)
+    src = tuple(slice(max(0, -s), n - max(0, s)) for s, n in zip(shift, mask.shape))
+    dst = tuple(slice(max(0, s), n - max(0, -s)) for s, n in zip(shift, mask.shape))
+    out[dst] = mask[src]
+    return out
 
 
 def track_graph(tracks: pd.DataFrame, *, label_col: str = "label"):

@@ -640,3 +640,24 @@ def test_mass_conserved_at_a_division_steadies_a_short_mother_s_rate():
         assert math.log((m[1] + m[2]) / m[0]) == pytest.approx(0.0, abs=3 * SIGMA_DIVISION)
     assert np.mean(err[SIGMA_DIVISION]) < 0.9 * np.mean(err[0.0])
     assert np.mean(np.array(z) <= 1.96) >= 0.88
+
+
+def test_one_frame_dropout_gets_the_mask_moved_half_way_but_an_occupied_place_does_not():
+    from holo.segmentation.tracking import fill_one_frame_gaps, frame_detections
+
+    vs = (1.0, 0.5, 0.5)
+    lab = np.zeros((3, 3, 14, 16), np.int32)
+    lab[0, :2, 1:5, 2:6], lab[2, :2, 1:5, 6:10] = 1, 1  # cell 1: 4 voxels along x per 2 frames, missed at t = 1
+    lab[0, :2, 8:12, 2:6], lab[2, :2, 8:12, 6:10] = 2, 2  # cell 2: same, its place at t = 1 held by a merged label
+    lab[1, :2, 7:13, 3:10] = 3
+    lab[:, 2, 12:14, 12:14] = 4  # a cell seen in every frame
+    tracks = pd.concat([frame_detections(lab[t], vs, frame=t) for t in range(3)], ignore_index=True)
+    tracks = tracks.assign(track_id=tracks["label"], parent_id=0)
+    filled, rows = fill_one_frame_gaps(lab, tracks, vs)
+    assert rows["track_id"].tolist() == [1] and rows["interpolated"].all() and rows["dry_mass_pg"].isna().all()
+    expected = np.zeros_like(lab[1], bool)
+    expected[:2, 1:5, 4:8] = True  # half-way: 2 voxels along x
+    assert np.array_equal(filled[1] == 1, expected)
+    assert rows["centroid_x_um"].iloc[0] == pytest.approx(5.5 * 0.5)
+    assert np.array_equal(np.delete(filled, 1, axis=0), np.delete(lab, 1, axis=0))
+    assert np.array_equal(filled[1][~expected], lab[1][~expected]) and not (lab[1] == 1).any()  # input untouched
