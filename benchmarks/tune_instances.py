@@ -71,10 +71,21 @@ def _dense_items(cache: Path, split: str = "val"):
         yield f.stem, (lambda f=f: (f.stem.split("_")[1], load_cached(f)))
 
 
+def network_output(model, cfg: dict, ri, voxel_size_um, medium_index: float):
+    """(probabilities, distance, n − n_m) of the U-Net on a tomogram brought to its training grid,
+    with the weights' test-time augmentation."""
+    from holo.segmentation.infer import predict_tiled, resample_volume
+
+    x = (resample_volume(ri, voxel_size_um, cfg["voxel_size_um"]) - np.float32(medium_index)).astype(np.float32)
+    probs, dist = predict_tiled(model, x * np.float32(cfg["ri_scale"]), tile_zyx=tuple(cfg["tile_zyx"]),
+                                tta=int(cfg.get("tta", 0)))
+    return probs, dist, x
+
+
 def cached_predictions(weights_dir: Path, gp_dirs, dense_cache, cache: Path, log=print,
                        dense_split: str = "val") -> list[Path]:
     """Paths of the cached network outputs of every volume (computed when missing)."""
-    from holo.segmentation.infer import load_unet, predict_tiled, resample_volume
+    from holo.segmentation.infer import load_unet
 
     out_dir = Path(cache) / weights_tag(weights_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,10 +102,7 @@ def cached_predictions(weights_dir: Path, gp_dirs, dense_cache, cache: Path, log
             model, cfg = load_unet(weights_dir)
         t0 = time.perf_counter()
         source, d = loader()
-        x = (resample_volume(d["ri"], d["voxel_size_um"], cfg["voxel_size_um"])
-             - np.float32(d["medium_index"])).astype(np.float32)
-        probs, dist = predict_tiled(model, x * np.float32(cfg["ri_scale"]), tile_zyx=tuple(cfg["tile_zyx"]),
-                                    tta=int(cfg.get("tta", 0)))
+        probs, dist, x = network_output(model, cfg, d["ri"], d["voxel_size_um"], d["medium_index"])
         np.savez_compressed(p, probs=probs.astype(np.float16), dist=dist.astype(np.float16), delta_ri=x,
                             semantic=d["semantic"], instance=d["instance"], kind=d["kind"], source=source,
                             classes=json.dumps({str(k): v for k, v in d["classes"].items()}))
@@ -113,11 +121,9 @@ def load_prediction(p: Path) -> dict:
 
 def iou_table(pred: np.ndarray, true: np.ndarray):
     """(intersections, predicted sizes, true sizes, IoU) of every pair of ids (row/column 0: background)."""
-    p, t = pred.ravel().astype(np.int64), true.ravel().astype(np.int64)
-    n_p, n_t = int(p.max(initial=0)), int(t.max(initial=0))
-    both = (p > 0) & (t > 0)
-    inter = np.bincount(p[both] * (n_t + 1) + t[both], minlength=(n_p + 1) * (n_t + 1)).reshape(n_p + 1, n_t + 1)
-    sp, st = np.bincount(p, minlength=n_p + 1), np.bincount(t, minlength=n_t + 1)
+    from holo.segmentation.train import overlap_counts
+
+    inter, sp, st = overlap_counts(pred, true)
     return inter, sp, st, inter / np.maximum(sp[:, None] + st[None, :] - inter, 1)
 
 
@@ -239,15 +245,12 @@ def demo_prediction(demo_dir: Path, weights_dir: Path) -> dict:
     """Network output on the RI of a ``holo demo`` folder (``demo_acquisition/ri.ome.tif`` and
     the twin's truth in ``demo_acquisition.h5``), with the truth brought to the training grid."""
     import holo
-    from holo.segmentation.infer import load_unet, predict_tiled, resample_volume, resize_labels
+    from holo.segmentation.infer import load_unet, resize_labels
 
     model, cfg = load_unet(weights_dir)
     tomo = holo.open(Path(demo_dir) / "demo_acquisition" / "ri.ome.tif")
     truth = holo.open(Path(demo_dir) / "demo_acquisition.h5").ground_truth
-    x = (resample_volume(tomo.frame(0), tomo.voxel_size_um, cfg["voxel_size_um"])
-         - np.float32(truth["medium_index"])).astype(np.float32)
-    probs, dist = predict_tiled(model, x * np.float32(cfg["ri_scale"]), tile_zyx=tuple(cfg["tile_zyx"]),
-                                tta=int(cfg.get("tta", 0)))
+    probs, dist, x = network_output(model, cfg, tomo.frame(0), tomo.voxel_size_um, truth["medium_index"])
     chains = [int(k) for k, c in truth["classes"].items() if c == "bacteria_chain"]
     return {"probs": probs, "dist": dist, "delta_ri": x, "chains": chains,
             "instance": resize_labels(np.asarray(truth["instance"]), x.shape)}
@@ -282,9 +285,9 @@ def main(argv=None) -> int:
     ap.add_argument("--census", action="store_true", help="classify the errors on bacteria (shipped and chosen)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
-    from holo.segmentation.infer import load_unet
+    from holo.segmentation.infer import WEIGHTS_DIR, load_unet
 
-    weights = a.weights or Path(__import__("holo.segmentation.infer", fromlist=["x"]).__file__).parent / "weights"
+    weights = a.weights or WEIGHTS_DIR
     _, cfg = load_unet(weights)
     paths = cached_predictions(weights, a.gp, a.dense, a.cache, dense_split=a.dense_split)
     data = [load_prediction(p) for p in paths]

@@ -652,11 +652,11 @@ def fill_one_frame_gaps(labels: np.ndarray, tracks: pd.DataFrame, voxel_size_um,
     lab = np.array(labels, copy=True)
     vs = np.asarray(voxel_size_um, float)
     parent = tracks.groupby("track_id")["parent_id"].first()
+    position = tracks.groupby(["track_id", "frame"])[list(COORDINATES)].first()  # one lookup table, not a scan per gap
     rows = []
     for tid, t in one_frame_gaps(tracks):
-        ends = tracks[(tracks["track_id"] == tid) & tracks["frame"].isin([t - 1, t + 1])].sort_values("frame")
-        r = ends[list(COORDINATES)].to_numpy(float)
-        shift = tuple(np.round((r[1] - r[0]) / 2.0 / vs).astype(int))
+        r0, r1 = position.loc[(tid, t - 1)].to_numpy(float), position.loc[(tid, t + 1)].to_numpy(float)
+        shift = tuple(np.round((r1 - r0) / 2.0 / vs).astype(int))
         moved = _shifted(lab[t - 1] == tid, shift)
         free = moved & (lab[t] == 0)
         if not moved.any() or free.sum() < min_free_fraction * moved.sum():

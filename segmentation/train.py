@@ -41,7 +41,7 @@ import numpy as np
 from holo.labels import LIPID_DROPLET, NUCLEOLUS, NUCLEUS, ORGANELLE_LABELS, SEMANTIC_NAMES
 from holo.segmentation.data import TrainingVolume, normalised_distance, random_crop
 
-__all__ = ["dice", "instance_ap", "train_unet", "train_classifier", "evaluate_segmentation", "segmentation_scores",
+__all__ = ["dice", "overlap_counts", "iou_matrix", "instance_ap", "train_unet", "train_classifier", "evaluate_segmentation", "segmentation_scores",
            "aggregate_scores", "selection_score", "save_weights", "classifier_dataset", "classifier_logits",
            "classifier_scores", "end_to_end_accuracy", "classic_scores",
            "tune_postprocessing", "finetune", "finetune_volumes", "consistent_labels"]
@@ -58,15 +58,22 @@ def dice(pred: np.ndarray, true: np.ndarray) -> float:
     return 1.0 if s == 0 else float(2.0 * np.logical_and(p, t).sum() / s)
 
 
-def iou_matrix(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """IoU of every predicted id (rows) with every true id (columns), background row/column 0
-    included: |P_i ∩ T_j| / |P_i ∪ T_j| from one joint histogram of the two label volumes."""
+def overlap_counts(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(|P_i ∩ T_j|, |P_i|, |T_j|) of every predicted id i and true id j, from one joint histogram
+    of the two label volumes (the intersections of id 0, the background, are left 0)."""
     p = np.asarray(pred).ravel().astype(np.int64)
     t = np.asarray(true).ravel().astype(np.int64)
     n_p, n_t = int(p.max(initial=0)), int(t.max(initial=0))
     both = (p > 0) & (t > 0)
     inter = np.bincount(p[both] * (n_t + 1) + t[both], minlength=(n_p + 1) * (n_t + 1)).reshape(n_p + 1, n_t + 1)
-    union = np.bincount(p, minlength=n_p + 1)[:, None] + np.bincount(t, minlength=n_t + 1)[None, :] - inter
+    return inter, np.bincount(p, minlength=n_p + 1), np.bincount(t, minlength=n_t + 1)
+
+
+def iou_matrix(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """IoU of every predicted id (rows) with every true id (columns), background row/column 0
+    included: |P_i ∩ T_j| / |P_i ∪ T_j| (:func:`overlap_counts`)."""
+    inter, n_pred, n_true = overlap_counts(pred, true)
+    union = n_pred[:, None] + n_true[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
